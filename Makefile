@@ -1,0 +1,30 @@
+# Two commands for a fresh machine: `make demo` and `make test`.
+# GPU users: `make demo TORCH_SPEC="torch"` (or any pip requirement) picks their CUDA build of torch.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+OUT ?= runs
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/modelmine: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+demo: $(BIN)/modelmine
+	$(BIN)/modelmine teacher --out $(OUT)/demo-teacher
+	$(BIN)/modelmine cake --out $(OUT)/demo-cake
+
+test: $(BIN)/modelmine
+	$(BIN)/python -m pytest tests
+
+lint: $(BIN)/modelmine
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache

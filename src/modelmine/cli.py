@@ -1,0 +1,106 @@
+"""``modelmine <command> --out DIR [--config FILE] [--set key=value ...] [command flags]``.
+
+``COMMANDS`` is a plain dict: command -> where its config schema and ``run(cfg, out)`` live.
+Modules are imported only when their command runs, so ``modelmine --help`` stays fast. Command
+flags such as ``--teacher PATH`` are shorthands for ``--set`` keys. User mistakes
+(:class:`~modelmine.errors.UserError`) print one line on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class Command:
+    module: str  # where the config schema and run function live
+    config: str  # name of the config dataclass in that module
+    run: str  # name of the function run(cfg, out: Path) -> dict of metrics
+    help: str
+    flags: dict[str, str] = field(default_factory=dict)  # --flag -> config key
+
+
+COMMANDS: dict[str, Command] = {
+    "teacher": Command(
+        "modelmine.classifiers", "TeacherRunConfig", "run_teacher",
+        "train the default teacher classifier (or one on --data) and report teacher_acc",
+        {"data": "data", "test-data": "test_data", "preset": "teacher.preset"},
+    ),
+}  # fmt: skip
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="modelmine",
+        description="Move knowledge between models and data, and audit what leaks.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for name, cmd in COMMANDS.items():
+        words = name.split()
+        parent = sub
+        if len(words) == 2:  # two-word commands, e.g. "audit lira"
+            if words[0] not in groups:
+                gp = sub.add_parser(words[0], help=f"{words[0]} commands")
+                groups[words[0]] = gp.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
+            parent = groups[words[0]]
+        sp = parent.add_parser(words[-1], help=cmd.help, description=cmd.help)
+        sp.add_argument("--out", required=True, help="run folder (created; an existing one resumes)")
+        sp.add_argument("--config", help="YAML file of config overrides")
+        sp.add_argument(
+            "--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key"
+        )
+        for flag, key in cmd.flags.items():
+            sp.add_argument(
+                f"--{flag}", dest=f"flag_{key}", nargs="+", metavar="VALUE", help=f"same as --set {key}=VALUE"
+            )
+        sp.set_defaults(_command=name)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 2 user error)."""
+    import yaml
+
+    from .config import load_config, merge_dicts, nest, parse_set
+
+    parser = _parser()
+    args = parser.parse_args(argv)
+    name = getattr(args, "_command", None)
+    if name is None:
+        parser.print_help()
+        return 0 if args.command is None else 2
+    cmd = COMMANDS[name]
+    try:
+        overrides = parse_set(args.set)
+        for key, value in vars(args).items():
+            if key.startswith("flag_") and value is not None:
+                vals = [yaml.safe_load(v) for v in value]
+                overrides = merge_dicts(
+                    overrides, nest(key[len("flag_") :], vals[0] if len(vals) == 1 else vals)
+                )
+        module = importlib.import_module(cmd.module)
+        cfg = load_config(getattr(module, cmd.config), args.config, overrides)
+        metrics = getattr(module, cmd.run)(cfg, Path(args.out))
+    except UserError as e:
+        print(f"modelmine {name}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"modelmine {name}: interrupted; run again with the same --out to resume", file=sys.stderr)
+        return 130
+    if isinstance(metrics, dict):
+        shown = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items())
+        )
+        print(f"{args.out}: {shown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Dataclass configs: one schema holds every default, YAML files hold only overrides.
+
+- ``load_config(Schema, path, overrides)`` builds a config from the schema's defaults, then a YAML
+  file (``yaml.safe_load``; nested mappings for nested dataclasses), then ``key.sub=value`` strings
+  from ``--set``. Unknown keys are an error, values are checked against the field's type.
+- ``config_to_dict`` / ``dump_config`` give the fully resolved config, written to ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from .errors import UserError
+
+T = TypeVar("T")
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """Plain nested dict of a dataclass config (tuples become lists, for YAML)."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        if isinstance(v, Path):
+            return str(v)
+        return v
+
+    return plain(cfg)
+
+
+def dump_config(cfg: Any) -> str:
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check/convert a YAML value to the annotated field type; raise UserError on mismatch."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except UserError as e:
+                errors.append(str(e))
+        raise UserError(errors[0] if errors else f"config key '{key}': cannot be {value!r}")
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            value = [value]  # `--set cardinality=2` for a list field means [2]
+        inner = args[0] if args else Any
+        items = [_coerce(v, inner, key) for v in value]
+        return tuple(items) if origin is tuple else items
+    if origin is typing.Literal:
+        if value not in args:
+            raise UserError(f"config key '{key}': {value!r} is not one of {list(args)}")
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"config key '{key}': expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise UserError(f"config key '{key}': expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # PyYAML reads "1e-3" as a string (YAML 1.1 wants "1.0e-3")
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise UserError(f"config key '{key}': expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if value is None or isinstance(value, dict | list):
+            raise UserError(f"config key '{key}': expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def _apply(cfg: Any, overrides: dict, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(type(cfg))
+    names = {f.name for f in dataclasses.fields(cfg)}
+    changes = {}
+    for k, v in overrides.items():
+        key = f"{prefix}{k}"
+        if k not in names:
+            raise UserError(f"unknown config key '{key}' (known: {', '.join(sorted(names))})")
+        current = getattr(cfg, k)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(v, dict):
+                raise UserError(f"config key '{key}' is a section; give it a mapping")
+            changes[k] = _apply(current, v, key + ".")
+        else:
+            changes[k] = _coerce(v, hints[k], key)
+    return dataclasses.replace(cfg, **changes)
+
+
+def parse_set(items: list[str] | tuple[str, ...]) -> dict:
+    """``["a.b=1", "c=x"]`` -> ``{"a": {"b": 1}, "c": "x"}``; values parsed as YAML scalars/lists."""
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"--set expects key=value, got '{item}'")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        out = merge_dicts(out, nest(key.strip(), value))
+    return out
+
+
+def nest(key: str, value: Any) -> dict:
+    """``nest("a.b", 1)`` -> ``{"a": {"b": 1}}``."""
+    out: Any = value
+    for part in reversed(key.split(".")):
+        out = {part: out}
+    return out
+
+
+def merge_dicts(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = merge_dicts(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(schema: type[T], path: str | Path | None = None, overrides: dict | None = None) -> T:
+    """Defaults of ``schema`` <- YAML file at ``path`` <- ``overrides`` (nested dict)."""
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UserError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(loaded, dict):
+            raise UserError(f"config file {p} must hold a mapping of overrides")
+        data = loaded
+    data = merge_dicts(data, overrides or {})
+    return _apply(schema(), data)

@@ -1,0 +1,422 @@
+"""Datasets: private digits, the public glyph corpus, and ImageFolders.
+
+Everything is an :class:`ImageSet`: float images in [0, 1], shape ``(N, C, H, W)``, integer labels,
+class names and optional captions. The embedded default uses
+
+- **digits** (private): scikit-learn's 1,797 real handwritten 8x8 digits, resized to 16x16, with
+  fixed seeded splits ``train`` (the private training set, 60%), ``heldout`` (non-members, 20%) and
+  ``test`` (20%). Ink is bright on a dark background.
+- **glyphs** (public): digits rendered from the fonts that ship with matplotlib and Pillow, with
+  random affine, stroke width, blur and contrast; seeded, any size. The tiny generator is pretrained
+  on these only, so the private digits are never in its pretraining.
+
+Users bring their own data as an ImageFolder: ``root/<class>/*.png`` with an optional
+``metadata.jsonl`` (``{"file_name": "<class>/x.png", "text": "caption"}``, the diffusers/HF
+convention). :func:`save_image_folder` writes any ImageSet back out that way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+
+from .errors import UserError
+from .runs import atomic_save_tensors, atomic_write_bytes, atomic_write_text, load_tensors
+
+DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+
+
+@dataclass
+class ImageSet:
+    """Images ``(N, C, H, W)`` float in [0, 1], labels ``(N,)`` int64, and what the classes are."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: list[str]
+    captions: list[str] | None = None
+    files: list[str] | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    def subset(self, index: torch.Tensor | np.ndarray | list[int]) -> ImageSet:
+        idx = torch.as_tensor(index, dtype=torch.long)
+        pick = idx.tolist()
+        return ImageSet(
+            self.images[idx],
+            self.labels[idx],
+            list(self.class_names),
+            [self.captions[i] for i in pick] if self.captions is not None else None,
+            [self.files[i] for i in pick] if self.files is not None else None,
+        )
+
+
+def concat(sets: list[ImageSet]) -> ImageSet:
+    """Concatenate ImageSets with the same classes (captions kept only if all have them)."""
+    names = sets[0].class_names
+    for s in sets[1:]:
+        if s.class_names != names:
+            raise UserError("cannot concatenate datasets with different classes")
+    caps = None
+    if all(s.captions is not None for s in sets):
+        caps = [c for s in sets for c in s.captions]  # type: ignore[union-attr]
+    return ImageSet(
+        torch.cat([s.images for s in sets]), torch.cat([s.labels for s in sets]), list(names), caps
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Private data: scikit-learn digits
+# --------------------------------------------------------------------------------------------
+DIGIT_SPLITS = ("train", "heldout", "test")
+
+
+def digits_split_indices(seed: int = 0) -> dict[str, np.ndarray]:
+    """Fixed seeded split of the 1,797 digits: 60% train, 20% heldout, 20% test (stratified)."""
+    from sklearn.datasets import load_digits as sk_load_digits
+    from sklearn.model_selection import train_test_split
+
+    y = sk_load_digits().target
+    idx = np.arange(len(y))
+    rest, test = train_test_split(idx, test_size=0.2, random_state=seed, stratify=y)
+    train, heldout = train_test_split(rest, test_size=0.25, random_state=seed, stratify=y[rest])
+    return {"train": np.sort(train), "heldout": np.sort(heldout), "test": np.sort(test)}
+
+
+@lru_cache(maxsize=4)
+def _digits_tensor(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    d = sk_load_digits()
+    x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]  # (1797, 1, 8, 8)
+    if size != 8:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+    return x, torch.from_numpy(d.target.astype(np.int64))
+
+
+def load_digits(split: str = "train", size: int = 16, seed: int = 0) -> ImageSet:
+    """The private dataset: real handwritten digits, one of ``train``/``heldout``/``test``/``all``."""
+    if split not in (*DIGIT_SPLITS, "all"):
+        raise UserError(f"unknown digits split '{split}' (use one of {', '.join(DIGIT_SPLITS)}, all)")
+    x, y = _digits_tensor(size)
+    if split == "all":
+        return ImageSet(x.clone(), y.clone(), list(DIGIT_NAMES))
+    idx = torch.from_numpy(digits_split_indices(seed)[split])
+    return ImageSet(x[idx].clone(), y[idx].clone(), list(DIGIT_NAMES))
+
+
+# --------------------------------------------------------------------------------------------
+# Public data: digit glyphs rendered from shipped fonts
+# --------------------------------------------------------------------------------------------
+# Fonts with ordinary lining digits among those matplotlib ships (display/symbol fonts excluded).
+_MPL_FONTS = [
+    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf", "DejaVuSans-BoldOblique.ttf",
+    "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSansMono-Oblique.ttf",
+    "DejaVuSansMono-BoldOblique.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf",
+    "DejaVuSerif-BoldItalic.ttf", "STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf",
+    "STIXGeneralBolIta.ttf", "cmr10.ttf", "cmb10.ttf", "cmss10.ttf", "cmtt10.ttf", "cmti10.ttf",
+]  # fmt: skip
+_BANK_RES = 48  # glyphs are rendered once at this resolution, then augmented and resized in batch
+_STROKES = (0, 1, 2)  # extra stroke width in bank pixels
+
+
+def _font_files() -> list[Path | None]:
+    import matplotlib
+
+    root = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    fonts: list[Path | None] = [root / f for f in _MPL_FONTS if (root / f).exists()]
+    return fonts + [None]  # None = Pillow's bundled default font
+
+
+def _render_glyph(font_path: Path | None, char: str, stroke: int) -> np.ndarray:
+    """One glyph, white on black, centred, its height scaled to ~70% of the canvas."""
+    big = 4 * _BANK_RES
+    font = (
+        ImageFont.truetype(str(font_path), size=big // 2)
+        if font_path is not None
+        else ImageFont.load_default(size=big // 2)
+    )
+    canvas = Image.new("L", (big, big), 0)
+    draw = ImageDraw.Draw(canvas)
+    draw.text((big // 4, big // 8), char, fill=255, font=font, stroke_width=stroke * 4, stroke_fill=255)
+    a = np.asarray(canvas, dtype=np.float32) / 255.0
+    ys, xs = np.nonzero(a > 0.1)
+    if len(ys) == 0:
+        return np.zeros((_BANK_RES, _BANK_RES), np.float32)
+    crop = a[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    h, w = crop.shape
+    scale = 0.7 * big / max(h, w * 1.1)
+    img = Image.fromarray((crop * 255).astype(np.uint8)).resize(
+        (max(1, round(w * scale)), max(1, round(h * scale))), Image.LANCZOS
+    )
+    out = Image.new("L", (big, big), 0)
+    out.paste(img, ((big - img.width) // 2, (big - img.height) // 2))
+    out = out.resize((_BANK_RES, _BANK_RES), Image.LANCZOS)
+    return np.asarray(out, dtype=np.float32) / 255.0
+
+
+@lru_cache(maxsize=1)
+def glyph_bank() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All (font, digit, stroke) glyphs: images ``(M, 1, 48, 48)``, digit labels, font ids.
+
+    Rendered once per process (a few seconds); the random part of the corpus is batched torch.
+    """
+    imgs, labels, font_ids = [], [], []
+    for fi, path in enumerate(_font_files()):
+        for d in range(10):
+            for s in _STROKES:
+                imgs.append(_render_glyph(path, str(d), s))
+                labels.append(d)
+                font_ids.append(fi)
+    x = torch.from_numpy(np.stack(imgs))[:, None]
+    return x, torch.tensor(labels), torch.tensor(font_ids)
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Per-image Gaussian blur of ``x`` (N, 1, H, W) with std ``sigma`` (N,), as one grouped conv."""
+    n = x.shape[0]
+    r = 2
+    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    s = sigma.clamp_min(1e-3)[:, None]
+    k1 = torch.exp(-(t[None] ** 2) / (2 * s**2))
+    k1 = k1 / k1.sum(1, keepdim=True)  # (N, 5)
+    k2 = (k1[:, :, None] * k1[:, None, :])[:, None]  # (N, 1, 5, 5)
+    y = F.conv2d(F.pad(x.transpose(0, 1), (r, r, r, r), mode="replicate"), k2, groups=n)
+    return y.transpose(0, 1)
+
+
+@dataclass
+class GlyphParams:
+    """Augmentation ranges for the public glyph corpus."""
+
+    rotate_deg: float = 12.0
+    shear: float = 0.25
+    scale: tuple[float, float] = (0.8, 1.1)
+    translate: float = 0.08  # fraction of the image side
+    blur_sigma: tuple[float, float] = (0.0, 0.6)
+    contrast: tuple[float, float] = (0.75, 1.0)
+
+
+def render_glyphs(
+    n: int,
+    size: int = 16,
+    seed: int = 0,
+    labels: torch.Tensor | None = None,
+    params: GlyphParams | None = None,
+) -> ImageSet:
+    """``n`` random digit glyphs ``(n, 1, size, size)``, balanced over classes unless ``labels`` given.
+
+    The same seed always gives the same images.
+    """
+    p = params or GlyphParams()
+    bank, bank_labels, _ = glyph_bank()
+    g = torch.Generator().manual_seed(seed)
+    if labels is None:
+        labels = torch.arange(n) % 10
+        labels = labels[torch.randperm(n, generator=g)]
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    # pick a random bank entry of the right digit for each sample
+    per_digit = torch.stack([torch.nonzero(bank_labels == d).squeeze(1) for d in range(10)])  # (10, M/10)
+    choice = torch.randint(per_digit.shape[1], (n,), generator=g)
+    src = bank[per_digit[labels, choice]]  # (n, 1, 48, 48)
+
+    def u(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(n, generator=g)
+
+    angle = u(-p.rotate_deg, p.rotate_deg) * math.pi / 180
+    shear = u(-p.shear, p.shear)
+    scale = u(*p.scale)
+    tx, ty = u(-p.translate, p.translate) * 2, u(-p.translate, p.translate) * 2
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # inverse map (output -> input coords) of rotate * shear * scale, in normalised coords
+    a11, a12 = cos / scale, (-sin + shear * cos) / scale
+    a21, a22 = sin / scale, (cos + shear * sin) / scale
+    theta = torch.stack([torch.stack([a11, a12, -tx], 1), torch.stack([a21, a22, -ty], 1)], 1)  # (n, 2, 3)
+    hi = 2 * size  # sample at twice the target size then average-pool: cheap anti-aliasing
+    grid = F.affine_grid(theta, (n, 1, hi, hi), align_corners=False)
+    x = F.avg_pool2d(F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False), 2)
+    x = _gaussian_blur(x, u(*p.blur_sigma))
+    x = x / x.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6) * u(*p.contrast)[:, None, None, None]
+    return ImageSet(x.clamp(0, 1), labels, list(DIGIT_NAMES))
+
+
+# --------------------------------------------------------------------------------------------
+# ImageFolder
+# --------------------------------------------------------------------------------------------
+def _read_image(path: Path, mode: str) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im.convert(mode), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"corrupt or unreadable image {path}: {e}") from None
+
+
+def load_image_folder(
+    root: str | Path,
+    size: int | None = None,
+    channels: int | None = None,
+    class_names: list[str] | None = None,
+) -> ImageSet:
+    """Read ``root/<class>/*.<img>`` (+ optional ``metadata.jsonl`` captions).
+
+    ``size``: resize every image to ``size x size``; without it all images must share one size.
+    ``channels``: 1 (greyscale) or 3 (RGB); by default taken from the first image.
+    ``class_names``: the expected classes in label order (e.g. a teacher's); folders must match.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"data folder not found: {root}")
+    found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not found:
+        raise UserError(f"data folder {root} has no class sub-folders (expected {root}/<class>/*.png)")
+    if class_names is not None:
+        missing = [c for c in class_names if c not in found]
+        extra = [c for c in found if c not in class_names]
+        if missing or extra:
+            raise UserError(
+                f"data folder {root} classes do not match the model's {len(class_names)} classes"
+                + (f"; missing folder(s): {', '.join(missing)}" if missing else "")
+                + (f"; unexpected folder(s): {', '.join(extra)}" if extra else "")
+            )
+        names = list(class_names)
+    else:
+        names = found
+    files: list[tuple[Path, int]] = []
+    for ci, c in enumerate(names):
+        imgs = sorted(f for f in (root / c).iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        if not imgs:
+            raise UserError(f"class folder {root / c} holds no images")
+        files += [(f, ci) for f in imgs]
+    mode = None
+    if channels is not None:
+        if channels not in (1, 3):
+            raise UserError(f"channels must be 1 or 3, got {channels}")
+        mode = "L" if channels == 1 else "RGB"
+    arrays = []
+    first_shape = None
+    for f, _ in files:
+        if mode is None:
+            try:
+                with Image.open(f) as im:
+                    mode = "L" if im.mode in ("L", "1", "I", "I;16", "F", "LA") else "RGB"
+            except (UnidentifiedImageError, OSError) as e:
+                raise UserError(f"corrupt or unreadable image {f}: {e}") from None
+        a = _read_image(f, mode)
+        if size is None:
+            if first_shape is None:
+                first_shape = a.shape
+            elif a.shape != first_shape:
+                raise UserError(
+                    f"image size mismatch: {f} is {a.shape[1]}x{a.shape[0]}, expected "
+                    f"{first_shape[1]}x{first_shape[0]} (pass a size to resize)"
+                )
+        elif a.shape[:2] != (size, size):
+            im = Image.fromarray((a * 255).round().astype(np.uint8), mode)
+            a = np.asarray(im.resize((size, size), Image.BICUBIC), dtype=np.float32) / 255.0
+        arrays.append(a)
+    x = torch.from_numpy(np.stack(arrays))
+    x = x[:, None] if x.dim() == 3 else x.permute(0, 3, 1, 2)
+    labels = torch.tensor([ci for _, ci in files], dtype=torch.long)
+    rel = [f"{f.parent.name}/{f.name}" for f, _ in files]
+    captions = _read_captions(root, rel)
+    return ImageSet(x.contiguous(), labels, names, captions, rel)
+
+
+def _read_captions(root: Path, rel: list[str]) -> list[str] | None:
+    meta = root / "metadata.jsonl"
+    if not meta.exists():
+        return None
+    table = {}
+    for i, line in enumerate(meta.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            table[row["file_name"]] = str(row["text"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise UserError(f'{meta} line {i}: expected {{"file_name": ..., "text": ...}}') from None
+    missing = [r for r in rel if r not in table]
+    if missing:
+        raise UserError(f"{meta} has no caption for {missing[0]} ({len(missing)} images without one)")
+    return [table[r] for r in rel]
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """``(N, C, H, W)`` in [0, 1] -> ``(N, H, W)`` or ``(N, H, W, 3)`` uint8."""
+    a = (images.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    return a[:, 0].numpy() if a.shape[1] == 1 else a.permute(0, 2, 3, 1).numpy()
+
+
+def save_image_folder(
+    root: str | Path,
+    data: ImageSet,
+    soft_labels: torch.Tensor | None = None,
+    start: int = 0,
+) -> None:
+    """Write ``data`` as ``root/<class>/<index>.png`` (+ ``metadata.jsonl`` when it has captions).
+
+    ``soft_labels`` ``(N, K)`` go to ``root/soft_labels.safetensors`` keyed by file order, so
+    students can be trained on the folder later. ``start`` offsets file indices, so a long job can
+    write its dataset in chunks; metadata and soft labels are appended chunk by chunk.
+    """
+    root = Path(root)
+    for c in data.class_names:
+        (root / c).mkdir(parents=True, exist_ok=True)
+    arr = to_uint8(data.images)
+    rel = []
+    for i, (a, y) in enumerate(zip(arr, data.labels.tolist(), strict=True)):
+        name = f"{data.class_names[y]}/{start + i:06d}.png"
+        im = Image.fromarray(a, "L" if a.ndim == 2 else "RGB")
+        tmp = root / f".{os.getpid()}.tmp.png"
+        im.save(tmp)
+        os.replace(tmp, root / name)
+        rel.append(name)
+    if data.captions is not None:
+        lines = "".join(
+            json.dumps({"file_name": r, "text": c}) + "\n" for r, c in zip(rel, data.captions, strict=True)
+        )
+        meta = root / "metadata.jsonl"
+        old = meta.read_text() if (meta.exists() and start > 0) else ""
+        atomic_write_text(meta, old + lines)
+    if soft_labels is not None:
+        path = root / "soft_labels.safetensors"
+        probs, names = soft_labels.float(), rel
+        if start > 0 and path.exists():
+            old_t = load_tensors(path)
+            probs = torch.cat([old_t["probs"], probs])
+            names = json.loads((root / "soft_labels_files.json").read_text()) + rel
+        atomic_save_tensors(path, {"probs": probs})
+        atomic_write_bytes(root / "soft_labels_files.json", json.dumps(names).encode())
+
+
+def load_soft_labels(root: str | Path, files: list[str]) -> torch.Tensor | None:
+    """Soft labels saved by :func:`save_image_folder`, in the order of ``files``; None if absent."""
+    root = Path(root)
+    path = root / "soft_labels.safetensors"
+    if not path.exists():
+        return None
+    probs = load_tensors(path)["probs"]
+    order = {n: i for i, n in enumerate(json.loads((root / "soft_labels_files.json").read_text()))}
+    try:
+        return probs[torch.tensor([order[f] for f in files])]
+    except KeyError as e:
+        raise UserError(f"{path} has no soft label for {e.args[0]}") from None

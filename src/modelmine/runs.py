@@ -1,0 +1,135 @@
+"""Run folders: ``config.yaml``, ``metrics.json``, artefacts, and resume markers.
+
+Every command writes into one folder given by ``--out``. Files are written atomically (temp file +
+rename), so a killed run never leaves half a file behind; started again with the same folder it
+skips the stages whose outputs already exist.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .config import dump_config
+from .errors import UserError
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_save_tensors(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None
+) -> None:
+    """safetensors save through a temp file + rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a safetensors file; a corrupt file is a UserError naming it."""
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises several types for bad headers
+        raise UserError(f"cannot read safetensors file {path}: {e}") from None
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+class Run:
+    """A run folder. ``Run(out, cfg)`` creates it and writes ``config.yaml``.
+
+    Restarting with the same folder resumes: metrics already written are kept and merged, and
+    ``stage(name, fn)`` returns the saved result of a finished stage instead of running it again.
+    A different config in an existing folder is refused, so results never mix two settings.
+    """
+
+    def __init__(self, out: str | Path, cfg: Any | None = None):
+        self.dir = Path(out)
+        if self.dir.exists() and not self.dir.is_dir():
+            raise UserError(f"--out {self.dir} exists and is not a folder")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.cfg = cfg
+        if cfg is not None:
+            text = dump_config(cfg)
+            cfg_path = self.dir / "config.yaml"
+            if cfg_path.exists() and cfg_path.read_text() != text:
+                raise UserError(
+                    f"{self.dir} holds a run with a different config; use a new --out or delete it"
+                )
+            atomic_write_text(cfg_path, text)
+
+    def path(self, *parts: str) -> Path:
+        p = self.dir.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    # metrics -----------------------------------------------------------------------------
+    @property
+    def metrics_path(self) -> Path:
+        return self.dir / "metrics.json"
+
+    def metrics(self) -> dict:
+        if self.metrics_path.exists():
+            return json.loads(self.metrics_path.read_text())
+        return {}
+
+    def log_metrics(self, **values: Any) -> dict:
+        """Merge flat numeric metrics into metrics.json (atomic); returns the full dict."""
+        m = self.metrics()
+        m.update({k: _json_safe(v) for k, v in values.items()})
+        atomic_write_text(self.metrics_path, json.dumps(m, indent=2, sort_keys=True) + "\n")
+        return m
+
+    # resume ------------------------------------------------------------------------------
+    def is_done(self, name: str) -> bool:
+        return (self.dir / ".done" / name).exists()
+
+    def mark_done(self, name: str, info: dict | None = None) -> None:
+        atomic_write_text(self.dir / ".done" / name, json.dumps(info or {}))
+
+    def done_info(self, name: str) -> dict:
+        return json.loads((self.dir / ".done" / name).read_text())
+
+    def stage(self, name: str, fn: Callable[[], dict]) -> dict:
+        """Run ``fn`` once; its (JSON-able) return value is stored and returned on resume."""
+        if self.is_done(name):
+            return self.done_info(name)
+        info = fn() or {}
+        self.mark_done(name, info)
+        return info
