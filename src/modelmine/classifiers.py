@@ -180,8 +180,9 @@ def save_classifier(path: str | Path, model: nn.Module, info: ClassifierInfo) ->
 def load_classifier(path: str | Path, preset: str | None = None) -> tuple[nn.Module, ClassifierInfo]:
     """Rebuild a classifier from a safetensors file written by :func:`save_classifier`.
 
-    Files without modelmine metadata (e.g. a torchvision state dict saved as safetensors) need
-    ``preset`` (``torchvision:resnet18``); their classes are numbered.
+    The file's own metadata names its architecture. Files without modelmine metadata (e.g. a
+    torchvision state dict saved as safetensors) need ``preset`` (``torchvision:resnet18``); their
+    classes are numbered.
     """
     from safetensors import safe_open
 
@@ -201,16 +202,16 @@ def load_classifier(path: str | Path, preset: str | None = None) -> tuple[nn.Mod
         raise UserError(f"classifier {p} has NaN/inf weights (first in '{bad[0]}')")
     if "preset" in meta:
         info = ClassifierInfo(
-            preset=preset or meta["preset"],
+            preset=meta["preset"],
             num_classes=int(meta["num_classes"]),
             in_channels=int(meta["in_channels"]),
             image_size=int(meta["image_size"]),
             class_names=json.loads(meta["class_names"]),
         )
     else:
-        if preset is None:
+        if preset is None or preset in PRESETS:
             raise UserError(
-                f"{p} has no modelmine metadata; say which architecture it is (--set teacher.preset=...)"
+                f"{p} has no modelmine metadata; name its torchvision/timm architecture (--set teacher.preset=torchvision:resnet18)"
             )
         heads = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
         k = heads[-1].shape[0] if heads else 10
@@ -321,7 +322,7 @@ def check_compatible(
     c, h, w = image_shape
     if c != info.in_channels:
         raise UserError(f"{what} has {c}-channel images but the classifier expects {info.in_channels}")
-    if info.preset in ("mlp",) and (h, w) != (info.image_size, info.image_size):
+    if not info.preset.startswith(("torchvision:", "timm:")) and (h, w) != (info.image_size, info.image_size):
         raise UserError(
             f"{what} images are {h}x{w} but the classifier expects {info.image_size}x{info.image_size}"
         )
@@ -386,7 +387,7 @@ def obtain_teacher(cfg: TeacherConfig, out_dir: Path, train_set=None, device: st
     Returns ``(model, info)``. Training uses ``train_set`` or the private digits' train split.
     """
     if cfg.path is not None:
-        return load_classifier(cfg.path, None if cfg.preset == "cnn" else cfg.preset)
+        return load_classifier(cfg.path, cfg.preset)
     cached = Path(out_dir) / "teacher.safetensors"
     if cached.exists():
         return load_classifier(cached)

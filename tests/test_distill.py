@@ -1,0 +1,41 @@
+import torch
+
+from modelmine.classifiers import build_classifier, evaluate
+from modelmine.distill import kd_loss, soften, train_student
+
+
+def test_kd_loss_zero_at_match_and_positive_otherwise():
+    z = torch.randn(6, 4)
+    p = torch.softmax(z, 1)
+    for t in (1.0, 4.0):
+        assert kd_loss(z, p, t).abs() < 1e-5
+    assert kd_loss(torch.zeros(6, 4), p, 2.0) > 0
+
+
+def test_soften_equals_softening_logits():
+    z = torch.randn(5, 3)
+    assert torch.allclose(soften(torch.softmax(z, 1), 3.0), torch.softmax(z / 3.0, 1), atol=1e-6)
+
+
+def test_t_squared_keeps_gradient_scale():
+    # Hinton et al.: the soft-target gradient scales as 1/T^2, the T^2 factor undoes it.
+    torch.manual_seed(0)
+    z_t = torch.randn(64, 10)
+    grads = []
+    for t in (4.0, 8.0):
+        z_s = (z_t + 0.5 * torch.randn(64, 10)).requires_grad_()
+        kd_loss(z_s, torch.softmax(z_t, 1), t).backward()
+        grads.append(z_s.grad.norm().item())
+    assert 0.2 < grads[0] / grads[1] < 5  # same order of magnitude, not 4x apart per doubling
+
+
+def test_student_learns_from_soft_and_hard_labels():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(96, 1, 8, 8, generator=g) * 0.3
+    y = torch.arange(96) % 2
+    x[y == 1, :, :, :4] += 0.6
+    probs = torch.nn.functional.one_hot(y, 2).float() * 0.8 + 0.1
+    for hard in (False, True):
+        s = train_student(build_classifier("mlp", 2, 1, 8), x, probs, temperature=2.0, hard_labels=hard,
+                          epochs=10, lr=5e-3, batch_size=32, augment=0.0)  # fmt: skip
+        assert evaluate(s, x, y) > 0.9

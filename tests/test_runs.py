@@ -1,0 +1,51 @@
+import json
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from modelmine.errors import UserError
+from modelmine.runs import Run, atomic_save_tensors, load_tensors
+
+
+@dataclass
+class Cfg:
+    a: int = 1
+
+
+def test_run_folder_writes_config_and_merges_metrics(tmp_path):
+    run = Run(tmp_path / "r", Cfg())
+    assert (tmp_path / "r" / "config.yaml").read_text().strip() == "a: 1"
+    run.log_metrics(x=1.0)
+    run.log_metrics(y=torch.tensor(2.0), z=float("nan"))
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert m == {"x": 1.0, "y": 2.0, "z": None}
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    Run(tmp_path / "r", Cfg())
+    Run(tmp_path / "r", Cfg())  # same config resumes
+    with pytest.raises(UserError, match="different config"):
+        Run(tmp_path / "r", Cfg(a=2))
+
+
+def test_stage_runs_once(tmp_path):
+    run = Run(tmp_path / "r", Cfg())
+    calls = []
+
+    def work():
+        calls.append(1)
+        return {"n": 3}
+
+    assert run.stage("s", work) == {"n": 3}
+    assert Run(tmp_path / "r", Cfg()).stage("s", work) == {"n": 3}
+    assert len(calls) == 1
+
+
+def test_atomic_tensors_and_corrupt_file(tmp_path):
+    atomic_save_tensors(tmp_path / "t.safetensors", {"w": torch.ones(2)})
+    assert torch.equal(load_tensors(tmp_path / "t.safetensors")["w"], torch.ones(2))
+    assert not list(tmp_path.glob(".*tmp"))
+    (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(UserError, match="cannot read safetensors"):
+        load_tensors(tmp_path / "bad.safetensors")
