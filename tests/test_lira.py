@@ -89,3 +89,33 @@ def test_shifted_views():
     assert torch.equal(v[:, 0], x)
     assert v[0, 1, 0, 2, 3] == 1  # dx=+1 moves the pixel right
     assert v[0, 3, 0, 3, 2] == 1  # dy=+1 moves it down
+
+
+def test_audit_lira_command_smoke_and_resume(tmp_path):
+    import json
+
+    from modelmine.cli import main
+
+    out = tmp_path / "lira"
+    args = ["audit", "lira", "--out", str(out), "--shadows", "2", "--set", "teacher.epochs=1",
+            "--set", "teacher.preset=cnn_small"]  # fmt: skip
+    assert main(args) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    for key in ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "offline_auc", "online_fixed_auc"):
+        assert 0 <= m[key] <= 1
+    assert m["num_members"] == 1077 and m["num_nonmembers"] == 360
+    assert (out / "roc.png").exists() and len(list((out / "shadows").glob("*.safetensors"))) == 2
+    stamp = [p.stat().st_mtime for p in sorted((out / "shadows").iterdir())]
+    assert main(args) == 0  # resumed: shadows reused, not retrained
+    assert [p.stat().st_mtime for p in sorted((out / "shadows").iterdir())] == stamp
+    assert json.loads((out / "metrics.json").read_text())["auc"] == m["auc"]
+
+
+def test_audit_lira_own_target_needs_members(tmp_path, capsys):
+    from modelmine.cli import main
+
+    assert (
+        main(["audit", "lira", "--out", str(tmp_path / "o"), "--target", str(tmp_path / "t.safetensors")])
+        == 2
+    )
+    assert "--members" in capsys.readouterr().err

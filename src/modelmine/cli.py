@@ -32,6 +32,11 @@ COMMANDS: dict[str, Command] = {
         "train the default teacher classifier (or one on --data) and report teacher_acc",
         {"data": "data", "test-data": "test_data", "preset": "teacher.preset"},
     ),
+    "audit lira": Command(
+        "modelmine.audit.lira", "LiraConfig", "run",
+        "LiRA membership inference on a classifier with shadow models; AUC and TPR at low FPR",
+        {"target": "target", "population": "population", "members": "members", "shadows": "num_shadows"},
+    ),
 }  # fmt: skip
 
 

@@ -51,3 +51,28 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def plot_roc(path: str | Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "") -> None:
+    """Log-log ROC curves (the LiRA convention: low-FPR behaviour is what matters) as a PNG."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for name, (fpr, tpr) in curves.items():
+        auc = float(np.trapezoid(tpr, fpr))
+        ax.plot(np.maximum(fpr, 1e-4), np.maximum(tpr, 1e-4), label=f"{name} (AUC {auc:.3f})")
+    ax.plot([1e-4, 1], [1e-4, 1], "k--", lw=0.8, label="chance")
+    ax.set(
+        xscale="log", yscale="log", xlim=(1e-3, 1), ylim=(1e-3, 1), xlabel="FPR", ylabel="TPR", title=title
+    )
+    ax.legend(fontsize=7, loc="lower right")
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

@@ -21,9 +21,14 @@ code. Higher score = more likely a member.
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
+from ..classifiers import TeacherConfig
 from ..errors import UserError
 
 
@@ -106,3 +111,153 @@ def shifted_views(
     padded = F.pad(images, (p, p, p, p))
     views = [padded[:, :, p - dy : p - dy + h, p - dx : p - dx + w] for dx, dy in shifts]
     return torch.stack(views, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Shadow models and the `audit lira` command
+# --------------------------------------------------------------------------------------------
+@torch.inference_mode()
+def query_views(
+    model: torch.nn.Module, views: torch.Tensor, device: str | torch.device = "cpu"
+) -> torch.Tensor:
+    """Logits ``(N, A, K)`` of ``model`` on augmented views ``(N, A, C, H, W)``."""
+    from ..classifiers import predict_logits
+
+    n, a = views.shape[:2]
+    return predict_logits(model, views.flatten(0, 1), device=device).view(n, a, -1)
+
+
+def train_shadows(
+    population,
+    keep: torch.Tensor,
+    recipe,
+    out_dir: Path,
+    views: torch.Tensor,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> torch.Tensor:
+    """Train one shadow per row of ``keep`` ``(M, N)`` on ``population`` (an ImageSet) with ``recipe``
+    (a :class:`~modelmine.classifiers.TeacherConfig`, the target's training recipe) and return their
+    logits on ``views`` ``(N, A, C, H, W)`` as ``(M, N, A, K)``.
+
+    Each shadow's logits are saved to ``out_dir/shadow_XXX.safetensors`` as it finishes, so a killed
+    run loses at most one shadow and later audits of other targets reuse them.
+    """
+    from tqdm.auto import tqdm
+
+    from ..classifiers import build_classifier, train_classifier
+    from ..runs import atomic_save_tensors, load_tensors
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    c = population.images.shape[1]
+    all_logits = []
+    for m in tqdm(range(keep.shape[0]), desc="shadows", disable=not progress):
+        path = out_dir / f"shadow_{m:03d}.safetensors"
+        if path.exists():
+            saved = load_tensors(path)
+            if torch.equal(saved["keep"], keep[m]):
+                all_logits.append(saved["logits"])
+                continue
+        model = build_classifier(recipe.preset, population.num_classes, c, recipe.image_size)
+        idx = torch.nonzero(keep[m]).squeeze(1)
+        train_classifier(
+            model, population.images[idx], population.labels[idx], epochs=recipe.epochs, lr=recipe.lr,
+            batch_size=recipe.batch_size, weight_decay=recipe.weight_decay, augment=recipe.augment,
+            seed=recipe.seed + 1000 + m, device=device,
+        )  # fmt: skip
+        logits = query_views(model, views, device)
+        atomic_save_tensors(path, {"logits": logits, "keep": keep[m]})
+        all_logits.append(logits)
+    return torch.stack(all_logits)
+
+
+@dataclass
+class LiraConfig:
+    """`modelmine audit lira`: which model to audit, on which population, with how many shadows."""
+
+    target: str | None = None  # classifier .safetensors; None trains the default teacher on private digits
+    population: str | None = None  # ImageFolder of candidates; default: digits train (members) + heldout
+    members: str | None = None  # text file of population files (``class/name.png``) the target trained on
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)  # target's recipe, reused for shadows
+    num_shadows: int = 16
+    keep_seed: int = 0
+    fix_variance: bool = False  # the headline metrics' variance; both variants are reported
+    device: str = "auto"
+
+
+def load_population(cfg: LiraConfig):
+    """``(population ImageSet, is_member (N,) bool)`` for the audit."""
+    from ..data import concat, load_digits, load_image_folder
+
+    if cfg.population is None:
+        if cfg.target is not None and cfg.members is None:
+            raise UserError(
+                "auditing your own --target needs --population and --members (which files it trained on)"
+            )
+        train = load_digits("train", cfg.teacher.image_size)
+        heldout = load_digits("heldout", cfg.teacher.image_size)
+        member = torch.cat(
+            [torch.ones(len(train), dtype=torch.bool), torch.zeros(len(heldout), dtype=torch.bool)]
+        )
+        return concat([train, heldout]), member
+    pop = load_image_folder(cfg.population, size=cfg.teacher.image_size)
+    if cfg.members is None:
+        raise UserError("--population needs --members: a text file listing the files the target trained on")
+    mpath = Path(cfg.members)
+    if not mpath.is_file():
+        raise UserError(f"members file not found: {mpath}")
+    names = {ln.strip() for ln in mpath.read_text().splitlines() if ln.strip()}
+    unknown = names - set(pop.files or [])
+    if unknown:
+        raise UserError(
+            f"members file names {len(unknown)} file(s) not in the population, e.g. {sorted(unknown)[0]}"
+        )
+    return pop, torch.tensor([f in names for f in pop.files])
+
+
+def score_target(
+    target_logits: torch.Tensor, labels: torch.Tensor, shadow_logits: torch.Tensor, keep: torch.Tensor
+) -> dict:
+    """All four LiRA variants for one target: ``{"online", "online_fixed", "offline", "offline_fixed"}`` -> ``(N,)``."""
+    t = logit_scaled_confidence(target_logits, labels)
+    s = logit_scaled_confidence(shadow_logits, labels)
+    return {
+        "online": score_online(t, s, keep, False),
+        "online_fixed": score_online(t, s, keep, True),
+        "offline": score_offline(t, s, keep, False),
+        "offline_fixed": score_offline(t, s, keep, True),
+    }
+
+
+def run(cfg: LiraConfig, out: Path) -> dict:
+    """Train (or reuse) shadows, score the target, write ROC metrics, scores and ``roc.png``."""
+    from ..classifiers import check_compatible, load_classifier, obtain_teacher, resolve_device
+    from ..metrics import membership_metrics, roc_curve
+    from ..report import plot_roc
+    from ..runs import Run, atomic_save_tensors
+
+    run_ = Run(out, cfg)
+    device = resolve_device(cfg.device)
+    population, is_member = load_population(cfg)
+    if cfg.target is not None:
+        target, info = load_classifier(cfg.target, cfg.teacher.preset)
+    else:
+        target, info = obtain_teacher(cfg.teacher, run_.dir, None, device)
+    check_compatible(info, tuple(population.images.shape[1:]), population.num_classes, "population")
+    views = shifted_views(population.images)
+    keep = make_keep_masks(cfg.num_shadows, len(population), cfg.keep_seed)
+    t0 = time.time()
+    shadow_logits = train_shadows(population, keep, cfg.teacher, run_.path("shadows"), views, device)
+    scores = score_target(query_views(target, views, device), population.labels, shadow_logits, keep)
+    atomic_save_tensors(run_.path("scores.safetensors"), {**scores, "is_member": is_member})
+    metrics: dict = {}
+    for name, sc in scores.items():
+        prefix = "" if name == ("online_fixed" if cfg.fix_variance else "online") else f"{name}_"
+        metrics.update(membership_metrics(sc, is_member, prefix))
+    plot_roc(
+        run_.path("roc.png"), {k: roc_curve(v, is_member) for k, v in scores.items()}, "LiRA on the target"
+    )
+    return run_.log_metrics(
+        **metrics, num_shadows=cfg.num_shadows, num_members=int(is_member.sum()),
+        num_nonmembers=int((~is_member).sum()), shadow_seconds=time.time() - t0,
+    )  # fmt: skip
