@@ -32,10 +32,30 @@ COMMANDS: dict[str, Command] = {
         "train the default teacher classifier (or one on --data) and report teacher_acc",
         {"data": "data", "test-data": "test_data", "preset": "teacher.preset"},
     ),
+    "cake": Command(
+        "modelmine.methods.cake", "CakeConfig", "run",
+        "CAKE: model-agnostic data-free distillation (any differentiable teacher) and student accuracy",
+        {"teacher": "teacher.path", "data": "test_data", "preset": "teacher.preset"},
+    ),
+    "deepinversion": Command(
+        "modelmine.methods.deepinversion", "DeepInversionConfig", "run",
+        "DeepInversion: data-free distillation from a BatchNorm teacher's statistics (CAKE's baseline)",
+        {"teacher": "teacher.path", "data": "test_data", "preset": "teacher.preset"},
+    ),
     "audit lira": Command(
         "modelmine.audit.lira", "LiraConfig", "run",
         "LiRA membership inference on a classifier with shadow models; AUC and TPR at low FPR",
         {"target": "target", "population": "population", "members": "members", "shadows": "num_shadows"},
+    ),
+    "pretrain": Command(
+        "modelmine.diffusion.pretrain", "PretrainConfig", "run",
+        "pretrain the embedded tiny text-to-image generator on public glyphs; report cas_public/cas_private",
+        {"steps": "steps"},
+    ),
+    "finetune": Command(
+        "modelmine.diffusion.finetune", "FinetuneConfig", "run",
+        "fine-tune a generator (LoRA or full) on an ImageFolder with captions",
+        {"data": "data", "generator": "generator", "mode": "mode"},
     ),
 }  # fmt: skip
 

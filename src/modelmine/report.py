@@ -76,3 +76,54 @@ def plot_roc(path: str | Path, curves: dict[str, tuple[np.ndarray, np.ndarray]],
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def save_decision_boundary(
+    path: str | Path,
+    predict_proba,
+    points: torch.Tensor,
+    labels: torch.Tensor,
+    samples: torch.Tensor | None = None,
+    sample_labels: torch.Tensor | None = None,
+    title: str = "",
+    resolution: int = 200,
+) -> None:
+    """2-D decision boundary plot: ``predict_proba((M, 2)) -> (M, K)`` on a grid, data and samples.
+
+    ``points`` ``(N, 2)`` with ``labels`` ``(N,)`` are drawn faintly; ``samples`` ``(S, 2)`` (e.g.
+    synthetic ones) as large outlined markers coloured by ``sample_labels``.
+    """
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    every = points if samples is None else torch.cat([points, samples])
+    lo, hi = every.min(0).values, every.max(0).values
+    pad = 0.1 * (hi - lo)
+    xs = torch.linspace(float(lo[0] - pad[0]), float(hi[0] + pad[0]), resolution)
+    ys = torch.linspace(float(lo[1] - pad[1]), float(hi[1] + pad[1]), resolution)
+    gx, gy = torch.meshgrid(xs, ys, indexing="xy")
+    with torch.no_grad():
+        p = predict_proba(torch.stack([gx.flatten(), gy.flatten()], 1))
+    z = p[:, 1] if p.shape[1] == 2 else p.argmax(1).float()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    cs = ax.contourf(gx, gy, z.view(resolution, resolution), levels=20, cmap="RdBu_r", alpha=0.6)
+    if p.shape[1] == 2:
+        ax.contour(gx, gy, z.view(resolution, resolution), levels=[0.5], colors="k", linewidths=1.5)
+    fig.colorbar(cs, ax=ax, label="teacher p(class 1)" if p.shape[1] == 2 else "teacher argmax")
+    ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="RdBu_r", s=6, alpha=0.35, label="private data")
+    if samples is not None:
+        ax.scatter(
+            samples[:, 0], samples[:, 1], c=sample_labels, cmap="RdBu_r", s=28, edgecolors="k",
+            linewidths=0.8, label="synthetic samples",
+        )  # fmt: skip
+    ax.legend(loc="lower left", fontsize=8)
+    ax.set_title(title)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,136 @@
+"""CAKE: loss pieces, schedule, model-agnostic synthesis, the command, resume, --teacher."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from modelmine.classifiers import ClassifierInfo, build_classifier, has_batchnorm, save_classifier
+from modelmine.cli import main
+from modelmine.methods.cake import (
+    CakeConfig,
+    cake_loss,
+    contrastive_loss,
+    sample_group_targets,
+    step_size_schedule,
+    synthesize_batch,
+    total_variation,
+)
+
+TINY = [
+    "--set", "num_batches=2", "--set", "batch_size=20", "--set", "num_steps=3",
+    "--set", "student.epochs=1", "--set", "student.preset=mlp", "--set", "teacher.epochs=1",
+    "--set", "teacher.image_size=8", "--set", "device=cpu",
+]  # fmt: skip
+
+
+def test_contrastive_zero_for_identical_logits():
+    z = torch.randn(3, 1, 5).expand(3, 4, 5)  # every group: 4 identical logit vectors
+    assert contrastive_loss(z).item() == 0.0
+    assert contrastive_loss(torch.randn(3, 4, 5)).item() > 0
+
+
+def test_contrastive_matches_pairwise_sum():
+    z = torch.randn(2, 3, 4)
+    ref = (
+        sum(((z[g, i] - z[g, j]) ** 2).mean() for g in range(2) for i in range(3) for j in range(i + 1, 3))
+        / 2
+    )
+    assert torch.allclose(contrastive_loss(z), ref)
+
+
+def test_total_variation():
+    assert torch.equal(total_variation(torch.full((2, 3, 5, 5), 0.7)), torch.zeros(2))
+    x = torch.zeros(1, 1, 4, 4)
+    x[..., 2:] = 1.0  # one vertical edge: 4 of the 12 horizontal differences are 1
+    assert total_variation(x).item() == pytest.approx(4 / 12)
+
+
+def test_step_size_schedule_endpoints():
+    assert step_size_schedule(0, 10, 0.1) == pytest.approx(0.1)
+    assert step_size_schedule(9, 10, 0.1) == pytest.approx(1e-5)
+    mid = step_size_schedule(5, 11, 0.1)
+    assert math.log10(mid) == pytest.approx(-3.0)  # log-linear
+    assert step_size_schedule(0, 1, 0.1) == 0.1
+
+
+def test_group_targets_distinct():
+    t = sample_group_targets(50, 4, 10, torch.Generator().manual_seed(0))
+    assert t.shape == (50, 4)
+    assert all(len(set(r)) == 4 for r in t.tolist())
+
+
+def test_cake_loss_parts():
+    logits = torch.randn(2, 3, 5, requires_grad=True)
+    x = torch.rand(6, 1, 4, 4, requires_grad=True)
+    total, parts = cake_loss(logits, torch.tensor([[0, 1, 2], [3, 4, 0]]), x, 1.0, 2.0, 3.0)
+    assert total.item() == pytest.approx(parts["cls"] + 2 * parts["contr"] + 3 * parts["tv"], rel=1e-5)
+    total.backward()
+    assert x.grad is not None and logits.grad is not None
+
+
+def test_cake_on_teacher_without_batchnorm():
+    """Model-agnostic: an MLP teacher; synthesis drives samples towards their targets."""
+    torch.manual_seed(0)
+    teacher = build_classifier("mlp", num_classes=4, in_channels=1, image_size=6).eval()
+    assert not has_batchnorm(teacher)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    cfg = CakeConfig(batch_size=40, num_groups=4, num_steps=60, w_tv=1.0)
+    b = synthesize_batch(
+        teacher, (1, 6, 6), 4, cfg, 0.05, torch.Generator().manual_seed(0), torch.device("cpu")
+    )
+    assert b["images"].shape == (40, 1, 6, 6)
+    assert 0 <= b["images"].min() and b["images"].max() <= 1
+    with torch.no_grad():
+        acc = (teacher(b["images"]).argmax(1) == b["targets"]).float().mean().item()
+    assert acc > 0.8
+
+
+def test_cake_command_and_resume(tmp_path):
+    out = tmp_path / "run"
+    assert main(["cake", "--out", str(out), *TINY, "--preset", "mlp"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    for key in ("teacher_acc", "student_acc", "num_samples", "synthesis_seconds"):
+        assert key in m
+    assert m["num_samples"] == 40
+    assert len(list((out / "samples").rglob("*.png"))) == 40
+    assert (out / "samples" / "soft_labels.safetensors").exists()
+    assert (out / "samples_grid.png").exists()
+    # resume: a batch already on disk is reused, a missing one is made again, identically
+    first = (out / "synthesis" / "batch_00000.safetensors").read_bytes()
+    second = out / "synthesis" / "batch_00001.safetensors"
+    second_bytes = second.read_bytes()
+    second.unlink()
+    (out / ".done" / "student").unlink()
+    assert main(["cake", "--out", str(out), *TINY, "--preset", "mlp"]) == 0
+    assert (out / "synthesis" / "batch_00000.safetensors").read_bytes() == first
+    from modelmine.runs import load_tensors
+
+    assert torch.equal(load_tensors(second)["images"], _images(second_bytes))
+
+
+def _images(raw: bytes) -> torch.Tensor:
+    from safetensors.torch import load
+
+    return load(raw)["images"]
+
+
+def test_cake_user_teacher_file(tmp_path):
+    teacher = build_classifier("mlp", num_classes=10, in_channels=1, image_size=8).eval()
+    path = tmp_path / "mine.safetensors"
+    save_classifier(path, teacher, ClassifierInfo("mlp", 10, 1, 8, [str(i) for i in range(10)]))
+    out = tmp_path / "run"
+    assert main(["cake", "--out", str(out), "--teacher", str(path), *TINY]) == 0
+    assert not (out / "teacher.safetensors").exists()  # the user's teacher is used, not trained
+    assert json.loads((out / "metrics.json").read_text())["num_samples"] == 40
+
+
+def test_cake_user_teacher_wrong_data(tmp_path, capsys):
+    teacher = build_classifier("mlp", num_classes=3, in_channels=1, image_size=8).eval()
+    path = tmp_path / "three.safetensors"
+    save_classifier(path, teacher, ClassifierInfo("mlp", 3, 1, 8, ["a", "b", "c"]))
+    assert main(["cake", "--out", str(tmp_path / "r"), "--teacher", str(path), *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--data" in err

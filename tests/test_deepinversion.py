@@ -1,0 +1,106 @@
+"""DeepInversion: BN-statistics loss, priors, the BatchNorm requirement, the command."""
+
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+from modelmine.classifiers import ClassifierInfo, build_classifier, save_classifier
+from modelmine.cli import main
+from modelmine.errors import UserError
+from modelmine.methods.deepinversion import (
+    BNStatistics,
+    DeepInversionConfig,
+    bn_statistics_loss,
+    l2_prior,
+    synthesize_batch,
+    tv_l2,
+)
+
+TINY = [
+    "--set", "num_batches=2", "--set", "batch_size=20", "--set", "num_steps=3",
+    "--set", "student.epochs=1", "--set", "student.preset=mlp", "--set", "teacher.epochs=1",
+    "--set", "teacher.image_size=8", "--set", "device=cpu",
+]  # fmt: skip
+
+
+def test_bn_loss_zero_when_statistics_match_and_first_layer_weighted():
+    mu, var = torch.randn(4), torch.rand(4)
+    assert bn_statistics_loss([(mu, var, mu, var)] * 3).item() == 0.0
+    off = (mu + 1, var, mu, var)  # mean off by 1 in 4 channels: norm 2
+    assert bn_statistics_loss([off, (mu, var, mu, var)], 10.0).item() == pytest.approx(20.0)
+    assert bn_statistics_loss([(mu, var, mu, var), off], 10.0).item() == pytest.approx(2.0)
+
+
+def test_bn_hooks_see_every_layer():
+    teacher = build_classifier("resnet", 10, 1, 8).eval()
+    hooks = BNStatistics(teacher)
+    teacher(torch.rand(5, 1, 8, 8))
+    stats = hooks.pop()
+    hooks.close()
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in teacher.modules())
+    assert len(stats) == n_bn
+    assert all(m.shape == r.shape for m, _, r, _ in stats)
+
+
+def test_priors():
+    assert tv_l2(torch.full((2, 1, 5, 5), 0.3)).item() == 0.0
+    assert l2_prior(torch.ones(3, 1, 2, 2)).item() == pytest.approx(2.0)
+
+
+def test_refuses_teacher_without_batchnorm():
+    mlp = build_classifier("mlp", 10, 1, 8).eval()
+    with pytest.raises(UserError, match="BatchNorm") as e:
+        synthesize_batch(mlp, (1, 8, 8), 10, DeepInversionConfig(), torch.Generator(), torch.device("cpu"))
+    assert "\n" not in str(e.value)
+
+
+def test_command_refuses_mlp_teacher(tmp_path, capsys):
+    path = tmp_path / "mlp.safetensors"
+    save_classifier(
+        path, build_classifier("mlp", 10, 1, 8), ClassifierInfo("mlp", 10, 1, 8, list("0123456789"))
+    )
+    assert main(["deepinversion", "--out", str(tmp_path / "r"), "--teacher", str(path), *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "BatchNorm" in err and "cake" in err
+
+
+def _quadrant_teacher() -> nn.Module:
+    """A cnn_small that learned which quadrant of an 8x8 image is brightest (4 classes)."""
+    from modelmine.classifiers import train_classifier
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(128, 1, 8, 8, generator=g) * 0.5
+    y = torch.arange(128) % 4
+    for i, (r, c) in enumerate([(0, 0), (0, 4), (4, 0), (4, 4)]):
+        x[y == i, :, r : r + 4, c : c + 4] += 0.5
+    teacher = build_classifier("cnn_small", 4, 1, 8)
+    train_classifier(teacher, x, y, epochs=8, batch_size=32, augment=0.0, lr=1e-2)
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher.eval()
+
+
+def test_synthesis_reaches_targets():
+    teacher = _quadrant_teacher()
+    cfg = DeepInversionConfig(batch_size=16, num_steps=30, jitter=1, w_bn=0.01)
+    b = synthesize_batch(teacher, (1, 8, 8), 4, cfg, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert b["images"].shape == (16, 1, 8, 8) and b["targets"].bincount().tolist() == [4, 4, 4, 4]
+    with torch.no_grad():
+        acc = (teacher(b["images"]).argmax(1) == b["targets"]).float().mean().item()
+    assert acc > 0.7
+
+
+def test_command_writes_metrics_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    assert main(["deepinversion", "--out", str(out), *TINY, "--preset", "cnn_small"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    for key in ("teacher_acc", "student_acc", "num_samples", "synthesis_seconds"):
+        assert key in m
+    assert m["num_samples"] == 40 and (out / "samples_grid.png").exists()
+    first = (out / "synthesis" / "batch_00000.safetensors").read_bytes()
+    assert (
+        main(["deepinversion", "--out", str(out), *TINY, "--preset", "cnn_small"]) == 0
+    )  # everything reused
+    assert (out / "synthesis" / "batch_00000.safetensors").read_bytes() == first
