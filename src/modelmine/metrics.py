@@ -39,3 +39,39 @@ def membership_metrics(scores: torch.Tensor, is_member: torch.Tensor, prefix: st
         f"{prefix}tpr_at_0.1pct_fpr": tpr_at_fpr(scores, is_member, 0.001),
         f"{prefix}tpr_at_1pct_fpr": tpr_at_fpr(scores, is_member, 0.01),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Classification Accuracy Score
+# --------------------------------------------------------------------------------------------
+def classification_accuracy_score(
+    classifier: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    per_class: bool = False,
+    num_classes: int | None = None,
+    batch_size: int = 512,
+    device: str | torch.device = "cpu",
+) -> float | tuple[float, list[float]]:
+    """CAS: accuracy of ``classifier`` on generated ``images`` ``(N, C, H, W)`` in [0, 1] against the
+    class ``labels`` ``(N,)`` they were generated for.
+
+    Ravuri & Vinyals (2019) train a classifier *on* generated data and test it on real data; here
+    (deviation) a fixed classifier trained on real data scores the generated images, which measures
+    class-conditional fidelity. ``per_class=True`` also returns each class's accuracy (NaN if absent).
+    """
+    from .classifiers import predict_logits
+    from .errors import UserError
+
+    if len(images) == 0:
+        raise UserError("CAS needs at least one generated image")
+    pred = predict_logits(classifier, images, batch_size=batch_size, device=device).argmax(1)
+    labels = torch.as_tensor(labels).cpu()
+    hit = (pred == labels).float()
+    acc = hit.mean().item()
+    if not per_class:
+        return acc
+    k = num_classes or int(labels.max()) + 1
+    per = [hit[labels == c].mean().item() if (labels == c).any() else float("nan") for c in range(k)]
+    return acc, per

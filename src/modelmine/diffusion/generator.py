@@ -1,0 +1,389 @@
+"""The text-to-image generator every diffusion method shares (TCKR, DDIS, FineXtract).
+
+``Generator`` = UNet (``UNet2DConditionModel``) + optional VAE (``AutoencoderKL``; ``None`` for a
+pixel-space model) + text encoder (``CLIPTextModel``) + tokenizer + scheduler, all plain
+diffusers/transformers objects, so LoRA, textual inversion and diffusers' loaders work on them.
+
+- :meth:`Generator.from_pretrained` loads a diffusers Stable Diffusion (2.x) folder.
+- :meth:`Generator.embedded` loads the shipped tiny model: a pixel-space 16x16 greyscale UNet with
+  cross-attention and a pooled-text embedding added to the time embedding (diffusers'
+  ``addition_embed_type="text"``), a 2-layer 64-wide ``CLIPTextModel`` and a word-level tokenizer
+  built offline. It was pretrained on the public glyph corpus only (``modelmine pretrain``,
+  :mod:`modelmine.diffusion.pretrain`).
+
+Deviation from Stable Diffusion: the embedded model has no VAE (images are small enough to diffuse
+in pixel space), a word-level tokenizer instead of CLIP's BPE, and the pooled text embedding
+conditions every ResNet block (besides cross-attention), which makes class conditioning from a
+text encoder trained from scratch learn much faster.
+
+Images are float in [0, 1] ``(B, C, H, W)`` outside; the diffusion state lives in [-1, 1] (times
+the VAE's scaling factor for latent models).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UserError
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+EMBEDDED_WEIGHTS = ASSETS / "embedded_generator.safetensors"
+EMBEDDED_CONFIG = ASSETS / "embedded_generator.json"
+EMBEDDED_TOKENIZER = ASSETS / "embedded_tokenizer.json"
+
+BOS, EOS, PAD, UNK = "<|startoftext|>", "<|endoftext|>", "<pad>", "<unk>"
+MAX_TOKENS = 16  # the embedded text encoder's context length
+
+# Every word the embedded prompts use (class names, digits, prompt templates, caption attributes),
+# plus a few spare generic words so users' short prompts mostly map to known tokens.
+BASE_WORDS = (
+    "zero one two three four five six seven eight nine 0 1 2 3 4 5 6 7 8 9 "
+    "a an the photo picture image drawing of digit number numeral handwritten printed written glyph "
+    "font with and in on is style black white grey gray background ink stroke "
+    "thin regular thick leaning left upright right small medium large centered high low "
+    "bold light italic slanted big tiny tall wide narrow round sharp clean blurry "
+    ": , . - ! ? ' \" ( ) / * + = _ # < >"
+).split()
+
+
+def build_word_tokenizer(words: list[str] | tuple[str, ...] = BASE_WORDS, max_length: int = MAX_TOKENS):
+    """An offline word-level tokenizer (``PreTrainedTokenizerFast`` over a ``tokenizers`` WordLevel).
+
+    Lower-cases, splits on whitespace and punctuation, maps unknown words to ``<unk>``, wraps every
+    prompt in ``<|startoftext|> ... <|endoftext|>`` and pads with ``<pad>``. ``add_tokens`` works
+    as for any transformers tokenizer (textual inversion adds its placeholder this way).
+    """
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordLevel
+
+    vocab: dict[str, int] = {}
+    for w in (PAD, UNK, BOS, EOS, *words):
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(WordLevel(vocab, unk_token=UNK))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
+    )
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A {EOS}", special_tokens=[(BOS, vocab[BOS]), (EOS, vocab[EOS])]
+    )
+    return _wrap_tokenizer(tok, max_length)
+
+
+def _wrap_tokenizer(tok: Any, max_length: int):
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        unk_token=UNK,
+        model_max_length=max_length,
+        padding_side="right",
+    )
+
+
+def tiny_unet_config(channels: int = 1, image_size: int = 16, text_dim: int = 64) -> dict:
+    """The embedded UNet: 16x16, widths 16/32/64, cross-attention at 4x4, pooled text in the time embedding."""
+    return dict(
+        sample_size=image_size,
+        in_channels=channels,
+        out_channels=channels,
+        down_block_types=["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"],
+        up_block_types=["CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
+        block_out_channels=[16, 32, 64],
+        layers_per_block=1,
+        norm_num_groups=8,
+        cross_attention_dim=text_dim,
+        attention_head_dim=4,
+        addition_embed_type="text",
+        addition_embed_type_num_heads=4,
+    )
+
+
+def tiny_text_config(vocab_size: int, width: int = 64, layers: int = 2) -> dict:
+    """The embedded ``CLIPTextModel``: ``layers`` x ``width``, context :data:`MAX_TOKENS`."""
+    return dict(
+        vocab_size=vocab_size,
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        max_position_embeddings=MAX_TOKENS,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=3,
+    )
+
+
+def scheduler_config(num_train_timesteps: int = 1000) -> dict:
+    """DDIM with a cosine (``squaredcos_cap_v2``) schedule and epsilon prediction."""
+    return dict(
+        num_train_timesteps=num_train_timesteps,
+        beta_schedule="squaredcos_cap_v2",
+        prediction_type="epsilon",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
+
+
+@dataclass
+class Generator:
+    """UNet + (VAE | None) + text encoder + tokenizer + scheduler; see the module docstring."""
+
+    unet: Any
+    vae: Any | None
+    text_encoder: Any
+    tokenizer: Any
+    scheduler: Any
+    image_size: int
+    channels: int
+    defaults: dict = field(default_factory=dict)  # recommended sampling settings (steps, cfg)
+
+    # construction ----------------------------------------------------------------------------
+    @classmethod
+    def build_tiny(
+        cls,
+        channels: int = 1,
+        image_size: int = 16,
+        seed: int = 0,
+        words: tuple[str, ...] = BASE_WORDS,
+        unet_overrides: dict | None = None,
+        text_width: int = 64,
+    ) -> Generator:
+        """Freshly initialised embedded architecture (for pretraining and tests), seeded.
+
+        ``unet_overrides`` replace entries of :func:`tiny_unet_config` (tests use smaller widths).
+        """
+        from diffusers import DDIMScheduler, UNet2DConditionModel
+        from transformers import CLIPTextConfig, CLIPTextModel
+
+        tokenizer = build_word_tokenizer(words)
+        torch.manual_seed(seed)
+        text_encoder = CLIPTextModel(CLIPTextConfig(**tiny_text_config(len(tokenizer), text_width)))
+        unet_cfg = tiny_unet_config(channels, image_size, text_width) | (unet_overrides or {})
+        unet = UNet2DConditionModel(**unet_cfg)
+        scheduler = DDIMScheduler(**scheduler_config())
+        return cls(unet, None, text_encoder, tokenizer, scheduler, image_size, channels).eval()
+
+    @classmethod
+    def embedded(cls, weights: str | Path | None = None) -> Generator:
+        """The shipped tiny generator (``weights``: another file written by :meth:`save_embedded`)."""
+        path = Path(weights) if weights is not None else EMBEDDED_WEIGHTS
+        cfg_path = path.with_suffix(".json") if weights is not None else EMBEDDED_CONFIG
+        tok_path = path.with_name(path.stem.replace("generator", "tokenizer") + ".json")
+        if weights is None:
+            tok_path = EMBEDDED_TOKENIZER
+        for p in (path, cfg_path, tok_path):
+            if not p.is_file():
+                raise UserError(f"embedded generator file missing: {p} (run `modelmine pretrain`)")
+        from diffusers import DDIMScheduler, UNet2DConditionModel
+        from tokenizers import Tokenizer
+        from transformers import CLIPTextConfig, CLIPTextModel
+
+        from ..runs import load_tensors
+
+        cfg = json.loads(cfg_path.read_text())
+        tokenizer = _wrap_tokenizer(Tokenizer.from_file(str(tok_path)), cfg.get("max_tokens", MAX_TOKENS))
+        unet = UNet2DConditionModel(**cfg["unet"])
+        text_encoder = CLIPTextModel(CLIPTextConfig(**cfg["text_encoder"]))
+        state = load_tensors(path)
+        unet.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("unet.")})
+        text_encoder.load_state_dict(
+            {k[13:]: v for k, v in state.items() if k.startswith("text_encoder.")}, strict=False
+        )
+        scheduler = DDIMScheduler(**cfg["scheduler"])
+        gen = cls(
+            unet, None, text_encoder, tokenizer, scheduler, cfg["image_size"], cfg["channels"],
+            dict(cfg.get("sampling", {})),
+        )  # fmt: skip
+        return gen.eval()
+
+    def save_embedded(self, path: str | Path, extra: dict | None = None) -> None:
+        """Write the flat embedded format: ``X.safetensors`` + ``X.json`` + ``X->tokenizer.json``.
+
+        (``embedded_generator.safetensors`` goes with ``embedded_tokenizer.json``.) Pixel-space only.
+        """
+        from ..runs import atomic_save_tensors, atomic_write_text
+
+        if self.vae is not None:
+            raise UserError("save_embedded is for pixel-space generators; use save_pretrained")
+        path = Path(path)
+        state = {f"unet.{k}": v for k, v in self.unet.state_dict().items()}
+        state |= {f"text_encoder.{k}": v for k, v in self.text_encoder.state_dict().items()}
+        atomic_save_tensors(path, {k: v.float() for k, v in state.items()})
+        unet_cfg = {k: _plain(v) for k, v in dict(self.unet.config).items() if not k.startswith("_")}
+        text_cfg = self.text_encoder.config.to_diff_dict()
+        text_cfg = {
+            k: v
+            for k, v in text_cfg.items()
+            if k in tiny_text_config(0) or k in ("hidden_act", "layer_norm_eps", "projection_dim")
+        }
+        text_cfg["vocab_size"] = self.text_encoder.config.vocab_size
+        sched_cfg = {k: _plain(v) for k, v in dict(self.scheduler.config).items() if not k.startswith("_")}
+        cfg = {
+            "unet": unet_cfg,
+            "text_encoder": text_cfg,
+            "scheduler": sched_cfg,
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "max_tokens": self.tokenizer.model_max_length,
+            "sampling": self.defaults,
+            **(extra or {}),
+        }
+        atomic_write_text(path.with_suffix(".json"), json.dumps(cfg, indent=1) + "\n")
+        tok_path = path.with_name(path.stem.replace("generator", "tokenizer") + ".json")
+        atomic_write_text(tok_path, self.tokenizer.backend_tokenizer.to_str())
+
+    @classmethod
+    def from_pretrained(
+        cls, path_or_id: str | Path, dtype: torch.dtype = torch.float32, local_files_only: bool = True
+    ) -> Generator:
+        """A diffusers Stable Diffusion folder (``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``,
+        ``scheduler/``; SD 2.x and 1.x). ``"embedded"`` gives :meth:`embedded`. The sampling
+        scheduler is always DDIM built from the folder's scheduler config.
+        """
+        if str(path_or_id) == "embedded":
+            return cls.embedded()
+        from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+        from transformers import AutoTokenizer, CLIPTextModel
+
+        src = str(path_or_id)
+        root = Path(src)
+        if root.exists() and not (root / "unet").is_dir():
+            raise UserError(f"{root} is not a diffusers Stable Diffusion folder (no unet/ inside)")
+        kw: dict[str, Any] = {"local_files_only": local_files_only}
+        try:
+            unet = UNet2DConditionModel.from_pretrained(src, subfolder="unet", torch_dtype=dtype, **kw)
+            text_encoder = CLIPTextModel.from_pretrained(src, subfolder="text_encoder", dtype=dtype, **kw)
+            tokenizer = AutoTokenizer.from_pretrained(src, subfolder="tokenizer", **kw)
+            scheduler = DDIMScheduler.from_pretrained(src, subfolder="scheduler", **kw)
+            vae = None
+            if not root.exists() or (root / "vae").is_dir():
+                vae = AutoencoderKL.from_pretrained(src, subfolder="vae", torch_dtype=dtype, **kw)
+        except (OSError, ValueError) as e:
+            raise UserError(f"cannot load generator '{src}': {str(e).splitlines()[0]}") from None
+        factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
+        size = unet.config.sample_size * factor
+        channels = vae.config.in_channels if vae is not None else unet.config.in_channels
+        return cls(unet, vae, text_encoder, tokenizer, scheduler, size, channels).eval()
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write a diffusers folder readable by :meth:`from_pretrained` (and ``StableDiffusionPipeline``)."""
+        path = Path(path)
+        self.unet.save_pretrained(path / "unet")
+        self.text_encoder.save_pretrained(path / "text_encoder")
+        self.tokenizer.save_pretrained(path / "tokenizer")
+        self.scheduler.save_pretrained(path / "scheduler")
+        index = {
+            "_class_name": "StableDiffusionPipeline",
+            "unet": ["diffusers", "UNet2DConditionModel"],
+            "text_encoder": ["transformers", "CLIPTextModel"],
+            "tokenizer": ["transformers", type(self.tokenizer).__name__],
+            "scheduler": ["diffusers", "DDIMScheduler"],
+            "vae": [None, None],
+            "safety_checker": [None, None],
+            "feature_extractor": [None, None],
+        }
+        if self.vae is not None:
+            self.vae.save_pretrained(path / "vae")
+            index["vae"] = ["diffusers", "AutoencoderKL"]
+        (path / "model_index.json").write_text(json.dumps(index, indent=2))
+
+    # modules ---------------------------------------------------------------------------------
+    def modules(self) -> list[torch.nn.Module]:
+        return [m for m in (self.unet, self.vae, self.text_encoder) if m is not None]
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Generator:
+        kw = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
+        for m in self.modules():
+            if kw and any(
+                p.device != torch.device(kw.get("device", p.device)) or p.dtype != kw.get("dtype", p.dtype)
+                for p in m.parameters()
+            ):
+                m.to(**kw)
+        return self
+
+    def eval(self) -> Generator:
+        for m in self.modules():
+            m.eval()
+        return self
+
+    def requires_grad_(self, flag: bool) -> Generator:
+        for m in self.modules():
+            m.requires_grad_(flag)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the diffusion state (latents for SD, pixels for the embedded model)."""
+        c = self.unet.config.in_channels
+        s = self.unet.config.sample_size
+        s = s if isinstance(s, int) else s[0]
+        return (c, s, s)
+
+    # encoding --------------------------------------------------------------------------------
+    def tokenize(self, prompts: list[str]) -> torch.Tensor:
+        """Token ids ``(B, L)``, padded/truncated to the tokenizer's ``model_max_length``."""
+        ids = self.tokenizer(
+            list(prompts),
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+        return ids.to(self.device)
+
+    def encode_prompt(self, prompts: list[str], input_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Text states ``(B, L, D)`` the UNet cross-attends to (last hidden state, as in SD 2.x)."""
+        ids = input_ids if input_ids is not None else self.tokenize(prompts)
+        return self.text_encoder(ids)[0]
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Diffusion state ``(B, c, h, w)`` -> images ``(B, C, H, W)`` in [0, 1] (differentiable)."""
+        if self.vae is not None:
+            sf = self.vae.config.scaling_factor
+            latents = self.vae.decode(latents.to(self.vae.dtype) / sf).sample
+        return ((latents.float() + 1) / 2).clamp(0, 1)
+
+    def encode_images(self, images: torch.Tensor, sample: bool = False) -> torch.Tensor:
+        """Images ``(B, C, H, W)`` in [0, 1] -> diffusion state ``(B, c, h, w)`` (latent mean for SD)."""
+        x = images.to(self.device, self.dtype) * 2 - 1
+        if self.vae is None:
+            return x
+        if x.shape[-1] != self.image_size:
+            x = torch.nn.functional.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear")
+        if x.shape[1] == 1 and self.vae.config.in_channels == 3:
+            x = x.expand(-1, 3, -1, -1)
+        dist = self.vae.encode(x.to(self.vae.dtype)).latent_dist
+        z = dist.sample() if sample else dist.mean
+        return z * self.vae.config.scaling_factor
+
+    def num_parameters(self) -> dict[str, int]:
+        return {
+            name: sum(p.numel() for p in m.parameters())
+            for name, m in (("unet", self.unet), ("vae", self.vae), ("text_encoder", self.text_encoder))
+            if m is not None
+        }
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return list(v)
+    return v

@@ -1,0 +1,180 @@
+"""Learnable token embeddings: textual inversion and TCKR/DDIS-style class alignment tokens.
+
+Textual inversion (Gal et al., 2023, "An Image is Worth One Word"): add a placeholder token to the
+tokenizer, give it one new row in the text encoder's input embedding, and train only that row
+while everything else stays frozen. The row is saved in diffusers' textual-inversion format,
+``learned_embeds.safetensors`` = ``{placeholder_token: (D,) tensor}``, which
+``StableDiffusionPipeline.load_textual_inversion`` reads, and which :func:`load_learned_embeds`
+reads back (several tokens may share one file; diffusers' loader wants one per file).
+
+Two ways to train it:
+
+- :func:`train_textual_inversion`: the denoising loss on example images prompted with
+  ``"a <token> three"`` style templates (the original method);
+- any other loss through :func:`token_parameter` + :func:`restore_other_rows` (e.g. a classifier
+  loss on images from :func:`modelmine.diffusion.sampler.sample` with ``grad_last_step=True``,
+  which is how class alignment tokens are trained).
+
+Only the new rows change: gradients of other rows are zeroed by a hook and their values are
+restored after each optimizer step, so weight decay or momentum cannot move them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+from ..runs import atomic_save_tensors, load_tensors
+from .generator import Generator
+
+LEARNED_EMBEDS = "learned_embeds.safetensors"
+
+
+def add_placeholder_tokens(gen: Generator, tokens: Sequence[str], init_word: str | None = None) -> list[int]:
+    """Add ``tokens`` to the tokenizer and text encoder; returns their ids.
+
+    Each new embedding row starts as the embedding of ``init_word`` (one known word), else as the
+    mean embedding. A token that already exists is an error (pick a fresh placeholder like ``<t1>``).
+    """
+    tok = gen.tokenizer
+    for t in tokens:
+        if t in tok.get_vocab():
+            raise UserError(f"token '{t}' already exists in the tokenizer; choose a new placeholder")
+    added = tok.add_tokens(list(tokens))
+    if added != len(tokens):
+        raise UserError(f"could not add tokens {list(tokens)} to the tokenizer")
+    emb = gen.text_encoder.get_input_embeddings()
+    old = emb.weight.shape[0]
+    gen.text_encoder.resize_token_embeddings(len(tok))
+    emb = gen.text_encoder.get_input_embeddings()
+    ids = tok.convert_tokens_to_ids(list(tokens))
+    with torch.no_grad():
+        if init_word is not None:
+            init_ids = tok(init_word, add_special_tokens=False).input_ids
+            if len(init_ids) != 1 or init_ids[0] == tok.unk_token_id:
+                raise UserError(f"init word '{init_word}' must be a single known token")
+            init = emb.weight[init_ids[0]].clone()
+        else:
+            init = emb.weight[:old].mean(0)
+        for i in ids:
+            emb.weight[i] = init
+    return ids
+
+
+def token_parameter(gen: Generator, token_ids: Sequence[int]) -> torch.nn.Parameter:
+    """Make the input-embedding matrix trainable with gradients masked to ``token_ids`` rows.
+
+    Returns the embedding weight ``(V, D)`` to hand to an optimizer; call
+    :func:`restore_other_rows` after each step. The rest of the text encoder is frozen.
+    """
+    gen.text_encoder.requires_grad_(False)
+    weight = gen.text_encoder.get_input_embeddings().weight
+    weight.requires_grad_(True)
+    mask = torch.zeros(weight.shape[0], 1, device=weight.device, dtype=weight.dtype)
+    mask[list(token_ids)] = 1
+    if not getattr(weight, "_mm_masked", False):
+        weight.register_hook(lambda g: g * mask)
+        weight._mm_masked = True  # type: ignore[attr-defined]
+    return weight
+
+
+@torch.no_grad()
+def restore_other_rows(gen: Generator, token_ids: Sequence[int], reference: torch.Tensor) -> None:
+    """Copy every row except ``token_ids`` back from ``reference`` ``(V, D)``."""
+    weight = gen.text_encoder.get_input_embeddings().weight
+    keep = torch.ones(weight.shape[0], dtype=torch.bool, device=weight.device)
+    keep[list(token_ids)] = False
+    weight[keep] = reference.to(weight)[keep]
+
+
+def token_embeddings(gen: Generator, tokens: Sequence[str]) -> dict[str, torch.Tensor]:
+    """``{token: (D,) embedding}`` of existing tokens."""
+    ids = gen.tokenizer.convert_tokens_to_ids(list(tokens))
+    weight = gen.text_encoder.get_input_embeddings().weight
+    return {t: weight[i].detach().float().cpu().clone() for t, i in zip(tokens, ids, strict=True)}
+
+
+def save_learned_embeds(gen: Generator, tokens: Sequence[str], path: str | Path) -> Path:
+    """Write ``{token: (D,)}`` as safetensors (a folder gets ``learned_embeds.safetensors``)."""
+    p = Path(path)
+    if p.suffix != ".safetensors":
+        p = p / LEARNED_EMBEDS
+    atomic_save_tensors(p, token_embeddings(gen, tokens))
+    return p
+
+
+def load_learned_embeds(gen: Generator, path: str | Path) -> list[str]:
+    """Add the tokens of a ``learned_embeds.safetensors`` (diffusers/our format) to ``gen``.
+
+    Each key is a token; a key without angle brackets (e.g. ``emb_params``) is added as
+    ``<emb_params>``. Embeddings must be ``(D,)`` or ``(1, D)``. Returns the token strings.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / LEARNED_EMBEDS
+    if not p.is_file():
+        raise UserError(f"learned embeddings not found: {p}")
+    state = load_tensors(p)
+    dim = gen.text_encoder.get_input_embeddings().weight.shape[1]
+    tokens = []
+    vectors = []
+    for name, v in state.items():
+        v = v.reshape(-1, v.shape[-1])
+        if v.shape != (1, dim):
+            raise UserError(
+                f"{p}: embedding '{name}' has shape {tuple(v.shape)}, the text encoder needs (1, {dim})"
+            )
+        tokens.append(name if name.startswith("<") else f"<{name}>")
+        vectors.append(v[0])
+    ids = add_placeholder_tokens(gen, tokens)
+    with torch.no_grad():
+        weight = gen.text_encoder.get_input_embeddings().weight
+        for i, v in zip(ids, vectors, strict=True):
+            weight[i] = v.to(weight)
+    return tokens
+
+
+def train_textual_inversion(
+    gen: Generator,
+    images: torch.Tensor,
+    token: str = "<tok>",
+    *,
+    templates: Sequence[str] = ("a {t}", "a photo of a {t}", "{t}"),
+    init_word: str | None = None,
+    steps: int = 200,
+    batch_size: int = 16,
+    lr: float = 5e-3,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Textual inversion on ``images`` ``(N, C, H, W)`` in [0, 1]; returns the learned ``(D,)`` vector.
+
+    ``templates`` hold ``{t}`` for the placeholder (e.g. ``"a {t} three"`` to learn a style of one
+    class). The token is added first if the tokenizer does not know it yet.
+    """
+    from .pretrain import train_step
+
+    if token not in gen.tokenizer.get_vocab():
+        add_placeholder_tokens(gen, [token], init_word)
+    tid = gen.tokenizer.convert_tokens_to_ids(token)
+    gen.requires_grad_(False)
+    weight = token_parameter(gen, [tid])
+    reference = weight.detach().clone()
+    opt = torch.optim.AdamW([weight], lr=lr, weight_decay=0.0)
+    rng = random.Random(seed)
+    gen.text_encoder.train()
+    for step in range(steps):
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        idx = torch.randint(len(images), (min(batch_size, len(images)),), generator=g)
+        prompts = [rng.choice(list(templates)).format(t=token) for _ in range(len(idx))]
+        loss = train_step(gen, images[idx].to(gen.device), prompts, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        restore_other_rows(gen, [tid], reference)
+    gen.text_encoder.eval()
+    weight.requires_grad_(False)
+    return weight[tid].detach().clone()
