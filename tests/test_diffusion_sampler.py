@@ -55,18 +55,22 @@ def test_matches_diffusers_ddim_scheduler():
 def test_gradient_guidance_moves_output_in_expected_direction():
     gen = tiny(seed=2)
     base = sample(gen, PROMPTS, steps=5, cfg=2.0, seed=0)
-    # loss = mean brightness of the predicted image: guidance must make images darker
+    # loss = brightness of the predicted image: descending it must make images darker, and back
     darker = sample(
-        gen, PROMPTS, steps=5, cfg=2.0, seed=0, guidance=[LossGuidance(lambda im, t: im.sum(), 5.0)]
+        gen, PROMPTS, steps=5, cfg=2.0, seed=0, guidance=[LossGuidance(lambda im, t: im.sum(), 0.5)]
     )
     brighter = sample(
-        gen, PROMPTS, steps=5, cfg=2.0, seed=0, guidance=[LossGuidance(lambda im, t: -im.sum(), 5.0)]
+        gen, PROMPTS, steps=5, cfg=2.0, seed=0, guidance=[LossGuidance(lambda im, t: -im.sum(), 0.5)]
     )
-    assert darker.mean() < base.mean() - 0.02 < brighter.mean() - 0.04
+    assert darker.mean() < base.mean() - 0.02
+    assert brighter.mean() > base.mean() + 0.02
 
 
 def test_replace_eps_guidance_and_callback():
+    from diffusers import DDIMScheduler
+
     gen = tiny(seed=2)
+    gen.scheduler = DDIMScheduler.from_config(gen.scheduler.config, clip_sample=False)
     seen = []
     calls = lambda i, t, x, x0: seen.append((i, t, x.shape, x0.shape))  # noqa: E731
     zero = sample(gen, PROMPTS, steps=3, seed=0, guidance=[lambda x, t, x0, eps: ReplaceEps(torch.zeros_like(eps))],

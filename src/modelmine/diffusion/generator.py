@@ -123,12 +123,12 @@ def tiny_text_config(vocab_size: int, width: int = 64, layers: int = 2) -> dict:
 
 
 def scheduler_config(num_train_timesteps: int = 1000) -> dict:
-    """DDIM with a cosine (``squaredcos_cap_v2``) schedule and epsilon prediction."""
+    """DDIM with a cosine (``squaredcos_cap_v2``) schedule, epsilon prediction, x0 clipping."""
     return dict(
         num_train_timesteps=num_train_timesteps,
         beta_schedule="squaredcos_cap_v2",
         prediction_type="epsilon",
-        clip_sample=False,
+        clip_sample=True,  # pixel space: clamp x0_hat to [-1, 1] while sampling
         set_alpha_to_one=False,
         steps_offset=1,
         timestep_spacing="leading",

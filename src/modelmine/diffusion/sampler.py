@@ -7,7 +7,9 @@ DDIM (Song et al., 2021, "Denoising Diffusion Implicit Models", eq. 12):
     sigma_t = eta sqrt((1 - a_prev) / (1 - a_t)) sqrt(1 - a_t / a_prev)
 
 with ``a`` the scheduler's ``alphas_cumprod`` and the timesteps of diffusers' ``DDIMScheduler``
-(so ``eta=0``, ``cfg=1`` reproduces ``DDIMScheduler.step`` exactly; a test checks this).
+(so ``eta=0``, ``cfg=1`` reproduces ``DDIMScheduler.step`` exactly; a test checks this). When the
+scheduler config has ``clip_sample`` (the embedded pixel-space model), ``x0_hat`` is clamped to
+``[-clip_sample_range, clip_sample_range]`` before the update, as ``DDIMScheduler`` does.
 Classifier-free guidance (Ho & Salimans, 2022): ``eps = eps_u + cfg (eps_c - eps_u)``, both halves in
 one batched UNet call. Guidance functions (:mod:`modelmine.diffusion.guidance`) then adjust ``eps``
 at every step: a returned gradient of a loss on ``x_t`` is applied as classifier guidance
@@ -148,6 +150,8 @@ def sample(
     ac = gen.scheduler.alphas_cumprod.to(device=device, dtype=torch.float64)
     final_ac = ac[0] if not gen.scheduler.config.set_alpha_to_one else torch.tensor(1.0, dtype=ac.dtype)
     guidance = list(guidance)
+    sc = gen.scheduler.config
+    clip = float(sc.get("clip_sample_range", 1.0)) if sc.get("clip_sample", False) else None
     need_unet_grad = any(getattr(fn, "through_unet", False) for fn in guidance)
 
     text_grad = grad_last_step and torch.is_grad_enabled()
@@ -182,6 +186,8 @@ def sample(
                 x0_hat = (x - s1a * (eps if need_unet_grad else eps.detach())) / sa
                 eps = apply_guidance(guidance, x, t, x0_hat, eps, s1a, sa)
         x0_hat = (x - s1a * eps) / sa
+        if clip is not None:  # pixel-space models: keep the prediction in the data range (as DDPM)
+            x0_hat = x0_hat.clamp(-clip, clip)
         if callback is not None:
             callback(i, t, x.detach(), x0_hat.detach())
         sigma = eta * math.sqrt(float((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))) if eta > 0 else 0.0
