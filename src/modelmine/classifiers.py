@@ -381,6 +381,30 @@ def load_train_test(data: str | None, test_data: str | None, image_size: int, se
     return train.subset(perm[n_test:]), train.subset(perm[:n_test])
 
 
+def load_test_set(test_data: str | None, info: ClassifierInfo, user_teacher: bool = False):
+    """The real test set a distilled student is scored on: an ImageFolder or the digits' test split.
+
+    ``test_data`` ``None`` means the private digits' test split; it must fit the classifier
+    ``info`` (one-line ``UserError`` otherwise, pointing a user-supplied teacher to ``--data``).
+    """
+    from .data import load_digits, load_image_folder
+
+    if test_data is not None:
+        test = load_image_folder(
+            test_data, size=info.image_size, channels=info.in_channels, class_names=info.class_names
+        )
+    else:
+        test = load_digits("test", info.image_size)
+        try:
+            check_compatible(info, test.image_shape, test.num_classes, "the default digits test set")
+        except UserError as e:
+            if user_teacher:
+                raise UserError(f"{e}; pass --data with an ImageFolder test set for this teacher") from None
+            raise
+    check_compatible(info, test.image_shape, test.num_classes, "test data")
+    return test
+
+
 def obtain_teacher(cfg: TeacherConfig, out_dir: Path, train_set=None, device: str | torch.device = "cpu"):
     """The teacher a method uses: ``cfg.path`` if given, else trained (once; cached in ``out_dir``).
 
@@ -404,6 +428,21 @@ def obtain_teacher(cfg: TeacherConfig, out_dir: Path, train_set=None, device: st
     info = ClassifierInfo(cfg.preset, train.num_classes, c, cfg.image_size, list(train.class_names))
     save_classifier(cached, model, info)
     return model.cpu(), info
+
+
+def obtain_frozen_teacher(
+    cfg: TeacherConfig, out_dir: Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, ClassifierInfo]:
+    """:func:`obtain_teacher` (the default trained on the private digits' train split), on
+    ``device``, in eval mode, with gradients off for its parameters: what synthesis differentiates."""
+    train = None
+    if cfg.path is None:
+        train, _ = load_train_test(None, None, cfg.image_size, cfg.seed)
+    teacher, info = obtain_teacher(cfg, out_dir, train, device)
+    teacher = teacher.to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher, info
 
 
 def run_teacher(cfg: TeacherRunConfig, out: Path) -> dict:

@@ -9,11 +9,27 @@ softening probabilities p at temperature T is ``softmax(log p / T)``, the same a
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .classifiers import fit
+from .classifiers import (
+    ClassifierInfo,
+    build_classifier,
+    evaluate,
+    fit,
+    load_classifier,
+    predict_logits,
+    save_classifier,
+)
+
+if TYPE_CHECKING:
+    from .data import ImageSet
+    from .runs import Run
 
 
 def soften(probs: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -50,3 +66,80 @@ def train_student(
     if hard_labels:
         return fit(student, images, teacher_probs.argmax(1), F.cross_entropy, **fit_kwargs)
     return fit(student, images, teacher_probs, lambda z, p: kd_loss(z, p, temperature), **fit_kwargs)
+
+
+@dataclass
+class StudentConfig:
+    """How a student is trained on a teacher's soft-labelled samples (data-free methods' recipe)."""
+
+    preset: str | None = "cnn_small"  # None: the teacher's architecture
+    epochs: int = 30
+    lr: float = 3e-3
+    batch_size: int = 64
+    weight_decay: float = 5e-4
+    augment: float = 2.0  # max random shift in pixels
+    temperature: float = 4.0
+    hard_labels: bool = False
+
+
+def save_samples(
+    run: Run, images: torch.Tensor, probs: torch.Tensor, info: ClassifierInfo, grid: torch.Tensor, nrow: int
+) -> None:
+    """Stage ``samples``: ``samples/`` ImageFolder of ``images`` ``(N, C, H, W)`` labelled by the argmax
+    of ``probs`` ``(N, K)`` (kept as ``soft_labels.safetensors``), and ``samples_grid.png`` of ``grid``."""
+    from .data import ImageSet, save_image_folder
+    from .report import save_grid
+
+    def write() -> dict:
+        labels = probs.argmax(1)
+        save_image_folder(run.dir / "samples", ImageSet(images, labels, list(info.class_names)), probs)
+        save_grid(run.path("samples_grid.png"), grid, nrow=nrow)
+        return {}
+
+    run.stage("samples", write)
+
+
+def distill_from_samples(
+    run: Run,
+    teacher: nn.Module,
+    info: ClassifierInfo,
+    images: torch.Tensor,
+    probs: torch.Tensor,
+    test: ImageSet,
+    cfg: StudentConfig,
+    *,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """Stage ``student``: train ``cfg.preset`` (or the teacher's architecture) on ``images`` ``(N, C, H, W)``
+    with the teacher's probabilities ``probs`` ``(N, K)``, save ``student.safetensors``, and score it.
+
+    Resumes from the saved student. Returns ``teacher_acc``, ``student_acc`` (on ``test``),
+    ``student_agreement`` (top-1 agreement with the teacher on ``test``) and ``student_seconds``.
+    """
+    preset = cfg.preset or info.preset
+
+    def fit_student() -> dict:
+        t0 = time.time()
+        student = build_classifier(preset, info.num_classes, info.in_channels, info.image_size)
+        train_student(
+            student, images, probs, temperature=cfg.temperature, hard_labels=cfg.hard_labels,
+            epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, weight_decay=cfg.weight_decay,
+            augment=cfg.augment, seed=seed, device=device, progress=True, desc="student",
+        )  # fmt: skip
+        student_info = ClassifierInfo(
+            preset, info.num_classes, info.in_channels, info.image_size, list(info.class_names)
+        )
+        save_classifier(run.path("student.safetensors"), student.cpu(), student_info)
+        return {"student_seconds": time.time() - t0}
+
+    fitted = run.stage("student", fit_student)
+    student, _ = load_classifier(run.dir / "student.safetensors")
+    t_pred = predict_logits(teacher, test.images, device=device).argmax(1)
+    s_pred = predict_logits(student, test.images, device=device).argmax(1)
+    return {
+        "teacher_acc": (t_pred == test.labels).float().mean().item(),
+        "student_acc": evaluate(student, test.images, test.labels, device=device),
+        "student_agreement": (s_pred == t_pred).float().mean().item(),
+        "student_seconds": fitted["student_seconds"],
+    }

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,24 @@ class Run:
         info = fn() or {}
         self.mark_done(name, info)
         return info
+
+
+def synthesize_batches(
+    run: Run, num_batches: int, make_batch: Callable[[int], dict[str, torch.Tensor]]
+) -> list[dict[str, torch.Tensor]]:
+    """The resumable synthesis loop every data-free method shares.
+
+    Batch ``i`` is ``run.dir/synthesis/batch_{i:05d}.safetensors``: ``make_batch(i)`` is called only
+    for batches not on disk, its tensors get a ``seconds`` entry (wall time) and are saved
+    atomically, so a killed run loses at most the batch in flight. Returns all batches, in order.
+    """
+    batches = []
+    for i in range(num_batches):
+        path = run.path("synthesis", f"batch_{i:05d}.safetensors")
+        if not path.exists():
+            t0 = time.time()
+            batch = make_batch(i)
+            batch["seconds"] = torch.tensor(time.time() - t0)
+            atomic_save_tensors(path, batch)
+        batches.append(load_tensors(path))
+    return batches

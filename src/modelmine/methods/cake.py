@@ -59,7 +59,6 @@ synthetic images, labelled by the teacher's argmax, with ``soft_labels.safetenso
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,37 +67,24 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..classifiers import (
-    ClassifierInfo,
     TeacherConfig,
-    build_classifier,
-    check_compatible,
-    evaluate,
-    load_classifier,
-    load_train_test,
-    obtain_teacher,
+    load_test_set,
+    obtain_frozen_teacher,
     predict_logits,
     resolve_device,
-    save_classifier,
 )
-from ..data import ImageSet, load_digits, load_image_folder, save_image_folder
-from ..distill import train_student
+from ..distill import StudentConfig, distill_from_samples, save_samples
 from ..errors import UserError
-from ..report import save_grid
-from ..runs import Run, atomic_save_tensors, load_tensors
+from ..runs import Run, synthesize_batches
 
 
 @dataclass
-class CakeStudentConfig:
-    """How the student is trained on the synthetic samples."""
+class CakeStudentConfig(StudentConfig):
+    """How the student is trained on the synthetic samples (:class:`modelmine.distill.StudentConfig`).
 
-    preset: str | None = "cnn_small"  # None: the teacher's architecture (as in the official code)
-    epochs: int = 30
-    lr: float = 3e-3
-    batch_size: int = 64
-    weight_decay: float = 5e-4
-    augment: float = 2.0  # max random shift in pixels (helped transfer to real digits: 0.55 -> 0.64)
-    temperature: float = 4.0
-    hard_labels: bool = False
+    ``preset=None`` uses the teacher's architecture (as the official code does); ``augment``, the
+    max random shift in pixels, helped transfer to real digits (0.55 -> 0.64).
+    """
 
 
 @dataclass
@@ -231,21 +217,6 @@ def synthesize_batch(
 # --------------------------------------------------------------------------------------------
 # The command
 # --------------------------------------------------------------------------------------------
-def _test_set(test_data: str | None, info: ClassifierInfo, user_teacher: bool) -> ImageSet:
-    if test_data is not None:
-        return load_image_folder(
-            test_data, size=info.image_size, channels=info.in_channels, class_names=info.class_names
-        )
-    test = load_digits("test", info.image_size)
-    try:
-        check_compatible(info, test.image_shape, test.num_classes, "the default digits test set")
-    except UserError as e:
-        if user_teacher:
-            raise UserError(f"{e}; pass --data with an ImageFolder test set for this teacher") from None
-        raise
-    return test
-
-
 def run(cfg: CakeConfig, out: Path) -> dict:
     """`modelmine cake`: teacher -> CAKE samples -> student -> accuracy on the real test set.
 
@@ -255,73 +226,32 @@ def run(cfg: CakeConfig, out: Path) -> dict:
     torch.manual_seed(cfg.seed)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
-    train = None
-    if cfg.teacher.path is None:
-        train, _ = load_train_test(None, None, cfg.teacher.image_size, cfg.teacher.seed)
-    teacher, info = obtain_teacher(cfg.teacher, run_.dir, train, device)
-    teacher = teacher.to(device).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    test = _test_set(cfg.test_data, info, cfg.teacher.path is not None)
-    check_compatible(info, test.image_shape, test.num_classes, "test data")
+    teacher, info = obtain_frozen_teacher(cfg.teacher, run_.dir, device)
+    test = load_test_set(cfg.test_data, info, user_teacher=cfg.teacher.path is not None)
     shape = (info.in_channels, info.image_size, info.image_size)
 
-    # synthesis, one atomic checkpoint per batch: a killed run loses at most the batch in flight
-    batches = []
-    for i in range(cfg.num_batches):
-        path = run_.path("synthesis", f"batch_{i:05d}.safetensors")
-        if not path.exists():
-            t0 = time.time()
-            eps = step_size_schedule(i, cfg.num_batches, cfg.noise, cfg.noise_decay_magnitude)
-            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + i)
-            b = synthesize_batch(teacher, shape, info.num_classes, cfg, eps, g, device)
-            b["probs"] = F.softmax(predict_logits(teacher, b["images"], device=device), dim=1)
-            b["seconds"] = torch.tensor(time.time() - t0)
-            b["eps"] = torch.tensor(eps)
-            atomic_save_tensors(path, b)
-        batches.append(load_tensors(path))
+    def make_batch(i: int) -> dict[str, torch.Tensor]:
+        eps = step_size_schedule(i, cfg.num_batches, cfg.noise, cfg.noise_decay_magnitude)
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + i)
+        b = synthesize_batch(teacher, shape, info.num_classes, cfg, eps, g, device)
+        b["probs"] = F.softmax(predict_logits(teacher, b["images"], device=device), dim=1)
+        b["eps"] = torch.tensor(eps)
+        return b
+
+    batches = synthesize_batches(run_, cfg.num_batches, make_batch)
     images = torch.cat([b["images"] for b in batches])  # (N, C, H, W)
     probs = torch.cat([b["probs"] for b in batches])  # (N, K)
     targets = torch.cat([b["targets"] for b in batches])
-    synthesis_seconds = float(sum(b["seconds"] for b in batches))
-
-    def write_samples() -> dict:
-        labels = probs.argmax(1)
-        save_image_folder(run_.dir / "samples", ImageSet(images, labels, list(info.class_names)), probs)
-        save_grid(run_.path("samples_grid.png"), grid_rows(batches, cfg.num_groups), nrow=cfg.num_groups)
-        return {}
-
-    run_.stage("samples", write_samples)
-
-    s = cfg.student
-    student_preset = s.preset or info.preset
-
-    def fit_student() -> dict:
-        t0 = time.time()
-        student = build_classifier(student_preset, info.num_classes, info.in_channels, info.image_size)
-        train_student(
-            student, images, probs, temperature=s.temperature, hard_labels=s.hard_labels, epochs=s.epochs,
-            lr=s.lr, batch_size=s.batch_size, weight_decay=s.weight_decay, augment=s.augment,
-            seed=cfg.seed, device=device, progress=True, desc="student",
-        )  # fmt: skip
-        student_info = ClassifierInfo(
-            student_preset, info.num_classes, info.in_channels, info.image_size, list(info.class_names)
-        )
-        save_classifier(run_.path("student.safetensors"), student.cpu(), student_info)
-        return {"student_seconds": time.time() - t0}
-
-    fitted = run_.stage("student", fit_student)
-    student, _ = load_classifier(run_.dir / "student.safetensors")
-    t_pred = predict_logits(teacher, test.images, device=device).argmax(1)
-    s_pred = predict_logits(student, test.images, device=device).argmax(1)
+    grid = grid_rows(batches, cfg.num_groups)
+    save_samples(run_, images, probs, info, grid, nrow=cfg.num_groups)
+    metrics = distill_from_samples(
+        run_, teacher, info, images, probs, test, cfg.student, seed=cfg.seed, device=device
+    )
     return run_.log_metrics(
-        teacher_acc=(t_pred == test.labels).float().mean().item(),
-        student_acc=evaluate(student, test.images, test.labels, device=device),
-        student_agreement=(s_pred == t_pred).float().mean().item(),
+        **metrics,
         num_samples=len(images),
-        synthesis_seconds=synthesis_seconds,
+        synthesis_seconds=float(sum(b["seconds"] for b in batches)),
         synthesis_target_acc=(probs.argmax(1) == targets).float().mean().item(),
-        student_seconds=fitted["student_seconds"],
     )
 
 
