@@ -1,5 +1,6 @@
-"""Metrics: membership-inference ROC (AUC, TPR at low FPR), and (later sections) accuracy-based and
-image-quality scores.
+"""Metrics: membership-inference ROC (AUC, TPR at low FPR), the Classification Accuracy Score, and
+image quality (FID, KID, an Inception-Score-style score, precision/recall) on a pluggable feature
+extractor.
 
 ROC follows Carlini et al. (2022): report the full curve, its AUC, and the TPR at a fixed low FPR
 (0.1% and 1%), read off the curve at the largest threshold whose FPR does not exceed the target.
@@ -75,3 +76,112 @@ def classification_accuracy_score(
     k = num_classes or int(labels.max()) + 1
     per = [hit[labels == c].mean().item() if (labels == c).any() else float("nan") for c in range(k)]
     return acc, per
+
+
+# --------------------------------------------------------------------------------------------
+# Image quality on a pluggable feature extractor (FID, KID, IS-style score, precision/recall)
+# --------------------------------------------------------------------------------------------
+# A feature extractor is any callable images (N, C, H, W) in [0, 1] -> features (N, D). On the
+# embedded default it is the penultimate layer of a classifier trained on the private data
+# (`classifier_features`); for real users, Inception features when torchmetrics is installed
+# (`inception_features`). Numbers are only comparable under the same extractor.
+
+
+def classifier_features(model: torch.nn.Module, batch_size: int = 512, device: str | torch.device = "cpu"):
+    """Feature extractor from a classifier's penultimate layer: ``f(images) -> (N, D)``."""
+    from .classifiers import penultimate
+
+    @torch.inference_mode()
+    def extract(images: torch.Tensor) -> torch.Tensor:
+        model.eval().to(device)
+        chunks = [
+            penultimate(model, images[i : i + batch_size].to(device)).float().cpu()
+            for i in range(0, len(images), batch_size)
+        ]
+        return torch.cat(chunks)
+
+    return extract
+
+
+def inception_features(device: str | torch.device = "cpu"):
+    """Inception-v3 pool features (torchmetrics' FID network), for users whose weights are cached."""
+    from .errors import UserError
+
+    try:
+        from torchmetrics.image.fid import NoTrainInceptionV3
+    except ImportError:
+        raise UserError(
+            "Inception features need torchmetrics[image]: pip install 'torchmetrics[image]'"
+        ) from None
+    net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"]).to(device).eval()
+
+    @torch.inference_mode()
+    def extract(images: torch.Tensor) -> torch.Tensor:
+        x = images if images.shape[1] == 3 else images.repeat(1, 3, 1, 1)
+        out = [
+            net((x[i : i + 64] * 255).round().to(torch.uint8).to(device)).float().cpu()
+            for i in range(0, len(x), 64)
+        ]
+        return torch.cat(out)
+
+    return extract
+
+
+def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """FID formula on features ``(N, D)``, ``(M, D)``: ||mu_r - mu_f||^2 + Tr(S_r + S_f - 2 (S_r S_f)^{1/2}).
+
+    Tr((S_r S_f)^{1/2}) is the sum of square roots of the eigenvalues of S_r S_f (real and
+    non-negative up to round-off, as S_r S_f is similar to a PSD matrix).
+    """
+    a, b = real.double(), fake.double()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
+    eig = torch.linalg.eigvals(cov_a @ cov_b).real.clamp_min(0)
+    return float(((mu_a - mu_b) ** 2).sum() + cov_a.trace() + cov_b.trace() - 2 * eig.sqrt().sum())
+
+
+def kernel_inception_distance(
+    real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """KID (Binkowski et al. 2018): unbiased MMD^2 with kernel (x.y/d + 1)^3, mean and std over subsets."""
+    g = torch.Generator().manual_seed(seed)
+    m = min(subset_size, len(real), len(fake))
+    d = real.shape[1]
+    vals = []
+    for _ in range(subsets):  # a few random subsets; each is one batched kernel computation
+        x = real[torch.randperm(len(real), generator=g)[:m]].double()
+        y = fake[torch.randperm(len(fake), generator=g)[:m]].double()
+        kxx, kyy, kxy = ((x @ x.T) / d + 1) ** 3, ((y @ y.T) / d + 1) ** 3, ((x @ y.T) / d + 1) ** 3
+        off = m * (m - 1)
+        vals.append((kxx.sum() - kxx.trace()) / off + (kyy.sum() - kyy.trace()) / off - 2 * kxy.mean())
+    v = torch.stack(vals)
+    return float(v.mean()), float(v.std()) if len(v) > 1 else 0.0
+
+
+def inception_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, float]:
+    """IS-style score exp(E_x KL(p(y|x) || p(y))) from a classifier's logits ``(N, K)``; mean, std over splits."""
+    logp = torch.log_softmax(logits.double(), 1)
+    scores = []
+    for chunk in torch.chunk(logp, max(1, min(splits, len(logp)))):
+        log_py = torch.logsumexp(chunk, 0) - torch.log(torch.tensor(float(len(chunk)), dtype=chunk.dtype))
+        scores.append(torch.exp((chunk.exp() * (chunk - log_py)).sum(1).mean()))
+    s = torch.stack(scores)
+    return float(s.mean()), float(s.std()) if len(s) > 1 else 0.0
+
+
+def _knn_radii(x: torch.Tensor, k: int) -> torch.Tensor:
+    dist = torch.cdist(x, x)
+    return dist.kthvalue(k + 1, dim=1).values  # k+1: the nearest is the point itself
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019) with k-NN manifolds on features.
+
+    precision: share of fake samples inside some real sample's k-NN ball; recall: the converse.
+    """
+    a, b = real.double(), fake.double()
+    ra, rb = _knn_radii(a, k), _knn_radii(b, k)
+    d = torch.cdist(b, a)  # (M, N)
+    precision = (d <= ra[None, :]).any(1).double().mean()
+    recall = (d.T <= rb[None, :]).any(1).double().mean()
+    return float(precision), float(recall)
