@@ -14,6 +14,7 @@ from modelmine.methods.cake import (
     contrastive_loss,
     sample_group_targets,
     step_size_schedule,
+    stretch_contrast,
     synthesize_batch,
     total_variation,
 )
@@ -45,6 +46,16 @@ def test_total_variation():
     x = torch.zeros(1, 1, 4, 4)
     x[..., 2:] = 1.0  # one vertical edge: 4 of the 12 horizontal differences are 1
     assert total_variation(x).item() == pytest.approx(4 / 12)
+
+
+def test_stretch_contrast():
+    ramp = torch.linspace(0.4, 0.6, 101).view(1, 1, 1, 101)  # a low-contrast image
+    out = stretch_contrast(torch.cat([ramp, 1 - ramp]), 0.1)
+    assert out.min() == 0 and out.max() == 1
+    assert torch.allclose(out[0, 0, 0, 10:91], torch.linspace(0, 1, 81), atol=1e-5)  # affine in between
+    assert (out[0, 0, 0, :11] == 0).all() and (out[0, 0, 0, 90:] == 1).all()  # tails clipped
+    assert torch.allclose(out[1], out[0].flip(-1), atol=1e-5)  # per image
+    assert torch.equal(stretch_contrast(torch.full((1, 1, 4, 4), 0.3), 0.05), torch.zeros(1, 1, 4, 4))
 
 
 def test_step_size_schedule_endpoints():
