@@ -27,13 +27,18 @@ def main() -> None:
     ap.add_argument("--out", default="runs/pretrain")
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--results", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--note", default="", help="free text stored with the result (e.g. run history)")
+    ap.add_argument("--extra-train-seconds", type=float, default=0.0, help="earlier phases (warm start)")
     args = ap.parse_args()
-    argv = ["pretrain", "--out", args.out]
-    for s in args.set:
-        argv += ["--set", s]
-    if cli_main(argv) != 0:
-        raise SystemExit(1)
     run = Path(args.out)
+    if not (run / "metrics.json").exists() or "cas_public" not in json.loads(
+        (run / "metrics.json").read_text()
+    ):
+        argv = ["pretrain", "--out", args.out]
+        for s in args.set:
+            argv += ["--set", s]
+        if cli_main(argv) != 0:
+            raise SystemExit(1)
     metrics = json.loads((run / "metrics.json").read_text())
     config = yaml.safe_load((run / "config.yaml").read_text())
     log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines() if line.strip()]
@@ -42,6 +47,8 @@ def main() -> None:
         "cpu": platform.processor() or platform.machine(),
         "config": config,
         "metrics": metrics,
+        "total_train_seconds": metrics["train_seconds"] + args.extra_train_seconds,
+        "note": args.note,
         "cas_during_training": [
             {"step": r["step"], "cas_public_quick": r["cas_public_quick"]}
             for r in log

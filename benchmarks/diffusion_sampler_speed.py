@@ -1,6 +1,6 @@
 """Speed of our DDIM loop on the embedded generator: images/s and overhead over bare UNet calls.
 
-    python benchmarks/diffusion_sampler_speed.py [--batch 64] [--steps 30] [--cfg 3] [--threads 1]
+    python benchmarks/diffusion_sampler_speed.py [--batch 64] [--steps 30] [--cfg 1.5] [--threads 1]
 
 The overhead ratio is (time of ``sample(...)``) / (time of the same number of bare
 ``unet(x, t, text)`` calls on the same batch shapes: 2B rows per call with CFG), so it counts
@@ -28,7 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--cfg", type=float, default=3.0)
+    ap.add_argument("--cfg", type=float, default=None, help="default: the generator's stored cfg")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--weights", default=None, help="embedded generator file (default: the shipped one)")
@@ -40,6 +40,8 @@ def main() -> None:
         if args.weights or EMBEDDED_WEIGHTS.exists()
         else Generator.build_tiny()
     )
+    if args.cfg is None:
+        args.cfg = float(gen.defaults.get("cfg", 3.0))
     prompts, _ = class_prompts(args.batch // 10 + 1)
     prompts = prompts[: args.batch]
     timesteps, _ = ddim_timesteps(gen, args.steps)

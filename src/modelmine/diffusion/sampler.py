@@ -107,7 +107,7 @@ def sample(
     prompts: Sequence[str] | None,
     *,
     steps: int = 30,
-    cfg: float = 3.0,
+    cfg: float | None = None,
     guidance: Sequence[GuidanceFn] = (),
     seed: int = 0,
     eta: float = 0.0,
@@ -124,7 +124,9 @@ def sample(
 
     Args:
         prompts: ``B`` strings (or None with ``prompt_embeds`` ``(B, L, D)``).
-        steps: DDIM steps. ``cfg``: classifier-free guidance scale (1 = conditional only).
+        steps: DDIM steps. ``cfg``: classifier-free guidance scale (1 = conditional only); None
+            takes the generator's stored default (``gen.defaults["cfg"]``: 1.5 for the embedded
+            model), else 3.0.
         guidance: guidance functions (see :mod:`modelmine.diffusion.guidance`), applied in order.
         seed: seeds the initial noise and the ``eta`` noise (CPU generator: identical on any device).
         eta: 0 = deterministic DDIM, 1 = DDPM-like ancestral noise.
@@ -136,6 +138,7 @@ def sample(
         output: ``"images"`` ``(B, C, H, W)`` in [0, 1], ``"latents"`` ``(B, c, h, w)``, or ``"both"``.
     """
     device, dtype = gen.device, gen.dtype
+    cfg = float(gen.defaults.get("cfg", 3.0)) if cfg is None else cfg
     if prompt_embeds is None:
         if not prompts:
             raise UserError("sample() needs at least one prompt")
