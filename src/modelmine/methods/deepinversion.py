@@ -22,7 +22,7 @@ Where the defaults come from: ``first_bn_multiplier = 10``, Adam ``betas = (0.5,
 learning rate, clipping, L2 TV and L2 priors are the official ImageNet code's settings; the
 learning rate 0.1, jitter of 2 pixels and no L2 prior are its CIFAR-10 script's. Flipping is off by
 default because digits are not mirror-symmetric (the official code flips natural images). The
-budget (24 batches of 100, 100 steps, the student recipe) is the same as ``modelmine cake``'s so
+budget (24 batches of 100, 60 steps, the student recipe) is the same as ``modelmine cake``'s so
 the two are compared at equal cost; ``w_bn`` and ``w_tv`` were re-tuned for 16x16 digits
 (the official CIFAR script uses 2,000 steps on batches of 256). Adaptive DeepInversion (the
 competition term with the student) is not implemented.
