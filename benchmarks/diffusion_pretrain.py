@@ -28,6 +28,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--results", default=str(Path(__file__).parent / "results"))
     ap.add_argument("--note", default="", help="free text stored with the result (e.g. run history)")
+    ap.add_argument("--logs", nargs="*", default=[], help="train_log.jsonl files of earlier phases")
     ap.add_argument("--extra-train-seconds", type=float, default=0.0, help="earlier phases (warm start)")
     args = ap.parse_args()
     run = Path(args.out)
@@ -40,20 +41,28 @@ def main() -> None:
         if cli_main(argv) != 0:
             raise SystemExit(1)
     metrics = json.loads((run / "metrics.json").read_text())
-    config = yaml.safe_load((run / "config.yaml").read_text())
-    log = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines() if line.strip()]
+    config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else None
+    gen_json = json.loads((run / "embedded_generator.json").read_text())
+    logs = [run / "train_log.jsonl", *map(Path, args.logs)]
+    trajectory = []
+    for path in logs:
+        if path.exists():
+            for line in path.read_text().splitlines():
+                r = json.loads(line) if line.strip() else {}
+                if "cas_public_quick" in r:
+                    trajectory.append(
+                        {"log": str(path), "step": r["step"], "cas_public_quick": r["cas_public_quick"]}
+                    )
     result = {
         "command": "modelmine pretrain --out DIR " + " ".join(f"--set {s}" for s in args.set),
         "cpu": platform.processor() or platform.machine(),
         "config": config,
+        "sampling_defaults": gen_json.get("sampling"),
+        "provenance": gen_json.get("provenance"),
         "metrics": metrics,
-        "total_train_seconds": metrics["train_seconds"] + args.extra_train_seconds,
+        "total_train_seconds": metrics.get("train_seconds", 0.0) + args.extra_train_seconds,
         "note": args.note,
-        "cas_during_training": [
-            {"step": r["step"], "cas_public_quick": r["cas_public_quick"]}
-            for r in log
-            if "cas_public_quick" in r
-        ],
+        "cas_during_training": trajectory,
     }
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
