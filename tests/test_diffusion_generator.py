@@ -3,23 +3,9 @@
 import pytest
 import torch
 
+from _tiny import tiny
 from modelmine.diffusion.generator import EMBEDDED_WEIGHTS, Generator
 from modelmine.errors import UserError
-
-SMALL = dict(block_out_channels=[8, 16, 16], norm_num_groups=4)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (no OpenMP barriers on a shared CPU)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def tiny(seed=0):
-    return Generator.build_tiny(seed=seed, unet_overrides=SMALL, text_width=32)
 
 
 def test_tokenizer_known_unknown_and_added_words():

@@ -5,26 +5,14 @@ import json
 import pytest
 import torch
 
+from _tiny import tiny
 from modelmine.cli import main
 from modelmine.diffusion.finetune import LORA_WEIGHTS, add_lora, load_lora, merge_lora, save_lora
 from modelmine.diffusion.generator import Generator
 from modelmine.diffusion.guidance import ModelGuidance, lora_disabled
 from modelmine.diffusion.sampler import sample
 
-SMALL = dict(block_out_channels=[8, 16, 16], norm_num_groups=4)
 PROMPTS = ["a photo of digit three", "seven: thin upright"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def tiny(seed=0):
-    return Generator.build_tiny(seed=seed, unet_overrides=SMALL, text_width=32)
 
 
 def _randomise_lora(unet, seed=0):

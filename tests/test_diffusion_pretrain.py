@@ -2,20 +2,11 @@
 
 import json
 
-import pytest
 import torch
 
 from modelmine.cli import main
 from modelmine.diffusion.generator import Generator
 from modelmine.diffusion.pretrain import make_prompts
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_prompts_use_known_words():

@@ -1,27 +1,12 @@
 """DDIM sampler: determinism, reference equality with diffusers' DDIMScheduler, guidance, gradients."""
 
-import pytest
 import torch
 
-from modelmine.diffusion.generator import Generator
+from _tiny import tiny
 from modelmine.diffusion.guidance import LossGuidance, ReplaceEps
 from modelmine.diffusion.sampler import ddim_timesteps, sample
 
-SMALL = dict(block_out_channels=[8, 16, 16], norm_num_groups=4)
 PROMPTS = ["a photo of digit three", "seven: thin upright"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (no OpenMP barriers on a shared CPU)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def tiny(seed=0):
-    return Generator.build_tiny(seed=seed, unet_overrides=SMALL, text_width=32)
 
 
 def test_deterministic_with_seed_and_eta():

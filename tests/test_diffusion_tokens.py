@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from modelmine.diffusion.generator import Generator
+from _tiny import tiny
 from modelmine.diffusion.tokens import (
     add_placeholder_tokens,
     load_learned_embeds,
@@ -11,20 +11,6 @@ from modelmine.diffusion.tokens import (
     train_textual_inversion,
 )
 from modelmine.errors import UserError
-
-SMALL = dict(block_out_channels=[8, 16, 16], norm_num_groups=4)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def tiny(seed=0):
-    return Generator.build_tiny(seed=seed, unet_overrides=SMALL, text_width=32)
 
 
 def test_add_token_initialised_from_word():

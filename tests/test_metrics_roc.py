@@ -17,4 +17,8 @@ def test_auc_matches_sklearn_and_tpr_is_monotone():
     member = torch.rand(500, generator=g) < 0.5
     scores = torch.randn(500, generator=g) + member.float()
     assert abs(roc_auc(scores, member) - roc_auc_score(member.numpy(), scores.numpy())) < 1e-9
-    assert tpr_at_fpr(scores, member, 0.001) <= tpr_at_fpr(scores, member, 0.01) <= tpr_at_fpr(scores, member, 0.1)
+    assert (
+        tpr_at_fpr(scores, member, 0.001)
+        <= tpr_at_fpr(scores, member, 0.01)
+        <= tpr_at_fpr(scores, member, 0.1)
+    )
