@@ -1,0 +1,52 @@
+"""Print the README's results table from benchmarks/results/*.json (whatever has been measured).
+
+python benchmarks/table.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def load(name: str) -> dict | None:
+    p = RESULTS / name
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def main() -> None:
+    rows = []
+    if t := load("teacher.json"):
+        rows.append(("default teacher (digits)", f"test acc {t['teacher_acc_mean']:.3f} (min {t['teacher_acc_min']:.3f}, {len(t['runs'])} seeds)",
+                     "-", f"{t['train_seconds_max']:.0f} s train, {t['threads']} thr"))  # fmt: skip
+    if d := load("diffusion_pretrain.json"):
+        m = d["metrics"]
+        rows.append(("embedded generator", f"cas_public {m['cas_public']:.3f}, cas_private {m['cas_private']:.3f}",
+                     "target cas_public >= 0.90", f"{m['train_seconds']:.0f} s pretrain, 1 thr"))  # fmt: skip
+    if s := load("diffusion_sampler_speed.json"):
+        rows.append(("DDIM sampler (batch 64, 30 steps)", f"{s['images_per_second']:.2f} images/s",
+                     "overhead < 1.15", f"overhead {s['overhead_ratio']:.3f}, {s['threads']} thr"))  # fmt: skip
+    for name in ("cake.json", "cake_2threads.json"):
+        if c := load(name):
+            thr = c["threads"]
+            ck, di, real = c["cake"], c["deepinversion"], c["real_data_student"]
+            rows.append((f"CAKE ({ck['num_samples']} samples)", f"student acc {ck['student_acc']:.3f} (teacher {ck['teacher_acc']:.3f})",
+                         "paper MNIST 96%; target >= 0.90", f"{ck['total_seconds_with_teacher_training']:.0f} s end to end, {thr} thr"))  # fmt: skip
+            rows.append((f"DeepInversion ({di['num_samples']} samples)", f"student acc {di['student_acc']:.3f}", "same budget",
+                         f"{di['total_seconds']:.0f} s, {thr} thr"))  # fmt: skip
+            rows.append(("student on real private data", f"student acc {real['student_acc']:.3f}", "upper bound",
+                         f"{real['student_seconds']:.0f} s, {thr} thr"))  # fmt: skip
+    if lira := load("lira_teacher.json"):
+        rows.append((f"LiRA on the default teacher ({lira['num_shadows']} shadows)",
+                     f"AUC {lira['auc']:.3f}, TPR@1%FPR {lira['tpr_at_1pct_fpr']:.3f}, TPR@0.1%FPR {lira['tpr_at_0.1pct_fpr']:.3f}",
+                     f"fixed-variance AUC {lira['online_fixed_auc']:.3f}", f"{lira['wall_seconds']:.0f} s, {lira['threads']} thr"))  # fmt: skip
+    print("| what | result | reference | cost |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+if __name__ == "__main__":
+    main()
