@@ -115,20 +115,13 @@ from ..runs import Run, synthesize_batches
 
 
 @dataclass
-class CakeStudentConfig(StudentConfig):
-    """How the student is trained on the synthetic samples (:class:`modelmine.distill.StudentConfig`).
-
-    ``preset=None`` uses the teacher's architecture (as the official code does); ``augment``, the
-    max random shift in pixels, helped transfer to real digits (0.55 -> 0.64).
-    """
-
-
-@dataclass
 class CakeConfig:
     """All CAKE defaults; see the module docstring for which come from the paper/official code."""
 
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    student: CakeStudentConfig = field(default_factory=CakeStudentConfig)
+    # preset=None uses the teacher's architecture (as the official code does); the student's random
+    # shifts (augment, in pixels) helped transfer to real digits (0.55 -> 0.64)
+    student: StudentConfig = field(default_factory=StudentConfig)
     test_data: str | None = None  # ImageFolder test set; default: the private digits' test split
     num_batches: int = 24
     batch_size: int = 100  # samples per batch: batch_size / num_groups rows of num_groups samples

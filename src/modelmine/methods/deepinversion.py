@@ -54,16 +54,11 @@ from ..runs import Run, synthesize_batches
 
 
 @dataclass
-class DIStudentConfig(StudentConfig):
-    """How the student is trained on the synthetic samples (the same recipe as CAKE's)."""
-
-
-@dataclass
 class DeepInversionConfig:
     """All DeepInversion defaults; see the module docstring for their sources."""
 
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    student: DIStudentConfig = field(default_factory=DIStudentConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)  # the same recipe as CAKE's
     test_data: str | None = None  # ImageFolder test set; default: the private digits' test split
     num_batches: int = 24
     batch_size: int = 100
