@@ -10,6 +10,7 @@ softening probabilities p at temperature T is ``softmax(log p / T)``, the same a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,6 @@ import torch.nn.functional as F
 from .classifiers import (
     ClassifierInfo,
     build_classifier,
-    evaluate,
     fit,
     load_classifier,
     predict_logits,
@@ -139,7 +139,41 @@ def distill_from_samples(
     s_pred = predict_logits(student, test.images, device=device).argmax(1)
     return {
         "teacher_acc": (t_pred == test.labels).float().mean().item(),
-        "student_acc": evaluate(student, test.images, test.labels, device=device),
+        "student_acc": (s_pred == test.labels).float().mean().item(),
         "student_agreement": (s_pred == t_pred).float().mean().item(),
         "student_seconds": fitted["student_seconds"],
     }
+
+
+def distill_synthetic_batches(
+    run: Run,
+    teacher: nn.Module,
+    info: ClassifierInfo,
+    batches: list[dict[str, torch.Tensor]],
+    test: ImageSet,
+    cfg: StudentConfig,
+    grid: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    nrow: int,
+    *,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> dict:
+    """The end every data-free method shares: synthesis batches -> ``samples/`` -> student -> metrics.
+
+    ``batches`` as returned by :func:`modelmine.runs.synthesize_batches`, each with ``images``
+    ``(B, C, H, W)``, ``probs`` ``(B, K)``, ``targets`` ``(B,)`` and ``seconds``. ``grid(images,
+    targets)`` picks the images of ``samples_grid.png`` (``nrow`` per row). Logs and returns the
+    metrics of :func:`distill_from_samples` plus ``num_samples``, ``synthesis_seconds`` and
+    ``synthesis_target_acc`` (teacher argmax == target).
+    """
+    images = torch.cat([b["images"] for b in batches])  # (N, C, H, W)
+    probs = torch.cat([b["probs"] for b in batches])  # (N, K)
+    targets = torch.cat([b["targets"] for b in batches])  # (N,)
+    save_samples(run, images, probs, info, grid(images, targets), nrow)
+    metrics = distill_from_samples(run, teacher, info, images, probs, test, cfg, seed=seed, device=device)
+    return run.log_metrics(
+        **metrics,
+        num_samples=len(images),
+        synthesis_seconds=float(sum(b["seconds"] for b in batches)),
+        synthesis_target_acc=(probs.argmax(1) == targets).float().mean().item(),
+    )

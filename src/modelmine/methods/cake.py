@@ -109,7 +109,7 @@ from ..classifiers import (
     predict_logits,
     resolve_device,
 )
-from ..distill import StudentConfig, distill_from_samples, save_samples
+from ..distill import StudentConfig, distill_synthetic_batches
 from ..errors import UserError
 from ..runs import Run, synthesize_batches
 
@@ -283,20 +283,11 @@ def run(cfg: CakeConfig, out: Path) -> dict:
         return b
 
     batches = synthesize_batches(run_, cfg.num_batches, make_batch)
-    images = torch.cat([b["images"] for b in batches])  # (N, C, H, W)
-    probs = torch.cat([b["probs"] for b in batches])  # (N, K)
-    targets = torch.cat([b["targets"] for b in batches])
-    grid = grid_rows(batches, cfg.num_groups)
-    save_samples(run_, images, probs, info, grid, nrow=cfg.num_groups)
-    metrics = distill_from_samples(
-        run_, teacher, info, images, probs, test, cfg.student, seed=cfg.seed, device=device
-    )
-    return run_.log_metrics(
-        **metrics,
-        num_samples=len(images),
-        synthesis_seconds=float(sum(b["seconds"] for b in batches)),
-        synthesis_target_acc=(probs.argmax(1) == targets).float().mean().item(),
-    )
+    return distill_synthetic_batches(
+        run_, teacher, info, batches, test, cfg.student,
+        grid=lambda images, targets: grid_rows(batches, cfg.num_groups), nrow=cfg.num_groups,
+        seed=cfg.seed, device=device,
+    )  # fmt: skip
 
 
 def grid_rows(batches: list[dict[str, torch.Tensor]], k: int, rows: int = 8) -> torch.Tensor:

@@ -48,7 +48,7 @@ from ..classifiers import (
     predict_logits,
     resolve_device,
 )
-from ..distill import StudentConfig, distill_from_samples, save_samples
+from ..distill import StudentConfig, distill_synthetic_batches
 from ..errors import UserError
 from ..runs import Run, synthesize_batches
 
@@ -204,19 +204,14 @@ def run(cfg: DeepInversionConfig, out: Path) -> dict:
         return b
 
     batches = synthesize_batches(run_, cfg.num_batches, make_batch)
-    images = torch.cat([b["images"] for b in batches])  # (N, C, H, W)
-    probs = torch.cat([b["probs"] for b in batches])  # (N, K)
-    targets = torch.cat([b["targets"] for b in batches])
     k = min(info.num_classes, 10)
-    m = min(8, *[int((targets == c).sum()) for c in range(k)])
-    picks = torch.stack([torch.nonzero(targets == c).squeeze(1)[:m] for c in range(k)], 1)  # (m, k)
-    save_samples(run_, images, probs, info, images[picks.flatten()], nrow=k)  # one class per column
-    metrics = distill_from_samples(
-        run_, teacher, info, images, probs, test, cfg.student, seed=cfg.seed, device=device
-    )
-    return run_.log_metrics(
-        **metrics,
-        num_samples=len(images),
-        synthesis_seconds=float(sum(b["seconds"] for b in batches)),
-        synthesis_target_acc=(probs.argmax(1) == targets).float().mean().item(),
+
+    def grid(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Up to 8 samples of each of the first ``k`` classes, one class per column."""
+        m = min(8, *[int((targets == c).sum()) for c in range(k)])
+        picks = torch.stack([torch.nonzero(targets == c).squeeze(1)[:m] for c in range(k)], 1)  # (m, k)
+        return images[picks.flatten()]
+
+    return distill_synthetic_batches(
+        run_, teacher, info, batches, test, cfg.student, grid=grid, nrow=k, seed=cfg.seed, device=device
     )
