@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from _tiny import TINY_DATA_FREE_ARGS
 from modelmine.classifiers import ClassifierInfo, build_classifier, has_batchnorm, save_classifier
 from modelmine.cli import main
 from modelmine.methods.cake import (
@@ -19,11 +20,7 @@ from modelmine.methods.cake import (
     total_variation,
 )
 
-TINY = [
-    "--set", "num_batches=2", "--set", "batch_size=20", "--set", "num_steps=3",
-    "--set", "student.epochs=1", "--set", "student.preset=mlp", "--set", "teacher.epochs=1",
-    "--set", "teacher.image_size=8", "--set", "device=cpu",
-]  # fmt: skip
+TINY = TINY_DATA_FREE_ARGS
 
 
 def test_contrastive_zero_for_identical_logits():

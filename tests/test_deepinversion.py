@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from _tiny import TINY_DATA_FREE_ARGS
 from modelmine.classifiers import ClassifierInfo, build_classifier, save_classifier
 from modelmine.cli import main
 from modelmine.errors import UserError
@@ -18,11 +19,7 @@ from modelmine.methods.deepinversion import (
     tv_l2,
 )
 
-TINY = [
-    "--set", "num_batches=2", "--set", "batch_size=20", "--set", "num_steps=3",
-    "--set", "student.epochs=1", "--set", "student.preset=mlp", "--set", "teacher.epochs=1",
-    "--set", "teacher.image_size=8", "--set", "device=cpu",
-]  # fmt: skip
+TINY = TINY_DATA_FREE_ARGS
 
 
 def test_bn_loss_zero_when_statistics_match_and_first_layer_weighted():
