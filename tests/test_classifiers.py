@@ -79,3 +79,13 @@ def test_check_compatible_errors():
         check_compatible(info, (3, 16, 16), 10, "data")
     with pytest.raises(UserError, match="8x8 but the classifier expects 16x16"):
         check_compatible(info, (1, 8, 8), 10, "data")
+
+
+def test_teacher_seed_does_not_move_the_private_splits():
+    from modelmine.classifiers import load_train_test
+    from modelmine.data import load_digits
+
+    for seed in (0, 3):
+        train, test = load_train_test(None, None, 16, seed)
+        assert torch.equal(train.images, load_digits("train").images)
+        assert torch.equal(test.images, load_digits("test").images)

@@ -364,11 +364,15 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def load_train_test(data: str | None, test_data: str | None, image_size: int, seed: int = 0):
-    """(train, test) ImageSets: user ImageFolders, or the private digits' train/test splits."""
+    """(train, test) ImageSets: user ImageFolders, or the private digits' fixed train/test splits.
+
+    ``seed`` only splits a user folder given without ``test_data``; the digits' splits never move
+    (every method and audit must agree on which images are private members and which are test).
+    """
     from .data import load_digits, load_image_folder
 
     if data is None:
-        return load_digits("train", image_size, seed), load_digits("test", image_size, seed)
+        return load_digits("train", image_size), load_digits("test", image_size)
     train = load_image_folder(data, size=image_size)
     if test_data is not None:
         test = load_image_folder(
@@ -435,10 +439,7 @@ def obtain_frozen_teacher(
 ) -> tuple[nn.Module, ClassifierInfo]:
     """:func:`obtain_teacher` (the default trained on the private digits' train split), on
     ``device``, in eval mode, with gradients off for its parameters: what synthesis differentiates."""
-    train = None
-    if cfg.path is None:
-        train, _ = load_train_test(None, None, cfg.image_size, cfg.seed)
-    teacher, info = obtain_teacher(cfg, out_dir, train, device)
+    teacher, info = obtain_teacher(cfg, out_dir, None, device)
     teacher = teacher.to(device).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
