@@ -68,6 +68,16 @@ def atomic_save_tensors(
         raise
 
 
+def atomic_torch_save(path: str | Path, obj: object) -> None:
+    """``torch.save`` through a temp file + rename, for our own resume checkpoints (read back with
+    ``torch.load(..., weights_only=True)``; files from others are safetensors only)."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     """Load a safetensors file; a corrupt file is a UserError naming it."""
     try:

@@ -20,7 +20,6 @@ Deviation: no learning-rate warm-up, no SNR weighting, a fixed number of steps.
 
 from __future__ import annotations
 
-import io
 import json
 import random
 import time
@@ -36,7 +35,7 @@ from ..classifiers import resolve_device
 from ..data import ImageSet, load_digits, load_image_folder
 from ..errors import UserError
 from ..report import save_grid
-from ..runs import Run, atomic_write_bytes
+from ..runs import Run, atomic_torch_save
 from .generator import Generator
 from .pretrain import train_step
 from .sampler import sample_batched
@@ -236,10 +235,8 @@ def run(cfg: FinetuneConfig, out: Path) -> dict:
         running = loss.item() if step == 1 else 0.95 * running + 0.05 * loss.item()
         elapsed = time.time() - t_start
         if time.time() - t_ck > 60 * cfg.checkpoint_minutes and step < cfg.steps:
-            buf = io.BytesIO()
             state = {"params": [p.detach() for p in params], "opt": opt.state_dict()}
-            torch.save(state | {"step": step, "elapsed": elapsed, "loss": running}, buf)
-            atomic_write_bytes(ckpt_path, buf.getvalue())
+            atomic_torch_save(ckpt_path, state | {"step": step, "elapsed": elapsed, "loss": running})
             t_ck = time.time()
     gen.eval()
 
@@ -279,8 +276,6 @@ def _prior_images(cfg: FinetuneConfig, gen: Generator, class_names: list[str], r
             gen, prompts, batch_size=128, seed=rng.randrange(10**6), steps=gen.defaults.get("steps", 30),
             cfg=gen.defaults.get("cfg", 3.0),
         )  # fmt: skip
-        buf = io.BytesIO()
-        torch.save(images, buf)
-        atomic_write_bytes(path, buf.getvalue())
+        atomic_torch_save(path, images)
     (run_.dir / "prior_prompts.json").write_text(json.dumps(prompts[:: max(1, k)]))
     return images, prompts

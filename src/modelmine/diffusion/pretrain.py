@@ -20,7 +20,6 @@ LoRA/DAG later close). Resumable: a checkpoint is written atomically every few m
 
 from __future__ import annotations
 
-import io
 import json
 import random
 import shutil
@@ -48,7 +47,7 @@ from ..data import DIGIT_NAMES, render_glyphs
 from ..errors import UserError
 from ..metrics import classification_accuracy_score
 from ..report import save_grid
-from ..runs import Run, atomic_write_bytes, atomic_write_text
+from ..runs import Run, atomic_torch_save, atomic_write_text
 from .generator import ASSETS, EMBEDDED_WEIGHTS, Generator
 from .sampler import sample_batched
 
@@ -230,7 +229,6 @@ def run(cfg: PretrainConfig, out: Path) -> dict:
         print(f"resuming at step {step}", flush=True)
 
     def save_checkpoint() -> None:
-        buf = io.BytesIO()
         state = {
             "unet": gen.unet.state_dict(),
             "text_encoder": gen.text_encoder.state_dict(),
@@ -239,8 +237,7 @@ def run(cfg: PretrainConfig, out: Path) -> dict:
             "step": step,
             "elapsed": elapsed,
         }
-        torch.save(state, buf)
-        atomic_write_bytes(ckpt_path, buf.getvalue())
+        atomic_torch_save(ckpt_path, state)
 
     pub_clf = None
     if cfg.eval_every > 0 and step < cfg.steps:
@@ -314,7 +311,7 @@ def run(cfg: PretrainConfig, out: Path) -> dict:
         cas, per, images, secs = measure_cas(
             gen, clf, cfg.cas_per_class, steps=cfg.sample_steps, cfg=cfg.cfg, seed=12345
         )
-        torch.save(images[:: max(1, cfg.cas_per_class // 10)].clone(), run_.dir / "grid_images.pt")
+        atomic_torch_save(run_.dir / "grid_images.pt", images[:: max(1, cfg.cas_per_class // 10)].clone())
         teacher, _ = obtain_teacher(cfg.teacher, run_.dir, device=device)
         _, labels = class_prompts(cfg.cas_per_class)
         cas_p, per_p = classification_accuracy_score(teacher, images, labels, per_class=True, num_classes=10)
