@@ -64,3 +64,15 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
         os.umask(mask)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "b.safetensors").stat().st_mode & 0o777 == 0o644
+
+
+def _square(x):
+    return x * x
+
+
+def test_run_tasks_in_order_inline_and_in_worker_processes():
+    from modelmine.runs import run_tasks
+
+    tasks = [(_square, (i,)) for i in range(4)]
+    assert run_tasks(tasks, workers=1) == [0, 1, 4, 9]
+    assert run_tasks(tasks, workers=2) == [0, 1, 4, 9]

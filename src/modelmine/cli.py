@@ -42,6 +42,12 @@ COMMANDS: dict[str, Command] = {
         "DeepInversion: data-free distillation from a BatchNorm teacher's statistics (CAKE's baseline)",
         {"teacher": "teacher.path", "data": "test_data", "preset": "teacher.preset"},
     ),
+    "tckr": Command(
+        "modelmine.methods.tckr", "TckrConfig", "run",
+        "TCKR: private data -> captions -> LoRA -> synthetic dataset -> KD student; accuracy and LiRA AUC",
+        {"data": "data", "test-data": "test_data", "generator": "generator", "cardinality": "cardinality",
+         "teacher": "teacher.path", "shadows": "num_shadows"},
+    ),
     "audit lira": Command(
         "modelmine.audit.lira", "LiraConfig", "run",
         "LiRA membership inference on a classifier with shadow models; AUC and TPR at low FPR",

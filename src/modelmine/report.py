@@ -127,3 +127,31 @@ def save_decision_boundary(
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_tradeoff(path: str | Path, points: list[tuple[str, float, float]], title: str = "") -> None:
+    """Accuracy (y) against membership-inference AUC (x) for labelled models ``(name, auc, acc)``:
+    up and to the left is better (TCKR's Figure 5)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.8, 4.0))
+    students = [(n, a, c) for n, a, c in points if not n.startswith("teacher")]
+    if len(students) > 1:
+        ax.plot([a for _, a, _ in students], [c for _, _, c in students], "-", color="tab:blue", lw=1)
+    for name, auc, acc in points:
+        is_teacher = name.startswith("teacher")
+        ax.plot(auc, acc, "s" if is_teacher else "o", color="tab:red" if is_teacher else "tab:blue")
+        ax.annotate(name, (auc, acc), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.axvline(0.5, color="k", ls="--", lw=0.8)
+    ax.set(xlabel="LiRA AUC (0.5 = chance)", ylabel="test accuracy", title=title)
+    ax.margins(0.15)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

@@ -159,17 +159,20 @@ class Run:
 
 
 def synthesize_batches(
-    run: Run, num_batches: int, make_batch: Callable[[int], dict[str, torch.Tensor]]
+    run: Run,
+    num_batches: int,
+    make_batch: Callable[[int], dict[str, torch.Tensor]],
+    folder: str = "synthesis",
 ) -> list[dict[str, torch.Tensor]]:
     """The resumable synthesis loop every data-free method shares.
 
-    Batch ``i`` is ``run.dir/synthesis/batch_{i:05d}.safetensors``: ``make_batch(i)`` is called only
+    Batch ``i`` is ``run.dir/<folder>/batch_{i:05d}.safetensors``: ``make_batch(i)`` is called only
     for batches not on disk, its tensors get a ``seconds`` entry (wall time) and are saved
     atomically, so a killed run loses at most the batch in flight. Returns all batches, in order.
     """
     batches = []
     for i in range(num_batches):
-        path = run.path("synthesis", f"batch_{i:05d}.safetensors")
+        path = run.path(folder, f"batch_{i:05d}.safetensors")
         if not path.exists():
             t0 = time.time()
             batch = make_batch(i)
@@ -177,3 +180,34 @@ def synthesize_batches(
             atomic_save_tensors(path, batch)
         batches.append(load_tensors(path))
     return batches
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def run_tasks(tasks: list[tuple[Callable[..., Any], tuple]], workers: int = 1, threads: int = 1) -> list:
+    """Run independent tasks ``fn(*args)`` and return their results in order.
+
+    ``workers <= 1`` runs them here, one after the other. Otherwise a pool of ``workers`` spawned
+    processes (``threads`` torch threads each) takes them in the given order, so put the longest
+    first. Tiny models use a CPU core best as separate one-thread processes, not as one process
+    with more threads. Tasks must be module-level functions with picklable arguments, and must
+    write their own results to disk (so a killed run resumes); the first failure is re-raised.
+    """
+    if workers <= 1 or len(tasks) <= 1:
+        return [fn(*args) for fn, args in tasks]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker, initargs=(threads,)
+    ) as pool:
+        futures = [pool.submit(fn, *args) for fn, args in tasks]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise

@@ -22,6 +22,7 @@ code. Higher score = more likely a member.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,13 +136,15 @@ def train_shadows(
     views: torch.Tensor,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    rows: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Train one shadow per row of ``keep`` ``(M, N)`` on ``population`` (an ImageSet) with ``recipe``
     (a :class:`~modelmine.classifiers.TeacherConfig`, the target's training recipe) and return their
     logits on ``views`` ``(N, A, C, H, W)`` as ``(M, N, A, K)``.
 
     Each shadow's logits are saved to ``out_dir/shadow_XXX.safetensors`` as it finishes, so a killed
-    run loses at most one shadow and later audits of other targets reuse them.
+    run loses at most one shadow and later audits of other targets reuse them. ``rows`` trains only
+    those shadows (and returns only theirs), so separate processes can share the work.
     """
     from tqdm.auto import tqdm
 
@@ -151,7 +154,7 @@ def train_shadows(
     out_dir.mkdir(parents=True, exist_ok=True)
     c = population.images.shape[1]
     all_logits = []
-    for m in tqdm(range(keep.shape[0]), desc="shadows", disable=not progress):
+    for m in tqdm(range(keep.shape[0]) if rows is None else rows, desc="shadows", disable=not progress):
         path = out_dir / f"shadow_{m:03d}.safetensors"
         if path.exists():
             saved = load_tensors(path)

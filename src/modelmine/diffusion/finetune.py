@@ -203,42 +203,11 @@ def run(cfg: FinetuneConfig, out: Path) -> dict:
         if cfg.train_text_encoder:
             gen.text_encoder.requires_grad_(True)
             params += list(gen.text_encoder.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    step, elapsed, running = 0, 0.0, 0.0
-    ckpt_path = run_.dir / "checkpoint.pt"
-    if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
-        for p, v in zip(params, ck["params"], strict=True):
-            p.data.copy_(v)
-        opt.load_state_dict(ck["opt"])
-        step, elapsed, running = ck["step"], ck["elapsed"], ck["loss"]
-
-    gen.unet.train()
-    if cfg.train_text_encoder and cfg.mode == "full":
-        gen.text_encoder.train()
-    t_start, t_ck = time.time() - elapsed, time.time()
-    n = len(data)
-    while step < cfg.steps:
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        idx = torch.randint(n, (min(cfg.batch_size, n),), generator=g)
-        images, batch_prompts = data.images[idx], [prompts[i] for i in idx.tolist()]
-        loss = train_step(gen, images.to(device), batch_prompts, g)
-        if prior is not None:
-            pidx = torch.randint(len(prior[1]), (min(cfg.batch_size, len(prior[1])),), generator=g)
-            ploss = train_step(gen, prior[0][pidx].to(device), [prior[1][i] for i in pidx.tolist()], g)
-            loss = loss + cfg.prior_weight * ploss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        step += 1
-        running = loss.item() if step == 1 else 0.95 * running + 0.05 * loss.item()
-        elapsed = time.time() - t_start
-        if time.time() - t_ck > 60 * cfg.checkpoint_minutes and step < cfg.steps:
-            state = {"params": [p.detach() for p in params], "opt": opt.state_dict()}
-            atomic_torch_save(ckpt_path, state | {"step": step, "elapsed": elapsed, "loss": running})
-            t_ck = time.time()
-    gen.eval()
+    stats = train_unet(
+        gen, params, data.images, prompts, steps=cfg.steps, batch_size=cfg.batch_size, lr=lr,
+        seed=cfg.seed, checkpoint=run_.dir / "checkpoint.pt", checkpoint_minutes=cfg.checkpoint_minutes,
+        prior=prior, prior_weight=cfg.prior_weight, device=device,
+    )  # fmt: skip
 
     if cfg.mode == "lora":
         save_lora(gen.unet, run_.dir / "lora")
@@ -253,14 +222,72 @@ def run(cfg: FinetuneConfig, out: Path) -> dict:
         cfg=gen.defaults.get("cfg", 3.0),
     )  # fmt: skip
     save_grid(run_.dir / "samples.png", grid, nrow=len(names))
-    ckpt_path.unlink(missing_ok=True)
-    return run_.log_metrics(
-        train_seconds=elapsed,
-        final_loss=running,
-        trainable_params=sum(p.numel() for p in params),
-        num_images=n,
-        steps=step,
-    )
+    return run_.log_metrics(**stats, trainable_params=sum(p.numel() for p in params), num_images=len(data))
+
+
+def train_unet(
+    gen: Generator,
+    params: list[torch.nn.Parameter],
+    images: torch.Tensor,
+    prompts: Sequence[str],
+    *,
+    steps: int,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
+    checkpoint: Path | None = None,
+    checkpoint_minutes: float = 3.0,
+    prior: tuple[torch.Tensor, list[str]] | None = None,
+    prior_weight: float = 1.0,
+    device: str | torch.device = "cpu",
+) -> dict:
+    """Fine-tune ``params`` (LoRA or full weights of ``gen``) on images ``(N, C, H, W)`` in [0, 1] and
+    their ``prompts`` with the epsilon-prediction loss, AdamW at a constant ``lr``.
+
+    Batches are drawn with replacement from a generator seeded by ``(seed, step)``, so a resumed
+    run sees the same batches. ``checkpoint`` (a ``.pt`` of our own, loaded ``weights_only``) is
+    written every ``checkpoint_minutes`` and removed at the end. ``prior``: DreamBooth's
+    ``(images, prompts)`` mixed into every step with weight ``prior_weight``. Leaves ``gen`` in
+    eval mode; returns ``train_seconds``, ``final_loss`` (running mean) and ``steps``.
+    """
+    if len(images) != len(prompts):
+        raise UserError(f"{len(images)} images but {len(prompts)} prompts")
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    step, elapsed, running = 0, 0.0, 0.0
+    if checkpoint is not None and checkpoint.exists():
+        ck = torch.load(checkpoint, map_location=device, weights_only=True)
+        for p, v in zip(params, ck["params"], strict=True):
+            p.data.copy_(v)
+        opt.load_state_dict(ck["opt"])
+        step, elapsed, running = ck["step"], ck["elapsed"], ck["loss"]
+    trained = {id(p) for p in params}
+    for m in gen.modules():  # train mode only for modules with trainable weights (dropout etc.)
+        m.train(any(id(p) in trained for p in m.parameters()))
+    t_start, t_ck = time.time() - elapsed, time.time()
+    n = len(images)
+    while step < steps:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        idx = torch.randint(n, (min(batch_size, n),), generator=g)
+        loss = train_step(gen, images[idx].to(device), [prompts[i] for i in idx.tolist()], g)
+        if prior is not None:
+            pidx = torch.randint(len(prior[1]), (min(batch_size, len(prior[1])),), generator=g)
+            ploss = train_step(gen, prior[0][pidx].to(device), [prior[1][i] for i in pidx.tolist()], g)
+            loss = loss + prior_weight * ploss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        running = loss.item() if step == 1 else 0.95 * running + 0.05 * loss.item()
+        elapsed = time.time() - t_start
+        if checkpoint is not None and time.time() - t_ck > 60 * checkpoint_minutes and step < steps:
+            state = {"params": [p.detach() for p in params], "opt": opt.state_dict()}
+            atomic_torch_save(checkpoint, state | {"step": step, "elapsed": elapsed, "loss": running})
+            t_ck = time.time()
+    gen.eval()
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
+    return {"train_seconds": elapsed, "final_loss": running, "steps": step}
 
 
 def _prior_images(cfg: FinetuneConfig, gen: Generator, class_names: list[str], run_: Run):

@@ -248,11 +248,14 @@ class Generator:
         cls, path_or_id: str | Path, dtype: torch.dtype = torch.float32, local_files_only: bool = True
     ) -> Generator:
         """A diffusers Stable Diffusion folder (``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``,
-        ``scheduler/``; SD 2.x and 1.x). ``"embedded"`` gives :meth:`embedded`. The sampling
-        scheduler is always DDIM built from the folder's scheduler config.
+        ``scheduler/``; SD 2.x and 1.x). ``"embedded"`` gives :meth:`embedded`, and a
+        ``.safetensors`` file one written by :meth:`save_embedded`. The sampling scheduler is
+        always DDIM built from the folder's scheduler config.
         """
         if str(path_or_id) == "embedded":
             return cls.embedded()
+        if str(path_or_id).endswith(".safetensors"):
+            return cls.embedded(path_or_id)
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
         from transformers import AutoTokenizer, CLIPTextModel
 

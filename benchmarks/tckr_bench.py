@@ -1,0 +1,66 @@
+"""TCKR end to end on the embedded default: teacher vs synthetic-data student, accuracy and LiRA AUC.
+
+Runs ``modelmine.methods.tckr.run`` (the same code as ``modelmine tckr``) in a fresh folder and
+records its metrics, the seed, the wall time and the machine. ``--cardinality`` takes several
+values for the accuracy-vs-AUC trade-off (the PNG stays in the work folder and is copied next to
+the JSON). Usage::
+
+    python benchmarks/tckr_bench.py                                 # -> results/tckr.json
+    python benchmarks/tckr_bench.py --cardinality 0.5 1 2 --name tckr_tradeoff
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from modelmine.methods import tckr
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cardinality", type=float, nargs="+", default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--name", default="tckr")
+    ap.add_argument("--work", default="/tmp/tckr_bench")
+    args = ap.parse_args()
+    cfg = tckr.TckrConfig(seed=args.seed)
+    cfg.teacher.seed = args.seed
+    if args.cardinality:
+        cfg.cardinality = args.cardinality
+    if args.workers:
+        cfg.workers = args.workers
+    work = Path(args.work) / args.name
+    shutil.rmtree(work, ignore_errors=True)
+    t0 = time.time()
+    metrics = tckr.run(cfg, work)
+    wall = time.time() - t0
+    results = {
+        "metrics": metrics,
+        "wall_seconds": wall,
+        "seed": args.seed,
+        "config": asdict(cfg),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "torch": torch.__version__,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    for png in ("tradeoff.png", "samples.png"):
+        shutil.copy(work / png, RESULTS / f"{args.name}_{png}")
+    print(json.dumps(results["metrics"], indent=2))
+
+
+if __name__ == "__main__":
+    main()

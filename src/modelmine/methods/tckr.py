@@ -1,0 +1,474 @@
+"""TCKR: Text-Conditioned Knowledge Recycling, a private dataset replaced by a synthetic one.
+
+Resmini, Di Martino, et al., "Your Image Generator Is Your New Private Dataset" (arXiv:2504.04582;
+official code: github.com/NicoloResmini/TCKR). The pipeline, one stage per function:
+
+1. Caption every private training image (BLIP-2 in the paper; :mod:`modelmine.captioning`: BLIP-2
+   for real data, the attribute captioner on the embedded default) and build the prompt
+   ``"<class>: <caption>"`` (the paper's ``className_and_blip2`` prompt type).
+2. LoRA fine-tune the generator's UNet on (image, prompt) pairs with the epsilon-prediction loss
+   (:func:`modelmine.diffusion.finetune.train_unet`).
+3. Generate a synthetic dataset of cardinality ``N x |private|`` (:func:`cycle_prompts`: the
+   private prompts, class by class in turn, so every prefix of the dataset is class-balanced).
+4. Generative Knowledge Distillation: the teacher (trained on the private data) labels every
+   synthetic image with its softmax; a student is trained *only* on the synthetic images with
+   the KD loss (:func:`modelmine.distill.kd_loss`, Hinton et al. 2015) and tested on real images.
+5. Privacy: LiRA (:mod:`modelmine.audit.lira`) on the teacher and on every student, with the same
+   shadow models (trained on random halves of private train + held-out with the teacher's
+   recipe: the attacker's model of "a classifier trained on this data"). Members are the private
+   training images, non-members held-out images of the same distribution.
+
+Ablations (paper Sec. 4): the same synthetic images with the teacher's *hard* labels
+(``student_hard_acc``), and a second LoRA fine-tuned and sampled with class-name prompts only
+(the paper's ``only_className`` prompts, ``student_fixed_prompt_acc``). ``--cardinality`` with
+several values gives the accuracy-vs-AUC trade-off over N (the paper's Figure 5) as
+``tradeoff.png``; smaller cardinalities are prefixes of the largest one's dataset.
+
+Where the defaults come from:
+
+- Paper / official ``run_lora.ipynb``: LoRA rank 4, UNet only, prompts ``"<class>: <caption>"``,
+  cardinality up to 20x (their students' best); LiRA with shadow models on half-splits.
+- Changed for the embedded default, each measured on it (teacher agreement with the prompt's
+  class on 100 caption prompts, cfg 1.5; ``benchmarks/tckr_bench.py`` for end-to-end numbers):
+
+  - LoRA also on the ResNet convolutions, their time-embedding projections, ``proj_in/out`` and
+    the pooled-text projection (:data:`TCKR_LORA_TARGETS`), not only on attention (diffusers'
+    default). The embedded UNet takes its class mostly through the pooled text embedding and
+    convolutions; attention-only LoRA learned the digit style but lost the class (agreement 0.10
+    after 400 and 600 steps at lr 1e-3), the wider one kept it (0.87, 0.92, 0.98 after 400, 600,
+    800 steps).
+  - lr 1e-3 and 600 steps of batch 32 (official: lr 1e-4, 3 epochs of batch 4 on 10k-image
+    datasets; at lr 1e-4 and 400 steps the tiny model still draws printed glyphs; lr 3e-3 gave
+    0.90 after 400 steps).
+  - Cardinality 1x by default (generation dominates the run time on a CPU); the student is the
+    teacher's architecture (as in the paper, where both are MobileNetV3), trained with the
+    shared recipe (:class:`modelmine.distill.StudentConfig`, temperature 4).
+  - 16 shadow models (the official notebook uses 256).
+
+Work is split into independent tasks (the two LoRA fine-tune + generate chains, the teacher,
+chunks of shadow models; then the students) that run in ``workers`` one-thread processes. Every
+task writes its results to the run folder as it goes (LoRA checkpoints, generation batches,
+shadow files, student files), so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..classifiers import TeacherConfig
+from ..distill import StudentConfig
+from ..errors import UserError
+
+# The diffusers LoRA targets plus the UNet's convolutional and conditioning projections (see docstring).
+TCKR_LORA_TARGETS = (
+    "to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2", "time_emb_proj", "proj_in", "proj_out",
+    "add_embedding.proj",
+)  # fmt: skip
+VARIANTS = ("caption", "fixed")  # "<class>: <caption>" prompts, and the class-name-only ablation
+
+
+@dataclass
+class TckrLoraConfig:
+    rank: int = 4
+    alpha: float = 4.0
+    lr: float = 1e-3
+    steps: int = 600
+    batch_size: int = 32
+    target_modules: list[str] = field(default_factory=lambda: list(TCKR_LORA_TARGETS))
+
+
+@dataclass
+class TckrConfig:
+    """`modelmine tckr`: private data -> captions -> LoRA -> synthetic data -> student -> LiRA."""
+
+    data: str | None = None  # private ImageFolder (+ metadata.jsonl captions); default: digits train
+    test_data: str | None = None  # real test set; default: digits test (or 20% of --data)
+    heldout_data: str | None = None  # LiRA non-members; default: digits held-out (or the test split)
+    generator: str = "embedded"  # "embedded", an embedded .safetensors, or a diffusers SD folder
+    captioner: str = "attributes"  # for images without captions: attributes, class_name, blip2[:path]
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    lora: TckrLoraConfig = field(default_factory=TckrLoraConfig)
+    cardinality: list[float] = field(default_factory=lambda: [1.0])  # N: synthetic = N x |private|
+    sample_steps: int = 30  # DDIM steps
+    cfg: float | None = None  # CFG scale; None: the generator's stored default (1.5 embedded)
+    gen_batch_size: int = 128
+    student: StudentConfig = field(default_factory=lambda: StudentConfig(preset=None))
+    ablations: bool = True  # hard-label and fixed-prompt students
+    num_shadows: int = 16
+    fix_variance: bool = False  # LiRA variance for the headline AUCs (both are in lira_*.json)
+    workers: int = 2  # processes for independent tasks (1: everything in this process)
+    threads: int = 1  # torch threads per process
+    seed: int = 0
+    device: str = "auto"
+
+
+# ------------------------------------------------------------------------------------------------
+# pure pieces
+# ------------------------------------------------------------------------------------------------
+def cycle_prompts(
+    prompts: Sequence[str], labels: torch.Tensor, n: int, seed: int = 0
+) -> tuple[list[str], torch.Tensor]:
+    """``n`` generation prompts from the private ones (``labels`` ``(M,)``): position ``j`` takes the
+    next prompt of class ``j mod K`` (each class's prompts shuffled, then cycled), so every prefix
+    is class-balanced and each private prompt is used ``n / M`` times on average.
+
+    Returns ``(prompts, labels (n,))``.
+    """
+    rng = random.Random(seed)
+    labels_l = torch.as_tensor(labels).tolist()
+    classes = sorted(set(labels_l))
+    per_class = {c: [i for i, y in enumerate(labels_l) if y == c] for c in classes}
+    for idx in per_class.values():
+        rng.shuffle(idx)
+    out, out_labels = [], []
+    for j in range(n):
+        c = classes[j % len(classes)]
+        idx = per_class[c]
+        out.append(prompts[idx[(j // len(classes)) % len(idx)]])
+        out_labels.append(c)
+    return out, torch.tensor(out_labels, dtype=torch.long)
+
+
+def fit_images(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
+    """Generated images ``(B, C, H, W)`` resized (antialiased) and channel-matched to a classifier."""
+    if images.shape[1] != channels:
+        if channels == 1:
+            images = images.mean(1, keepdim=True)
+        elif images.shape[1] == 1:
+            images = images.expand(-1, channels, -1, -1)
+        else:
+            raise UserError(f"generator makes {images.shape[1]}-channel images, classifier wants {channels}")
+    if images.shape[-1] != size or images.shape[-2] != size:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True).clamp(0, 1)
+    return images
+
+
+def quantize(images: torch.Tensor) -> torch.Tensor:
+    """Round to 8-bit levels: what is trained on is exactly what the PNG dataset holds."""
+    return (images.clamp(0, 1) * 255).round() / 255
+
+
+def num_synthetic(cardinality: float, num_private: int) -> int:
+    return max(1, int(round(cardinality * num_private)))
+
+
+# ------------------------------------------------------------------------------------------------
+# data
+# ------------------------------------------------------------------------------------------------
+def load_private(cfg: TckrConfig, size: int, channels: int | None = None):
+    """``(train, test, heldout)`` ImageSets at ``size`` (train = the private members)."""
+    from ..data import ImageSet, load_digits, load_image_folder
+
+    if cfg.data is None:
+        sets = [load_digits(s, size) for s in ("train", "test", "heldout")]
+        if channels not in (None, 1):
+            sets = [ImageSet(fit_images(s.images, size, channels), s.labels, s.class_names) for s in sets]
+        return tuple(sets)
+    train = load_image_folder(cfg.data, size=size, channels=channels)
+    if cfg.test_data is not None:
+        test = load_image_folder(
+            cfg.test_data, size=size, channels=train.images.shape[1], class_names=train.class_names
+        )
+    else:
+        g = torch.Generator().manual_seed(cfg.seed)
+        perm = torch.randperm(len(train), generator=g)
+        n_test = max(1, len(train) // 5)
+        train, test = train.subset(perm[n_test:]), train.subset(perm[:n_test])
+    heldout = test
+    if cfg.heldout_data is not None:
+        heldout = load_image_folder(
+            cfg.heldout_data, size=size, channels=train.images.shape[1], class_names=train.class_names
+        )
+    return train, test, heldout
+
+
+def _prompts(cfg: TckrConfig, run_dir: Path, train) -> dict[str, list[str]]:
+    """Per variant, one fine-tuning prompt per private image (captions cached in ``captions.json``)."""
+    from ..captioning import build_captioner, tckr_prompts
+    from ..runs import atomic_write_text
+
+    path = run_dir / "captions.json"
+    if path.exists():
+        captions = json.loads(path.read_text())
+    elif train.captions is not None:
+        captions = list(train.captions)
+    else:
+        captioner = build_captioner(cfg.captioner)
+        captions = []
+        for i in range(0, len(train), 256):
+            captions += captioner(train.images[i : i + 256], train.labels[i : i + 256], train.class_names)
+        atomic_write_text(path, json.dumps(captions))
+    if len(captions) != len(train):
+        raise UserError(f"{path} has {len(captions)} captions for {len(train)} images; delete it")
+    names = train.class_names
+    return {
+        "caption": tckr_prompts(names, train.labels, captions),
+        "fixed": [names[y] for y in train.labels.tolist()],
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# tasks (module-level, so worker processes can run them)
+# ------------------------------------------------------------------------------------------------
+def task_generate(cfg: TckrConfig, out: str, variant: str, n: int) -> dict:
+    """Fine-tune a LoRA on the ``variant`` prompts (``lora_<variant>/``), then generate ``n`` images
+    into ``generated_<variant>/`` batch by batch. Resumes from both."""
+    from ..classifiers import resolve_device
+    from ..diffusion.finetune import LORA_WEIGHTS, add_lora, load_lora, save_lora, train_unet
+    from ..diffusion.generator import Generator
+    from ..diffusion.sampler import sample
+    from ..runs import Run, atomic_write_text, synthesize_batches
+
+    run_ = Run(out)
+    device = resolve_device(cfg.device)
+    gen = Generator.from_pretrained(cfg.generator).to(device)
+    train, _, _ = load_private(cfg, gen.image_size, gen.channels)
+    prompts = _prompts(cfg, run_.dir, train)[variant]
+    lora_dir = run_.dir / f"lora_{variant}"
+    info = {}
+    if not (lora_dir / LORA_WEIGHTS).exists():
+        gen.requires_grad_(False)
+        params = add_lora(gen.unet, cfg.lora.rank, cfg.lora.alpha, cfg.lora.target_modules)
+        info = train_unet(
+            gen, params, train.images, prompts, steps=cfg.lora.steps, batch_size=cfg.lora.batch_size,
+            lr=cfg.lora.lr, seed=cfg.seed, checkpoint=run_.path(f"lora_{variant}.ckpt.pt"), device=device,
+        )  # fmt: skip
+        save_lora(gen.unet, lora_dir)
+        atomic_write_text(lora_dir / "train_info.json", json.dumps(info))
+    else:
+        load_lora(gen, lora_dir)
+    gen.eval()
+    gen_prompts, gen_labels = cycle_prompts(prompts, train.labels, n, cfg.seed)
+    bs = cfg.gen_batch_size
+
+    def make_batch(i: int) -> dict[str, torch.Tensor]:
+        chunk = gen_prompts[i * bs : (i + 1) * bs]
+        with torch.inference_mode():
+            images = sample(gen, chunk, steps=cfg.sample_steps, cfg=cfg.cfg, seed=cfg.seed * 100_003 + i)
+        return {"images": quantize(images.float().cpu()), "labels": gen_labels[i * bs : (i + 1) * bs]}
+
+    synthesize_batches(run_, math.ceil(n / bs), make_batch, folder=f"generated_{variant}")
+    return info
+
+
+def load_generated(run_dir: Path, variant: str, n: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The first ``n`` generated images ``(n, C, H, W)``, their prompt classes ``(n,)`` and seconds."""
+    from ..runs import load_tensors
+
+    files = sorted((run_dir / f"generated_{variant}").glob("batch_*.safetensors"))
+    images, labels, seconds, have = [], [], 0.0, 0
+    for f in files:
+        if have >= n:
+            break
+        b = load_tensors(f)
+        images.append(b["images"])
+        labels.append(b["labels"])
+        seconds += float(b["seconds"])
+        have += len(b["labels"])
+    if have < n:
+        raise UserError(f"{run_dir}/generated_{variant} holds {have} images, {n} needed")
+    return torch.cat(images)[:n], torch.cat(labels)[:n], seconds
+
+
+def task_teacher(cfg: TckrConfig, out: str) -> None:
+    from ..classifiers import obtain_teacher, resolve_device
+
+    train, _, _ = load_private(cfg, cfg.teacher.image_size)
+    obtain_teacher(cfg.teacher, Path(out), train, resolve_device(cfg.device))
+
+
+def _population(cfg: TckrConfig, size: int):
+    from ..data import concat
+
+    train, _, heldout = load_private(cfg, size)
+    member = torch.cat(
+        [torch.ones(len(train), dtype=torch.bool), torch.zeros(len(heldout), dtype=torch.bool)]
+    )
+    return concat([train, heldout]), member
+
+
+def task_shadows(cfg: TckrConfig, out: str, rows: list[int]) -> None:
+    """Train LiRA shadow models ``rows`` (files in ``shadows/``)."""
+    from ..audit.lira import make_keep_masks, shifted_views, train_shadows
+    from ..classifiers import resolve_device
+
+    population, _ = _population(cfg, cfg.teacher.image_size)
+    keep = make_keep_masks(cfg.num_shadows, len(population), cfg.seed)
+    views = shifted_views(population.images)
+    train_shadows(
+        population, keep, cfg.teacher, Path(out) / "shadows", views, resolve_device(cfg.device),
+        progress=False, rows=rows,
+    )  # fmt: skip
+
+
+def task_student(cfg: TckrConfig, out: str, name: str, variant: str, n: int, hard: bool) -> None:
+    """Train student ``name`` on the first ``n`` ``variant`` images with the teacher's soft (or hard)
+    labels; saved as ``students/<name>.safetensors``."""
+    from ..classifiers import (
+        ClassifierInfo,
+        build_classifier,
+        load_classifier,
+        predict_logits,
+        resolve_device,
+        save_classifier,
+    )
+    from ..distill import train_student
+
+    path = Path(out) / "students" / f"{name}.safetensors"
+    if path.exists():
+        return
+    device = resolve_device(cfg.device)
+    teacher, info = load_classifier(
+        Path(out) / "teacher.safetensors" if cfg.teacher.path is None else cfg.teacher.path
+    )
+    images, _, _ = load_generated(Path(out), variant, n)
+    images = fit_images(images, info.image_size, info.in_channels)
+    probs = predict_logits(teacher, images, device=device).softmax(1)
+    s = cfg.student
+    preset = s.preset or info.preset
+    student = build_classifier(preset, info.num_classes, info.in_channels, info.image_size)
+    train_student(
+        student, images, probs, temperature=s.temperature, hard_labels=hard, epochs=s.epochs, lr=s.lr,
+        batch_size=s.batch_size, weight_decay=s.weight_decay, augment=s.augment, seed=cfg.seed,
+        device=device,
+    )  # fmt: skip
+    student_info = ClassifierInfo(
+        preset, info.num_classes, info.in_channels, info.image_size, list(info.class_names)
+    )
+    save_classifier(path, student.cpu(), student_info)
+
+
+# ------------------------------------------------------------------------------------------------
+# the command
+# ------------------------------------------------------------------------------------------------
+def _student_plan(cfg: TckrConfig, num_private: int) -> list[tuple[str, str, int, bool]]:
+    """``(name, variant, n, hard)`` of every student: one soft-label student per cardinality, and at the
+    headline (largest) cardinality the hard-label and fixed-prompt ablations."""
+    cards = sorted(set(cfg.cardinality))
+    top = num_synthetic(cards[-1], num_private)
+    plan = [(f"soft_x{c:g}", "caption", num_synthetic(c, num_private), False) for c in cards]
+    if cfg.ablations:
+        plan += [("hard", "caption", top, True), ("fixed_prompt", "fixed", top, False)]
+    return plan
+
+
+def run(cfg: TckrConfig, out: Path) -> dict:
+    """The whole pipeline; writes ``synthetic/`` (generated images only), students, LiRA scores,
+    ``samples.png``, ``tradeoff.png``, ``roc.png`` and ``metrics.json``."""
+    from ..audit.lira import make_keep_masks, query_views, score_target, shifted_views, train_shadows
+    from ..classifiers import check_compatible, load_classifier, predict_logits, resolve_device
+    from ..data import ImageSet, save_image_folder
+    from ..metrics import membership_metrics, roc_curve
+    from ..report import plot_roc, plot_tradeoff, save_grid
+    from ..runs import Run, atomic_save_tensors, run_tasks
+
+    t_start = time.time()
+    torch.set_num_threads(max(1, cfg.threads))
+    if not cfg.cardinality or min(cfg.cardinality) <= 0:
+        raise UserError(f"cardinality must be a list of positive numbers, got {cfg.cardinality}")
+    if cfg.workers < 1:
+        raise UserError(f"workers must be >= 1, got {cfg.workers}")
+    run_ = Run(out, cfg)
+    device = resolve_device(cfg.device)
+    train, test, _ = load_private(cfg, cfg.teacher.image_size)
+    if len(train) < 2:
+        raise UserError("TCKR needs at least 2 private training images")
+    if cfg.teacher.path is not None:
+        _, info = load_classifier(cfg.teacher.path, cfg.teacher.preset)
+        check_compatible(info, train.image_shape, train.num_classes, "private data")
+    _prompts(cfg, run_.dir, train)  # caption once, before the workers need the captions
+    plan = _student_plan(cfg, len(train))
+    top = max(p[2] for p in plan)
+    variants = ["caption", "fixed"] if cfg.ablations else ["caption"]
+
+    # phase 1: the generator chains, the teacher and the shadows, in parallel ------------------------
+    chunk = max(1, math.ceil(cfg.num_shadows / (2 * max(1, cfg.workers))))
+    rows = [list(range(i, min(i + chunk, cfg.num_shadows))) for i in range(0, cfg.num_shadows, chunk)]
+    o = str(run_.dir)
+    tasks = [(task_generate, (cfg, o, v, top)) for v in variants]
+    tasks += [(task_teacher, (cfg, o))] + [(task_shadows, (cfg, o, r)) for r in rows]
+    t0 = time.time()
+    run_tasks(tasks, cfg.workers, cfg.threads)
+    phase1 = time.time() - t0
+    # phase 2: students -------------------------------------------------------------------------------
+    t0 = time.time()
+    run_tasks([(task_student, (cfg, o, *p)) for p in plan], cfg.workers, cfg.threads)
+    phase2 = time.time() - t0
+
+    # evaluation -------------------------------------------------------------------------------------
+    teacher_path = run_.dir / "teacher.safetensors" if cfg.teacher.path is None else Path(cfg.teacher.path)
+    teacher, info = load_classifier(teacher_path)
+    check_compatible(info, test.image_shape, test.num_classes, "test data")
+    images, prompt_labels, gen_seconds = load_generated(run_.dir, "caption", top)
+    images = fit_images(images, info.image_size, info.in_channels)
+    probs = predict_logits(teacher, images, device=device).softmax(1)
+
+    def write_synthetic() -> dict:
+        dataset = ImageSet(images, probs.argmax(1), list(info.class_names))
+        for i in range(0, len(images), 2048):
+            save_image_folder(run_.dir / "synthetic", dataset.subset(range(i, min(i + 2048, len(images)))),
+                              probs[i : i + 2048], start=i)  # fmt: skip
+        order = torch.cat([torch.nonzero(prompt_labels == c).squeeze(1)[:8] for c in range(info.num_classes)])
+        save_grid(run_.path("samples.png"), images[order], nrow=8)
+        return {}
+
+    run_.stage("synthetic", write_synthetic)
+
+    population, is_member = _population(cfg, info.image_size)
+    views = shifted_views(population.images)
+    keep = make_keep_masks(cfg.num_shadows, len(population), cfg.seed)
+    shadow_logits = train_shadows(population, keep, cfg.teacher, run_.path("shadows"), views, device, False)
+    headline = "online_fixed" if cfg.fix_variance else "online"
+
+    def audit(model: torch.nn.Module, prefix: str) -> tuple[dict, torch.Tensor]:
+        scores = score_target(query_views(model, views, device), population.labels, shadow_logits, keep)
+        atomic_save_tensors(
+            run_.path("lira", f"{prefix}scores.safetensors"), {**scores, "is_member": is_member}
+        )
+        acc = (predict_logits(model, test.images, device=device).argmax(1) == test.labels).float().mean()
+        m = {f"{prefix}acc": acc.item(), **membership_metrics(scores[headline], is_member, prefix)}
+        return m, scores[headline]
+
+    metrics, curves, points = {}, {}, []
+    m, sc = audit(teacher, "teacher_")
+    metrics |= m
+    curves["teacher"] = roc_curve(sc, is_member)
+    points.append(("teacher (real data)", m["teacher_auc"], m["teacher_acc"]))
+    key_of = {"hard": "student_hard_", "fixed_prompt": "student_fixed_prompt_"}
+    top_card = max(cfg.cardinality)
+    for name, _variant, n, _hard in plan:
+        student, _ = load_classifier(run_.dir / "students" / f"{name}.safetensors")
+        prefix = key_of.get(name, f"student_x{name[len('soft_x') :]}_")
+        m, sc = audit(student, prefix)
+        metrics |= m
+        if name.startswith("soft_x"):
+            points.append((f"student {name[len('soft_') :]}", m[f"{prefix}auc"], m[f"{prefix}acc"]))
+            if n == top:
+                metrics |= {k.replace(prefix, "student_", 1): v for k, v in m.items()}
+                curves[f"student x{top_card:g}"] = roc_curve(sc, is_member)
+    plot_roc(run_.path("roc.png"), curves, "LiRA: teacher vs TCKR student")
+    plot_tradeoff(run_.path("tradeoff.png"), points, "TCKR: accuracy vs membership-inference AUC")
+
+    agree = (probs.argmax(1) == prompt_labels).float().mean().item()
+    lora_info = json.loads((run_.dir / "lora_caption" / "train_info.json").read_text())
+    extra = {}
+    if cfg.ablations:
+        fixed_images, fixed_labels, _ = load_generated(run_.dir, "fixed", top)
+        fixed_images = fit_images(fixed_images, info.image_size, info.in_channels)
+        fixed_pred = predict_logits(teacher, fixed_images, device=device).argmax(1)
+        extra["fixed_prompt_teacher_agreement"] = (fixed_pred == fixed_labels).float().mean().item()
+    return run_.log_metrics(
+        **metrics, **extra, cardinality=top_card, num_synthetic=top, num_private=len(train),
+        synthetic_teacher_agreement=agree, lora_seconds=lora_info["train_seconds"],
+        generation_seconds=gen_seconds, phase1_seconds=phase1, phase2_seconds=phase2,
+        num_shadows=cfg.num_shadows, total_seconds=time.time() - t_start,
+    )  # fmt: skip

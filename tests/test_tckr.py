@@ -1,0 +1,98 @@
+"""TCKR: balanced prompt cycling, image fitting, the command end to end (tiny), resume, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from _tiny import SMALL_UNET
+from modelmine.cli import main
+from modelmine.data import load_digits
+from modelmine.diffusion.generator import Generator
+from modelmine.methods.tckr import cycle_prompts, fit_images, num_synthetic
+
+
+def test_cycle_prompts_balanced_prefixes_and_seeded():
+    labels = torch.tensor([0] * 5 + [1] * 2 + [2] * 9)
+    prompts = [f"p{i}" for i in range(len(labels))]
+    out, out_labels = cycle_prompts(prompts, labels, 30, seed=3)
+    for n in (3, 12, 30):  # every prefix of a multiple of K is exactly balanced
+        assert torch.bincount(out_labels[:n], minlength=3).tolist() == [n // 3] * 3
+    assert all(labels[int(p[1:])] == y for p, y in zip(out, out_labels.tolist(), strict=True))
+    assert (out, out_labels.tolist()) == (lambda r: (r[0], r[1].tolist()))(
+        cycle_prompts(prompts, labels, 30, 3)
+    )
+    assert (
+        len({p for p, y in zip(out, out_labels.tolist(), strict=True) if y == 1}) == 2
+    )  # a small class is cycled
+
+
+def test_fit_images_and_cardinality():
+    x = torch.rand(2, 3, 16, 16)
+    assert fit_images(x, 8, 1).shape == (2, 1, 8, 8)
+    assert fit_images(x[:, :1], 16, 3).shape == (2, 3, 16, 16)
+    assert num_synthetic(0.5, 101) == 50 and num_synthetic(1e-6, 10) == 1
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gen") / "tiny_generator.safetensors"
+    Generator.build_tiny(image_size=8, seed=0, unet_overrides=SMALL_UNET, text_width=32).save_embedded(path)
+    return path
+
+
+def tiny_args(gen_path):
+    return [
+        "--generator", str(gen_path), "--set", "teacher.image_size=8", "--set", "teacher.epochs=1",
+        "--set", "lora.steps=2", "--set", "sample_steps=2", "--set", "student.epochs=1",
+        "--set", "num_shadows=2", "--set", "workers=1", "--set", "device=cpu",
+    ]  # fmt: skip
+
+
+def test_tckr_command_end_to_end_and_resume(tmp_path, tiny_generator):
+    out = tmp_path / "run"
+    args = ["tckr", "--out", str(out), "--cardinality", "0.05", "0.1", *tiny_args(tiny_generator)]
+    assert main(args) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    for key in ("teacher_acc", "student_acc", "student_hard_acc", "student_fixed_prompt_acc", "teacher_auc",
+                "student_auc", "teacher_tpr_at_1pct_fpr", "student_tpr_at_1pct_fpr", "cardinality",
+                "student_x0.05_auc", "student_x0.1_acc"):  # fmt: skip
+        assert key in m, key
+    n = num_synthetic(0.1, 1077)
+    assert m["cardinality"] == 0.1 and m["num_synthetic"] == n
+    assert m["student_acc"] == m["student_x0.1_acc"]
+    for f in (
+        "config.yaml",
+        "samples.png",
+        "tradeoff.png",
+        "roc.png",
+        "lora_caption/pytorch_lora_weights.safetensors",
+    ):
+        assert (out / f).is_file(), f
+    # the synthetic dataset holds exactly the generated images, with the teacher's soft labels
+    files = sorted((out / "synthetic").rglob("*.png"))
+    assert len(files) == n
+    probs = json.loads((out / "synthetic" / "soft_labels_files.json").read_text())
+    assert len(probs) == n
+    synth = torch.tensor(np.stack([np.asarray(Image.open(f), dtype=np.float32) / 255 for f in files]))
+    private = load_digits("train", 8).images.flatten(1)
+    d = torch.cdist(synth.flatten(1), private).min(1).values
+    assert d.min() > 0  # no private image copied into the synthetic folder
+    # a second start resumes: nothing is retrained, the metrics are the same
+    student = out / "students" / "soft_x0.1.safetensors"
+    before = student.stat().st_mtime_ns
+    assert main(args) == 0
+    assert student.stat().st_mtime_ns == before
+    m2 = json.loads((out / "metrics.json").read_text())
+    assert m2["student_acc"] == m["student_acc"] and m2["teacher_auc"] == m["teacher_auc"]
+
+
+def test_tckr_bad_input(tmp_path, tiny_generator, capsys):
+    out = tmp_path / "bad"
+    assert main(["tckr", "--out", str(out), "--set", "cardinality=[0]", *tiny_args(tiny_generator)]) == 2
+    err = capsys.readouterr().err
+    assert "cardinality" in err and len(err.strip().splitlines()) == 1
+    assert main(["tckr", "--out", str(tmp_path / "b2"), "--data", str(tmp_path / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err
