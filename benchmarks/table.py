@@ -42,6 +42,15 @@ def main() -> None:
         rows.append((f"LiRA on the default teacher ({lira['num_shadows']} shadows)",
                      f"AUC {lira['auc']:.3f}, TPR@1%FPR {lira['tpr_at_1pct_fpr']:.3f}, TPR@0.1%FPR {lira['tpr_at_0.1pct_fpr']:.3f}",
                      f"fixed-variance AUC {lira['online_fixed_auc']:.3f}", f"{lira['wall_seconds']:.0f} s, {lira['threads']} thr"))  # fmt: skip
+    for name in ("tckr.json", "tckr_tradeoff.json"):
+        if t := load(name):
+            m = t["metrics"]
+            rows.append((f"TCKR student ({m['cardinality']:g}x synthetic, seed {t['seed']})",
+                         f"acc {m['student_acc']:.3f} vs teacher {m['teacher_acc']:.3f}; LiRA AUC {m['student_auc']:.3f} vs {m['teacher_auc']:.3f}",
+                         "paper: acc on par, AUC -5.49 pts", f"{t['wall_seconds']:.0f} s end to end, {t['cpu_count']} cores"))  # fmt: skip
+            if "student_hard_acc" in m:
+                rows.append(("TCKR ablations", f"hard labels {m['student_hard_acc']:.3f}, class-name prompts {m['student_fixed_prompt_acc']:.3f} (AUC {m['student_fixed_prompt_auc']:.3f})",
+                             "soft > hard", "same run"))  # fmt: skip
     print("| what | result | reference | cost |")
     print("|---|---|---|---|")
     for r in rows:
