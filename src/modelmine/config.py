@@ -75,8 +75,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise UserError(f"config key '{key}': expected an integer, got {value!r}")
+                value = int(value)
+            else:
+                raise UserError(f"config key '{key}': expected an integer, got {value!r}")
+        if value < 0 and not key.split(".")[-1].endswith("seed"):
+            # every integer setting is a count, a size or a step number; only seeds may be negative
+            raise UserError(f"config key '{key}': must be >= 0, got {value}")
         return value
     if tp is float:
         if isinstance(value, str):  # PyYAML reads "1e-3" as a string (YAML 1.1 wants "1.0e-3")

@@ -209,7 +209,10 @@ def load_population(cfg: LiraConfig):
     mpath = Path(cfg.members)
     if not mpath.is_file():
         raise UserError(f"members file not found: {mpath}")
-    names = {ln.strip() for ln in mpath.read_text().splitlines() if ln.strip()}
+    try:
+        names = {ln.strip() for ln in mpath.read_text().splitlines() if ln.strip()}
+    except UnicodeDecodeError:
+        raise UserError(f"members file {mpath} is not a text file (one population file per line)") from None
     unknown = names - set(pop.files or [])
     if unknown:
         raise UserError(
