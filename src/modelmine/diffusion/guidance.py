@@ -33,8 +33,9 @@ Provided here
 - :func:`bn_statistics_guidance`: DDIS's Domain Alignment Guidance (Li et al., 2024), the
   DeepInversion BatchNorm-statistics loss of a classifier on the decoded ``x0_hat``.
 - :class:`ModelGuidance`: FineXtract (Wu et al., 2024) model guidance,
-  ``eps = eps_pre + w (eps_ft - eps_pre) + lambda eps_pre`` with ONE UNet whose LoRA adapter is
-  switched off for ``eps_pre`` (:func:`lora_disabled`).
+  ``eps = eps_pre + w (eps_ft - eps_pre) + lambda eps_pre`` (:func:`model_guidance_eps`), with ONE
+  UNet whose LoRA adapter is switched off for ``eps_pre`` (:func:`lora_disabled`), or with a
+  separate pretrained generator (full fine-tuning).
 
 The method-specific guidance (DAG schedules, FineXtract's clustering) lives in the methods; these
 are the shared mechanics.
@@ -209,22 +210,62 @@ def lora_disabled(unet: nn.Module) -> Iterator[None]:
             m.enable_adapters(not was_disabled)
 
 
+def model_guidance_eps(
+    eps_pre: torch.Tensor, eps_ft: torch.Tensor, w: float, lam: float = 0.0
+) -> torch.Tensor:
+    """FineXtract's model guidance ``eps_pre + w (eps_ft - eps_pre) + lam * eps_pre``, shapes ``(B, c, h, w)``."""
+    return eps_pre + w * (eps_ft - eps_pre) + lam * eps_pre
+
+
 class ModelGuidance:
     """FineXtract model guidance: ``eps = eps_pre + w (eps_ft - eps_pre) + lambda * eps_pre``.
 
-    ``eps_ft`` is the sampler's (LoRA-enabled) prediction; ``eps_pre`` is the same UNet with its
-    adapter switched off (:func:`lora_disabled`), under the same text states and CFG scale.
-    ``w`` > 1 extrapolates toward the fine-tuning data; ``lam`` is FineXtract's correction term.
+    ``eps_ft`` is the sampler's prediction (the fine-tuned model). ``eps_pre`` comes from
+
+    - ``base=None``: the same UNet with its LoRA adapters switched off (:func:`lora_disabled`), so
+      the UNet is in memory once;
+    - ``base=Generator``: a separate pretrained generator (full / DreamBooth fine-tuning), with the
+      same latent shape and on the same device.
+
+    ``pre_prompt=None`` gives ``eps_pre`` the sampler's text states and CFG scale (the pretrained
+    model's prediction for the same prompts; with ``base``, the text states come from the
+    fine-tuned generator's text encoder). A string (FineXtract: ``""``) conditions the pretrained
+    model on that prompt alone, without CFG, as the paper's ``eps_pre(x_t, empty)``; then sample
+    with ``cfg=1`` so that the sampler's ``eps`` is ``eps_ft(x_t, c)``. Either way one extra UNet
+    evaluation per step. ``w`` > 1 extrapolates toward the fine-tuning data; ``lam`` is
+    FineXtract's correction term.
     """
 
-    def __init__(self, w: float = 2.0, lam: float = 0.0):
+    def __init__(self, w: float = 2.0, lam: float = 0.0, base: Any = None, pre_prompt: str | None = None):
         self.w, self.lam = w, lam
+        self.base, self.pre_prompt = base, pre_prompt
         self.ctx: Any = None
+        self._pre_states: torch.Tensor | None = None
 
     def bind(self, ctx: Any) -> None:
         self.ctx = ctx
+        self._pre_states = None
+        if self.base is not None and tuple(self.base.latent_shape) != tuple(ctx.gen.latent_shape):
+            raise ValueError(
+                f"base generator makes {tuple(self.base.latent_shape)} states, the fine-tuned one "
+                f"{tuple(ctx.gen.latent_shape)}"
+            )
+        if self.pre_prompt is not None:
+            with torch.no_grad(), self._pretrained():
+                gen = self.base if self.base is not None else ctx.gen
+                states = gen.encode_prompt([self.pre_prompt])
+            self._pre_states = states.expand(ctx.cond.shape[0], -1, -1).to(ctx.cond.dtype)
+
+    def _pretrained(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext() if self.base is not None else lora_disabled(self.ctx.gen.unet)
 
     def __call__(self, x_t, t, x0_hat, eps):
-        with torch.no_grad(), lora_disabled(self.ctx.gen.unet):
-            eps_pre = self.ctx.predict_eps(x_t.detach(), t)
-        return ReplaceEps(eps_pre + self.w * (eps - eps_pre) + self.lam * eps_pre)
+        from .sampler import predict_eps  # the sampler imports this module
+
+        gen = self.base if self.base is not None else self.ctx.gen
+        with torch.no_grad(), self._pretrained():
+            if self._pre_states is not None:
+                eps_pre = predict_eps(gen, x_t.detach(), t, self._pre_states, None, 1.0)
+            else:
+                eps_pre = predict_eps(gen, x_t.detach(), t, self.ctx.cond, self.ctx.uncond, self.ctx.cfg)
+        return ReplaceEps(model_guidance_eps(eps_pre, eps, self.w, self.lam))

@@ -1,0 +1,246 @@
+"""Training-data extraction audits: similarity features, clique clustering, success rate.
+
+The measurement side of FineXtract (Wu et al., 2024, "Leveraging Model Guidance to Extract
+Training Data from Personalized Diffusion Models", arXiv:2410.03039; official code ``Cluster.py``
+of github.com/Nicholas0228/FineXtract), as pure functions:
+
+1. Features of every generated image (:func:`build_features`), cosine similarity between all
+   pairs (:func:`cosine_similarity_matrix`).
+2. Similarity graph: images are nodes, an edge joins two images whose similarity is at least a
+   threshold (:func:`similarity_graph`). Greedy clique removal (:func:`greedy_cliques`): take
+   the largest clique, remove its nodes, repeat; every node ends up in some clique (singletons
+   included, the official ``min_clique_size=1``).
+3. The threshold starts at the 25% quantile of the pairwise similarities (rounded down to 0.01)
+   and rises in steps of 0.01 until the graph splits into at least ``N`` cliques, ``N`` the
+   number of training images (:func:`cluster_generations`). The ``N`` largest cliques are the
+   clusters, and in each the member nearest the mean feature is the candidate
+   (:func:`cluster_representatives`).
+4. Scores (:func:`best_matches`, :func:`extraction_scores`): for each training image the
+   similarity of its best-matching candidate; average similarity (the paper's AS) and the
+   extraction success rate, the fraction of training images whose best match is at least a
+   threshold (the paper's extraction success rate, on SSCD similarity).
+
+Deviations from the official code:
+
+- The largest clique is found by a greedy heuristic (:func:`largest_clique`: peel off the
+  minimum-degree node until the rest is a clique, then grow it back to a maximal clique), not
+  by enumerating all maximal cliques with networkx under a 30 s timeout: the enumeration is
+  exponential in the worst case, the heuristic is O(n^2) per clique and deterministic.
+- Exactly the ``N`` largest cliques give candidates; the official code keeps every clique at
+  the first threshold with at least ``N``, which can give more than ``N`` candidates (and
+  more chances to match).
+- The 25% quantile is over all pairwise similarities, not over a random sample of 1,000.
+- Features: SSCD ships only as a TorchScript pickle, which is not loaded (checkpoints are
+  safetensors only). Real users get DINOv2 through transformers (``"dino"``, safetensors
+  weights). The embedded default uses mean-centred, L2-normalised pixels (``"pixels"``: cosine
+  = pixel correlation): a classifier's penultimate features make every image of a class alike,
+  while extraction is about reproducing one particular image.
+- Threshold calibration (:func:`calibrate_threshold`): on 16x16 digits, distinct real digits
+  of one class correlate at 0.9-0.98, so no fixed number means "the same image". The default
+  threshold is the 99% quantile of real non-member images' best similarity to the training
+  images: a candidate counts as an extraction when it matches a training image better than
+  99% of real images that were not trained on do.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import UserError
+
+FeatureFn = Callable[[torch.Tensor], torch.Tensor]  # images (B, C, H, W) in [0, 1] -> (B, D)
+
+
+# ------------------------------------------------------------------------------------------------
+# features
+# ------------------------------------------------------------------------------------------------
+def pixel_features(images: torch.Tensor, size: int | None = None) -> torch.Tensor:
+    """Mean-centred, L2-normalised pixels ``(B, C*size*size)`` of images ``(B, C, H, W)`` in [0, 1]
+    (resized to ``size`` first, antialiased), so the cosine similarity is the pixel correlation."""
+    x = images.float()
+    if size is not None and x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
+    x = x.flatten(1)
+    x = x - x.mean(1, keepdim=True)
+    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-8)
+
+
+def dino_features(
+    name: str = "facebook/dinov2-small", device: str | torch.device = "cpu", batch_size: int = 64
+) -> FeatureFn:
+    """DINOv2 CLS features through transformers (safetensors weights only), ``f(images) -> (B, D)``.
+
+    ``name`` is a hub id (downloaded on first use) or a local folder. Images are resized to 224,
+    grey images repeated to RGB, ImageNet-normalised.
+    """
+    try:
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(name, use_safetensors=True).to(device).eval()
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load DINO features '{name}': {str(e).splitlines()[0]}") from None
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+    @torch.inference_mode()
+    def extract(images: torch.Tensor) -> torch.Tensor:
+        out = []
+        for i in range(0, len(images), batch_size):
+            x = images[i : i + batch_size].float()
+            x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+            x = F.interpolate(x, size=(224, 224), mode="bicubic", antialias=True).clamp(0, 1)
+            h = model(pixel_values=((x - mean) / std).to(device)).last_hidden_state[:, 0]
+            out.append(h.float().cpu())
+        return torch.cat(out) if out else torch.zeros(0)
+
+    return extract
+
+
+def build_features(name: str, size: int | None = None, device: str | torch.device = "cpu") -> FeatureFn:
+    """``"pixels"`` (:func:`pixel_features` at ``size``), ``"dino"`` or ``"dino:<hub id or folder>"``."""
+    if name == "pixels":
+        return lambda images: pixel_features(images, size)
+    if name == "dino" or name.startswith("dino:"):
+        return dino_features(name.split(":", 1)[1] if ":" in name else "facebook/dinov2-small", device)
+    raise UserError(f"unknown similarity features '{name}' (use pixels, dino or dino:<model>)")
+
+
+# ------------------------------------------------------------------------------------------------
+# similarity graph and greedy clique clustering
+# ------------------------------------------------------------------------------------------------
+def cosine_similarity_matrix(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """Cosine similarities ``(N, M)`` between features ``a`` ``(N, D)`` and ``b`` ``(M, D)`` (default ``a``)."""
+    a = F.normalize(a.float(), dim=1)
+    b = a if b is None else F.normalize(b.float(), dim=1)
+    return a @ b.T
+
+
+def similarity_graph(sim: torch.Tensor, threshold: float) -> np.ndarray:
+    """Adjacency ``(n, n)`` bool of ``sim >= threshold`` without self-loops (``sim`` ``(n, n)``)."""
+    adj = (sim >= threshold).cpu().numpy()
+    np.fill_diagonal(adj, False)
+    return adj
+
+
+def largest_clique(adj: np.ndarray, alive: np.ndarray | None = None) -> list[int]:
+    """A large clique among the ``alive`` nodes of ``adj`` ``(n, n)`` bool (greedy, deterministic).
+
+    Peel: repeatedly drop the node with the fewest neighbours among the remaining ones (ties: the
+    lowest index) until the remaining nodes form a clique. Grow: try the dropped nodes again, last
+    dropped first, adding each one adjacent to every member, so the clique is maximal.
+    Returns sorted node indices (empty if no node is alive).
+    """
+    n = adj.shape[0]
+    nodes = np.arange(n) if alive is None else np.flatnonzero(alive)
+    if len(nodes) == 0:
+        return []
+    sub = adj[np.ix_(nodes, nodes)]
+    deg = sub.sum(1).astype(np.int64)
+    keep = np.ones(len(nodes), dtype=bool)
+    big = np.iinfo(np.int64).max
+    removed = []
+    count = len(nodes)
+    while count > 1:
+        masked = np.where(keep, deg, big)
+        v = int(np.argmin(masked))
+        if masked[v] >= count - 1:  # every remaining node touches all others: a clique
+            break
+        keep[v] = False
+        count -= 1
+        deg -= sub[v]
+        removed.append(v)
+    clique = list(np.flatnonzero(keep))
+    for v in reversed(removed):
+        if sub[v, clique].all():
+            clique.append(v)
+    return sorted(int(nodes[i]) for i in clique)
+
+
+def greedy_cliques(adj: np.ndarray, max_cliques: int | None = None) -> list[list[int]]:
+    """Greedy largest-clique removal on ``adj`` ``(n, n)``: find the largest clique
+    (:func:`largest_clique`), remove its nodes, repeat until no node is left (or ``max_cliques``
+    were found). Returns the cliques in the order found (largest first, up to the heuristic)."""
+    alive = np.ones(adj.shape[0], dtype=bool)
+    cliques: list[list[int]] = []
+    while alive.any() and (max_cliques is None or len(cliques) < max_cliques):
+        c = largest_clique(adj, alive)
+        cliques.append(c)
+        alive[c] = False
+    return cliques
+
+
+def cluster_generations(
+    sim: torch.Tensor, num_clusters: int, start_quantile: float = 0.25, step: float = 0.01
+) -> tuple[list[list[int]], float]:
+    """FineXtract's clustering of generated images with pairwise similarities ``sim`` ``(n, n)``.
+
+    The threshold starts at the ``start_quantile`` quantile of the off-diagonal similarities
+    (rounded down to a multiple of ``step``) and rises by ``step`` until greedy clique removal
+    (:func:`greedy_cliques`) yields ``num_clusters`` cliques. Returns those cliques (largest
+    first) and the threshold. Needs ``n >= num_clusters`` (at a threshold above every
+    similarity each image is its own clique).
+    """
+    n = sim.shape[0]
+    if num_clusters < 1 or n < num_clusters:
+        raise ValueError(f"cannot make {num_clusters} clusters from {n} images")
+    if n == 1:
+        return [[0]], 1.0
+    off = sim[~torch.eye(n, dtype=torch.bool, device=sim.device)].float()
+    start = math.floor(float(torch.quantile(off.cpu(), start_quantile)) / step) * step
+    top = float(off.max())
+    k = 0
+    while True:
+        threshold = round(start + k * step, 6)
+        cliques = greedy_cliques(similarity_graph(sim, threshold), num_clusters)
+        if len(cliques) >= num_clusters or threshold > top:
+            return cliques, threshold
+        k += 1
+
+
+def cluster_representatives(features: torch.Tensor, cliques: list[list[int]]) -> torch.Tensor:
+    """For each clique, the member whose feature ``(D,)`` is nearest (L2) to the clique's mean
+    feature: the extraction candidate. ``features`` ``(n, D)``; returns indices ``(K,)``."""
+    out = []
+    for c in cliques:
+        f = features[c].float()
+        out.append(c[int((f - f.mean(0)).norm(dim=1).argmin())])
+    return torch.tensor(out, dtype=torch.long)
+
+
+# ------------------------------------------------------------------------------------------------
+# scores
+# ------------------------------------------------------------------------------------------------
+def best_matches(
+    train_features: torch.Tensor, candidate_features: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each training image ``(N, D)``, the similarity of its best-matching candidate ``(M, D)``
+    and that candidate's index: two tensors ``(N,)``."""
+    sim = cosine_similarity_matrix(train_features, candidate_features)  # (N, M)
+    best, idx = sim.max(1)
+    return best, idx
+
+
+def extraction_scores(best_similarity: torch.Tensor, threshold: float) -> dict[str, float]:
+    """``avg_similarity``: mean best-match similarity over training images ``(N,)``;
+    ``success_rate``: the fraction whose best match is at least ``threshold``."""
+    return {
+        "avg_similarity": float(best_similarity.float().mean()),
+        "success_rate": float((best_similarity >= threshold).float().mean()),
+    }
+
+
+def calibrate_threshold(
+    train_features: torch.Tensor, nonmember_features: torch.Tensor, quantile: float = 0.99
+) -> float:
+    """The ``quantile`` quantile of real non-member images' ``(M, D)`` best similarity to the
+    training images ``(N, D)``: the success threshold that at most ``1 - quantile`` of images never
+    trained on would reach."""
+    if len(nonmember_features) == 0:
+        raise UserError("threshold calibration needs at least one non-member image")
+    best, _ = best_matches(nonmember_features, train_features)
+    return float(torch.quantile(best.float(), quantile))
