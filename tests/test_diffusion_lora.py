@@ -29,12 +29,16 @@ def _eps(gen):
         return gen.unet(x, torch.tensor([100, 700]), gen.encode_prompt(PROMPTS)).sample
 
 
-def test_lora_save_load_identical_and_diffusers_format(tmp_path):
+WIDE = ("to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2", "time_emb_proj", "proj_in", "proj_out")
+
+
+@pytest.mark.parametrize("targets", [None, WIDE], ids=["attention", "attention+convs"])
+def test_lora_save_load_identical_and_diffusers_format(tmp_path, targets):
     from safetensors import safe_open
 
     gen = tiny()
     base = _eps(gen)
-    params = add_lora(gen.unet, rank=4, alpha=8.0)
+    params = add_lora(gen.unet, rank=4, alpha=8.0, **({"target_modules": targets} if targets else {}))
     assert params and all(p.requires_grad for p in params)
     assert torch.equal(_eps(gen), base)  # B = 0 at init
     _randomise_lora(gen.unet)
@@ -45,11 +49,13 @@ def test_lora_save_load_identical_and_diffusers_format(tmp_path):
     with safe_open(str(path), "pt") as f:
         keys = list(f.keys())
         meta = json.loads(f.metadata()["lora_adapter_metadata"])
-    assert all(k.startswith("unet.") and (".lora.down." in k or ".lora.up." in k) for k in keys)
+    assert len(keys) == len(params)  # every adapter tensor saved, one key format (peft's)
+    assert all(k.startswith("unet.") and (".lora_A." in k or ".lora_B." in k) for k in keys)
     assert meta["unet.r"] == 4 and meta["unet.lora_alpha"] == 8.0
 
     fresh = tiny()
     load_lora(fresh, tmp_path / "lora")
+    assert sum(1 for n, _ in fresh.unet.named_parameters() if "lora_" in n) == len(params)
     assert torch.allclose(_eps(fresh), tuned, atol=1e-6)
 
 

@@ -82,12 +82,15 @@ def add_lora(
 
 
 def lora_state_dict(unet: torch.nn.Module, adapter_name: str = "default") -> dict[str, torch.Tensor]:
-    """The adapter's weights with diffusers' key names (``<module>.lora_A.weight``, no adapter name)."""
-    from diffusers.utils import convert_state_dict_to_diffusers
+    """The adapter's weights in peft key format (``<module>.lora_A.weight``, no adapter name).
+
+    Not diffusers' older ``lora.down``/``lora.up`` names: diffusers' converter renames only
+    attention keys, and a file mixing both formats loses the other ones on load (diffusers picks
+    the format from the first key). diffusers' loaders read the peft format as it is.
+    """
     from peft.utils import get_peft_model_state_dict
 
-    state = get_peft_model_state_dict(unet, adapter_name=adapter_name)
-    return convert_state_dict_to_diffusers(state)
+    return get_peft_model_state_dict(unet, adapter_name=adapter_name)
 
 
 def save_lora(unet: torch.nn.Module, out_dir: str | Path, adapter_name: str = "default") -> Path:
@@ -120,6 +123,11 @@ def load_lora(gen: Generator, path: str | Path, adapter_name: str = "default") -
         unet_state = {k: v for k, v in state.items() if k.startswith("unet.")}
         if not unet_state:
             raise ValueError("no UNet LoRA weights in the file")
+        if any(".lora_A." in k for k in unet_state):  # peft format, possibly mixed with lora.down/up
+            unet_state = {
+                k.replace(".lora.down.", ".lora_A.").replace(".lora.up.", ".lora_B."): v
+                for k, v in unet_state.items()
+            }
         StableDiffusionLoraLoaderMixin.load_lora_into_unet(
             unet_state, alphas, gen.unet, adapter_name=adapter_name, metadata=meta
         )
