@@ -48,10 +48,26 @@ COMMANDS: dict[str, Command] = {
         {"data": "data", "test-data": "test_data", "generator": "generator", "cardinality": "cardinality",
          "teacher": "teacher.path", "shadows": "num_shadows"},
     ),
+    "ddis": Command(
+        "modelmine.methods.ddis", "DdisConfig", "run",
+        "DDIS: data-free synthesis with a generator steered by a BatchNorm teacher (DAG + CAT); FID and student accuracy",
+        {"teacher": "teacher.path", "data": "test_data", "generator": "generator", "preset": "teacher.preset"},
+    ),
     "audit lira": Command(
         "modelmine.audit.lira", "LiraConfig", "run",
         "LiRA membership inference on a classifier with shadow models; AUC and TPR at low FPR",
         {"target": "target", "population": "population", "members": "members", "shadows": "num_shadows"},
+    ),
+    "extract": Command(
+        "modelmine.methods.finextract", "ExtractConfig", "run",
+        "FineXtract: extract a fine-tuned generator's training images with model guidance; success rate vs CFG",
+        {"base": "base", "finetuned": "finetuned", "data": "data", "heldout-data": "heldout_data",
+         "prompt": "prompt"},
+    ),
+    "audit generator": Command(
+        "modelmine.methods.finextract", "AuditGeneratorConfig", "run_audit_generator",
+        "FineXtract on the LoRA generator of a TCKR run: how many private training images it leaks",
+        {"run": "run"},
     ),
     "pretrain": Command(
         "modelmine.diffusion.pretrain", "PretrainConfig", "run",

@@ -49,7 +49,7 @@ def add_placeholder_tokens(gen: Generator, tokens: Sequence[str], init_word: str
         raise UserError(f"could not add tokens {list(tokens)} to the tokenizer")
     emb = gen.text_encoder.get_input_embeddings()
     old = emb.weight.shape[0]
-    gen.text_encoder.resize_token_embeddings(len(tok))
+    gen.text_encoder.resize_token_embeddings(len(tok), mean_resizing=False)
     emb = gen.text_encoder.get_input_embeddings()
     ids = tok.convert_tokens_to_ids(list(tokens))
     with torch.no_grad():
