@@ -42,6 +42,9 @@ Defaults and where they come from:
   5: 13.0 / 17.3 / 0.45; 10: 12.6 / 16.4 / 0.37; 15: 13.6 / 16.7 / 0.35; 30: 15.8 / 21.7 / 0.27;
   100: 17.2 / 30.6 / 0.22. Default 10 (lowest BN loss and FID: DAG's job is the domain; CAT's
   is the class).
+- Measured (``benchmarks/ddis_bench.py``, seed 0): DAG + CAT lowers FID from 22.1 (plain) to
+  18.1 and raises recall from 0.18 to 0.54, but the KD student on DDIS images (0.867) is below
+  the plain generator's (0.956) and DeepInversion's at 1,000 images (0.967); see the README.
 - Embedded budget: 1,000 images per variant (100 per class), CAT trained with 10-step DDIM
   sampling (the gradient only flows through the last step anyway), at most 40 iterations.
 - CAT learning rate 5e-2 on 8 images per class per iteration, not the paper's 5e-3 (tuned for
