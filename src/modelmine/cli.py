@@ -79,6 +79,11 @@ COMMANDS: dict[str, Command] = {
         "fine-tune a generator (LoRA or full) on an ImageFolder with captions",
         {"data": "data", "generator": "generator", "mode": "mode"},
     ),
+    "bench": Command(
+        "modelmine.bench", "BenchConfig", "run",
+        "run every method on the embedded default and write one markdown table (DIR/table.md)",
+        {"methods": "methods"},
+    ),
 }  # fmt: skip
 
 
