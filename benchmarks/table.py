@@ -53,8 +53,12 @@ def main() -> None:
                              "soft > hard", "same run"))  # fmt: skip
     if d := load("ddis.json"):
         m, di = d["ddis"], d["deepinversion"]
-        for p, label in (("", "DDIS (DAG + CAT)"), ("dag_only_", "DDIS ablation: DAG only"),
-                         ("cat_only_", "DDIS ablation: CAT only"), ("plain_", "plain generator (no DAG, no CAT)")):
+        for p, label in (
+            ("", "DDIS (DAG + CAT)"),
+            ("dag_only_", "DDIS ablation: DAG only"),
+            ("cat_only_", "DDIS ablation: CAT only"),
+            ("plain_", "plain generator (no DAG, no CAT)"),
+        ):
             if f"{p}student_acc" in m:
                 rows.append((f"{label}, {m['num_images']} images", f"student acc {m[p + 'student_acc']:.3f}, FID {m[p + 'fid']:.1f}, recall {m[p + 'recall']:.2f}",
                              "paper: DAG + CAT best", f"{m[p + 'synthesis_seconds']:.0f} s synthesis"))  # fmt: skip

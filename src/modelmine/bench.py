@@ -63,6 +63,7 @@ def _row(name: str, m: dict, seconds: float) -> dict:
 def run(cfg: BenchConfig, out: Path) -> dict:
     from .cli import COMMANDS
     from .config import load_config, parse_set
+    from .distributed import processes
     from .report import markdown_table
     from .runs import Run, atomic_write_text
 
@@ -75,6 +76,7 @@ def run(cfg: BenchConfig, out: Path) -> dict:
             raise UserError(f"bench sets entry '{item}' must look like method:key=value")
         method, kv = item.split(":", 1)
         per_method.setdefault(method, []).append(kv)
+    procs = processes()  # under `accelerate launch` each method shards its own work
     run_ = Run(out, cfg)
     times_path = run_.dir / "times.json"
     times = json.loads(times_path.read_text()) if times_path.exists() else {}
@@ -85,7 +87,12 @@ def run(cfg: BenchConfig, out: Path) -> dict:
         mcfg = load_config(getattr(module, cmd.config), None, parse_set(per_method.get(name, [])))
         folder = run_.dir / name.replace(" ", "_")
         t0 = time.time()
-        metrics = getattr(module, cmd.run)(mcfg, folder)
+        if cmd.sharded:
+            metrics = getattr(module, cmd.run)(mcfg, folder)
+        else:
+            metrics = procs.main_only(lambda: getattr(module, cmd.run)(mcfg, folder))  # noqa: B023
+        if not procs.is_main:
+            continue
         if name not in times:  # the run that did the work, not a resume that found it finished
             times[name] = time.time() - t0
             atomic_write_text(times_path, json.dumps(times, indent=2))
@@ -93,4 +100,4 @@ def run(cfg: BenchConfig, out: Path) -> dict:
         key = name.replace(" ", "_")
         flat |= {f"{key}_{k}": v for k, v in metrics.items() if isinstance(v, int | float)}
         atomic_write_text(run_.dir / "table.md", markdown_table(rows))
-    return run_.log_metrics(**flat)
+    return run_.log_metrics(**flat) if procs.is_main else {}

@@ -84,9 +84,22 @@ PRESETS = ("cnn", "cnn_small", "resnet", "mlp")
 
 
 def build_classifier(
-    preset: str = "cnn", num_classes: int = 10, in_channels: int = 1, image_size: int = 16
+    preset: str = "cnn",
+    num_classes: int = 10,
+    in_channels: int = 1,
+    image_size: int = 16,
+    seed: int | None = None,
 ) -> nn.Module:
-    """A fresh classifier for ``(B, in_channels, image_size, image_size)`` images in [0, 1]."""
+    """A fresh classifier for ``(B, in_channels, image_size, image_size)`` images in [0, 1].
+
+    With ``seed`` its initial weights come from that seed alone (the global RNG is left as it
+    was), so a model trained in a worker process, after other work, or on another process of a
+    launch starts from the same weights.
+    """
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build_classifier(preset, num_classes, in_channels, image_size)
     mean, std = [0.5] * in_channels, [0.5] * in_channels
     if preset in ("cnn", "cnn_small"):
         w = 32 if preset == "cnn" else 16
@@ -355,12 +368,20 @@ class TeacherRunConfig:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` is CUDA when present, else the CPU. Under a multi-process launch, a bare ``cuda`` (or
+    ``auto``) means this process's own GPU, ``cuda:LOCAL_RANK``."""
+    from .distributed import local_device_index
+
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise UserError(f"unknown device '{name}'") from None
+    local = local_device_index()
+    if device.type == "cuda" and device.index is None and local is not None:
+        device = torch.device("cuda", local % max(1, torch.cuda.device_count()))
+    return device
 
 
 def load_train_test(data: str | None, test_data: str | None, image_size: int, seed: int = 0):
@@ -423,7 +444,7 @@ def obtain_teacher(cfg: TeacherConfig, out_dir: Path, train_set=None, device: st
 
     train = train_set if train_set is not None else load_digits("train", cfg.image_size)
     c = train.images.shape[1]
-    model = build_classifier(cfg.preset, train.num_classes, c, cfg.image_size)
+    model = build_classifier(cfg.preset, train.num_classes, c, cfg.image_size, seed=cfg.seed)
     train_classifier(
         model, train.images, train.labels, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
         weight_decay=cfg.weight_decay, augment=cfg.augment, seed=cfg.seed, device=device,

@@ -24,6 +24,9 @@ class Command:
     run: str  # name of the function run(cfg, out: Path) -> dict of metrics
     help: str
     flags: dict[str, str] = field(default_factory=dict)  # --flag -> config key
+    # splits its work across the processes of `accelerate launch` (modelmine.distributed); the
+    # other commands run on the main process only while the rest wait
+    sharded: bool = False
 
 
 COMMANDS: dict[str, Command] = {
@@ -36,38 +39,45 @@ COMMANDS: dict[str, Command] = {
         "modelmine.methods.cake", "CakeConfig", "run",
         "CAKE: model-agnostic data-free distillation (any differentiable teacher) and student accuracy",
         {"teacher": "teacher.path", "data": "test_data", "preset": "teacher.preset"},
+        sharded=True,
     ),
     "deepinversion": Command(
         "modelmine.methods.deepinversion", "DeepInversionConfig", "run",
         "DeepInversion: data-free distillation from a BatchNorm teacher's statistics (CAKE's baseline)",
         {"teacher": "teacher.path", "data": "test_data", "preset": "teacher.preset"},
+        sharded=True,
     ),
     "tckr": Command(
         "modelmine.methods.tckr", "TckrConfig", "run",
         "TCKR: private data -> captions -> LoRA -> synthetic dataset -> KD student; accuracy and LiRA AUC",
         {"data": "data", "test-data": "test_data", "generator": "generator", "cardinality": "cardinality",
          "teacher": "teacher.path", "shadows": "num_shadows"},
+        sharded=True,
     ),
     "ddis": Command(
         "modelmine.methods.ddis", "DdisConfig", "run",
         "DDIS: data-free synthesis with a generator steered by a BatchNorm teacher (DAG + CAT); FID and student accuracy",
         {"teacher": "teacher.path", "data": "test_data", "generator": "generator", "preset": "teacher.preset"},
+        sharded=True,
     ),
     "audit lira": Command(
         "modelmine.audit.lira", "LiraConfig", "run",
         "LiRA membership inference on a classifier with shadow models; AUC and TPR at low FPR",
         {"target": "target", "population": "population", "members": "members", "shadows": "num_shadows"},
+        sharded=True,
     ),
     "extract": Command(
         "modelmine.methods.finextract", "ExtractConfig", "run",
         "FineXtract: extract a fine-tuned generator's training images with model guidance; success rate vs CFG",
         {"base": "base", "finetuned": "finetuned", "data": "data", "heldout-data": "heldout_data",
          "prompt": "prompt"},
+        sharded=True,
     ),
     "audit generator": Command(
         "modelmine.methods.finextract", "AuditGeneratorConfig", "run_audit_generator",
         "FineXtract on the LoRA generator of a TCKR run: how many private training images it leaks",
         {"run": "run"},
+        sharded=True,
     ),
     "pretrain": Command(
         "modelmine.diffusion.pretrain", "PretrainConfig", "run",
@@ -83,6 +93,7 @@ COMMANDS: dict[str, Command] = {
         "modelmine.bench", "BenchConfig", "run",
         "run every method on the embedded default and write one markdown table (DIR/table.md)",
         {"methods": "methods"},
+        sharded=True,
     ),
 }  # fmt: skip
 
@@ -121,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     from .config import load_config, merge_dicts, nest, parse_set
+    from .distributed import launched, processes
 
     parser = _parser()
     args = parser.parse_args(argv)
@@ -139,14 +151,22 @@ def main(argv: list[str] | None = None) -> int:
                 )
         module = importlib.import_module(cmd.module)
         cfg = load_config(getattr(module, cmd.config), args.config, overrides)
-        metrics = getattr(module, cmd.run)(cfg, Path(args.out))
+        procs = processes() if launched() else None
+        if procs is not None and not cmd.sharded:
+            metrics = procs.main_only(lambda: getattr(module, cmd.run)(cfg, Path(args.out)))
+        else:
+            metrics = getattr(module, cmd.run)(cfg, Path(args.out))
+            if cmd.sharded and metrics:  # how many processes shared the (last) invocation's work
+                from .runs import Run
+
+                metrics = Run(args.out).log_metrics(num_processes=1 if procs is None else procs.count)
     except UserError as e:
         print(f"modelmine {name}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"modelmine {name}: interrupted; run again with the same --out to resume", file=sys.stderr)
         return 130
-    if isinstance(metrics, dict):
+    if isinstance(metrics, dict) and metrics:  # empty on the helper processes of a launch
         shown = ", ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items())
         )

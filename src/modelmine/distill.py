@@ -121,7 +121,7 @@ def distill_from_samples(
 
     def fit_student() -> dict:
         t0 = time.time()
-        student = build_classifier(preset, info.num_classes, info.in_channels, info.image_size)
+        student = build_classifier(preset, info.num_classes, info.in_channels, info.image_size, seed=seed)
         train_student(
             student, images, probs, temperature=cfg.temperature, hard_labels=cfg.hard_labels,
             epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, weight_decay=cfg.weight_decay,

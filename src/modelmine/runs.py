@@ -14,13 +14,16 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from .config import dump_config
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .distributed import Shard
 
 
 def _umask() -> int:
@@ -163,23 +166,39 @@ def synthesize_batches(
     num_batches: int,
     make_batch: Callable[[int], dict[str, torch.Tensor]],
     folder: str = "synthesis",
-) -> list[dict[str, torch.Tensor]]:
+    shard: Shard | None = None,
+) -> list[dict[str, torch.Tensor]] | None:
     """The resumable synthesis loop every data-free method shares.
 
     Batch ``i`` is ``run.dir/<folder>/batch_{i:05d}.safetensors``: ``make_batch(i)`` is called only
     for batches not on disk, its tensors get a ``seconds`` entry (wall time) and are saved
-    atomically, so a killed run loses at most the batch in flight. Returns all batches, in order.
+    atomically, so a killed run loses at most the batch in flight. ``make_batch`` must seed batch
+    ``i`` from ``i`` alone. Returns all batches, in order.
+
+    With a ``shard`` of a multi-process launch (:mod:`modelmine.distributed`) only the batches that
+    shard owns are made and ``None`` is returned: the caller waits at a barrier, then
+    :func:`load_batches` reads the merged result.
     """
-    batches = []
-    for i in range(num_batches):
+    sharded = shard is not None and shard.count > 1
+    for i in shard.items(num_batches) if sharded else range(num_batches):
         path = run.path(folder, f"batch_{i:05d}.safetensors")
         if not path.exists():
             t0 = time.time()
             batch = make_batch(i)
             batch["seconds"] = torch.tensor(time.time() - t0)
             atomic_save_tensors(path, batch)
-        batches.append(load_tensors(path))
-    return batches
+    return None if sharded else load_batches(run, num_batches, folder)
+
+
+def load_batches(run: Run, num_batches: int, folder: str = "synthesis") -> list[dict[str, torch.Tensor]]:
+    """Batches ``0 .. num_batches-1`` written by :func:`synthesize_batches`, in order."""
+    paths = [run.dir / folder / f"batch_{i:05d}.safetensors" for i in range(num_batches)]
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise UserError(
+            f"{len(missing)} of {num_batches} batches missing in {run.dir / folder}, e.g. {missing[0].name}"
+        )
+    return [load_tensors(p) for p in paths]
 
 
 def _init_worker(threads: int) -> None:

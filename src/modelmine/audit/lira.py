@@ -161,7 +161,9 @@ def train_shadows(
             if torch.equal(saved["keep"], keep[m]):
                 all_logits.append(saved["logits"])
                 continue
-        model = build_classifier(recipe.preset, population.num_classes, c, recipe.image_size)
+        model = build_classifier(
+            recipe.preset, population.num_classes, c, recipe.image_size, seed=recipe.seed + 1000 + m
+        )
         idx = torch.nonzero(keep[m]).squeeze(1)
         train_classifier(
             model, population.images[idx], population.labels[idx], epochs=recipe.epochs, lr=recipe.lr,
@@ -238,21 +240,30 @@ def score_target(
 def run(cfg: LiraConfig, out: Path) -> dict:
     """Train (or reuse) shadows, score the target, write ROC metrics, scores and ``roc.png``."""
     from ..classifiers import check_compatible, load_classifier, obtain_teacher, resolve_device
+    from ..distributed import processes
     from ..metrics import membership_metrics, roc_curve
     from ..report import plot_roc
     from ..runs import Run, atomic_save_tensors
 
+    procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
     population, is_member = load_population(cfg)
     if cfg.target is not None:
         target, info = load_classifier(cfg.target, cfg.teacher.preset)
     else:
-        target, info = obtain_teacher(cfg.teacher, run_.dir, None, device)
+        with procs.main_first():  # trained once; the other processes load it
+            target, info = obtain_teacher(cfg.teacher, run_.dir, None, device)
     check_compatible(info, tuple(population.images.shape[1:]), population.num_classes, "population")
     views = shifted_views(population.images)
     keep = make_keep_masks(cfg.num_shadows, len(population), cfg.keep_seed)
     t0 = time.time()
+    if procs.count > 1:  # each process trains shadows index, index + count, ...; the main one scores
+        rows = procs.shard.items(cfg.num_shadows)
+        train_shadows(population, keep, cfg.teacher, run_.path("shadows"), views, device, rows=rows)
+        procs.barrier()
+        if not procs.is_main:
+            return {}
     shadow_logits = train_shadows(population, keep, cfg.teacher, run_.path("shadows"), views, device)
     scores = score_target(query_views(target, views, device), population.labels, shadow_logits, keep)
     atomic_save_tensors(run_.path("scores.safetensors"), {**scores, "is_member": is_member})

@@ -64,10 +64,12 @@ def add_lora(
     alpha: float = 4.0,
     target_modules: Sequence[str] = DEFAULT_TARGETS,
     adapter_name: str = "default",
+    seed: int | None = None,
 ) -> list[torch.nn.Parameter]:
     """Add a LoRA adapter to ``unet`` (base weights frozen); returns the trainable LoRA parameters.
 
-    ``B`` starts at zero, so the adapted UNet starts equal to the base one.
+    ``B`` starts at zero, so the adapted UNet starts equal to the base one; ``A``'s random start
+    comes from ``seed`` alone when given (the global RNG is left as it was).
     """
     from peft import LoraConfig
 
@@ -75,7 +77,10 @@ def add_lora(
         raise UserError(f"LoRA rank must be >= 1, got {rank}")
     unet.requires_grad_(False)
     try:
-        unet.add_adapter(LoraConfig(**lora_config_kwargs(rank, alpha, target_modules)), adapter_name)
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            unet.add_adapter(LoraConfig(**lora_config_kwargs(rank, alpha, target_modules)), adapter_name)
     except ValueError as e:
         raise UserError(f"cannot add LoRA to the UNet: {str(e).splitlines()[0]}") from None
     return [p for n, p in unet.named_parameters() if "lora_" in n and p.requires_grad]
@@ -204,7 +209,7 @@ def run(cfg: FinetuneConfig, out: Path) -> dict:
 
     gen.requires_grad_(False)
     if cfg.mode == "lora":
-        params = add_lora(gen.unet, cfg.rank, cfg.alpha, cfg.target_modules)
+        params = add_lora(gen.unet, cfg.rank, cfg.alpha, cfg.target_modules, seed=cfg.seed)
     else:
         gen.unet.requires_grad_(True)
         params = list(gen.unet.parameters())

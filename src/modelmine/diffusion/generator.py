@@ -75,6 +75,15 @@ def build_word_tokenizer(words: list[str] | tuple[str, ...] = BASE_WORDS, max_le
     return _wrap_tokenizer(tok, max_length)
 
 
+def embedded_tokenizer_path(path: Path) -> Path:
+    """The tokenizer file beside an embedded-format generator ``X.safetensors``: ``embedded_tokenizer.json``
+    for ``embedded_generator.safetensors`` (``generator`` -> ``tokenizer`` in the name), else
+    ``X_tokenizer.json`` (never ``X.json``, which holds the model config)."""
+    if "generator" in path.stem:
+        return path.with_name(path.stem.replace("generator", "tokenizer") + ".json")
+    return path.with_name(path.stem + "_tokenizer.json")
+
+
 def _wrap_tokenizer(tok: Any, max_length: int):
     from transformers import PreTrainedTokenizerFast
 
@@ -179,7 +188,7 @@ class Generator:
         """The shipped tiny generator (``weights``: another file written by :meth:`save_embedded`)."""
         path = Path(weights) if weights is not None else EMBEDDED_WEIGHTS
         cfg_path = path.with_suffix(".json") if weights is not None else EMBEDDED_CONFIG
-        tok_path = path.with_name(path.stem.replace("generator", "tokenizer") + ".json")
+        tok_path = embedded_tokenizer_path(path)
         if weights is None:
             tok_path = EMBEDDED_TOKENIZER
         for p in (path, cfg_path, tok_path):
@@ -208,7 +217,8 @@ class Generator:
         return gen.eval()
 
     def save_embedded(self, path: str | Path, extra: dict | None = None) -> None:
-        """Write the flat embedded format: ``X.safetensors`` + ``X.json`` + ``X->tokenizer.json``.
+        """Write the flat embedded format: ``X.safetensors`` + ``X.json`` + the tokenizer file
+        (:func:`embedded_tokenizer_path`).
 
         (``embedded_generator.safetensors`` goes with ``embedded_tokenizer.json``.) Pixel-space only.
         """
@@ -240,7 +250,7 @@ class Generator:
             **(extra or {}),
         }
         atomic_write_text(path.with_suffix(".json"), json.dumps(cfg, indent=1) + "\n")
-        tok_path = path.with_name(path.stem.replace("generator", "tokenizer") + ".json")
+        tok_path = embedded_tokenizer_path(path)
         atomic_write_text(tok_path, self.tokenizer.backend_tokenizer.to_str())
 
     @classmethod

@@ -110,8 +110,9 @@ from ..classifiers import (
     resolve_device,
 )
 from ..distill import StudentConfig, distill_synthetic_batches
+from ..distributed import processes
 from ..errors import UserError
-from ..runs import Run, synthesize_batches
+from ..runs import Run, load_batches, synthesize_batches
 
 
 @dataclass
@@ -268,9 +269,11 @@ def run(cfg: CakeConfig, out: Path) -> dict:
     ``synthesis_target_acc`` (teacher argmax == target), ``student_agreement`` (with the teacher).
     """
     torch.manual_seed(cfg.seed)
+    procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
-    teacher, info = obtain_frozen_teacher(cfg.teacher, run_.dir, device)
+    with procs.main_first():  # the default teacher is trained once; the other processes load it
+        teacher, info = obtain_frozen_teacher(cfg.teacher, run_.dir, device)
     test = load_test_set(cfg.test_data, info, user_teacher=cfg.teacher.path is not None)
     shape = (info.in_channels, info.image_size, info.image_size)
 
@@ -282,7 +285,12 @@ def run(cfg: CakeConfig, out: Path) -> dict:
         b["eps"] = torch.tensor(eps)
         return b
 
-    batches = synthesize_batches(run_, cfg.num_batches, make_batch)
+    batches = synthesize_batches(run_, cfg.num_batches, make_batch, shard=procs.shard)
+    if batches is None:  # sharded: once every process is done, the main one merges and distills
+        procs.barrier()
+        if not procs.is_main:
+            return {}
+        batches = load_batches(run_, cfg.num_batches)
     return distill_synthetic_batches(
         run_, teacher, info, batches, test, cfg.student,
         grid=lambda images, targets: grid_rows(batches, cfg.num_groups), nrow=cfg.num_groups,

@@ -68,6 +68,7 @@ import torch.nn.functional as F
 
 from ..classifiers import TeacherConfig
 from ..distill import StudentConfig
+from ..distributed import Shard
 from ..errors import UserError
 
 VARIANTS = ("ddis", "plain", "dag_only", "cat_only")  # (dag, cat) = (1,1), (0,0), (1,0), (0,1)
@@ -246,8 +247,9 @@ def task_train_cat(cfg: DdisConfig, out: str) -> dict:
     return summary
 
 
-def task_generate(cfg: DdisConfig, out: str, variant: str) -> None:
-    """Generate ``num_images`` for ``variant`` into ``generated_<variant>/`` batch by batch (resumable).
+def task_generate(cfg: DdisConfig, out: str, variant: str, shard: Shard | None = None) -> None:
+    """Generate ``num_images`` for ``variant`` into ``generated_<variant>/`` batch by batch (resumable;
+    only ``shard``'s batches when given).
 
     Every variant uses the same targets and the same start noise per batch.
     """
@@ -281,7 +283,9 @@ def task_generate(cfg: DdisConfig, out: str, variant: str) -> None:
             probs = teacher[1](images).softmax(1)
         return {"images": images.cpu(), "targets": targets, "probs": probs.cpu()}
 
-    synthesize_batches(run_, math.ceil(cfg.num_images / bs), make_batch, folder=f"generated_{variant}")
+    synthesize_batches(
+        run_, math.ceil(cfg.num_images / bs), make_batch, folder=f"generated_{variant}", shard=shard
+    )
 
 
 def task_student(cfg: DdisConfig, out: str, variant: str) -> None:
@@ -305,7 +309,7 @@ def task_student(cfg: DdisConfig, out: str, variant: str) -> None:
     b = load_generated(Path(out), variant)
     s = cfg.student
     preset = s.preset or info.preset
-    student = build_classifier(preset, info.num_classes, info.in_channels, info.image_size)
+    student = build_classifier(preset, info.num_classes, info.in_channels, info.image_size, seed=cfg.seed)
     train_student(
         student, b["images"], b["probs"], temperature=s.temperature, hard_labels=s.hard_labels,
         epochs=s.epochs, lr=s.lr, batch_size=s.batch_size, weight_decay=s.weight_decay,
@@ -337,7 +341,9 @@ def task_feature_classifier(cfg: DdisConfig, out: str) -> None:
     _, teacher, tinfo = _load(cfg, Path(out))
     train = reference_images(cfg, tinfo.image_size, tinfo.in_channels, list(tinfo.class_names))
     t = cfg.teacher
-    model = build_classifier(cfg.feature_preset, train.num_classes, train.images.shape[1], t.image_size)
+    model = build_classifier(
+        cfg.feature_preset, train.num_classes, train.images.shape[1], t.image_size, seed=t.seed + 1
+    )
     train_classifier(
         model, train.images, train.labels, epochs=t.epochs, lr=t.lr, batch_size=t.batch_size,
         weight_decay=t.weight_decay, augment=t.augment, seed=t.seed + 1,
@@ -374,6 +380,7 @@ def run(cfg: DdisConfig, out: Path) -> dict:
         resolve_device,
     )
     from ..data import ImageSet, save_image_folder
+    from ..distributed import processes
     from ..metrics import classifier_features, frechet_distance, precision_recall
     from ..report import save_grid
     from ..runs import Run, run_tasks
@@ -383,9 +390,11 @@ def run(cfg: DdisConfig, out: Path) -> dict:
     for name in ("num_images", "batch_size", "sample_steps", "cat_per_class", "cat_steps"):
         if getattr(cfg, name) < 1:
             raise UserError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
-    teacher, info = obtain_teacher(cfg.teacher, run_.dir, None, device)
+    with procs.main_first():  # the default teacher is trained once; the other processes load it
+        teacher, info = obtain_teacher(cfg.teacher, run_.dir, None, device)
     if cfg.dag and not has_batchnorm(teacher):
         dag_guidance(teacher, cfg.dag_scale)  # raises the one-line error
     test = load_test_set(cfg.test_data, info, user_teacher=cfg.teacher.path is not None)
@@ -395,16 +404,24 @@ def run(cfg: DdisConfig, out: Path) -> dict:
     needs_cat = any(USES[v][1] for v in variants)
     o = str(run_.dir)
 
-    # phase 1: CAT tokens with the variants that do not need them; phase 2: the CAT variants
+    # phase 1: CAT tokens with the variants that do not need them; phase 2: the CAT variants.
+    # Launched as several processes, the main one trains the tokens and the feature classifier and
+    # every process generates its share of each variant's batches.
     t0 = time.time()
-    first = ([(task_train_cat, (cfg, o))] if needs_cat else []) + [
-        (task_generate, (cfg, o, v)) for v in variants if not USES[v][1]
+    main_cat = needs_cat and procs.is_main
+    first = ([(task_train_cat, (cfg, o))] if main_cat else []) + [
+        (task_generate, (cfg, o, v, procs.shard)) for v in variants if not USES[v][1]
     ]
-    first.append((task_feature_classifier, (cfg, o)))
+    if procs.is_main:
+        first.append((task_feature_classifier, (cfg, o)))
     results = run_tasks(first, cfg.workers, cfg.threads)
-    cat_info = results[0] if needs_cat else {}
-    second = [(task_generate, (cfg, o, v)) for v in variants if USES[v][1]]
+    cat_info = results[0] if main_cat else {}
+    procs.barrier()
+    second = [(task_generate, (cfg, o, v, procs.shard)) for v in variants if USES[v][1]]
     run_tasks(second, cfg.workers, cfg.threads)
+    procs.barrier()
+    if not procs.is_main:  # the main process trains the students and computes the metrics
+        return {}
     synthesis_seconds = time.time() - t0
     t0 = time.time()
     run_tasks([(task_student, (cfg, o, v)) for v in variants], cfg.workers, cfg.threads)

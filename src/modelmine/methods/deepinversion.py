@@ -49,8 +49,9 @@ from ..classifiers import (
     resolve_device,
 )
 from ..distill import StudentConfig, distill_synthetic_batches
+from ..distributed import processes
 from ..errors import UserError
-from ..runs import Run, synthesize_batches
+from ..runs import Run, load_batches, synthesize_batches
 
 
 @dataclass
@@ -189,9 +190,11 @@ def run(cfg: DeepInversionConfig, out: Path) -> dict:
     ``synthesis_target_acc``, ``student_agreement``, ``student_seconds``.
     """
     torch.manual_seed(cfg.seed)
+    procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
-    teacher, info = obtain_frozen_teacher(cfg.teacher, run_.dir, device)
+    with procs.main_first():  # the default teacher is trained once; the other processes load it
+        teacher, info = obtain_frozen_teacher(cfg.teacher, run_.dir, device)
     if not has_batchnorm(teacher):
         BNStatistics(teacher)  # raises the one-line UserError
     test = load_test_set(cfg.test_data, info, user_teacher=cfg.teacher.path is not None)
@@ -203,7 +206,12 @@ def run(cfg: DeepInversionConfig, out: Path) -> dict:
         b["probs"] = F.softmax(predict_logits(teacher, b["images"], device=device), dim=1)
         return b
 
-    batches = synthesize_batches(run_, cfg.num_batches, make_batch)
+    batches = synthesize_batches(run_, cfg.num_batches, make_batch, shard=procs.shard)
+    if batches is None:  # sharded: once every process is done, the main one merges and distills
+        procs.barrier()
+        if not procs.is_main:
+            return {}
+        batches = load_batches(run_, cfg.num_batches)
     k = min(info.num_classes, 10)
 
     def grid(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

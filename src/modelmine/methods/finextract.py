@@ -264,10 +264,11 @@ def quantize_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def generate_all(
-    run_, folder: str, n: int, batch_size: int, seed: int, shape, prompts: list[str], make
-) -> torch.Tensor:
+    run_, folder: str, n: int, batch_size: int, seed: int, shape, prompts: list[str], make, shard=None
+) -> torch.Tensor | None:
     """``n`` images (uint8 ``(n, C, H, W)``) in resumable batches under ``run_.dir/folder``;
-    ``make(prompts, latents)`` draws one batch; generation ``i`` uses ``prompts[i % len]``."""
+    ``make(prompts, latents)`` draws one batch; generation ``i`` uses ``prompts[i % len]``. With a
+    ``shard`` of a multi-process launch only its batches are drawn and ``None`` is returned."""
     from ..runs import synthesize_batches
 
     def make_batch(i: int) -> dict[str, torch.Tensor]:
@@ -275,8 +276,8 @@ def generate_all(
         chunk = [prompts[j % len(prompts)] for j in range(lo, hi)]
         return {"images": quantize_uint8(make(chunk, start_noise(shape, hi - lo, seed, i)))}
 
-    batches = synthesize_batches(run_, math.ceil(n / batch_size), make_batch, folder=folder)
-    return torch.cat([b["images"] for b in batches])[:n]
+    batches = synthesize_batches(run_, math.ceil(n / batch_size), make_batch, folder=folder, shard=shard)
+    return None if batches is None else torch.cat([b["images"] for b in batches])[:n]
 
 
 def generation_seconds(run_dir: Path, folder: str) -> float:
@@ -421,7 +422,7 @@ def _finetuned_generator(cfg: ExtractConfig, out: Path, mode: str, base, images,
             load_lora(base, folder)
             return base.eval()
         base.requires_grad_(False)
-        params = add_lora(base.unet, mcfg.rank, mcfg.alpha, cfg.lora_targets)
+        params = add_lora(base.unet, mcfg.rank, mcfg.alpha, cfg.lora_targets, seed=cfg.seed)
         ft = base
     else:
         saved = folder / "embedded_generator.safetensors" if base.vae is None else folder / "generator"
@@ -446,9 +447,9 @@ def _finetuned_generator(cfg: ExtractConfig, out: Path, mode: str, base, images,
     return ft.eval()
 
 
-def task_mode(cfg: ExtractConfig, out: str, mode: str) -> None:
+def task_mode(cfg: ExtractConfig, out: str, mode: str, shard=None, generate: bool = True) -> None:
     """Fine-tune (or load) the ``mode`` model and write its FineXtract and baseline generations
-    under ``out/<mode>/`` (resumable batches)."""
+    under ``out/<mode>/`` (resumable batches; only ``shard``'s when given; none without ``generate``)."""
     from ..classifiers import resolve_device
     from ..runs import Run
 
@@ -458,6 +459,8 @@ def task_mode(cfg: ExtractConfig, out: str, mode: str) -> None:
     base = load_generator(cfg.base, device)
     images, prompt, _ = load_train_data(cfg, base.image_size, base.channels)
     ft = _finetuned_generator(cfg, run_.dir, mode, base, images, prompt, device)
+    if not generate:
+        return
     mcfg = cfg.lora if mode == "lora" else cfg.full
     w, lam = resolve_guidance(mode, mcfg.w, mcfg.lam, ft.vae is None)
     pre = None if mode == "lora" else base
@@ -469,12 +472,13 @@ def task_mode(cfg: ExtractConfig, out: str, mode: str) -> None:
     common = (cfg.num_generations, cfg.gen_batch_size, cfg.seed, shape, [prompt])
     generate_all(
         run_, f"{mode}/finextract", *common,
-        lambda p, z: generate_finextract(ft, p, z, cfg.sample_steps, w, lam, base=pre),
+        lambda p, z: generate_finextract(ft, p, z, cfg.sample_steps, w, lam, base=pre), shard,
     )  # fmt: skip
     for s in [cfg.baseline_cfg, *cfg.extra_baseline_cfgs]:
         generate_all(
-            run_, f"{mode}/cfg_{s:g}", *common, lambda p, z, s=s: generate_cfg(ft, p, z, cfg.sample_steps, s)
-        )
+            run_, f"{mode}/cfg_{s:g}", *common,
+            lambda p, z, s=s: generate_cfg(ft, p, z, cfg.sample_steps, s), shard,
+        )  # fmt: skip
 
 
 def run(cfg: ExtractConfig, out: Path) -> dict:
@@ -490,6 +494,7 @@ def run(cfg: ExtractConfig, out: Path) -> dict:
     """
     from ..audit.extraction import build_features
     from ..classifiers import resolve_device
+    from ..distributed import processes
     from ..report import save_grid
     from ..runs import Run, atomic_save_tensors, run_tasks
 
@@ -498,6 +503,7 @@ def run(cfg: ExtractConfig, out: Path) -> dict:
     modes = _check(cfg)
     if cfg.base != "embedded":
         refuse_pickle(cfg.base, "base generator")
+    procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
     # the training images at the generator's size, without loading the generator in this process
@@ -511,7 +517,17 @@ def run(cfg: ExtractConfig, out: Path) -> dict:
     features = build_features(cfg.features, min(size, 64), device)
     train_feats = features(images)
     threshold = _threshold(cfg, train_feats, None if nonmembers is None else features(nonmembers))
-    run_tasks([(task_mode, (cfg, str(run_.dir), m)) for m in modes], cfg.workers, cfg.threads)
+    o = str(run_.dir)
+    if procs.count == 1:
+        run_tasks([(task_mode, (cfg, o, m)) for m in modes], cfg.workers, cfg.threads)
+    else:  # fine-tune once (main process), then every process draws its share of the batches
+        if procs.is_main:
+            run_tasks([(task_mode, (cfg, o, m, None, False)) for m in modes], cfg.workers, cfg.threads)
+        procs.barrier()
+        run_tasks([(task_mode, (cfg, o, m, procs.shard)) for m in modes], cfg.workers, cfg.threads)
+        procs.barrier()
+        if not procs.is_main:  # the main process clusters and scores
+            return {}
 
     metrics: dict[str, float] = {}
     rows = []
@@ -650,6 +666,7 @@ def run_audit_generator(cfg: AuditGeneratorConfig, out: Path) -> dict:
     from ..audit.extraction import build_features
     from ..classifiers import resolve_device
     from ..diffusion.finetune import LORA_WEIGHTS, load_lora
+    from ..distributed import processes
     from ..report import save_grid
     from ..runs import Run
 
@@ -665,6 +682,7 @@ def run_audit_generator(cfg: AuditGeneratorConfig, out: Path) -> dict:
         refuse_pickle(lora_dir, "TCKR LoRA")
     if not (lora_dir / LORA_WEIGHTS).is_file():
         raise UserError(f"{lora_dir / LORA_WEIGHTS} not found (is {tckr_dir} a finished TCKR run?)")
+    procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
     gen = load_generator(str(tcfg["generator"]), device)
@@ -680,10 +698,17 @@ def run_audit_generator(cfg: AuditGeneratorConfig, out: Path) -> dict:
     random.Random(cfg.seed).shuffle(order)
     gen_prompts = [prompts[i] for i in order]
     common = (cfg.num_generations, cfg.gen_batch_size, cfg.seed, gen.latent_shape, gen_prompts)
+    baseline = f"cfg_{cfg.baseline_cfg:g}"
     fx = generate_all(run_, "finextract", *common,
-                      lambda p, z: generate_finextract(gen, p, z, cfg.sample_steps, w, lam))  # fmt: skip
-    bl = generate_all(run_, f"cfg_{cfg.baseline_cfg:g}", *common,
-                      lambda p, z: generate_cfg(gen, p, z, cfg.sample_steps, cfg.baseline_cfg))  # fmt: skip
+                      lambda p, z: generate_finextract(gen, p, z, cfg.sample_steps, w, lam), procs.shard)  # fmt: skip
+    bl = generate_all(run_, baseline, *common,
+                      lambda p, z: generate_cfg(gen, p, z, cfg.sample_steps, cfg.baseline_cfg), procs.shard)  # fmt: skip
+    if fx is None:  # sharded: the main process merges and scores
+        procs.barrier()
+        if not procs.is_main:
+            return {}
+        fx = _load_generated(run_.dir, "finextract", cfg.num_generations)
+        bl = _load_generated(run_.dir, baseline, cfg.num_generations)
 
     res = attack(features, fx, train_feats, threshold)
     base_res = attack(features, bl, train_feats, threshold)

@@ -66,6 +66,7 @@ import torch.nn.functional as F
 
 from ..classifiers import TeacherConfig
 from ..distill import StudentConfig
+from ..distributed import Shard
 from ..errors import UserError
 
 # The diffusers LoRA targets plus the UNet's convolutional and conditioning projections (see docstring).
@@ -219,9 +220,10 @@ def _prompts(cfg: TckrConfig, run_dir: Path, train) -> dict[str, list[str]]:
 # ------------------------------------------------------------------------------------------------
 # tasks (module-level, so worker processes can run them)
 # ------------------------------------------------------------------------------------------------
-def task_generate(cfg: TckrConfig, out: str, variant: str, n: int) -> dict:
+def task_generate(cfg: TckrConfig, out: str, variant: str, n: int, shard: Shard | None = None) -> dict:
     """Fine-tune a LoRA on the ``variant`` prompts (``lora_<variant>/``), then generate ``n`` images
-    into ``generated_<variant>/`` batch by batch. Resumes from both."""
+    into ``generated_<variant>/`` batch by batch (only ``shard``'s batches, when given). Resumes
+    from both; with ``n = 0`` it only fine-tunes."""
     from ..classifiers import resolve_device
     from ..diffusion.finetune import LORA_WEIGHTS, add_lora, load_lora, save_lora, train_unet
     from ..diffusion.generator import Generator
@@ -237,7 +239,7 @@ def task_generate(cfg: TckrConfig, out: str, variant: str, n: int) -> dict:
     info = {}
     if not (lora_dir / LORA_WEIGHTS).exists():
         gen.requires_grad_(False)
-        params = add_lora(gen.unet, cfg.lora.rank, cfg.lora.alpha, cfg.lora.target_modules)
+        params = add_lora(gen.unet, cfg.lora.rank, cfg.lora.alpha, cfg.lora.target_modules, seed=cfg.seed)
         info = train_unet(
             gen, params, train.images, prompts, steps=cfg.lora.steps, batch_size=cfg.lora.batch_size,
             lr=cfg.lora.lr, seed=cfg.seed, checkpoint=run_.path(f"lora_{variant}.ckpt.pt"), device=device,
@@ -256,7 +258,7 @@ def task_generate(cfg: TckrConfig, out: str, variant: str, n: int) -> dict:
             images = sample(gen, chunk, steps=cfg.sample_steps, cfg=cfg.cfg, seed=cfg.seed * 100_003 + i)
         return {"images": quantize(images.float().cpu()), "labels": gen_labels[i * bs : (i + 1) * bs]}
 
-    synthesize_batches(run_, math.ceil(n / bs), make_batch, folder=f"generated_{variant}")
+    synthesize_batches(run_, math.ceil(n / bs), make_batch, folder=f"generated_{variant}", shard=shard)
     return info
 
 
@@ -335,7 +337,7 @@ def task_student(cfg: TckrConfig, out: str, name: str, variant: str, n: int, har
     probs = predict_logits(teacher, images, device=device).softmax(1)
     s = cfg.student
     preset = s.preset or info.preset
-    student = build_classifier(preset, info.num_classes, info.in_channels, info.image_size)
+    student = build_classifier(preset, info.num_classes, info.in_channels, info.image_size, seed=cfg.seed)
     train_student(
         student, images, probs, temperature=s.temperature, hard_labels=hard, epochs=s.epochs, lr=s.lr,
         batch_size=s.batch_size, weight_decay=s.weight_decay, augment=s.augment, seed=cfg.seed,
@@ -367,6 +369,7 @@ def run(cfg: TckrConfig, out: Path) -> dict:
     from ..audit.lira import make_keep_masks, query_views, score_target, shifted_views, train_shadows
     from ..classifiers import check_compatible, load_classifier, predict_logits, resolve_device
     from ..data import ImageSet, save_image_folder
+    from ..distributed import processes
     from ..metrics import membership_metrics, roc_curve
     from ..report import plot_roc, plot_tradeoff, save_grid
     from ..runs import Run, atomic_save_tensors, run_tasks
@@ -377,6 +380,7 @@ def run(cfg: TckrConfig, out: Path) -> dict:
         raise UserError(f"cardinality must be a list of positive numbers, got {cfg.cardinality}")
     if cfg.workers < 1:
         raise UserError(f"workers must be >= 1, got {cfg.workers}")
+    procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
     train, test, _ = load_private(cfg, cfg.teacher.image_size)
@@ -385,19 +389,32 @@ def run(cfg: TckrConfig, out: Path) -> dict:
     if cfg.teacher.path is not None:
         _, info = load_classifier(cfg.teacher.path, cfg.teacher.preset)
         check_compatible(info, train.image_shape, train.num_classes, "private data")
-    _prompts(cfg, run_.dir, train)  # caption once, before the workers need the captions
+    with procs.main_first():  # caption once, before the workers (and other processes) need them
+        _prompts(cfg, run_.dir, train)
     plan = _student_plan(cfg, len(train))
     top = max(p[2] for p in plan)
     variants = ["caption", "fixed"] if cfg.ablations else ["caption"]
 
     # phase 1: the generator chains, the teacher and the shadows, in parallel ------------------------
-    chunk = max(1, math.ceil(cfg.num_shadows / (2 * max(1, cfg.workers))))
-    rows = [list(range(i, min(i + chunk, cfg.num_shadows))) for i in range(0, cfg.num_shadows, chunk)]
     o = str(run_.dir)
-    tasks = [(task_generate, (cfg, o, v, top)) for v in variants]
-    tasks += [(task_teacher, (cfg, o))] + [(task_shadows, (cfg, o, r)) for r in rows]
+    ids = procs.shard.items(cfg.num_shadows)  # all of them, unless launched as several processes
+    chunk = max(1, math.ceil(len(ids) / (2 * max(1, cfg.workers))))
+    shadow_tasks = [(task_shadows, (cfg, o, ids[i : i + chunk])) for i in range(0, len(ids), chunk)]
     t0 = time.time()
-    run_tasks(tasks, cfg.workers, cfg.threads)
+    if procs.count == 1:
+        tasks = [(task_generate, (cfg, o, v, top)) for v in variants] + [(task_teacher, (cfg, o))]
+        run_tasks(tasks + shadow_tasks, cfg.workers, cfg.threads)
+    else:
+        # the LoRAs and the teacher once, on the main process, while every process trains its share
+        # of the shadows; then every process generates its share of the batches with the LoRAs
+        once = [(task_generate, (cfg, o, v, 0)) for v in variants] + [(task_teacher, (cfg, o))]
+        run_tasks((once if procs.is_main else []) + shadow_tasks, cfg.workers, cfg.threads)
+        procs.barrier()
+        gen_tasks = [(task_generate, (cfg, o, v, top, procs.shard)) for v in variants]
+        run_tasks(gen_tasks, cfg.workers, cfg.threads)
+        procs.barrier()
+        if not procs.is_main:  # the main process trains the students and runs the audit
+            return {}
     phase1 = time.time() - t0
     # phase 2: students -------------------------------------------------------------------------------
     t0 = time.time()
