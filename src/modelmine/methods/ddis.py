@@ -42,9 +42,12 @@ Defaults and where they come from:
   5: 13.0 / 17.3 / 0.45; 10: 12.6 / 16.4 / 0.37; 15: 13.6 / 16.7 / 0.35; 30: 15.8 / 21.7 / 0.27;
   100: 17.2 / 30.6 / 0.22. Default 10 (lowest BN loss and FID: DAG's job is the domain; CAT's
   is the class).
-- Measured (``benchmarks/ddis_bench.py``, seed 0): DAG + CAT lowers FID from 22.1 (plain) to
-  18.1 and raises recall from 0.18 to 0.54, but the KD student on DDIS images (0.867) is below
-  the plain generator's (0.956) and DeepInversion's at 1,000 images (0.967); see the README.
+- Measured (``benchmarks/ddis_bench.py``, seed 0, commit 6ba46ab and later): DAG + CAT lowers FID
+  from 23.1 (plain) to 20.7, and its KD student (0.969) beats the plain generator's (0.933) and
+  DeepInversion's at 1,000 images (0.944). DAG alone gives nearly the same (0.967, FID 20.6).
+  Not robust: seed 1 gives DDIS 0.850, plain 0.858, DeepInversion 0.936 and FID 19.2 vs 17.4
+  plain, and a seed-0 run before 6ba46ab (different initial weights only) gave DDIS 0.867, plain
+  0.956 and DeepInversion 0.967. See the README.
 - Embedded budget: 1,000 images per variant (100 per class), CAT trained with 10-step DDIM
   sampling (the gradient only flows through the last step anyway), at most 40 iterations.
 - CAT learning rate 5e-2 on 8 images per class per iteration, not the paper's 5e-3 (tuned for
