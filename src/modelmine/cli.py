@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     from .config import load_config, merge_dicts, nest, parse_set
-    from .distributed import launched, processes
+    from .distributed import processes
 
     parser = _parser()
     args = parser.parse_args(argv)
@@ -151,15 +151,15 @@ def main(argv: list[str] | None = None) -> int:
                 )
         module = importlib.import_module(cmd.module)
         cfg = load_config(getattr(module, cmd.config), args.config, overrides)
-        procs = processes() if launched() else None
-        if procs is not None and not cmd.sharded:
+        procs = processes()  # one, unless started by `accelerate launch` (modelmine.distributed)
+        if procs.count > 1 and not cmd.sharded:
             metrics = procs.main_only(lambda: getattr(module, cmd.run)(cfg, Path(args.out)))
         else:
             metrics = getattr(module, cmd.run)(cfg, Path(args.out))
             if cmd.sharded and metrics:  # how many processes shared the (last) invocation's work
                 from .runs import Run
 
-                metrics = Run(args.out).log_metrics(num_processes=1 if procs is None else procs.count)
+                metrics = Run(args.out).log_metrics(num_processes=procs.count)
     except UserError as e:
         print(f"modelmine {name}: error: {e}", file=sys.stderr)
         return 2

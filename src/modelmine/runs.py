@@ -23,7 +23,7 @@ from .config import dump_config
 from .errors import UserError
 
 if TYPE_CHECKING:
-    from .distributed import Shard
+    from .distributed import Processes, Shard
 
 
 def _umask() -> int:
@@ -199,6 +199,22 @@ def load_batches(run: Run, num_batches: int, folder: str = "synthesis") -> list[
             f"{len(missing)} of {num_batches} batches missing in {run.dir / folder}, e.g. {missing[0].name}"
         )
     return [load_tensors(p) for p in paths]
+
+
+def synthesize_merged(
+    run: Run,
+    num_batches: int,
+    make_batch: Callable[[int], dict[str, torch.Tensor]],
+    procs: Processes,
+    folder: str = "synthesis",
+) -> list[dict[str, torch.Tensor]] | None:
+    """:func:`synthesize_batches` over the processes of a launch: each makes its shard, then after a
+    barrier the main process gets all batches in order and the others ``None`` (their work is done)."""
+    batches = synthesize_batches(run, num_batches, make_batch, folder, shard=procs.shard)
+    if batches is not None:
+        return batches
+    procs.barrier()
+    return load_batches(run, num_batches, folder) if procs.is_main else None
 
 
 def _init_worker(threads: int) -> None:

@@ -112,7 +112,7 @@ from ..classifiers import (
 from ..distill import StudentConfig, distill_synthetic_batches
 from ..distributed import processes
 from ..errors import UserError
-from ..runs import Run, load_batches, synthesize_batches
+from ..runs import Run, synthesize_merged
 
 
 @dataclass
@@ -285,12 +285,9 @@ def run(cfg: CakeConfig, out: Path) -> dict:
         b["eps"] = torch.tensor(eps)
         return b
 
-    batches = synthesize_batches(run_, cfg.num_batches, make_batch, shard=procs.shard)
-    if batches is None:  # sharded: once every process is done, the main one merges and distills
-        procs.barrier()
-        if not procs.is_main:
-            return {}
-        batches = load_batches(run_, cfg.num_batches)
+    batches = synthesize_merged(run_, cfg.num_batches, make_batch, procs)
+    if batches is None:  # another process of a launch: its batches are written, the main one distills
+        return {}
     return distill_synthetic_batches(
         run_, teacher, info, batches, test, cfg.student,
         grid=lambda images, targets: grid_rows(batches, cfg.num_groups), nrow=cfg.num_groups,

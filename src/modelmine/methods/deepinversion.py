@@ -51,7 +51,7 @@ from ..classifiers import (
 from ..distill import StudentConfig, distill_synthetic_batches
 from ..distributed import processes
 from ..errors import UserError
-from ..runs import Run, load_batches, synthesize_batches
+from ..runs import Run, synthesize_merged
 
 
 @dataclass
@@ -206,12 +206,9 @@ def run(cfg: DeepInversionConfig, out: Path) -> dict:
         b["probs"] = F.softmax(predict_logits(teacher, b["images"], device=device), dim=1)
         return b
 
-    batches = synthesize_batches(run_, cfg.num_batches, make_batch, shard=procs.shard)
-    if batches is None:  # sharded: once every process is done, the main one merges and distills
-        procs.barrier()
-        if not procs.is_main:
-            return {}
-        batches = load_batches(run_, cfg.num_batches)
+    batches = synthesize_merged(run_, cfg.num_batches, make_batch, procs)
+    if batches is None:  # another process of a launch: its batches are written, the main one distills
+        return {}
     k = min(info.num_classes, 10)
 
     def grid(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
