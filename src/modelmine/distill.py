@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -82,6 +83,37 @@ class StudentConfig:
     hard_labels: bool = False
 
 
+def fit_student(
+    path: str | Path,
+    info: ClassifierInfo,
+    images: torch.Tensor,
+    probs: torch.Tensor,
+    cfg: StudentConfig,
+    *,
+    hard_labels: bool | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    **fit_kwargs,
+) -> nn.Module:
+    """Build ``cfg.preset`` (or the teacher's architecture from ``info``), train it with
+    :func:`train_student` on ``images`` ``(N, C, H, W)`` and the teacher's ``probs`` ``(N, K)``, and
+    save it to ``path`` (safetensors with its :class:`ClassifierInfo`). ``hard_labels`` overrides
+    ``cfg.hard_labels``; other keywords go to :func:`modelmine.classifiers.fit`."""
+    preset = cfg.preset or info.preset
+    student = build_classifier(preset, info.num_classes, info.in_channels, info.image_size, seed=seed)
+    train_student(
+        student, images, probs, temperature=cfg.temperature,
+        hard_labels=cfg.hard_labels if hard_labels is None else hard_labels, epochs=cfg.epochs, lr=cfg.lr,
+        batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, augment=cfg.augment, seed=seed,
+        device=device, **fit_kwargs,
+    )  # fmt: skip
+    student_info = ClassifierInfo(
+        preset, info.num_classes, info.in_channels, info.image_size, list(info.class_names)
+    )
+    save_classifier(path, student.cpu(), student_info)
+    return student
+
+
 def save_samples(
     run: Run, images: torch.Tensor, probs: torch.Tensor, info: ClassifierInfo, grid: torch.Tensor, nrow: int
 ) -> None:
@@ -117,23 +149,16 @@ def distill_from_samples(
     Resumes from the saved student. Returns ``teacher_acc``, ``student_acc`` (on ``test``),
     ``student_agreement`` (top-1 agreement with the teacher on ``test``) and ``student_seconds``.
     """
-    preset = cfg.preset or info.preset
 
-    def fit_student() -> dict:
+    def fit() -> dict:
         t0 = time.time()
-        student = build_classifier(preset, info.num_classes, info.in_channels, info.image_size, seed=seed)
-        train_student(
-            student, images, probs, temperature=cfg.temperature, hard_labels=cfg.hard_labels,
-            epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, weight_decay=cfg.weight_decay,
-            augment=cfg.augment, seed=seed, device=device, progress=True, desc="student",
+        fit_student(
+            run.path("student.safetensors"), info, images, probs, cfg, seed=seed, device=device,
+            progress=True, desc="student",
         )  # fmt: skip
-        student_info = ClassifierInfo(
-            preset, info.num_classes, info.in_channels, info.image_size, list(info.class_names)
-        )
-        save_classifier(run.path("student.safetensors"), student.cpu(), student_info)
         return {"student_seconds": time.time() - t0}
 
-    fitted = run.stage("student", fit_student)
+    fitted = run.stage("student", fit)
     student, _ = load_classifier(run.dir / "student.safetensors")
     t_pred = predict_logits(teacher, test.images, device=device).argmax(1)
     s_pred = predict_logits(student, test.images, device=device).argmax(1)

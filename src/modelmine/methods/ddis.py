@@ -293,14 +293,8 @@ def task_generate(cfg: DdisConfig, out: str, variant: str, shard: Shard | None =
 
 def task_student(cfg: DdisConfig, out: str, variant: str) -> None:
     """KD student on a variant's images (``students/<variant>.safetensors``)."""
-    from ..classifiers import (
-        ClassifierInfo,
-        build_classifier,
-        load_classifier,
-        resolve_device,
-        save_classifier,
-    )
-    from ..distill import train_student
+    from ..classifiers import load_classifier, resolve_device
+    from ..distill import fit_student
 
     path = Path(out) / "students" / f"{variant}.safetensors"
     if path.exists():
@@ -310,18 +304,9 @@ def task_student(cfg: DdisConfig, out: str, variant: str) -> None:
     )
     _, info = load_classifier(teacher_path, cfg.teacher.preset if cfg.teacher.path else None)
     b = load_generated(Path(out), variant)
-    s = cfg.student
-    preset = s.preset or info.preset
-    student = build_classifier(preset, info.num_classes, info.in_channels, info.image_size, seed=cfg.seed)
-    train_student(
-        student, b["images"], b["probs"], temperature=s.temperature, hard_labels=s.hard_labels,
-        epochs=s.epochs, lr=s.lr, batch_size=s.batch_size, weight_decay=s.weight_decay,
-        augment=s.augment, seed=cfg.seed, device=resolve_device(cfg.device),
-    )  # fmt: skip
-    info2 = ClassifierInfo(
-        preset, info.num_classes, info.in_channels, info.image_size, list(info.class_names)
+    fit_student(
+        path, info, b["images"], b["probs"], cfg.student, seed=cfg.seed, device=resolve_device(cfg.device)
     )
-    save_classifier(path, student.cpu(), info2)
 
 
 def reference_images(cfg: DdisConfig, image_size: int, channels: int, class_names: list[str]):

@@ -315,15 +315,8 @@ def task_shadows(cfg: TckrConfig, out: str, rows: list[int]) -> None:
 def task_student(cfg: TckrConfig, out: str, name: str, variant: str, n: int, hard: bool) -> None:
     """Train student ``name`` on the first ``n`` ``variant`` images with the teacher's soft (or hard)
     labels; saved as ``students/<name>.safetensors``."""
-    from ..classifiers import (
-        ClassifierInfo,
-        build_classifier,
-        load_classifier,
-        predict_logits,
-        resolve_device,
-        save_classifier,
-    )
-    from ..distill import train_student
+    from ..classifiers import load_classifier, predict_logits, resolve_device
+    from ..distill import fit_student
 
     path = Path(out) / "students" / f"{name}.safetensors"
     if path.exists():
@@ -335,18 +328,7 @@ def task_student(cfg: TckrConfig, out: str, name: str, variant: str, n: int, har
     images, _, _ = load_generated(Path(out), variant, n)
     images = fit_images(images, info.image_size, info.in_channels)
     probs = predict_logits(teacher, images, device=device).softmax(1)
-    s = cfg.student
-    preset = s.preset or info.preset
-    student = build_classifier(preset, info.num_classes, info.in_channels, info.image_size, seed=cfg.seed)
-    train_student(
-        student, images, probs, temperature=s.temperature, hard_labels=hard, epochs=s.epochs, lr=s.lr,
-        batch_size=s.batch_size, weight_decay=s.weight_decay, augment=s.augment, seed=cfg.seed,
-        device=device,
-    )  # fmt: skip
-    student_info = ClassifierInfo(
-        preset, info.num_classes, info.in_channels, info.image_size, list(info.class_names)
-    )
-    save_classifier(path, student.cpu(), student_info)
+    fit_student(path, info, images, probs, cfg.student, hard_labels=hard, seed=cfg.seed, device=device)
 
 
 # ------------------------------------------------------------------------------------------------
