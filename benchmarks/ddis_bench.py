@@ -1,20 +1,30 @@
-"""DDIS on the embedded default, with its ablations and DeepInversion at the same number of images.
+"""DDIS on the embedded default, with its ablations and DeepInversion at the same number of images,
+over several seeds.
 
-Runs ``modelmine.methods.ddis.run`` with its defaults (DDIS = DAG + CAT, plus plain / DAG-only /
-CAT-only generations, each distilled into the same student recipe), then DeepInversion on the same
-teacher with as many images (its default batch size, ``num_images / batch_size`` batches).
-Writes ``benchmarks/results/ddis.json`` and copies the sample grids. Usage::
+For every seed: ``modelmine.methods.ddis.run`` with its defaults (DDIS = DAG + CAT, plus plain /
+DAG-only / CAT-only generations, each distilled into the same student recipe), then DeepInversion
+on the same teacher with as many images (its default batch size, ``num_images / batch_size``
+batches). The seed changes everything a run draws: the teacher's initial weights, the generator's
+start noise, the CAT batches and the students. One seed is not enough to compare the variants
+(their students move by several points between seeds), so the summary gives the mean and the
+standard deviation over seeds, and the targets are judged on the means.
 
-    python benchmarks/ddis_bench.py [--seed 0] [--work /tmp/ddis_bench]
+Writes ``benchmarks/results/<name>.json`` (per-seed metrics, summary, targets) and copies the
+first seed's sample grids. A finished seed is kept in ``<work>/seed<k>/result.json`` and not run
+again (delete ``--work`` to start over). Usage::
+
+    python benchmarks/ddis_bench.py [--seeds 0 1 2] [--work /tmp/ddis_bench] [--set key=value ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
 import shutil
+import statistics
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -24,11 +34,75 @@ import torch
 from modelmine.methods import ddis, deepinversion
 
 RESULTS = Path(__file__).parent / "results"
+KEYS = ("student_acc", "fid", "precision", "recall", "teacher_acc_on_synthetic")
+
+
+def run_seed(cfg: ddis.DdisConfig, seed: int, work: Path) -> dict:
+    done = work / "result.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    shutil.rmtree(work, ignore_errors=True)
+    cfg = copy.deepcopy(cfg)
+    cfg.seed = cfg.teacher.seed = seed
+    t0 = time.time()
+    metrics = ddis.run(cfg, work / "ddis")
+    ddis_wall = time.time() - t0
+
+    (work / "deepinversion").mkdir(parents=True)
+    shutil.copy(work / "ddis" / "teacher.safetensors", work / "deepinversion" / "teacher.safetensors")
+    di_cfg = deepinversion.DeepInversionConfig(seed=seed)
+    di_cfg.num_batches = max(1, round(cfg.num_images / di_cfg.batch_size))
+    torch.set_num_threads(2)
+    t0 = time.time()
+    di = deepinversion.run(di_cfg, work / "deepinversion")
+    result = {
+        "seed": seed,
+        "ddis": metrics,
+        "ddis_wall_seconds": ddis_wall,
+        "deepinversion": di,
+        "deepinversion_wall_seconds": time.time() - t0,
+    }
+    done.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Mean and standard deviation over seeds of every variant's metrics, and the targets."""
+
+    def stats(values: list[float]) -> dict:
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        return {"mean": statistics.fmean(values), "std": sd, "values": values}
+
+    summary: dict = {}
+    for v in ddis.VARIANTS:
+        p = "" if v == "ddis" else ddis.PREFIX[v]
+        if all(f"{p}student_acc" in r["ddis"] for r in runs):
+            summary[v] = {k: stats([r["ddis"][f"{p}{k}"] for r in runs]) for k in KEYS}
+    summary["deepinversion"] = {"student_acc": stats([r["deepinversion"]["student_acc"] for r in runs])}
+    summary["teacher_acc"] = stats([r["ddis"]["teacher_acc"] for r in runs])
+    summary["ddis_wall_seconds"] = stats([r["ddis_wall_seconds"] for r in runs])
+    acc = {v: summary[v]["student_acc"]["mean"] for v in summary if v in ddis.VARIANTS}
+    acc["deepinversion"] = summary["deepinversion"]["student_acc"]["mean"]
+    targets = {"ddis_wall_under_20_min": max(r["ddis_wall_seconds"] for r in runs) < 20 * 60}
+    if "plain" in acc:
+        targets["student_above_plain"] = acc["ddis"] > acc["plain"]
+        targets["fid_below_plain"] = summary["ddis"]["fid"]["mean"] < summary["plain"]["fid"]["mean"]
+    targets["student_above_deepinversion"] = acc["ddis"] > acc["deepinversion"]
+    wins = {
+        "student_above_plain": sum(
+            r["ddis"]["student_acc"] > r["ddis"].get("plain_student_acc", 1) for r in runs
+        ),
+        "student_above_deepinversion": sum(
+            r["ddis"]["student_acc"] > r["deepinversion"]["student_acc"] for r in runs
+        ),
+        "fid_below_plain": sum(r["ddis"]["fid"] < r["ddis"].get("plain_fid", 0) for r in runs),
+    }
+    return {"summary": summary, "targets_on_means": targets, "seeds_won": wins, "num_seeds": len(runs)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--work", default="/tmp/ddis_bench")
     ap.add_argument("--name", default="ddis")
     ap.add_argument("--set", nargs="*", default=[], help="DDIS config overrides key=value")
@@ -36,37 +110,26 @@ def main() -> None:
     from modelmine.config import load_config, parse_set
 
     cfg = load_config(ddis.DdisConfig, None, parse_set(args.set))
-    cfg.seed = cfg.teacher.seed = args.seed
     work = Path(args.work)
-    shutil.rmtree(work, ignore_errors=True)
-    t0 = time.time()
-    metrics = ddis.run(cfg, work / "ddis")
-    ddis_wall = time.time() - t0
-
-    (work / "deepinversion").mkdir(parents=True)
-    shutil.copy(work / "ddis" / "teacher.safetensors", work / "deepinversion" / "teacher.safetensors")
-    di_cfg = deepinversion.DeepInversionConfig(seed=args.seed)
-    di_cfg.num_batches = max(1, round(cfg.num_images / di_cfg.batch_size))
-    torch.set_num_threads(2)
-    t0 = time.time()
-    di = deepinversion.run(di_cfg, work / "deepinversion")
+    runs = []
+    for seed in args.seeds:
+        runs.append(run_seed(cfg, seed, work / f"seed{seed}"))
+        print(json.dumps(summarize(runs)["summary"]["ddis"]["student_acc"]), flush=True)
     results = {
-        "ddis": metrics,
-        "ddis_wall_seconds": ddis_wall,
-        "deepinversion": di,
-        "deepinversion_wall_seconds": time.time() - t0,
-        "seed": args.seed,
-        "config": asdict(cfg),
+        **summarize(runs),
+        "runs": runs,
+        "config": asdict(cfg) | {"seed": args.seeds},
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
         "torch": torch.__version__,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    first = work / f"seed{args.seeds[0]}" / "ddis"
     for v in ddis.VARIANTS:
-        if (work / "ddis" / f"grid_{v}.png").exists():
-            shutil.copy(work / "ddis" / f"grid_{v}.png", RESULTS / f"{args.name}_grid_{v}.png")
-    print(json.dumps({k: results[k] for k in ("ddis", "deepinversion")}, indent=2))
+        if (first / f"grid_{v}.png").exists():
+            shutil.copy(first / f"grid_{v}.png", RESULTS / f"{args.name}_grid_{v}.png")
+    print(json.dumps({k: results[k] for k in ("summary", "targets_on_means", "seeds_won")}, indent=2))
 
 
 if __name__ == "__main__":

@@ -52,18 +52,23 @@ def main() -> None:
                 rows.append(("TCKR ablations", f"hard labels {m['student_hard_acc']:.3f}, class-name prompts {m['student_fixed_prompt_acc']:.3f} (AUC {m['student_fixed_prompt_auc']:.3f})",
                              "soft > hard", "same run"))  # fmt: skip
     if d := load("ddis.json"):
-        m, di = d["ddis"], d["deepinversion"]
-        for p, label in (
-            ("", "DDIS (DAG + CAT)"),
-            ("dag_only_", "DDIS ablation: DAG only"),
-            ("cat_only_", "DDIS ablation: CAT only"),
-            ("plain_", "plain generator (no DAG, no CAT)"),
+        sm, n = d["summary"], d["num_seeds"]
+        images = d["config"]["num_images"]
+
+        def ms(stat: dict, fmt: str = ".3f") -> str:
+            return f"{stat['mean']:{fmt}} ± {stat['std']:{fmt}}"
+
+        for v, label in (
+            ("ddis", "DDIS (DAG + CAT)"),
+            ("dag_only", "DDIS ablation: DAG only"),
+            ("cat_only", "DDIS ablation: CAT only"),
+            ("plain", "plain generator (no DAG, no CAT)"),
         ):
-            if f"{p}student_acc" in m:
-                rows.append((f"{label}, {m['num_images']} images", f"student acc {m[p + 'student_acc']:.3f}, FID {m[p + 'fid']:.1f}, recall {m[p + 'recall']:.2f}",
-                             "paper: DAG + CAT best", f"{m[p + 'synthesis_seconds']:.0f} s synthesis"))  # fmt: skip
-        rows.append((f"DeepInversion, {di['num_samples']} images (same teacher)", f"student acc {di['student_acc']:.3f}", "DDIS target: above it",
-                     f"{d['ddis_wall_seconds']:.0f} s whole DDIS run, {d['cpu_count']} cores"))  # fmt: skip
+            if v in sm:
+                rows.append((f"{label}, {images} images", f"student acc {ms(sm[v]['student_acc'])}, FID {ms(sm[v]['fid'], '.1f')}",
+                             "paper: DAG + CAT best", f"mean ± sd over {n} seeds"))  # fmt: skip
+        rows.append((f"DeepInversion, {images} images (same teachers)", f"student acc {ms(sm['deepinversion']['student_acc'])}",
+                     "DDIS target: above it", f"{sm['ddis_wall_seconds']['mean']:.0f} s per DDIS run, {d['cpu_count']} cores"))  # fmt: skip
     if f := load("finextract.json"):
         m = f["metrics"]
         rows.append((f"FineXtract ({m['num_generations']} generations, N={m['num_train_images']})",

@@ -83,3 +83,26 @@ def test_grad_last_step_reaches_prompt_embeds():
     assert emb.grad is not None and emb.grad.abs().sum() > 0
     # without grad_last_step nothing is kept
     assert not sample(gen, None, prompt_embeds=emb.detach(), steps=2, seed=0).requires_grad
+
+
+def test_grad_steps_keeps_the_graph_through_several_steps():
+    gen = tiny(seed=3)
+    gen.requires_grad_(False)
+    with torch.no_grad():
+        emb = gen.encode_prompt(PROMPTS)
+    direction = torch.randn(emb.shape, generator=torch.Generator().manual_seed(0))
+    guide = [LossGuidance(lambda im, t: im.sum(), 0.1)]  # the graph survives guidance too
+
+    def grad_along(**kw) -> float:
+        e = emb.clone().requires_grad_(True)
+        sample(gen, None, prompt_embeds=e, steps=3, cfg=2.0, seed=0, guidance=guide, **kw).sum().backward()
+        return float((e.grad * direction).sum())
+
+    full, last = grad_along(grad_steps=3), grad_along(grad_last_step=True)
+    h = 1e-3
+    with torch.no_grad():
+        up = sample(gen, None, prompt_embeds=emb + h * direction, steps=3, cfg=2.0, seed=0, guidance=guide)
+        down = sample(gen, None, prompt_embeds=emb - h * direction, steps=3, cfg=2.0, seed=0, guidance=guide)
+    numeric = float((up.sum() - down.sum()) / (2 * h))
+    assert abs(full - numeric) < 0.1 * abs(numeric)
+    assert abs(last - full) > 0.5 * abs(full)  # the last step alone sees a small part of it

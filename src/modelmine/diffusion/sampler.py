@@ -113,6 +113,7 @@ def sample(
     eta: float = 0.0,
     negative_prompt: str = "",
     grad_last_step: bool = False,
+    grad_steps: int = 0,
     callback: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None,
     prompt_embeds: torch.Tensor | None = None,
     negative_embeds: torch.Tensor | None = None,
@@ -133,6 +134,8 @@ def sample(
         negative_prompt: the unconditional prompt for CFG (``""`` as in training dropout).
         grad_last_step: run all steps but the last without a graph, the last with one, so the
             returned images are differentiable w.r.t. ``prompt_embeds`` / the text encoder.
+        grad_steps: keep the graph through the last ``grad_steps`` steps instead (``grad_last_step``
+            is ``grad_steps=1``); memory grows with it.
         callback: ``callback(i, t, x_t, x0_hat)`` after each step's prediction.
         latents: starting noise ``(B, c, h, w)`` instead of seeded noise.
         output: ``"images"`` ``(B, C, H, W)`` in [0, 1], ``"latents"`` ``(B, c, h, w)``, or ``"both"``.
@@ -157,7 +160,8 @@ def sample(
     clip = float(sc.get("clip_sample_range", 1.0)) if sc.get("clip_sample", False) else None
     need_unet_grad = any(getattr(fn, "through_unet", False) for fn in guidance)
 
-    text_grad = grad_last_step and torch.is_grad_enabled()
+    grad_steps = max(grad_steps, 1 if grad_last_step else 0)
+    text_grad = grad_steps > 0 and torch.is_grad_enabled()
     with torch.set_grad_enabled(text_grad):
         cond = prompt_embeds if prompt_embeds is not None else _embed(gen, prompts, n)  # type: ignore[arg-type]
         uncond = None
@@ -172,11 +176,10 @@ def sample(
             fn.bind(ctx)
 
     for i, t in enumerate(tqdm(timesteps, desc="sample", disable=not progress, leave=False)):
-        last = i == len(timesteps) - 1
         a_t = ac[t]
         a_prev = ac[t - step] if t - step >= 0 else final_ac
-        keep_graph = grad_last_step and last and torch.is_grad_enabled()
-        if guidance:
+        keep_graph = text_grad and i >= len(timesteps) - grad_steps
+        if guidance and not x.requires_grad:
             x = x.detach().requires_grad_(True)
         grad_ctx = torch.enable_grad() if (keep_graph or need_unet_grad) else torch.no_grad()
         with grad_ctx:
@@ -202,7 +205,7 @@ def sample(
 
     if output == "latents":
         return x
-    with contextlib.nullcontext() if grad_last_step else torch.no_grad():
+    with contextlib.nullcontext() if text_grad else torch.no_grad():
         images = gen.decode(x)
     return (images, x) if output == "both" else images
 
