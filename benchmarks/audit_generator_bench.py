@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
+from _results import machine_info, write_results
 from modelmine.methods import finextract
 
 RESULTS = Path(__file__).parent / "results"
@@ -46,13 +43,10 @@ def main() -> None:
         "wall_seconds": time.time() - t0,
         "seed": args.seed,
         "config": asdict(cfg),
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
-        "torch": torch.__version__,
+        **machine_info(),
     }
     out = Path(args.results)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "audit_generator.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_results(out / "audit_generator.json", results)
     shutil.copy(work / "leaks.png", out / "audit_generator_leaks.png")
     print(json.dumps(results["metrics"], indent=2))
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from _results import machine_info, write_results
 from modelmine.classifiers import build_classifier, evaluate, load_classifier, predict_logits
 from modelmine.data import load_digits
 from modelmine.distill import train_student
@@ -36,7 +36,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
-    results: dict = {"threads": args.threads, "machine": platform.machine(), "torch": torch.__version__}
+    results: dict = {"threads": args.threads, **machine_info()}
 
     t0 = time.time()
     cake_cfg = cake.CakeConfig()
@@ -73,8 +73,7 @@ def main() -> None:
         "deepinversion": {k: v for k, v in vars(di_cfg).items() if k not in ("teacher", "student")},
         "student": vars(s),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2, default=str) + "\n")
+    write_results(args.out, results)
     print(json.dumps(results, indent=2, default=str))
 
 

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import platform
 import shutil
 import statistics
 import time
@@ -31,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from _results import machine_info, write_results
 from modelmine.methods import ddis, deepinversion
 
 RESULTS = Path(__file__).parent / "results"
@@ -62,7 +61,7 @@ def run_seed(cfg: ddis.DdisConfig, seed: int, work: Path) -> dict:
         "deepinversion": di,
         "deepinversion_wall_seconds": time.time() - t0,
     }
-    done.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(done, result)
     return result
 
 
@@ -119,12 +118,9 @@ def main() -> None:
         **summarize(runs),
         "runs": runs,
         "config": asdict(cfg) | {"seed": args.seeds},
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
-        "torch": torch.__version__,
+        **machine_info(),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_results(RESULTS / f"{args.name}.json", results)
     first = work / f"seed{args.seeds[0]}" / "ddis"
     for v in ddis.VARIANTS:
         if (first / f"grid_{v}.png").exists():

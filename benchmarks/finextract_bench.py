@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
+from _results import machine_info, write_results
 from modelmine.methods import finextract
 
 RESULTS = Path(__file__).parent / "results"
@@ -63,13 +60,10 @@ def main() -> None:
         "seed": args.seed,
         "quick": args.quick,
         "config": asdict(cfg),
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
-        "torch": torch.__version__,
+        **machine_info(),
     }
     out = Path(args.results)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_results(out / f"{name}.json", results)
     shutil.copy(work / "matches.png", out / f"{name}_matches.png")
     print(json.dumps({k: v for k, v in results.items() if k != "config"}, indent=2))
 

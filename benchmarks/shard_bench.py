@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from _results import machine_info, write_results
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -74,11 +75,8 @@ def main() -> None:
     results["sharded_metrics_equal_single"] = metrics[f"{n}_processes_1_thread"] == first
     base = results["ways"]["one_process_1_thread"]["wall_seconds"]
     results["speedup_vs_one_thread"] = {k: base / v["wall_seconds"] for k, v in results["ways"].items()}
-    results |= {"processes": n, "cpu_count": os.cpu_count(), "machine": platform.machine(),
-                "torch": torch.__version__, "cuda": torch.cuda.is_available()}  # fmt: skip
-    out = Path(args.results)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "shard.json").write_text(json.dumps(results, indent=2) + "\n")
+    results |= {"processes": n, **machine_info(), "cuda": torch.cuda.is_available()}
+    write_results(Path(args.results) / "shard.json", results)
     print(json.dumps({k: v for k, v in results.items() if k != "ways"}, indent=2))
 
 

@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
+from _results import machine_info, write_results
 from modelmine.methods import tckr
 
 RESULTS = Path(__file__).parent / "results"
@@ -51,12 +48,9 @@ def main() -> None:
         "wall_seconds": wall,
         "seed": args.seed,
         "config": asdict(cfg),
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
-        "torch": torch.__version__,
+        **machine_info(),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_results(RESULTS / f"{args.name}.json", results)
     for png in ("tradeoff.png", "samples.png"):
         shutil.copy(work / png, RESULTS / f"{args.name}_{png}")
     print(json.dumps(results["metrics"], indent=2))

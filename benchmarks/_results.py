@@ -1,0 +1,22 @@
+"""What every benchmark script records beside its numbers, and how it writes them."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+
+def machine_info() -> dict:
+    """The machine a result was measured on: core count, architecture, torch build."""
+    return {"cpu_count": os.cpu_count(), "machine": platform.machine(), "torch": torch.__version__}
+
+
+def write_results(path: str | Path, results: dict) -> None:
+    """``results`` as indented JSON at ``path`` (parent folders created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
