@@ -16,6 +16,7 @@ from modelmine.methods.ddis import (
     cat_prompts,
     cat_tokens,
     dag_guidance,
+    token_set,
     train_class_tokens,
 )
 
@@ -57,6 +58,23 @@ def test_cat_trains_only_its_tokens_and_stops_early():
     assert torch.equal(w[gen.tokenizer.convert_tokens_to_ids(cat_tokens(3))], w[words])
 
 
+def test_cat_trains_on_dag_guided_samples_and_the_ablation_gets_its_own_tokens():
+    names = ["zero", "one", "two"]
+    clf = build_classifier("cnn_small", 3, 1, 8).eval().requires_grad_(False)
+    cfg = DdisConfig(cat_iters=1, cat_per_class=2, cat_steps=2, cat_lr=0.1, cat_stop_acc=2.0)
+    rows = []
+    for guidance in ([], [dag_guidance(clf, 50.0)]):
+        gen = _tiny_gen()
+        train_class_tokens(gen, clf, names, cfg, guidance=guidance)
+        rows.append(gen.text_encoder.get_input_embeddings().weight[-3:].detach().clone())
+    assert not torch.allclose(rows[0], rows[1])  # DAG changes the samples the CE gradient comes from
+    assert token_set(cfg, "ddis") == ("cat", True)
+    assert token_set(cfg, "cat_only") == ("cat_only_tokens", False)
+    off = DdisConfig(cat_with_dag=False)
+    assert token_set(off, "ddis") == token_set(off, "cat_only") == ("cat", False)
+    assert token_set(DdisConfig(dag=False), "cat_only") == ("cat", False)
+
+
 @pytest.fixture(scope="module")
 def tiny_generator(tmp_path_factory):
     path = tmp_path_factory.mktemp("gen") / "tiny_generator.safetensors"
@@ -81,6 +99,7 @@ def test_ddis_command_end_to_end_and_resume(tmp_path, tiny_generator):
         for k in ("fid", "precision", "recall", "teacher_acc_on_synthetic", "student_acc"):
             assert f"{p}{k}" in m, p + k
     assert (out / "cat" / "learned_embeds.safetensors").is_file()
+    assert (out / "cat_only_tokens" / "learned_embeds.safetensors").is_file()  # trained without DAG
     assert len(list((out / "synthetic").rglob("*.png"))) == 20
     assert (out / "grid_ddis.png").is_file() and (out / "config.yaml").is_file()
     student = out / "students" / "ddis.safetensors"

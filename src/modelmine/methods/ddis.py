@@ -119,6 +119,7 @@ class DdisConfig:
     cat_steps: int = 10
     cat_grad_steps: int = 1  # denoising steps the CE gradient flows through (paper: the last one)
     cat_stop_acc: float = 0.7
+    cat_with_dag: bool = True  # tokens trained on DAG-guided samples (paper Fig. 2, official code)
     feature_preset: str = "cnn_small"  # the metric classifier (trained on the private data)
     workers: int = 2
     threads: int = 1
@@ -176,7 +177,9 @@ def dag_guidance(classifier: nn.Module, scale: float):
     return bn_statistics_guidance(classifier, scale)
 
 
-def train_class_tokens(gen, classifier: nn.Module, class_names: list[str], cfg: DdisConfig, log=None) -> dict:
+def train_class_tokens(
+    gen, classifier: nn.Module, class_names: list[str], cfg: DdisConfig, log=None, guidance=()
+) -> dict:
     """Learn one CAT embedding per class (new tokens added to ``gen``); returns a training summary.
 
     Each iteration samples ``cat_per_class`` images for every still-active class with
@@ -209,7 +212,7 @@ def train_class_tokens(gen, classifier: nn.Module, class_names: list[str], cfg: 
         targets = classes.repeat(cfg.cat_per_class)
         images = sample(
             gen, cat_prompts(targets, class_names), steps=cfg.cat_steps, cfg=cfg.cfg,
-            seed=cfg.seed * 7919 + it, grad_steps=cfg.cat_grad_steps,
+            seed=cfg.seed * 7919 + it, grad_steps=cfg.cat_grad_steps, guidance=guidance,
         )  # fmt: skip
         logits = classifier(images)
         loss = F.cross_entropy(logits, targets.to(logits.device))
@@ -252,18 +255,32 @@ def _load(cfg: DdisConfig, out: Path):
     return gen, teacher, info
 
 
-def task_train_cat(cfg: DdisConfig, out: str) -> dict:
-    """Train the class alignment tokens into ``cat/learned_embeds.safetensors`` (skipped if present)."""
+def token_set(cfg: DdisConfig, variant: str) -> tuple[str, bool]:
+    """``(folder, trained_with_dag)`` of the CAT tokens ``variant`` uses.
+
+    The main variant's tokens are in ``cat/``. With ``cat_with_dag`` they are trained on the same
+    DAG-guided samples the generation uses; the ``cat_only`` ablation (no DAG at all) then gets its
+    own tokens, trained without DAG, in ``cat_only_tokens/``.
+    """
+    if variant == "cat_only" and cfg.dag and cfg.cat_with_dag:
+        return "cat_only_tokens", False
+    return "cat", USES[variant][0] and cfg.cat_with_dag
+
+
+def task_train_cat(cfg: DdisConfig, out: str, folder: str = "cat", with_dag: bool = False) -> dict:
+    """Train the class alignment tokens into ``<folder>/learned_embeds.safetensors`` (skipped if
+    present), on DAG-guided samples when ``with_dag``."""
     from ..diffusion.tokens import save_learned_embeds
     from ..runs import atomic_write_text
 
-    path = Path(out) / "cat" / "learned_embeds.safetensors"
+    path = Path(out) / folder / "learned_embeds.safetensors"
     info_path = path.with_name("train_info.json")
     if path.exists():
         return json.loads(info_path.read_text())
     gen, teacher, info = _load(cfg, Path(out))
+    guidance = [dag_guidance(teacher, cfg.dag_scale)] if with_dag else []
     t0 = time.time()
-    summary = train_class_tokens(gen, teacher, list(info.class_names), cfg)
+    summary = train_class_tokens(gen, teacher, list(info.class_names), cfg, guidance=guidance)
     summary["cat_seconds"] = time.time() - t0
     save_learned_embeds(gen, cat_tokens(info.num_classes), path)
     atomic_write_text(info_path, json.dumps(summary))
@@ -285,7 +302,7 @@ def task_generate(cfg: DdisConfig, out: str, variant: str, shard: Shard | None =
     use_dag, use_cat = USES[variant]
     guidance = [dag_guidance(teacher, cfg.dag_scale)] if use_dag else []
     if use_cat:
-        load_learned_embeds(gen, run_.dir / "cat")
+        load_learned_embeds(gen, run_.dir / token_set(cfg, variant)[0])
     names = list(info.class_names)
     template = cfg.plain_prompt or gen.defaults.get("prompt", "a photo of {c}")
     targets_all = balanced_targets(cfg.num_images, info.num_classes)
@@ -409,21 +426,21 @@ def run(cfg: DdisConfig, out: Path) -> dict:
     allowed = [v for v in VARIANTS if (cfg.dag or not USES[v][0]) and (cfg.cat or not USES[v][1])]
     main_variant = next(v for v in VARIANTS if USES[v] == (cfg.dag, cfg.cat))
     variants = allowed if cfg.ablations else [main_variant]
-    needs_cat = any(USES[v][1] for v in variants)
     o = str(run_.dir)
 
     # phase 1: CAT tokens with the variants that do not need them; phase 2: the CAT variants.
     # Launched as several processes, the main one trains the tokens and the feature classifier and
     # every process generates its share of each variant's batches.
     t0 = time.time()
-    main_cat = needs_cat and procs.is_main
-    first = ([(task_train_cat, (cfg, o))] if main_cat else []) + [
+    token_sets = sorted({token_set(cfg, v) for v in variants if USES[v][1]}) if procs.is_main else []
+    first = [(task_train_cat, (cfg, o, *ts)) for ts in token_sets] + [
         (task_generate, (cfg, o, v, procs.shard)) for v in variants if not USES[v][1]
     ]
     if procs.is_main:
         first.append((task_feature_classifier, (cfg, o)))
     results = run_tasks(first, cfg.workers, cfg.threads)
-    cat_info = results[0] if main_cat else {}
+    main_tokens = token_set(cfg, main_variant) if USES[main_variant][1] else None
+    cat_info = results[token_sets.index(main_tokens)] if main_tokens in token_sets else {}
     procs.barrier()
     second = [(task_generate, (cfg, o, v, procs.shard)) for v in variants if USES[v][1]]
     run_tasks(second, cfg.workers, cfg.threads)
