@@ -264,9 +264,9 @@ def _load(cfg: DdisConfig, out: Path):
 def token_set(cfg: DdisConfig, variant: str) -> tuple[str, bool]:
     """``(folder, trained_with_dag)`` of the CAT tokens ``variant`` uses.
 
-    The main variant's tokens are in ``cat/``. With ``cat_with_dag`` they are trained on the same
-    DAG-guided samples the generation uses; the ``cat_only`` ablation (no DAG at all) then gets its
-    own tokens, trained without DAG, in ``cat_only_tokens/``.
+    The main variant's tokens are in ``cat/``. With ``cat_with_dag`` they are trained on samples
+    guided by DAG as the generation is (with ``cat_steps`` DDIM steps); the ``cat_only`` ablation
+    (no DAG at all) then gets its own tokens, trained without DAG, in ``cat_only_tokens/``.
     """
     if variant == "cat_only" and cfg.dag and cfg.cat_with_dag:
         return "cat_only_tokens", False
