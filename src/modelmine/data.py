@@ -44,7 +44,8 @@ class ImageSet:
     labels: torch.Tensor
     class_names: list[str]
     captions: list[str] | None = None
-    files: list[str] | None = field(default=None, repr=False)
+    files: list[str] | None = field(default=None, repr=False)  # ids within `source`, one per image
+    source: str | None = field(default=None, repr=False)  # the folder it was read from, or "digits"
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -66,6 +67,7 @@ class ImageSet:
             list(self.class_names),
             [self.captions[i] for i in pick] if self.captions is not None else None,
             [self.files[i] for i in pick] if self.files is not None else None,
+            self.source,
         )
 
 
@@ -81,6 +83,70 @@ def concat(sets: list[ImageSet]) -> ImageSet:
     return ImageSet(
         torch.cat([s.images for s in sets]), torch.cat([s.labels for s in sets]), list(names), caps
     )
+
+
+def split_holdout(data: ImageSet, seed: int = 0, fraction: float = 0.2) -> tuple[ImageSet, ImageSet]:
+    """``(rest, held_out)``: a seeded random ``fraction`` (at least one image) of a user folder held
+    out, e.g. as the test split when no test folder is given. The one split rule every command uses,
+    so a method and the audit of its model agree on which images were members."""
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    n_out = max(1, int(len(data) * fraction + 1e-9))
+    return data.subset(perm[n_out:]), data.subset(perm[:n_out])
+
+
+def describe_members(data: ImageSet) -> dict:
+    """``{"source", "files"}``: which images ``data`` holds, for a run folder's ``split.json``, so an
+    audit of the run's model reads the same members instead of re-deriving the split."""
+    if data.source is None or data.files is None:
+        raise UserError("cannot record a member split of images without a source folder")
+    return {"source": data.source, "files": list(data.files)}
+
+
+def load_described(entry: dict, size: int, channels: int | None = None) -> ImageSet:
+    """The images a :func:`describe_members` entry names, in its order, at ``size``."""
+    if entry["source"] == "digits":
+        every = load_digits("all", size)
+        data = every.subset([int(f) for f in entry["files"]])
+        return data if channels in (None, 1) else ImageSet(fit_to(data.images, size, channels), data.labels,
+                                                           data.class_names, None, data.files, data.source)  # fmt: skip
+    every = load_image_folder(entry["source"], size=size, channels=channels)
+    where = {f: i for i, f in enumerate(every.files or [])}
+    missing = [f for f in entry["files"] if f not in where]
+    if missing:
+        raise UserError(
+            f"{entry['source']} no longer holds {missing[0]} ({len(missing)} listed images missing)"
+        )
+    return every.subset([where[f] for f in entry["files"]])
+
+
+def quantize(images: torch.Tensor) -> torch.Tensor:
+    """Images ``(B, C, H, W)`` in [0, 1] rounded to 8-bit levels, same dtype: what is trained on or
+    scored is exactly what a PNG (or a uint8 tensor, ``(quantize(x) * 255).byte()``) holds."""
+    return (images.clamp(0, 1) * 255).round() / 255
+
+
+def to_uint8_tensor(images: torch.Tensor) -> torch.Tensor:
+    """Images ``(B, C, H, W)`` in [0, 1] as uint8 ``(B, C, H, W)`` on the CPU (8-bit storage)."""
+    return (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+
+
+def fit_to(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
+    """Images ``(B, C, H, W)`` in [0, 1] resized (bilinear, antialiased) to ``size x size`` and
+    channel-matched to ``channels`` (RGB -> grey by the channel mean; grey -> RGB by repetition).
+
+    What a classifier or a metric needs from a generator's output. Returns ``(B, channels, size,
+    size)``; three channels cannot become two, which is a one-line error.
+    """
+    if images.shape[1] != channels:
+        if channels == 1:
+            images = images.mean(1, keepdim=True)
+        elif images.shape[1] == 1:
+            images = images.expand(-1, channels, -1, -1)
+        else:
+            raise UserError(f"cannot turn {images.shape[1]}-channel images into {channels}-channel ones")
+    if images.shape[-2:] != (size, size):
+        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True).clamp(0, 1)
+    return images
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,10 +183,9 @@ def load_digits(split: str = "train", size: int = 16, seed: int = 0) -> ImageSet
     if split not in (*DIGIT_SPLITS, "all"):
         raise UserError(f"unknown digits split '{split}' (use one of {', '.join(DIGIT_SPLITS)}, all)")
     x, y = _digits_tensor(size)
-    if split == "all":
-        return ImageSet(x.clone(), y.clone(), list(DIGIT_NAMES))
-    idx = torch.from_numpy(digits_split_indices(seed)[split])
-    return ImageSet(x[idx].clone(), y[idx].clone(), list(DIGIT_NAMES))
+    idx = torch.arange(len(y)) if split == "all" else torch.from_numpy(digits_split_indices(seed)[split])
+    return ImageSet(x[idx].clone(), y[idx].clone(), list(DIGIT_NAMES), files=[str(i) for i in idx.tolist()],
+                    source="digits")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,7 +403,7 @@ def load_image_folder(
     labels = torch.tensor([ci for _, ci in files], dtype=torch.long)
     rel = [f"{f.parent.name}/{f.name}" for f, _ in files]
     captions = _read_captions(root, rel)
-    return ImageSet(x.contiguous(), labels, names, captions, rel)
+    return ImageSet(x.contiguous(), labels, names, captions, rel, str(root))
 
 
 def _read_captions(root: Path, rel: list[str]) -> list[str] | None:
@@ -362,7 +427,7 @@ def _read_captions(root: Path, rel: list[str]) -> list[str] | None:
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """``(N, C, H, W)`` in [0, 1] -> ``(N, H, W)`` or ``(N, H, W, 3)`` uint8."""
-    a = (images.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    a = to_uint8_tensor(images)
     return a[:, 0].numpy() if a.shape[1] == 1 else a.permute(0, 2, 3, 1).numpy()
 
 

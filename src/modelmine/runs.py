@@ -191,7 +191,8 @@ def synthesize_batches(
 
 
 def load_batches(run: Run, num_batches: int, folder: str = "synthesis") -> list[dict[str, torch.Tensor]]:
-    """Batches ``0 .. num_batches-1`` written by :func:`synthesize_batches`, in order."""
+    """Batches ``0 .. num_batches-1`` written by :func:`synthesize_batches`, in order; a missing batch
+    is a one-line error naming it (never a silently smaller set)."""
     paths = [run.dir / folder / f"batch_{i:05d}.safetensors" for i in range(num_batches)]
     missing = [p for p in paths if not p.exists()]
     if missing:
@@ -199,6 +200,22 @@ def load_batches(run: Run, num_batches: int, folder: str = "synthesis") -> list[
             f"{len(missing)} of {num_batches} batches missing in {run.dir / folder}, e.g. {missing[0].name}"
         )
     return [load_tensors(p) for p in paths]
+
+
+def load_generated(
+    run: Run, folder: str, num_items: int, batch_size: int, keys: tuple[str, ...] = ("images",)
+) -> dict[str, Any]:
+    """The one reader of generated data: ``num_items`` items made in batches of ``batch_size`` by
+    :func:`synthesize_batches` under ``run.dir/folder``.
+
+    Returns ``keys`` concatenated over the batches and cut to ``num_items`` (e.g. ``images``
+    ``(num_items, C, H, W)`` as stored: uint8 or floats on 8-bit levels, see
+    :func:`modelmine.data.quantize`) and ``seconds``, the summed generation time (a float).
+    """
+    batches = load_batches(run, math.ceil(num_items / batch_size), folder)
+    out: dict[str, Any] = {k: torch.cat([b[k] for b in batches])[:num_items] for k in keys}
+    out["seconds"] = sum(float(b["seconds"]) for b in batches)
+    return out
 
 
 def synthesize_merged(
@@ -246,3 +263,23 @@ def run_tasks(tasks: list[tuple[Callable[..., Any], tuple]], workers: int = 1, t
             for f in futures:
                 f.cancel()
             raise
+
+
+def run_phase(
+    procs: Processes,
+    main_tasks: list[tuple[Callable[..., Any], tuple]],
+    shared_tasks: list[tuple[Callable[..., Any], tuple]],
+    workers: int = 1,
+    threads: int = 1,
+) -> list:
+    """One phase of a command over the processes of a launch (:mod:`modelmine.distributed`).
+
+    ``main_tasks`` (fine-tuning, teachers, tokens: work done once) run on the main process only;
+    ``shared_tasks`` (each built with this process's ``procs.shard``) on every process; both in one
+    :func:`run_tasks` pool, main tasks first. Then every process waits at a barrier, so the next
+    phase sees every file. Returns the results of ``main_tasks`` (an empty list on other processes).
+    """
+    mine = main_tasks if procs.is_main else []
+    results = run_tasks(mine + shared_tasks, workers, threads)
+    procs.barrier()
+    return results[: len(mine)]

@@ -35,13 +35,19 @@ from ..classifiers import resolve_device
 from ..data import ImageSet, load_digits, load_image_folder
 from ..errors import UserError
 from ..report import save_grid
-from ..runs import Run, atomic_torch_save
+from ..runs import Run, atomic_torch_save, atomic_write_text
 from .generator import Generator
 from .pretrain import train_step
 from .sampler import sample_batched
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
-DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")  # diffusers' attention-only LoRA
+# The attention targets plus the UNet's convolutional and conditioning projections: small UNets take
+# the class mostly through the pooled text embedding and the ResNet blocks (TCKR and FineXtract
+# docstrings have the measurements).
+UNET_LORA_TARGETS = (
+    *DEFAULT_TARGETS, "conv1", "conv2", "time_emb_proj", "proj_in", "proj_out", "add_embedding.proj",
+)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------
@@ -148,6 +154,91 @@ def merge_lora(gen: Generator, scale: float = 1.0) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+# fine-tune or load: the one path every command takes
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class TrainSettings:
+    """How :func:`finetune_or_load` trains: LoRA (``rank``, ``alpha``, ``targets``) or all UNet weights."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    seed: int = 0
+    rank: int = 4
+    alpha: float = 4.0
+    targets: Sequence[str] = UNET_LORA_TARGETS
+    train_text_encoder: bool = False  # full mode only
+    checkpoint_minutes: float = 3.0
+    prior: tuple[torch.Tensor, list[str]] | None = None  # full mode: DreamBooth prior images, prompts
+    prior_weight: float = 1.0
+
+
+def finetuned_path(gen: Generator, folder: Path, mode: str) -> Path:
+    """Where :func:`finetune_or_load` keeps a ``mode`` model: the LoRA folder, an embedded
+    ``.safetensors`` (pixel-space generators) or a diffusers folder."""
+    if mode == "lora":
+        return folder
+    return folder / ("embedded_generator.safetensors" if gen.vae is None else "generator")
+
+
+def finetune_or_load(
+    gen: Generator,
+    folder: Path,
+    mode: str,
+    images: torch.Tensor,
+    prompts: Sequence[str],
+    settings: TrainSettings,
+    *,
+    checkpoint: Path,
+    device: str | torch.device = "cpu",
+    source: str = "",
+) -> tuple[Generator, dict]:
+    """``gen`` fine-tuned on ``images`` ``(N, C, H, W)`` in [0, 1] and their ``prompts``, or the
+    result of an earlier run loaded from ``folder`` (resume). Returns ``(generator, train_info)``.
+
+    LoRA: the adapter is added to ``gen`` itself and saved to ``folder/pytorch_lora_weights
+    .safetensors``. Full: ``gen``'s UNet (and text encoder if asked) is trained in place (pass a
+    copy to keep the base) and saved at :func:`finetuned_path`. ``checkpoint`` holds the training
+    state while it runs; ``folder/train_info.json`` the summary (``train_seconds``, ``final_loss``,
+    ``trainable_params``).
+    """
+    saved = finetuned_path(gen, folder, mode)
+    info_path = folder / "train_info.json"
+    done = (saved / LORA_WEIGHTS).exists() if mode == "lora" else saved.exists()
+    if done:
+        if mode == "lora":
+            load_lora(gen, saved)
+        else:
+            gen = Generator.from_pretrained(str(saved)).to(device)
+        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        return gen.eval(), info
+    gen.requires_grad_(False)
+    if mode == "lora":
+        params = add_lora(gen.unet, settings.rank, settings.alpha, settings.targets, seed=settings.seed)
+    else:
+        gen.unet.requires_grad_(True)
+        params = list(gen.unet.parameters())
+        if settings.train_text_encoder:
+            gen.text_encoder.requires_grad_(True)
+            params += list(gen.text_encoder.parameters())
+    info = train_unet(
+        gen, params, images, prompts, steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr,
+        seed=settings.seed, checkpoint=checkpoint, checkpoint_minutes=settings.checkpoint_minutes,
+        prior=settings.prior, prior_weight=settings.prior_weight, device=device,
+    )  # fmt: skip
+    info["trainable_params"] = sum(p.numel() for p in params)
+    gen.requires_grad_(False)
+    if mode == "lora":
+        save_lora(gen.unet, saved)
+    elif gen.vae is None:
+        gen.save_embedded(saved, extra={"finetuned_from": source})
+    else:
+        gen.save_pretrained(saved)
+    atomic_write_text(info_path, json.dumps(info))
+    return gen.eval(), info
+
+
+# ----------------------------------------------------------------------------------------------
 # the `finetune` command
 # ----------------------------------------------------------------------------------------------
 @dataclass
@@ -203,31 +294,19 @@ def run(cfg: FinetuneConfig, out: Path) -> dict:
     data, prompts = load_training_set(cfg, gen)
     lr = cfg.lr if cfg.lr is not None else (1e-3 if cfg.mode == "lora" else 1e-4)
 
-    prior: tuple[torch.Tensor, list[str]] | None = None
+    prior = None
     if cfg.mode == "full" and cfg.prior_preservation:
         prior = _prior_images(cfg, gen, data.class_names, run_)
-
-    gen.requires_grad_(False)
-    if cfg.mode == "lora":
-        params = add_lora(gen.unet, cfg.rank, cfg.alpha, cfg.target_modules, seed=cfg.seed)
-    else:
-        gen.unet.requires_grad_(True)
-        params = list(gen.unet.parameters())
-        if cfg.train_text_encoder:
-            gen.text_encoder.requires_grad_(True)
-            params += list(gen.text_encoder.parameters())
-    stats = train_unet(
-        gen, params, data.images, prompts, steps=cfg.steps, batch_size=cfg.batch_size, lr=lr,
-        seed=cfg.seed, checkpoint=run_.dir / "checkpoint.pt", checkpoint_minutes=cfg.checkpoint_minutes,
-        prior=prior, prior_weight=cfg.prior_weight, device=device,
+    settings = TrainSettings(
+        steps=cfg.steps, batch_size=cfg.batch_size, lr=lr, seed=cfg.seed, rank=cfg.rank, alpha=cfg.alpha,
+        targets=cfg.target_modules, train_text_encoder=cfg.train_text_encoder,
+        checkpoint_minutes=cfg.checkpoint_minutes, prior=prior, prior_weight=cfg.prior_weight,
     )  # fmt: skip
-
-    if cfg.mode == "lora":
-        save_lora(gen.unet, run_.dir / "lora")
-    elif gen.vae is None and cfg.generator == "embedded":
-        gen.save_embedded(run_.dir / "embedded_generator.safetensors", extra={"finetuned_from": "embedded"})
-    else:
-        gen.save_pretrained(run_.dir / "generator")
+    folder = run_.dir / "lora" if cfg.mode == "lora" else run_.dir
+    gen, stats = finetune_or_load(
+        gen, folder, cfg.mode, data.images, prompts, settings, checkpoint=run_.dir / "checkpoint.pt",
+        device=device, source=cfg.generator,
+    )  # fmt: skip
     names = data.class_names
     grid_prompts = [cfg.sample_prompt.format(c=names[k % len(names)]) for k in range(len(names) * 4)]
     grid = sample_batched(
@@ -235,7 +314,7 @@ def run(cfg: FinetuneConfig, out: Path) -> dict:
         cfg=gen.defaults.get("cfg", 3.0),
     )  # fmt: skip
     save_grid(run_.dir / "samples.png", grid, nrow=len(names))
-    return run_.log_metrics(**stats, trainable_params=sum(p.numel() for p in params), num_images=len(data))
+    return run_.log_metrics(**stats, num_images=len(data))
 
 
 def train_unet(
