@@ -101,3 +101,16 @@ def test_subset_keeps_captions():
     s = ImageSet(torch.zeros(3, 1, 2, 2), torch.tensor([0, 1, 0]), ["a", "b"], ["x", "y", "z"])
     sub = s.subset([2, 1])
     assert sub.captions == ["z", "y"] and sub.labels.tolist() == [0, 1]
+
+
+def test_member_split_round_trip(tiny_folder):
+    from modelmine.data import describe_members, load_described, load_image_folder, split_holdout
+
+    root, _ = tiny_folder
+    rest, held = split_holdout(load_image_folder(root), seed=3)
+    assert len(held) == 2 and len(rest) == 10  # 20% of 12, at least one
+    back = load_described(describe_members(held), size=8)
+    assert torch.equal(back.images, held.images) and torch.equal(back.labels, held.labels)
+    digits = load_digits("heldout", 8)
+    again = load_described(describe_members(digits), size=8)
+    assert torch.equal(again.images, digits.images) and again.files == digits.files

@@ -9,9 +9,9 @@ from PIL import Image
 
 from _tiny import SMALL_UNET
 from modelmine.cli import main
-from modelmine.data import load_digits
+from modelmine.data import fit_to, load_digits
 from modelmine.diffusion.generator import Generator
-from modelmine.methods.tckr import cycle_prompts, fit_images, num_synthetic
+from modelmine.methods.tckr import cycle_prompts, num_synthetic
 
 
 def test_cycle_prompts_balanced_prefixes_and_seeded():
@@ -29,10 +29,10 @@ def test_cycle_prompts_balanced_prefixes_and_seeded():
     )  # a small class is cycled
 
 
-def test_fit_images_and_cardinality():
+def test_fit_to_and_cardinality():
     x = torch.rand(2, 3, 16, 16)
-    assert fit_images(x, 8, 1).shape == (2, 1, 8, 8)
-    assert fit_images(x[:, :1], 16, 3).shape == (2, 3, 16, 16)
+    assert fit_to(x, 8, 1).shape == (2, 1, 8, 8)
+    assert fit_to(x[:, :1], 16, 3).shape == (2, 3, 16, 16)
     assert num_synthetic(0.5, 101) == 50 and num_synthetic(1e-6, 10) == 1
 
 
@@ -69,8 +69,13 @@ def test_tckr_command_end_to_end_and_resume(tmp_path, tiny_generator):
         "tradeoff.png",
         "roc.png",
         "lora_caption/pytorch_lora_weights.safetensors",
+        "split.json",
     ):
         assert (out / f).is_file(), f
+    # the member split the audit of this run reads: the private train split, the held-out digits
+    split = json.loads((out / "split.json").read_text())
+    assert split["members"]["files"] == load_digits("train", 8).files
+    assert split["nonmembers"]["files"] == load_digits("heldout", 8).files
     # the synthetic dataset holds exactly the generated images, with the teacher's soft labels
     files = sorted((out / "synthetic").rglob("*.png"))
     assert len(files) == n

@@ -32,7 +32,7 @@ Where the defaults come from:
   class on 100 caption prompts, cfg 1.5; ``benchmarks/tckr_bench.py`` for end-to-end numbers):
 
   - LoRA also on the ResNet convolutions, their time-embedding projections, ``proj_in/out`` and
-    the pooled-text projection (:data:`TCKR_LORA_TARGETS`), not only on attention (diffusers'
+    the pooled-text projection (:data:`modelmine.diffusion.finetune.UNET_LORA_TARGETS`), not only on attention (diffusers'
     default). The embedded UNet takes its class mostly through the pooled text embedding and
     convolutions; attention-only LoRA learned the digit style but lost the class (agreement 0.10
     after 400 and 600 steps at lr 1e-3), the wider one kept it (0.87, 0.92, 0.98 after 400, 600,
@@ -62,18 +62,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from ..classifiers import TeacherConfig
+from ..diffusion.finetune import UNET_LORA_TARGETS
 from ..distill import StudentConfig
 from ..distributed import Shard
 from ..errors import UserError
 
-# The diffusers LoRA targets plus the UNet's convolutional and conditioning projections (see docstring).
-TCKR_LORA_TARGETS = (
-    "to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2", "time_emb_proj", "proj_in", "proj_out",
-    "add_embedding.proj",
-)  # fmt: skip
 VARIANTS = ("caption", "fixed")  # "<class>: <caption>" prompts, and the class-name-only ablation
 
 
@@ -84,7 +79,7 @@ class TckrLoraConfig:
     lr: float = 1e-3
     steps: int = 600
     batch_size: int = 32
-    target_modules: list[str] = field(default_factory=lambda: list(TCKR_LORA_TARGETS))
+    target_modules: list[str] = field(default_factory=lambda: list(UNET_LORA_TARGETS))
 
 
 @dataclass
@@ -139,25 +134,6 @@ def cycle_prompts(
     return out, torch.tensor(out_labels, dtype=torch.long)
 
 
-def fit_images(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
-    """Generated images ``(B, C, H, W)`` resized (antialiased) and channel-matched to a classifier."""
-    if images.shape[1] != channels:
-        if channels == 1:
-            images = images.mean(1, keepdim=True)
-        elif images.shape[1] == 1:
-            images = images.expand(-1, channels, -1, -1)
-        else:
-            raise UserError(f"generator makes {images.shape[1]}-channel images, classifier wants {channels}")
-    if images.shape[-1] != size or images.shape[-2] != size:
-        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True).clamp(0, 1)
-    return images
-
-
-def quantize(images: torch.Tensor) -> torch.Tensor:
-    """Round to 8-bit levels: what is trained on is exactly what the PNG dataset holds."""
-    return (images.clamp(0, 1) * 255).round() / 255
-
-
 def num_synthetic(cardinality: float, num_private: int) -> int:
     return max(1, int(round(cardinality * num_private)))
 
@@ -167,12 +143,12 @@ def num_synthetic(cardinality: float, num_private: int) -> int:
 # ------------------------------------------------------------------------------------------------
 def load_private(cfg: TckrConfig, size: int, channels: int | None = None):
     """``(train, test, heldout)`` ImageSets at ``size`` (train = the private members)."""
-    from ..data import ImageSet, load_digits, load_image_folder
+    from ..data import ImageSet, fit_to, load_digits, load_image_folder, split_holdout
 
     if cfg.data is None:
         sets = [load_digits(s, size) for s in ("train", "test", "heldout")]
         if channels not in (None, 1):
-            sets = [ImageSet(fit_images(s.images, size, channels), s.labels, s.class_names) for s in sets]
+            sets = [ImageSet(fit_to(s.images, size, channels), s.labels, s.class_names) for s in sets]
         return tuple(sets)
     train = load_image_folder(cfg.data, size=size, channels=channels)
     if cfg.test_data is not None:
@@ -180,10 +156,7 @@ def load_private(cfg: TckrConfig, size: int, channels: int | None = None):
             cfg.test_data, size=size, channels=train.images.shape[1], class_names=train.class_names
         )
     else:
-        g = torch.Generator().manual_seed(cfg.seed)
-        perm = torch.randperm(len(train), generator=g)
-        n_test = max(1, len(train) // 5)
-        train, test = train.subset(perm[n_test:]), train.subset(perm[:n_test])
+        train, test = split_holdout(train, cfg.seed)
     heldout = test
     if cfg.heldout_data is not None:
         heldout = load_image_folder(
@@ -225,30 +198,23 @@ def task_generate(cfg: TckrConfig, out: str, variant: str, n: int, shard: Shard 
     into ``generated_<variant>/`` batch by batch (only ``shard``'s batches, when given). Resumes
     from both; with ``n = 0`` it only fine-tunes."""
     from ..classifiers import resolve_device
-    from ..diffusion.finetune import LORA_WEIGHTS, add_lora, load_lora, save_lora, train_unet
+    from ..data import quantize
+    from ..diffusion.finetune import TrainSettings, finetune_or_load
     from ..diffusion.generator import Generator
     from ..diffusion.sampler import sample
-    from ..runs import Run, atomic_write_text, synthesize_batches
+    from ..runs import Run, synthesize_batches
 
     run_ = Run(out)
     device = resolve_device(cfg.device)
     gen = Generator.from_pretrained(cfg.generator).to(device)
     train, _, _ = load_private(cfg, gen.image_size, gen.channels)
     prompts = _prompts(cfg, run_.dir, train)[variant]
-    lora_dir = run_.dir / f"lora_{variant}"
-    info = {}
-    if not (lora_dir / LORA_WEIGHTS).exists():
-        gen.requires_grad_(False)
-        params = add_lora(gen.unet, cfg.lora.rank, cfg.lora.alpha, cfg.lora.target_modules, seed=cfg.seed)
-        info = train_unet(
-            gen, params, train.images, prompts, steps=cfg.lora.steps, batch_size=cfg.lora.batch_size,
-            lr=cfg.lora.lr, seed=cfg.seed, checkpoint=run_.path(f"lora_{variant}.ckpt.pt"), device=device,
-        )  # fmt: skip
-        save_lora(gen.unet, lora_dir)
-        atomic_write_text(lora_dir / "train_info.json", json.dumps(info))
-    else:
-        load_lora(gen, lora_dir)
-    gen.eval()
+    lc = cfg.lora
+    settings = TrainSettings(lc.steps, lc.batch_size, lc.lr, cfg.seed, lc.rank, lc.alpha, lc.target_modules)
+    gen, info = finetune_or_load(
+        gen, run_.dir / f"lora_{variant}", "lora", train.images, prompts, settings,
+        checkpoint=run_.path(f"lora_{variant}.ckpt.pt"), device=device,
+    )  # fmt: skip
     gen_prompts, gen_labels = cycle_prompts(prompts, train.labels, n, cfg.seed)
     bs = cfg.gen_batch_size
 
@@ -262,23 +228,15 @@ def task_generate(cfg: TckrConfig, out: str, variant: str, n: int, shard: Shard 
     return info
 
 
-def load_generated(run_dir: Path, variant: str, n: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+def load_generated(
+    cfg: TckrConfig, run_dir: Path, variant: str, n: int
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """The first ``n`` generated images ``(n, C, H, W)``, their prompt classes ``(n,)`` and seconds."""
-    from ..runs import load_tensors
+    from ..runs import Run
+    from ..runs import load_generated as read
 
-    files = sorted((run_dir / f"generated_{variant}").glob("batch_*.safetensors"))
-    images, labels, seconds, have = [], [], 0.0, 0
-    for f in files:
-        if have >= n:
-            break
-        b = load_tensors(f)
-        images.append(b["images"])
-        labels.append(b["labels"])
-        seconds += float(b["seconds"])
-        have += len(b["labels"])
-    if have < n:
-        raise UserError(f"{run_dir}/generated_{variant} holds {have} images, {n} needed")
-    return torch.cat(images)[:n], torch.cat(labels)[:n], seconds
+    b = read(Run(run_dir), f"generated_{variant}", n, cfg.gen_batch_size, keys=("images", "labels"))
+    return b["images"], b["labels"], b["seconds"]
 
 
 def task_teacher(cfg: TckrConfig, out: str) -> None:
@@ -312,22 +270,33 @@ def task_shadows(cfg: TckrConfig, out: str, rows: list[int]) -> None:
     )  # fmt: skip
 
 
+def _teacher_path(cfg: TckrConfig, out: str | Path) -> Path:
+    return Path(out) / "teacher.safetensors" if cfg.teacher.path is None else Path(cfg.teacher.path)
+
+
+def labelled_synthetic(cfg: TckrConfig, out: str | Path, teacher, info, variant: str, n: int, device):
+    """The first ``n`` ``variant`` images at the teacher's input ``(n, C, H, W)``, their prompt
+    classes ``(n,)``, the teacher's softmax on them ``(n, K)`` and the generation seconds."""
+    from ..classifiers import predict_logits
+    from ..data import fit_to
+
+    images, prompt_labels, seconds = load_generated(cfg, Path(out), variant, n)
+    images = fit_to(images, info.image_size, info.in_channels)
+    return images, prompt_labels, predict_logits(teacher, images, device=device).softmax(1), seconds
+
+
 def task_student(cfg: TckrConfig, out: str, name: str, variant: str, n: int, hard: bool) -> None:
     """Train student ``name`` on the first ``n`` ``variant`` images with the teacher's soft (or hard)
     labels; saved as ``students/<name>.safetensors``."""
-    from ..classifiers import load_classifier, predict_logits, resolve_device
+    from ..classifiers import load_classifier, resolve_device
     from ..distill import fit_student
 
     path = Path(out) / "students" / f"{name}.safetensors"
     if path.exists():
         return
     device = resolve_device(cfg.device)
-    teacher, info = load_classifier(
-        Path(out) / "teacher.safetensors" if cfg.teacher.path is None else cfg.teacher.path
-    )
-    images, _, _ = load_generated(Path(out), variant, n)
-    images = fit_images(images, info.image_size, info.in_channels)
-    probs = predict_logits(teacher, images, device=device).softmax(1)
+    teacher, info = load_classifier(_teacher_path(cfg, out))
+    images, _, probs, _ = labelled_synthetic(cfg, out, teacher, info, variant, n, device)
     fit_student(path, info, images, probs, cfg.student, hard_labels=hard, seed=cfg.seed, device=device)
 
 
@@ -345,27 +314,52 @@ def _student_plan(cfg: TckrConfig, num_private: int) -> list[tuple[str, str, int
     return plan
 
 
-def run(cfg: TckrConfig, out: Path) -> dict:
-    """The whole pipeline; writes ``synthetic/`` (generated images only), students, LiRA scores,
-    ``samples.png``, ``tradeoff.png``, ``roc.png`` and ``metrics.json``."""
-    from ..audit.lira import make_keep_masks, query_views, score_target, shifted_views, train_shadows
-    from ..classifiers import check_compatible, load_classifier, predict_logits, resolve_device
-    from ..data import ImageSet, save_image_folder
-    from ..distributed import processes
-    from ..metrics import membership_metrics, roc_curve
-    from ..report import plot_roc, plot_tradeoff, save_grid
-    from ..runs import Run, atomic_save_tensors, run_tasks
-
-    t_start = time.time()
-    torch.set_num_threads(max(1, cfg.threads))
+def _check(cfg: TckrConfig) -> None:
     if not cfg.cardinality or min(cfg.cardinality) <= 0:
         raise UserError(f"cardinality must be a list of positive numbers, got {cfg.cardinality}")
     if cfg.workers < 1:
         raise UserError(f"workers must be >= 1, got {cfg.workers}")
+
+
+def _synthesize(cfg: TckrConfig, o: str, procs, top: int, variants: list[str]) -> None:
+    """Phase 1: the LoRA fine-tune + generate chains, the teacher and the shadows, in parallel.
+
+    One process: each chain is one task. Launched as several processes: the LoRAs and the teacher
+    once on the main process while every process trains its share of the shadows, then every
+    process generates its share of the batches with the LoRAs.
+    """
+    from ..runs import run_phase
+
+    ids = procs.shard.items(cfg.num_shadows)  # all of them, unless launched as several processes
+    chunk = max(1, math.ceil(len(ids) / (2 * max(1, cfg.workers))))
+    shadows = [(task_shadows, (cfg, o, ids[i : i + chunk])) for i in range(0, len(ids), chunk)]
+    teacher = [(task_teacher, (cfg, o))]
+    if procs.count == 1:
+        run_phase(procs, [(task_generate, (cfg, o, v, top)) for v in variants] + teacher, shadows,
+                  cfg.workers, cfg.threads)  # fmt: skip
+        return
+    run_phase(procs, [(task_generate, (cfg, o, v, 0)) for v in variants] + teacher, shadows,
+              cfg.workers, cfg.threads)  # fmt: skip
+    run_phase(procs, [], [(task_generate, (cfg, o, v, top, procs.shard)) for v in variants],
+              cfg.workers, cfg.threads)  # fmt: skip
+
+
+def run(cfg: TckrConfig, out: Path) -> dict:
+    """The whole pipeline; writes ``synthetic/`` (generated images only), ``split.json`` (which
+    private images are members and which non-members), students, LiRA scores, ``samples.png``,
+    ``tradeoff.png``, ``roc.png`` and ``metrics.json``."""
+    from ..classifiers import check_compatible, load_classifier, resolve_device
+    from ..data import describe_members
+    from ..distributed import processes
+    from ..runs import Run, atomic_write_text, run_tasks
+
+    t_start = time.time()
+    torch.set_num_threads(max(1, cfg.threads))
+    _check(cfg)
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
-    train, test, _ = load_private(cfg, cfg.teacher.image_size)
+    train, test, heldout = load_private(cfg, cfg.teacher.image_size)
     if len(train) < 2:
         raise UserError("TCKR needs at least 2 private training images")
     if cfg.teacher.path is not None:
@@ -373,54 +367,64 @@ def run(cfg: TckrConfig, out: Path) -> dict:
         check_compatible(info, train.image_shape, train.num_classes, "private data")
     with procs.main_first():  # caption once, before the workers (and other processes) need them
         _prompts(cfg, run_.dir, train)
+        split = {"members": describe_members(train), "nonmembers": describe_members(heldout)}
+        atomic_write_text(run_.dir / "split.json", json.dumps(split))
     plan = _student_plan(cfg, len(train))
     top = max(p[2] for p in plan)
-    variants = ["caption", "fixed"] if cfg.ablations else ["caption"]
-
-    # phase 1: the generator chains, the teacher and the shadows, in parallel ------------------------
     o = str(run_.dir)
-    ids = procs.shard.items(cfg.num_shadows)  # all of them, unless launched as several processes
-    chunk = max(1, math.ceil(len(ids) / (2 * max(1, cfg.workers))))
-    shadow_tasks = [(task_shadows, (cfg, o, ids[i : i + chunk])) for i in range(0, len(ids), chunk)]
     t0 = time.time()
-    if procs.count == 1:
-        tasks = [(task_generate, (cfg, o, v, top)) for v in variants] + [(task_teacher, (cfg, o))]
-        run_tasks(tasks + shadow_tasks, cfg.workers, cfg.threads)
-    else:
-        # the LoRAs and the teacher once, on the main process, while every process trains its share
-        # of the shadows; then every process generates its share of the batches with the LoRAs
-        once = [(task_generate, (cfg, o, v, 0)) for v in variants] + [(task_teacher, (cfg, o))]
-        run_tasks((once if procs.is_main else []) + shadow_tasks, cfg.workers, cfg.threads)
-        procs.barrier()
-        gen_tasks = [(task_generate, (cfg, o, v, top, procs.shard)) for v in variants]
-        run_tasks(gen_tasks, cfg.workers, cfg.threads)
-        procs.barrier()
-        if not procs.is_main:  # the main process trains the students and runs the audit
-            return {}
-    phase1 = time.time() - t0
-    # phase 2: students -------------------------------------------------------------------------------
-    t0 = time.time()
+    _synthesize(cfg, o, procs, top, ["caption", "fixed"] if cfg.ablations else ["caption"])
+    if not procs.is_main:  # the main process trains the students and runs the audit
+        return {}
+    phase1, t0 = time.time() - t0, time.time()
     run_tasks([(task_student, (cfg, o, *p)) for p in plan], cfg.workers, cfg.threads)
     phase2 = time.time() - t0
 
-    # evaluation -------------------------------------------------------------------------------------
-    teacher_path = run_.dir / "teacher.safetensors" if cfg.teacher.path is None else Path(cfg.teacher.path)
-    teacher, info = load_classifier(teacher_path)
+    teacher, info = load_classifier(_teacher_path(cfg, o))
     check_compatible(info, test.image_shape, test.num_classes, "test data")
-    images, prompt_labels, gen_seconds = load_generated(run_.dir, "caption", top)
-    images = fit_images(images, info.image_size, info.in_channels)
-    probs = predict_logits(teacher, images, device=device).softmax(1)
+    images, prompt_labels, probs, gen_seconds = labelled_synthetic(
+        cfg, o, teacher, info, "caption", top, device
+    )
+    _write_synthetic(run_, images, prompt_labels, probs, list(info.class_names))
+    metrics = _audit(cfg, run_, teacher, info, plan, test, device)
+    if cfg.ablations:
+        _, fixed_labels, fixed_probs, _ = labelled_synthetic(cfg, o, teacher, info, "fixed", top, device)
+        metrics["fixed_prompt_teacher_agreement"] = (
+            (fixed_probs.argmax(1) == fixed_labels).float().mean().item()
+        )
+    lora_info = json.loads((run_.dir / "lora_caption" / "train_info.json").read_text())
+    return run_.log_metrics(
+        **metrics, cardinality=max(cfg.cardinality), num_synthetic=top, num_private=len(train),
+        synthetic_teacher_agreement=(probs.argmax(1) == prompt_labels).float().mean().item(),
+        lora_seconds=lora_info["train_seconds"], generation_seconds=gen_seconds, phase1_seconds=phase1,
+        phase2_seconds=phase2, num_shadows=cfg.num_shadows, total_seconds=time.time() - t_start,
+    )  # fmt: skip
 
-    def write_synthetic() -> dict:
-        dataset = ImageSet(images, probs.argmax(1), list(info.class_names))
+
+def _write_synthetic(run_, images, prompt_labels, probs, class_names: list[str]) -> None:
+    """``synthetic/`` (generated images with the teacher's labels and soft labels) and ``samples.png``."""
+    from ..data import ImageSet, save_image_folder
+    from ..report import save_grid
+
+    def write() -> dict:
+        dataset = ImageSet(images, probs.argmax(1), class_names)
         for i in range(0, len(images), 2048):
             save_image_folder(run_.dir / "synthetic", dataset.subset(range(i, min(i + 2048, len(images)))),
                               probs[i : i + 2048], start=i)  # fmt: skip
-        order = torch.cat([torch.nonzero(prompt_labels == c).squeeze(1)[:8] for c in range(info.num_classes)])
+        order = torch.cat([torch.nonzero(prompt_labels == c).squeeze(1)[:8] for c in range(len(class_names))])
         save_grid(run_.path("samples.png"), images[order], nrow=8)
         return {}
 
-    run_.stage("synthetic", write_synthetic)
+    run_.stage("synthetic", write)
+
+
+def _audit(cfg: TckrConfig, run_, teacher, info, plan, test, device) -> dict:
+    """LiRA on the teacher and every student with one set of shadows; ``roc.png``, ``tradeoff.png``."""
+    from ..audit.lira import make_keep_masks, query_views, score_target, shifted_views, train_shadows
+    from ..classifiers import load_classifier, predict_logits
+    from ..metrics import membership_metrics, roc_curve
+    from ..report import plot_roc, plot_tradeoff
+    from ..runs import atomic_save_tensors
 
     population, is_member = _population(cfg, info.image_size)
     views = shifted_views(population.images)
@@ -437,13 +441,11 @@ def run(cfg: TckrConfig, out: Path) -> dict:
         m = {f"{prefix}acc": acc.item(), **membership_metrics(scores[headline], is_member, prefix)}
         return m, scores[headline]
 
-    metrics, curves, points = {}, {}, []
-    m, sc = audit(teacher, "teacher_")
-    metrics |= m
-    curves["teacher"] = roc_curve(sc, is_member)
-    points.append(("teacher (real data)", m["teacher_auc"], m["teacher_acc"]))
+    metrics, sc = audit(teacher, "teacher_")
+    curves = {"teacher": roc_curve(sc, is_member)}
+    points = [("teacher (real data)", metrics["teacher_auc"], metrics["teacher_acc"])]
     key_of = {"hard": "student_hard_", "fixed_prompt": "student_fixed_prompt_"}
-    top_card = max(cfg.cardinality)
+    top = max(p[2] for p in plan)
     for name, _variant, n, _hard in plan:
         student, _ = load_classifier(run_.dir / "students" / f"{name}.safetensors")
         prefix = key_of.get(name, f"student_x{name[len('soft_x') :]}_")
@@ -453,21 +455,7 @@ def run(cfg: TckrConfig, out: Path) -> dict:
             points.append((f"student {name[len('soft_') :]}", m[f"{prefix}auc"], m[f"{prefix}acc"]))
             if n == top:
                 metrics |= {k.replace(prefix, "student_", 1): v for k, v in m.items()}
-                curves[f"student x{top_card:g}"] = roc_curve(sc, is_member)
+                curves[f"student x{max(cfg.cardinality):g}"] = roc_curve(sc, is_member)
     plot_roc(run_.path("roc.png"), curves, "LiRA: teacher vs TCKR student")
     plot_tradeoff(run_.path("tradeoff.png"), points, "TCKR: accuracy vs membership-inference AUC")
-
-    agree = (probs.argmax(1) == prompt_labels).float().mean().item()
-    lora_info = json.loads((run_.dir / "lora_caption" / "train_info.json").read_text())
-    extra = {}
-    if cfg.ablations:
-        fixed_images, fixed_labels, _ = load_generated(run_.dir, "fixed", top)
-        fixed_images = fit_images(fixed_images, info.image_size, info.in_channels)
-        fixed_pred = predict_logits(teacher, fixed_images, device=device).argmax(1)
-        extra["fixed_prompt_teacher_agreement"] = (fixed_pred == fixed_labels).float().mean().item()
-    return run_.log_metrics(
-        **metrics, **extra, cardinality=top_card, num_synthetic=top, num_private=len(train),
-        synthetic_teacher_agreement=agree, lora_seconds=lora_info["train_seconds"],
-        generation_seconds=gen_seconds, phase1_seconds=phase1, phase2_seconds=phase2,
-        num_shadows=cfg.num_shadows, total_seconds=time.time() - t_start,
-    )  # fmt: skip
+    return metrics
