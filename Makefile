@@ -17,7 +17,7 @@ $(BIN)/modelmine: pyproject.toml
 
 demo: $(BIN)/modelmine
 	$(BIN)/modelmine teacher --out $(OUT)/demo-teacher
-	$(BIN)/modelmine cake --out $(OUT)/demo-cake
+	$(BIN)/modelmine cake --out $(OUT)/demo-cake --teacher $(OUT)/demo-teacher/teacher.safetensors
 
 test: $(BIN)/modelmine
 	$(BIN)/python -m pytest tests

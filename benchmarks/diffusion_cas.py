@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 
-from modelmine.classifiers import TeacherConfig, obtain_teacher
 from modelmine.data import DIGIT_NAMES
 from modelmine.diffusion.generator import Generator
 from modelmine.diffusion.pretrain import EVAL_TEMPLATE, public_cas_classifier
@@ -28,6 +27,7 @@ from modelmine.diffusion.sampler import sample_batched
 from modelmine.metrics import classification_accuracy_score
 from modelmine.report import save_grid
 from modelmine.runs import Run
+from modelmine.teacher import TeacherConfig, obtain_teacher
 
 
 def main() -> None:

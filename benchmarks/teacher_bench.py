@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
-from modelmine.classifiers import TeacherConfig, build_classifier, evaluate, train_classifier
+from modelmine.classifiers import build_classifier, evaluate, train_classifier
 from modelmine.data import load_digits
+from modelmine.teacher import TeacherConfig
 
 
 def main() -> None:

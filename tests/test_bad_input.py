@@ -62,11 +62,11 @@ CASES = [  # (id, argv with {name} placeholders, a word the message must contain
     ("teacher-negative-epochs", ["teacher", "--set", "teacher.epochs=-1"], ">= 0"),
     ("cake-nan-weights", ["cake", "--teacher", "{nan}"], "NaN"),
     ("cake-pickle", ["cake", "--teacher", "{pickle}"], "safetensors"),
-    ("cake-class-count", ["cake", "--teacher", "{model8}", "--data", "{three_classes}"], "classes"),
+    ("cake-class-count", ["cake", "--teacher", "{model8}", "--test-data", "{three_classes}"], "classes"),
     ("cake-negative-batches", ["cake", "--set", "num_batches=-2"], ">= 0"),
     (
         "deepinversion-no-batchnorm",
-        ["deepinversion", "--teacher", "{mlp}", "--data", "{three_classes}"],
+        ["deepinversion", "--teacher", "{mlp}", "--test-data", "{three_classes}"],
         "BatchNorm",
     ),
     ("tckr-empty-folder", ["tckr", "--data", "{empty}"], "class"),
@@ -74,7 +74,7 @@ CASES = [  # (id, argv with {name} placeholders, a word the message must contain
     ("tckr-negative-cardinality", ["tckr", "--cardinality", "-1"], "cardinality"),
     ("tckr-pickle-teacher", ["tckr", "--teacher", "{pickle}"], "safetensors"),
     ("ddis-pickle", ["ddis", "--teacher", "{pickle}"], "safetensors"),
-    ("ddis-no-batchnorm", ["ddis", "--teacher", "{mlp}", "--data", "{three_classes}"], "BatchNorm"),
+    ("ddis-no-batchnorm", ["ddis", "--teacher", "{mlp}", "--test-data", "{three_classes}"], "BatchNorm"),
     ("ddis-negative-images", ["ddis", "--set", "num_images=-5"], ">= 0"),
     (
         "lira-pickle-target",

@@ -141,4 +141,4 @@ def test_cake_user_teacher_wrong_data(tmp_path, capsys):
     save_classifier(path, teacher, ClassifierInfo("mlp", 3, 1, 8, ["a", "b", "c"]))
     assert main(["cake", "--out", str(tmp_path / "r"), "--teacher", str(path), *TINY]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--data" in err
+    assert len(err.splitlines()) == 1 and "--test-data" in err

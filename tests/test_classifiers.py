@@ -82,8 +82,8 @@ def test_check_compatible_errors():
 
 
 def test_teacher_seed_does_not_move_the_private_splits():
-    from modelmine.classifiers import load_train_test
     from modelmine.data import load_digits
+    from modelmine.teacher import load_train_test
 
     for seed in (0, 3):
         train, test = load_train_test(None, None, 16, seed)

@@ -68,3 +68,20 @@ def test_changed_config_in_existing_run_is_refused(tmp_path, capsys):
     assert main(["teacher", "--out", str(out), *TINY_TEACHER]) == 0
     assert main(["teacher", "--out", str(out), *TINY_TEACHER, "--set", "teacher.seed=1"]) == 2
     assert "different config" in _error_line(capsys)
+
+
+def test_flags_take_one_value_unless_the_key_is_a_list(capsys):
+    with pytest.raises(SystemExit):
+        main(["tckr", "--help"])
+    out = capsys.readouterr().out
+    assert "--data VALUE " in out and "--data VALUE [VALUE ...]" not in out
+    assert "--cardinality VALUE [VALUE ...]" in out
+
+
+def test_commands_map_to_callables():
+    import inspect
+
+    for name, cmd in COMMANDS.items():
+        assert callable(cmd.run) and inspect.isclass(cmd.config), name
+    # --data is the training data of the model being built or audited, in every command that has it
+    assert all(cmd.flags.get("data") in (None, "data") for cmd in COMMANDS.values())

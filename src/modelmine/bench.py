@@ -10,7 +10,6 @@ holds the same numbers as flat keys (``<method>_<metric>``).
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -61,13 +60,13 @@ def _row(name: str, m: dict, seconds: float) -> dict:
 
 
 def run(cfg: BenchConfig, out: Path) -> dict:
-    from .cli import COMMANDS
+    from .commands import COMMANDS, run_command
     from .config import load_config, parse_set
     from .distributed import processes
     from .report import markdown_table
     from .runs import Run, atomic_write_text
 
-    unknown = [m for m in cfg.methods if m not in COMMANDS or m == "bench"]
+    unknown = [m for m in cfg.methods if m not in COMMANDS]
     if unknown:
         raise UserError(f"bench: unknown method '{unknown[0]}' (known: {', '.join(sorted(PAPER))})")
     per_method: dict[str, list[str]] = {}
@@ -83,14 +82,10 @@ def run(cfg: BenchConfig, out: Path) -> dict:
     rows, flat = [], {}
     for name in cfg.methods:
         cmd = COMMANDS[name]
-        module = importlib.import_module(cmd.module)
-        mcfg = load_config(getattr(module, cmd.config), None, parse_set(per_method.get(name, [])))
+        mcfg = load_config(cmd.config, None, parse_set(per_method.get(name, [])))
         folder = run_.dir / name.replace(" ", "_")
         t0 = time.time()
-        if cmd.sharded:
-            metrics = getattr(module, cmd.run)(mcfg, folder)
-        else:
-            metrics = procs.main_only(lambda: getattr(module, cmd.run)(mcfg, folder))  # noqa: B023
+        metrics = run_command(cmd, mcfg, folder)
         if not procs.is_main:
             continue
         if name not in times:  # the run that did the work, not a resume that found it finished

@@ -162,3 +162,20 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: dict
         data = loaded
     data = merge_dicts(data, overrides or {})
     return _apply(schema(), data)
+
+
+def is_list_key(schema: type, key: str) -> bool:
+    """Whether the (dotted) config ``key`` of ``schema`` holds a list, e.g. ``cardinality``."""
+    tp: Any = schema
+    for part in key.split("."):
+        tp = typing.get_type_hints(tp)[part]
+    args = (
+        [a for a in typing.get_args(tp) if a is not type(None)]
+        if typing.get_origin(tp)
+        in (
+            typing.Union,
+            types.UnionType,
+        )
+        else [tp]
+    )
+    return any(typing.get_origin(a) in (list, tuple) for a in args)

@@ -1,4 +1,5 @@
-"""Sharding long jobs across processes, on Hugging Face accelerate.
+"""Processes and devices: sharding long jobs across processes (Hugging Face accelerate), and
+which device each process computes on (:func:`resolve_device`).
 
 The same command runs in one process or in many::
 
@@ -32,6 +33,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
+
+import torch
+
+from .errors import UserError
 
 T = TypeVar("T")
 
@@ -67,7 +72,6 @@ class Processes:
     def __init__(self) -> None:
         self._state = None
         if launched():
-            import torch
             from accelerate import PartialState
 
             # without cpu=True accelerate only forms a group when CUDA (or another accelerator) is
@@ -114,3 +118,18 @@ def local_device_index() -> int | None:
     """``LOCAL_RANK`` under a launcher: which of this machine's GPUs this process uses."""
     rank = os.environ.get("LOCAL_RANK")
     return int(rank) if rank not in (None, "") and launched() else None
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` is CUDA when present, else the CPU. Under a multi-process launch, a bare ``cuda`` (or
+    ``auto``) means this process's own GPU, ``cuda:LOCAL_RANK``."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device '{name}'") from None
+    local = local_device_index()
+    if device.type == "cuda" and device.index is None and local is not None:
+        device = torch.device("cuda", local % max(1, torch.cuda.device_count()))
+    return device

@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..classifiers import TeacherConfig
 from ..errors import UserError
+from ..teacher import TeacherConfig
 
 
 def logit_scaled_confidence(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -239,11 +239,12 @@ def score_target(
 
 def run(cfg: LiraConfig, out: Path) -> dict:
     """Train (or reuse) shadows, score the target, write ROC metrics, scores and ``roc.png``."""
-    from ..classifiers import check_compatible, load_classifier, obtain_teacher, resolve_device
-    from ..distributed import processes
+    from ..classifiers import check_compatible, load_classifier
+    from ..distributed import processes, resolve_device
     from ..metrics import membership_metrics, roc_curve
     from ..report import plot_roc
     from ..runs import Run, atomic_save_tensors
+    from ..teacher import obtain_teacher
 
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
     run_ = Run(out, cfg)

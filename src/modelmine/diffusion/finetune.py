@@ -31,8 +31,8 @@ from typing import Literal
 import torch
 
 from ..captioning import build_captioner, tckr_prompts
-from ..classifiers import resolve_device
 from ..data import ImageSet, load_digits, load_image_folder
+from ..distributed import resolve_device
 from ..errors import UserError
 from ..report import save_grid
 from ..runs import Run, atomic_torch_save, atomic_write_text

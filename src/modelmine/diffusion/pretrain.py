@@ -33,21 +33,20 @@ import torch.nn.functional as F
 from ..captioning import ATTRIBUTE_WORDS, AttributeCaptioner
 from ..classifiers import (
     ClassifierInfo,
-    TeacherConfig,
     build_classifier,
     evaluate,
     load_classifier,
-    obtain_teacher,
-    resolve_device,
     save_classifier,
     train_classifier,
 )
 from ..config import config_to_dict
 from ..data import DIGIT_NAMES, render_glyphs
+from ..distributed import resolve_device
 from ..errors import UserError
 from ..metrics import classification_accuracy_score
 from ..report import save_grid
 from ..runs import Run, atomic_torch_save, atomic_write_text
+from ..teacher import TeacherConfig, obtain_teacher
 from .generator import ASSETS, EMBEDDED_WEIGHTS, Generator
 from .sampler import sample_batched
 

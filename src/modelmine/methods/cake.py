@@ -102,17 +102,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..classifiers import (
-    TeacherConfig,
-    load_test_set,
-    obtain_frozen_teacher,
-    predict_logits,
-    resolve_device,
-)
+from ..classifiers import predict_logits
 from ..distill import StudentConfig, distill_synthetic_batches
-from ..distributed import processes
+from ..distributed import processes, resolve_device
 from ..errors import UserError
 from ..runs import Run, synthesize_merged
+from ..teacher import TeacherConfig, load_test_set, obtain_frozen_teacher
 
 
 @dataclass

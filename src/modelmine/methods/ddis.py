@@ -94,10 +94,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..classifiers import TeacherConfig
 from ..distill import StudentConfig
 from ..distributed import Shard
 from ..errors import UserError
+from ..teacher import TeacherConfig
 
 VARIANTS = ("ddis", "plain", "dag_only", "cat_only")  # (dag, cat) = (1,1), (0,0), (1,0), (0,1)
 PREFIX = {"ddis": "", "plain": "plain_", "dag_only": "dag_only_", "cat_only": "cat_only_"}
@@ -249,8 +249,9 @@ def train_class_tokens(
 # ------------------------------------------------------------------------------------------------
 def _load(cfg: DdisConfig, out: Path):
     """``(generator, teacher, info)`` in eval mode, the teacher frozen."""
-    from ..classifiers import load_classifier, resolve_device
+    from ..classifiers import load_classifier
     from ..diffusion.generator import Generator
+    from ..distributed import resolve_device
 
     device = resolve_device(cfg.device)
     gen = Generator.from_pretrained(cfg.generator).to(device)
@@ -334,8 +335,9 @@ def task_generate(cfg: DdisConfig, out: str, variant: str, shard: Shard | None =
 
 def task_student(cfg: DdisConfig, out: str, variant: str) -> None:
     """KD student on a variant's images (``students/<variant>.safetensors``)."""
-    from ..classifiers import load_classifier, resolve_device
+    from ..classifiers import load_classifier
     from ..distill import fit_student
+    from ..distributed import resolve_device
 
     path = Path(out) / "students" / f"{variant}.safetensors"
     if path.exists():
@@ -402,19 +404,13 @@ def load_generated(run_dir: Path, variant: str, cfg: DdisConfig) -> dict[str, to
 # ------------------------------------------------------------------------------------------------
 def run(cfg: DdisConfig, out: Path) -> dict:
     """`modelmine ddis`: CAT training, generation (DDIS + ablations), students, quality metrics."""
-    from ..classifiers import (
-        has_batchnorm,
-        load_classifier,
-        load_test_set,
-        obtain_teacher,
-        predict_logits,
-        resolve_device,
-    )
+    from ..classifiers import has_batchnorm, load_classifier, predict_logits
     from ..data import ImageSet, save_image_folder
-    from ..distributed import processes
+    from ..distributed import processes, resolve_device
     from ..metrics import classifier_features, frechet_distance, precision_recall
     from ..report import save_grid
     from ..runs import Run, run_tasks
+    from ..teacher import load_test_set, obtain_teacher
 
     t_start = time.time()
     torch.set_num_threads(max(1, cfg.threads))

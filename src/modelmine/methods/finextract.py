@@ -450,7 +450,7 @@ def _finetuned_generator(cfg: ExtractConfig, out: Path, mode: str, base, images,
 def task_mode(cfg: ExtractConfig, out: str, mode: str, shard=None, generate: bool = True) -> None:
     """Fine-tune (or load) the ``mode`` model and write its FineXtract and baseline generations
     under ``out/<mode>/`` (resumable batches; only ``shard``'s when given; none without ``generate``)."""
-    from ..classifiers import resolve_device
+    from ..distributed import resolve_device
     from ..runs import Run
 
     torch.manual_seed(cfg.seed)
@@ -493,8 +493,7 @@ def run(cfg: ExtractConfig, out: Path) -> dict:
     ``seconds``.
     """
     from ..audit.extraction import build_features
-    from ..classifiers import resolve_device
-    from ..distributed import processes
+    from ..distributed import processes, resolve_device
     from ..report import save_grid
     from ..runs import Run, atomic_save_tensors, run_tasks
 
@@ -664,9 +663,8 @@ def run_audit_generator(cfg: AuditGeneratorConfig, out: Path) -> dict:
     import random
 
     from ..audit.extraction import build_features
-    from ..classifiers import resolve_device
     from ..diffusion.finetune import LORA_WEIGHTS, load_lora
-    from ..distributed import processes
+    from ..distributed import processes, resolve_device
     from ..report import save_grid
     from ..runs import Run
 

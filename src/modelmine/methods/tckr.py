@@ -63,11 +63,11 @@ from pathlib import Path
 
 import torch
 
-from ..classifiers import TeacherConfig
 from ..diffusion.finetune import UNET_LORA_TARGETS
 from ..distill import StudentConfig
 from ..distributed import Shard
 from ..errors import UserError
+from ..teacher import TeacherConfig
 
 VARIANTS = ("caption", "fixed")  # "<class>: <caption>" prompts, and the class-name-only ablation
 
@@ -197,11 +197,11 @@ def task_generate(cfg: TckrConfig, out: str, variant: str, n: int, shard: Shard 
     """Fine-tune a LoRA on the ``variant`` prompts (``lora_<variant>/``), then generate ``n`` images
     into ``generated_<variant>/`` batch by batch (only ``shard``'s batches, when given). Resumes
     from both; with ``n = 0`` it only fine-tunes."""
-    from ..classifiers import resolve_device
     from ..data import quantize
     from ..diffusion.finetune import TrainSettings, finetune_or_load
     from ..diffusion.generator import Generator
     from ..diffusion.sampler import sample
+    from ..distributed import resolve_device
     from ..runs import Run, synthesize_batches
 
     run_ = Run(out)
@@ -240,7 +240,8 @@ def load_generated(
 
 
 def task_teacher(cfg: TckrConfig, out: str) -> None:
-    from ..classifiers import obtain_teacher, resolve_device
+    from ..distributed import resolve_device
+    from ..teacher import obtain_teacher
 
     train, _, _ = load_private(cfg, cfg.teacher.image_size)
     obtain_teacher(cfg.teacher, Path(out), train, resolve_device(cfg.device))
@@ -259,7 +260,7 @@ def _population(cfg: TckrConfig, size: int):
 def task_shadows(cfg: TckrConfig, out: str, rows: list[int]) -> None:
     """Train LiRA shadow models ``rows`` (files in ``shadows/``)."""
     from ..audit.lira import make_keep_masks, shifted_views, train_shadows
-    from ..classifiers import resolve_device
+    from ..distributed import resolve_device
 
     population, _ = _population(cfg, cfg.teacher.image_size)
     keep = make_keep_masks(cfg.num_shadows, len(population), cfg.seed)
@@ -288,8 +289,9 @@ def labelled_synthetic(cfg: TckrConfig, out: str | Path, teacher, info, variant:
 def task_student(cfg: TckrConfig, out: str, name: str, variant: str, n: int, hard: bool) -> None:
     """Train student ``name`` on the first ``n`` ``variant`` images with the teacher's soft (or hard)
     labels; saved as ``students/<name>.safetensors``."""
-    from ..classifiers import load_classifier, resolve_device
+    from ..classifiers import load_classifier
     from ..distill import fit_student
+    from ..distributed import resolve_device
 
     path = Path(out) / "students" / f"{name}.safetensors"
     if path.exists():
@@ -348,9 +350,9 @@ def run(cfg: TckrConfig, out: Path) -> dict:
     """The whole pipeline; writes ``synthetic/`` (generated images only), ``split.json`` (which
     private images are members and which non-members), students, LiRA scores, ``samples.png``,
     ``tradeoff.png``, ``roc.png`` and ``metrics.json``."""
-    from ..classifiers import check_compatible, load_classifier, resolve_device
+    from ..classifiers import check_compatible, load_classifier
     from ..data import describe_members
-    from ..distributed import processes
+    from ..distributed import processes, resolve_device
     from ..runs import Run, atomic_write_text, run_tasks
 
     t_start = time.time()

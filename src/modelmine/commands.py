@@ -1,0 +1,110 @@
+"""The command table: ``modelmine <command>`` -> the config schema and ``run`` function of a method.
+
+``COMMANDS`` maps each command to its :class:`Command` (the schema, the ``run(cfg, out) -> metrics``
+callable, a help line, flag shorthands for ``--set`` keys). :func:`run_command` runs one under a
+multi-process launch: sharded commands run on every process, the others on the main process while
+the rest wait. ``cli`` parses the command line; ``bench`` runs every method through the same table.
+
+Flags mean the same thing in every command: ``--data`` is the training data of the model the
+command builds or audits (the private set), ``--test-data`` the real test set, ``--teacher`` a
+classifier file, ``--generator`` a text-to-image model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import teacher
+from .audit import lira
+from .diffusion import finetune, pretrain
+from .distributed import processes
+from .methods import cake, ddis, deepinversion, finextract, tckr
+
+
+@dataclass(frozen=True)
+class Command:
+    config: type  # the config dataclass: every default of the command
+    run: Callable[[Any, Path], dict]  # run(cfg, out) -> flat metrics
+    help: str
+    flags: dict[str, str] = field(default_factory=dict)  # --flag -> config key
+    # splits its work across the processes of `accelerate launch` (modelmine.distributed); the
+    # other commands run on the main process only while the rest wait
+    sharded: bool = False
+
+
+TEACHER_FLAGS = {"teacher": "teacher.path", "preset": "teacher.preset", "test-data": "test_data"}
+
+COMMANDS: dict[str, Command] = {
+    "teacher": Command(
+        teacher.TeacherRunConfig, teacher.run_teacher,
+        "train the default teacher classifier (or one on --data) and report teacher_acc",
+        {"data": "data", "test-data": "test_data", "preset": "teacher.preset"},
+    ),
+    "cake": Command(
+        cake.CakeConfig, cake.run,
+        "CAKE: model-agnostic data-free distillation (any differentiable teacher) and student accuracy",
+        TEACHER_FLAGS, sharded=True,
+    ),
+    "deepinversion": Command(
+        deepinversion.DeepInversionConfig, deepinversion.run,
+        "DeepInversion: data-free distillation from a BatchNorm teacher's statistics (CAKE's baseline)",
+        TEACHER_FLAGS, sharded=True,
+    ),
+    "tckr": Command(
+        tckr.TckrConfig, tckr.run,
+        "TCKR: private data -> captions -> LoRA -> synthetic dataset -> KD student; accuracy and LiRA AUC",
+        {"data": "data", "test-data": "test_data", "generator": "generator", "cardinality": "cardinality",
+         "teacher": "teacher.path", "shadows": "num_shadows"},
+        sharded=True,
+    ),
+    "ddis": Command(
+        ddis.DdisConfig, ddis.run,
+        "DDIS: data-free synthesis with a generator steered by a BatchNorm teacher (DAG + CAT); FID and student accuracy",
+        {**TEACHER_FLAGS, "generator": "generator"}, sharded=True,
+    ),
+    "audit lira": Command(
+        lira.LiraConfig, lira.run,
+        "LiRA membership inference on a classifier with shadow models; AUC and TPR at low FPR",
+        {"target": "target", "population": "population", "members": "members", "shadows": "num_shadows"},
+        sharded=True,
+    ),
+    "extract": Command(
+        finextract.ExtractConfig, finextract.run,
+        "FineXtract: extract a fine-tuned generator's training images with model guidance; success rate vs CFG",
+        {"base": "base", "finetuned": "finetuned", "data": "data", "heldout-data": "heldout_data",
+         "prompt": "prompt"},
+        sharded=True,
+    ),
+    "audit generator": Command(
+        finextract.AuditGeneratorConfig, finextract.run_audit_generator,
+        "FineXtract on the LoRA generator of a TCKR run: how many private training images it leaks",
+        {"run": "run"}, sharded=True,
+    ),
+    "pretrain": Command(
+        pretrain.PretrainConfig, pretrain.run,
+        "pretrain the embedded tiny text-to-image generator on public glyphs; report cas_public/cas_private",
+        {"steps": "steps"},
+    ),
+    "finetune": Command(
+        finetune.FinetuneConfig, finetune.run,
+        "fine-tune a generator (LoRA or full) on an ImageFolder with captions",
+        {"data": "data", "generator": "generator", "mode": "mode"},
+    ),
+}  # fmt: skip
+
+
+def run_command(cmd: Command, cfg: Any, out: Path) -> dict:
+    """``cmd.run(cfg, out)`` on this process's share of a launch; returns the metrics (empty on the
+    helper processes). Sharded commands record how many processes shared the work."""
+    procs = processes()  # one, unless started by `accelerate launch` (modelmine.distributed)
+    if procs.count > 1 and not cmd.sharded:
+        return procs.main_only(lambda: cmd.run(cfg, out)) or {}
+    metrics = cmd.run(cfg, out)
+    if cmd.sharded and metrics:  # how many processes shared the (last) invocation's work
+        from .runs import Run
+
+        metrics = Run(out).log_metrics(num_processes=procs.count)
+    return metrics or {}
