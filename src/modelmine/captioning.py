@@ -198,3 +198,15 @@ def build_captioner(name: str, **kw):
         model = name.split(":", 1)[1] if ":" in name else "Salesforce/blip2-opt-2.7b"
         return Blip2Captioner(model, **kw)
     raise UserError(f"unknown captioner '{name}' (use attributes, class_name, blip2 or blip2:<model>)")
+
+
+def captions_for(data, captioner: str, chunk: int = 256) -> list[str]:
+    """One caption per image of an ImageSet ``data``: its own (``metadata.jsonl``), else made by the
+    named ``captioner`` (:func:`build_captioner`) in chunks of ``chunk`` images."""
+    if data.captions is not None:
+        return list(data.captions)
+    fn = build_captioner(captioner)
+    captions: list[str] = []
+    for i in range(0, len(data), chunk):
+        captions += fn(data.images[i : i + chunk], data.labels[i : i + chunk], data.class_names)
+    return captions

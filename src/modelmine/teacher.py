@@ -24,7 +24,7 @@ from .classifiers import (
     save_classifier,
     train_classifier,
 )
-from .distributed import resolve_device
+from .distributed import processes, resolve_device
 from .errors import UserError
 
 
@@ -132,6 +132,17 @@ def obtain_frozen_teacher(
     for p in teacher.parameters():
         p.requires_grad_(False)
     return teacher, info
+
+
+def teacher_and_test_set(
+    cfg: TeacherConfig, test_data: str | None, out_dir: Path, device: str | torch.device = "cpu"
+):
+    """What a data-free method starts from: ``(teacher, info, test)``, the frozen teacher of
+    :func:`obtain_frozen_teacher` (trained once, on the main process of a launch, the others load it)
+    and the real test set its student is scored on (:func:`load_test_set`)."""
+    with processes().main_first():
+        teacher, info = obtain_frozen_teacher(cfg, out_dir, device)
+    return teacher, info, load_test_set(test_data, info, user_teacher=cfg.path is not None)
 
 
 def run_teacher(cfg: TeacherRunConfig, out: Path) -> dict:

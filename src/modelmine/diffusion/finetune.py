@@ -30,7 +30,7 @@ from typing import Literal
 
 import torch
 
-from ..captioning import build_captioner, tckr_prompts
+from ..captioning import captions_for, tckr_prompts
 from ..data import ImageSet, load_digits, load_image_folder
 from ..distributed import resolve_device
 from ..errors import UserError
@@ -273,13 +273,7 @@ def load_training_set(cfg: FinetuneConfig, gen: Generator) -> tuple[ImageSet, li
         data = load_image_folder(cfg.data, size=gen.image_size, channels=gen.channels)
     if len(data) == 0:
         raise UserError("fine-tuning data is empty")
-    captions = data.captions
-    if captions is None:
-        captioner = build_captioner(cfg.captioner)
-        captions = []
-        for i in range(0, len(data), 256):
-            captions += captioner(data.images[i : i + 256], data.labels[i : i + 256], data.class_names)
-    return data, tckr_prompts(data.class_names, data.labels, captions)
+    return data, tckr_prompts(data.class_names, data.labels, captions_for(data, cfg.captioner))
 
 
 def run(cfg: FinetuneConfig, out: Path) -> dict:

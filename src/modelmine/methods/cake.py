@@ -103,11 +103,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..classifiers import predict_logits
+from ..data import quantize
 from ..distill import StudentConfig, distill_synthetic_batches
 from ..distributed import processes, resolve_device
 from ..errors import UserError
 from ..runs import Run, synthesize_merged
-from ..teacher import TeacherConfig, load_test_set, obtain_frozen_teacher
+from ..teacher import TeacherConfig, teacher_and_test_set
 
 
 @dataclass
@@ -250,7 +251,7 @@ def synthesize_batch(
     images = x.detach()
     if cfg.stretch is not None:  # low-contrast grey samples transfer poorly (module docstring)
         images = stretch_contrast(images, cfg.stretch)
-    images = (images * 255).round() / 255  # exactly what the PNGs (and the soft labels) describe
+    images = quantize(images)  # exactly what the PNGs (and the soft labels) describe
     return {"images": images.cpu(), "targets": targets.flatten()}
 
 
@@ -267,9 +268,7 @@ def run(cfg: CakeConfig, out: Path) -> dict:
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
-    with procs.main_first():  # the default teacher is trained once; the other processes load it
-        teacher, info = obtain_frozen_teacher(cfg.teacher, run_.dir, device)
-    test = load_test_set(cfg.test_data, info, user_teacher=cfg.teacher.path is not None)
+    teacher, info, test = teacher_and_test_set(cfg.teacher, cfg.test_data, run_.dir, device)
     shape = (info.in_channels, info.image_size, info.image_size)
 
     def make_batch(i: int) -> dict[str, torch.Tensor]:

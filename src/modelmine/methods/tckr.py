@@ -167,19 +167,16 @@ def load_private(cfg: TckrConfig, size: int, channels: int | None = None):
 
 def _prompts(cfg: TckrConfig, run_dir: Path, train) -> dict[str, list[str]]:
     """Per variant, one fine-tuning prompt per private image (captions cached in ``captions.json``)."""
-    from ..captioning import build_captioner, tckr_prompts
+    from ..captioning import captions_for, tckr_prompts
     from ..runs import atomic_write_text
 
     path = run_dir / "captions.json"
     if path.exists():
         captions = json.loads(path.read_text())
-    elif train.captions is not None:
-        captions = list(train.captions)
     else:
-        captioner = build_captioner(cfg.captioner)
-        captions = []
-        for i in range(0, len(train), 256):
-            captions += captioner(train.images[i : i + 256], train.labels[i : i + 256], train.class_names)
+        # kept, so a resumed run fine-tunes on the same captions and the audit of its generator
+        # (``modelmine audit generator``) prompts with them, one per member of split.json
+        captions = captions_for(train, cfg.captioner)
         atomic_write_text(path, json.dumps(captions))
     if len(captions) != len(train):
         raise UserError(f"{path} has {len(captions)} captions for {len(train)} images; delete it")
