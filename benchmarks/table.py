@@ -517,14 +517,14 @@ def section_finextract(r: Results) -> list[str] | None:
     )
     lines += para(PAPER["extract"])
     modes = c["modes"]
-    header = ["method", *[f"{mode}: success rate / avg similarity" for mode in modes], "mean success rate"]
+    header = ["method", *[f"{mode}: success rate / avg similarity" for mode in modes], "mean of both"]
 
     def row(label: str, metrics: dict, k: str) -> list[str]:
         cells = [
             f"{metrics[f'{mo}_{k}success_rate']:.2f} / {metrics[f'{mo}_{k}avg_similarity']:.3f}"
             for mo in modes
         ]
-        return [label, *cells, f"{metrics[f'{k}success_rate']:.2f}"]
+        return [label, *cells, f"{metrics[f'{k}success_rate']:.2f} / {metrics[f'{k}avg_similarity']:.3f}"]
 
     rows = [row("FineXtract", m, ""), row(f"CFG {c['baseline_cfg']:g}", m, "baseline_")]
     rows += [row(f"CFG {x}", m, f"baseline_cfg{x}_") for x in extra]
