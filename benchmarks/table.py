@@ -1,83 +1,719 @@
-"""Print the README's results table from benchmarks/results/*.json (whatever has been measured).
+"""Write benchmarks/RESULTS.md from the JSON files in benchmarks/results/.
 
-python benchmarks/table.py
+Every number in RESULTS.md is read from a JSON file that a benchmark script (or a ``modelmine
+bench`` run) wrote; this script only formats them, one section per source. Besides formatting it
+holds the papers' reference numbers (citations, not our measurements). A JSON file that no section
+reads is listed at the end, so a new result is never dropped silently. Usage::
+
+    python benchmarks/table.py            # rewrite benchmarks/RESULTS.md
+    python benchmarks/table.py --check    # exit 1 if RESULTS.md differs from what the JSONs give
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+OUT = HERE / "RESULTS.md"
+
+# The papers' own headline numbers (other data, models and budgets): for orientation only.
+PAPER = {
+    "cake": "CAKE (Braun et al., AISTATS 2024, arXiv:2306.02090) reports 96% student accuracy on MNIST "
+    "from 256,000 synthetic samples.",
+    "tckr": "TCKR (Resmini et al., 2025, arXiv:2504.04582) reports students on par with their teachers "
+    "and a LiRA AUC 5.49 points lower on average.",
+    "ddis": "DDIS (arXiv:2506.15381) reports DAG + CAT as the best variant of its ablation.",
+    "extract": "FineXtract (Wu et al., 2024, arXiv:2410.03039) reports about 20% of the fine-tuning images "
+    "extracted from Stable Diffusion, above the CFG baseline.",
+}
+PAPER_SHORT = {  # the same, for the bench table's column
+    "cake": "96% on MNIST (256k samples)",
+    "tckr": "acc on par with teacher; AUC -5.49 pts",
+    "ddis": "DAG + CAT best in the ablation",
+    "extract": "about 20% extracted, above CFG",
+}
+DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
-def load(name: str) -> dict | None:
-    p = RESULTS / name
-    return json.loads(p.read_text()) if p.exists() else None
+class Results:
+    """The JSON files of benchmarks/results/, and which of them a section has read."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.used: set[str] = set()
+
+    def get(self, name: str) -> dict | None:
+        p = self.folder / name
+        if not p.exists():
+            return None
+        self.used.add(name)
+        return json.loads(p.read_text())
+
+    def image(self, name: str, alt: str) -> list[str]:
+        """A markdown image of results/<name>, if the file exists."""
+        return [f"![{alt}](results/{name})", ""] if (self.folder / name).exists() else []
+
+    def unused(self) -> list[str]:
+        return sorted(p.name for p in self.folder.glob("*.json") if p.name not in self.used)
+
+
+# --- formatting ---------------------------------------------------------------------------------
+
+
+def para(*parts: str) -> list[str]:
+    """One markdown paragraph (one line) from sentence fragments."""
+    return [" ".join(p for p in parts if p), ""]
+
+
+def table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return lines + [""]
+
+
+def f3(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def pts(a: float, b: float) -> str:
+    """a - b in percentage points, signed."""
+    return f"{100 * (a - b):+.1f}"
+
+
+def secs(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s:.0f} s ({s / 60:.1f} min)"
+
+
+def mean_sd(stat: dict, fmt: str = ".3f") -> str:
+    return f"{stat['mean']:{fmt}} ± {stat['std']:{fmt}}"
+
+
+def n_threads(n: int) -> str:
+    return f"{n} torch thread{'s' if n != 1 else ''}"
+
+
+def machine(d: dict, threads: str | None = None) -> str:
+    """The machine a JSON records, in words (whichever of those keys its script wrote)."""
+    parts = []
+    if "cpu_count" in d:
+        parts.append(f"{d['cpu_count']} CPU cores")
+    if arch := d.get("machine") or d.get("cpu"):
+        parts.append(str(arch))
+    if "torch" in d:
+        parts.append(f"torch {d['torch']}")
+    if threads is None and "threads" in d:
+        threads = n_threads(d["threads"])
+    if threads:
+        parts.append(threads)
+    return ", ".join(parts) if parts else "not recorded in the JSON"
+
+
+def workers(cfg: dict) -> str:
+    return f"{cfg['workers']} worker processes x {n_threads(cfg['threads'])} each"
+
+
+def source(json_name: str, command: str, note: str = "") -> list[str]:
+    return para(f"Source: `results/{json_name}`, written by `{command}`{note}.")
+
+
+def bench_methods(r: Results) -> dict[str, dict]:
+    """bench.json's flat ``<method>_<metric>`` keys, split back per method ({} without bench.json)."""
+    b = r.get("bench.json")
+    if b is None:
+        return {}
+    out = {}
+    for name in b["wall_seconds"]:
+        prefix = name.replace(" ", "_") + "_"
+        out[name] = {k[len(prefix) :]: v for k, v in b["metrics"].items() if k.startswith(prefix)}
+    return out
+
+
+BENCH = "`modelmine bench` (the command's defaults: seed 0, default thread settings)"
+
+
+# --- sections, one per source -------------------------------------------------------------------
+
+
+def section_bench(r: Results) -> list[str] | None:
+    b = r.get("bench.json")
+    if b is None:
+        return None
+    per = bench_methods(r)
+    rows = []
+    for name, m in per.items():
+        acc = m.get("student_acc", m.get("teacher_acc"))
+        if "success_rate" in m:
+            leak = f"extraction {m['success_rate']:.2f} (CFG {m['baseline_success_rate']:.2f})"
+        elif "student_auc" in m:
+            leak = f"AUC {m['student_auc']:.3f} (teacher {m['teacher_auc']:.3f})"
+        elif "auc" in m:
+            leak = f"AUC {m['auc']:.3f}"
+        else:
+            leak = "-"
+        n = m.get("num_samples", m.get("num_synthetic", m.get("num_images")))
+        syn = m.get("synthesis_seconds", m.get("generation_seconds"))
+        speed = f"{n / syn:.1f}" if n and syn else "-"
+        wall = f"{b['wall_seconds'][name] / 60:.1f} min"
+        rows.append([name, f3(acc), leak, speed, wall, PAPER_SHORT.get(name, "-")])
+    commit = f"Code at commit {b['commit']}." if "commit" in b else ""
+    lines = ["## modelmine bench", ""]
+    lines += para(
+        f"`{b['command']}` runs every method through its own command with that command's default config",
+        "(default seed 0), one after the other, with torch's default thread count unless a command sets",
+        f"its own. Machine: {b['machine']}. Total wall time {sum(b['wall_seconds'].values()) / 60:.0f} min.",
+        commit,
+    )
+    lines += para(
+        "Accuracy is the student's (the teacher's for `teacher`) on the real test digits; images/s is",
+        "synthetic images over synthesis time; the paper column is the paper's own headline number.",
+    )
+    lines += table(["method", "accuracy", "AUC / extraction", "images/s", "wall time", "paper"], rows)
+    if m := per.get("extract"):
+        lines += para(
+            "The extraction rate is the mean over the two fine-tuned models:",
+            f"LoRA {m['lora_success_rate']:.2f} (CFG {m['lora_baseline_success_rate']:.2f}),",
+            f"full fine-tuning {m['full_success_rate']:.2f} (CFG {m['full_baseline_success_rate']:.2f}),",
+            f"{m['num_train_images']} training images each.",
+        )
+    lines += para(
+        "The sections below put these numbers beside their benchmark scripts' (other seeds, thread",
+        "counts and baselines), each labelled by its source.",
+    )
+    return lines + source(
+        "bench.json",
+        "modelmine bench --out DIR",
+        " (its `DIR/metrics.json` and the per-method wall times of `DIR/times.json`; the command's own"
+        " `DIR/table.md` is kept as `results/bench_table.md`). A killed bench resumes method by method",
+    )
+
+
+def section_teacher(r: Results) -> list[str] | None:
+    t = r.get("teacher.json")
+    if t is None:
+        return None
+    lines = ["## Teacher", ""]
+    lines += para(
+        f"The default teacher (preset `{t['preset']}`, {t['epochs']} epochs) trained on the private",
+        f"training digits and tested on the test digits, once per seed. Machine: {machine(t)}.",
+    )
+    rows = [[run["seed"], f3(run["teacher_acc"]), f"{run['train_seconds']:.0f} s"] for run in t["runs"]]
+    lines += table(["seed", "test accuracy", "training time"], rows)
+    lines += para(
+        f"Mean {t['teacher_acc_mean']:.3f}, minimum {t['teacher_acc_min']:.3f};",
+        f"longest training {t['train_seconds_max']:.0f} s.",
+    )
+    if m := bench_methods(r).get("teacher"):
+        lines += para(
+            f"{BENCH}: test accuracy {m['teacher_acc']:.3f}, training {m['train_seconds']:.0f} s",
+            f"on {m['num_train']} images.",
+        )
+    return lines + source("teacher.json", "python benchmarks/teacher_bench.py --seeds 0 1 2 --threads 2")
+
+
+def section_pretrain(r: Results) -> list[str] | None:
+    d = r.get("diffusion_pretrain.json")
+    if d is None:
+        return None
+    m, prov, samp = d["metrics"], d.get("provenance", {}), d.get("sampling_defaults", {})
+    lines = ["## Embedded generator", ""]
+    lines += para(
+        "The shipped tiny text-to-image generator (`modelmine pretrain`).",
+        f"Training data: {prov['data']}." if "data" in prov else "",
+        "Classification Accuracy Score (CAS): a classifier's accuracy on generated images against the",
+        f"class in their prompt (`{samp.get('prompt', '')}`), {m['cas_images']} images,",
+        f"{m['cas_steps']} DDIM steps, CFG {m['cas_cfg']}. `cas_public` is scored by a classifier",
+        f"trained on public glyphs (its own accuracy on glyphs {m['public_classifier_acc']:.3f}),",
+        "`cas_private` by the default digits teacher: the gap between the two is the domain gap that",
+        "LoRA and DAG close.",
+    )
+    lines += table(
+        ["cas_public", "cas_private", "training steps", "training time"],
+        [[f3(m["cas_public"]), f3(m["cas_private"]), m["steps"], secs(m["train_seconds"])]],
+    )
+    names = [k[len("cas_public_") :] for k in m if k.startswith("cas_public_")]
+    names.sort(key=lambda n: DIGITS.index(n) if n in DIGITS else len(DIGITS))
+    rows = [[n, f3(m[f"cas_public_{n}"]), f3(m.get(f"cas_private_{n}"))] for n in names]
+    lines += ["Per class:", ""] + table(["class", "cas_public", "cas_private"], rows)
+    if phases := prov.get("phases"):
+        lines += para(
+            f"Training ran in {len(phases)} warm-started phases, batch {prov['batch_size']},",
+            f"on {prov['hardware']}:",
+        )
+        rows = [
+            [i + 1, p["steps"], f"{p['train_seconds']:.0f} s", f"`{p['command']}`" if "command" in p else "-"]
+            for i, p in enumerate(phases)
+        ]
+        lines += table(["phase", "steps", "time", "command"], rows)
+    lines += r.image("diffusion_pretrain_samples.png", "embedded generator samples, one column per digit")
+    return lines + source(
+        "diffusion_pretrain.json",
+        "python benchmarks/diffusion_pretrain.py --out DIR",
+        ", which runs or resumes `modelmine pretrain --out DIR`; `benchmarks/diffusion_cas.py` generates"
+        " and scores the CAS images split over processes by class",
+    )
+
+
+def section_sampler(r: Results) -> list[str] | None:
+    s = r.get("diffusion_sampler_speed.json")
+    if s is None:
+        return None
+    lines = ["## DDIM sampler speed", ""]
+    lines += para(
+        f"Our DDIM loop on the {s['generator']} generator, batch {s['batch']}, {s['steps']} steps,",
+        f"CFG {s['cfg']}; machine: {machine(s)}. The overhead is the loop's time over the time of",
+        "the same number of bare UNet calls.",
+    )
+    lines += table(
+        ["images/s", "seconds per batch", "bare UNet seconds", "overhead"],
+        [
+            [
+                f"{s['images_per_second']:.2f}",
+                f"{s['seconds_per_batch']:.2f}",
+                f"{s['bare_unet_seconds']:.2f}",
+                f"{s['overhead_ratio']:.3f}",
+            ]
+        ],
+    )
+    return lines + source("diffusion_sampler_speed.json", "python benchmarks/diffusion_sampler_speed.py")
+
+
+def section_cake(r: Results) -> list[str] | None:
+    runs = [(n, c) for n in ("cake.json", "cake_2threads.json") if (c := r.get(n))]
+    if not runs:
+        return None
+    cfg = runs[0][1]["config"]
+    ck, di, st = cfg["cake"], cfg["deepinversion"], cfg["student"]
+    lines = ["## CAKE and DeepInversion", ""]
+    lines += para(
+        "Both distil the same default teacher into the same student recipe at the same synthesis budget",
+        f"({ck['num_batches']} batches x {ck['batch_size']} samples x {ck['num_steps']} steps for CAKE,",
+        f"{di['num_batches']} x {di['batch_size']} x {di['num_steps']} for DeepInversion; student",
+        f"`{st['preset']}`, {st['epochs']} epochs, KD temperature {st['temperature']:g}). The real-data",
+        "student is the same recipe on the real private training images with the teacher's soft labels",
+        f"(the upper bound). Seed {ck['seed']}; accuracy on the real test digits.",
+        f"Machine: {machine(runs[0][1], threads='')}.",
+    )
+    lines += para(PAPER["cake"])
+    rows = []
+    for name, c in runs:
+        a, d, real = c["cake"], c["deepinversion"], c["real_data_student"]
+        rows.append(
+            [
+                f"`results/{name}`",
+                c["threads"],
+                f3(a["teacher_acc"]),
+                f3(a["student_acc"]),
+                secs(a["total_seconds_with_teacher_training"]),
+                f3(d["student_acc"]),
+                secs(d["total_seconds"]),
+                f3(real["student_acc"]),
+            ]
+        )
+    header = ["source", "threads", "teacher", "CAKE student", "CAKE time (with teacher)"]
+    header += ["DeepInversion student", "DeepInversion time", "real-data student"]
+    lines += table(header, rows)
+    lines += para(
+        "The rows differ only in the torch thread count, which changes the teacher and the synthesis",
+        "in floating point; compare results at the same thread count.",
+    )
+    per = bench_methods(r)
+    if (c := per.get("cake")) and (d := per.get("deepinversion")):
+        lines += para(
+            f"{BENCH}, {c['num_samples']} samples: teacher {f3(c['teacher_acc'])},",
+            f"CAKE student {f3(c['student_acc'])}, DeepInversion student {f3(d['student_acc'])}.",
+        )
+    return lines + source(
+        "cake.json",
+        "python benchmarks/cake_bench.py --threads 1",
+        "; `results/cake_2threads.json` by"
+        " `python benchmarks/cake_bench.py --threads 2 --out benchmarks/results/cake_2threads.json`",
+    )
+
+
+def section_moons(r: Results) -> list[str] | None:
+    t = r.get("toy_moons.json")
+    if t is None:
+        return None
+    c = t["config"]
+    lines = ["## CAKE on two moons", ""]
+    lines += para(
+        f"CAKE's synthesis on a two-moons MLP teacher (training accuracy {t['teacher_train_acc']:.3f}):",
+        f"{c['num_batches']} batches x {c['batch_size']} points, groups of {c['num_groups']},",
+        f"{c['num_steps']} steps, TV weight {c['w_tv']:g}, seed {c['seed']}. p is the teacher's",
+        "probability of class 1 (|p - 0.5| is 0 on the decision boundary). Machine:",
+        f"{machine(t)}.",
+    )
+    header = ["samples", "on their target class", "median abs(p - 0.5), samples", "same, private data"]
+    row = [t["num_samples"], f3(t["sample_target_acc"]), f3(t["sample_median_|p-0.5|"])]
+    lines += table(header, [[*row, f3(t["private_data_median_|p-0.5|"])]])
+    lines += r.image("toy_moons.png", "CAKE samples on a two-moons teacher's decision boundary")
+    return lines + source("toy_moons.json", "python benchmarks/toy_moons.py")
+
+
+TCKR_MODELS = [
+    ("teacher (real data)", "teacher"),
+    ("TCKR student (soft labels)", "student"),
+    ("hard-label student", "student_hard"),
+    ("fixed-prompt student", "student_fixed_prompt"),
+]
+TCKR_HEADER = ["model", "test accuracy", "LiRA AUC", "TPR at 1% FPR", "TPR at 0.1% FPR"]
+
+
+def tckr_rows(m: dict) -> list[list[str]]:
+    keys = ("acc", "auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")
+    return [[label, *(f3(m.get(f"{k}_{x}")) for x in keys)] for label, k in TCKR_MODELS if f"{k}_acc" in m]
+
+
+def section_tckr(r: Results) -> list[str] | None:
+    runs = [(n, t) for n in ("tckr.json", "tckr_tradeoff.json") if (t := r.get(n))]
+    if not runs:
+        return None
+    lines = ["## TCKR", ""]
+    for name, t in runs:
+        m, c = t["metrics"], t["config"]
+        cards = ", ".join(f"{x:g}" for x in c["cardinality"])
+        lines += [f"### `results/{name}`", ""]
+        lines += para(
+            f"TCKR end to end on the embedded default, seed {t['seed']}: {m['num_private']} private",
+            f"training images captioned by `{c['captioner']}`, a rank-{c['lora']['rank']} LoRA",
+            f"({c['lora']['steps']} steps) on the {c['generator']} generator, {m['num_synthetic']} synthetic",
+            f"images at cardinality {cards} ({c['sample_steps']} DDIM steps), LiRA with {m['num_shadows']}",
+            "shadow models (online, per-example variance; members: the private training images,",
+            "non-members: held-out images). Accuracy on the real test digits.",
+            f"Machine: {machine(t, workers(c))}.",
+        )
+        lines += table(TCKR_HEADER, tckr_rows(m))
+        xs = sorted({k.split("_")[1] for k in m if k.startswith("student_x") and k.endswith("_acc")})
+        if len(xs) > 1:
+            rows = [[x[1:], f3(m[f"student_{x}_acc"]), f3(m[f"student_{x}_auc"])] for x in xs]
+            lines += table(["cardinality", "student accuracy", "student AUC"], rows)
+        lines += para(
+            f"Student minus teacher: accuracy {pts(m['student_acc'], m['teacher_acc'])} points,",
+            f"LiRA AUC {pts(m['student_auc'], m['teacher_auc'])} points.",
+            PAPER["tckr"],
+        )
+        lines += para(
+            f"The teacher agrees with the synthetic images' class on {m['synthetic_teacher_agreement']:.3f}",
+            f"of them ({m['fixed_prompt_teacher_agreement']:.3f} with class-name prompts).",
+            f"Time: LoRA {secs(m['lora_seconds'])} and generation {secs(m['generation_seconds'])} per",
+            f"chain; phase 1 {secs(m['phase1_seconds'])}, phase 2 {secs(m['phase2_seconds'])};",
+            f"whole run {secs(t['wall_seconds'])}.",
+        )
+        lines += r.image(f"{name[:-5]}_samples.png", "TCKR synthetic samples")
+        lines += r.image(f"{name[:-5]}_tradeoff.png", "student accuracy vs LiRA AUC")
+    if m := bench_methods(r).get("tckr"):
+        lines += para(f"{BENCH}:") + table(TCKR_HEADER, tckr_rows(m))
+    return lines + source(
+        "tckr.json",
+        "python benchmarks/tckr_bench.py",
+        "; the accuracy-vs-AUC curve over several cardinalities by"
+        " `python benchmarks/tckr_bench.py --cardinality 0.5 1 2 --name tckr_tradeoff`",
+    )
+
+
+DDIS_VARIANTS = [
+    ("ddis", "DDIS (DAG + CAT)"),
+    ("dag_only", "DAG only"),
+    ("cat_only", "CAT only"),
+    ("plain", "plain generator"),
+]
+
+
+def section_ddis(r: Results) -> list[str] | None:
+    d = r.get("ddis.json")
+    if d is None:
+        return None
+    sm, c, runs = d["summary"], d["config"], d["runs"]
+    seeds = [run["seed"] for run in runs]
+    variants = [(k, label) for k, label in DDIS_VARIANTS if k in sm]
+    names = dict(variants) | {"deepinversion": "DeepInversion"}
+    lines = ["## DDIS", ""]
+    lines += para(
+        f"DDIS and its ablations on the embedded default, seeds {', '.join(map(str, seeds))} (the seed",
+        "changes the teacher's initial weights, the start noise, the CAT batches and the students).",
+        f"Each variant generates {c['num_images']} images ({c['sample_steps']} DDIM steps, DAG scale",
+        f"{c['dag_scale']:g}; CAT tokens trained",
+        "on DAG-guided samples" if c.get("cat_with_dag") else "without DAG",
+        f"for up to {c['cat_iters']} iterations, until {c['cat_stop_acc']:.0%} of a class's batch is",
+        "classified as the class),",
+        f"distilled into the same `{c['student']['preset']}` student; DeepInversion distils the same",
+        f"teacher (`{c['teacher']['preset']}`) from as many images. Machine: {machine(d, workers(c))}.",
+    )
+    lines += para(PAPER["ddis"]) + ["Student accuracy on the real test digits:", ""]
+    rows = [
+        [label, *map(f3, sm[k]["student_acc"]["values"]), mean_sd(sm[k]["student_acc"])]
+        for k, label in variants
+    ]
+    if "deepinversion" in sm:
+        di = sm["deepinversion"]["student_acc"]
+        rows.append(["DeepInversion", *map(f3, di["values"]), mean_sd(di)])
+    lines += table(["variant", *[f"seed {s}" for s in seeds], "mean ± sd"], rows)
+    lines += para(
+        "FID, precision and recall use the penultimate features of a separate",
+        f'`{c["feature_preset"]}` classifier trained on the private data (not the teacher); "teacher',
+        "agrees\" is the teacher's accuracy on the synthetic images against their prompted class.",
+        "Precision, recall and agreement are means over the seeds.",
+    )
+    rows = []
+    for k, label in variants:
+        v = sm[k]
+        fids = [f"{x:.1f}" for x in v["fid"]["values"]]
+        means = [f3(v[x]["mean"]) for x in ("precision", "recall", "teacher_acc_on_synthetic")]
+        rows.append([label, *fids, mean_sd(v["fid"], ".1f"), *means])
+    header = ["variant", *[f"FID seed {s}" for s in seeds], "FID mean ± sd", "precision", "recall"]
+    lines += table([*header, "teacher agrees"], rows)
+    pairs = [("ddis", "plain"), ("dag_only", "plain"), ("cat_only", "plain"), ("ddis", "dag_only")]
+    pairs.append(("ddis", "deepinversion"))
+    rows = []
+    for a, b in pairs:
+        if a in sm and b in sm:
+            va, vb = sm[a]["student_acc"]["values"], sm[b]["student_acc"]["values"]
+            rows.append([f"{names[a]} - {names[b]}", *(pts(x, y) for x, y in zip(va, vb, strict=True))])
+    lines += ["Student accuracy differences, in points:", ""]
+    lines += table(["", *[f"seed {s}" for s in seeds]], rows)
+    wall = sm["ddis_wall_seconds"]
+    lines += para(
+        f"Teacher test accuracy {mean_sd(sm['teacher_acc'])}. One `ddis` run (teacher, CAT tokens, four",
+        f"variants and their students) took {min(wall['values']):.0f}-{max(wall['values']):.0f} s,",
+        f"mean {wall['mean']:.0f} s.",
+    )
+    if m := bench_methods(r).get("ddis"):
+        rows = []
+        for k, label in variants:
+            p = "" if k == "ddis" else f"{k}_"
+            rows.append([label, f3(m[f"{p}student_acc"]), f"{m[f'{p}fid']:.1f}"])
+        lines += para(f"{BENCH}:") + table(["variant", "student accuracy", "FID"], rows)
+    for k, label in variants:
+        lines += r.image(f"ddis_grid_{k}.png", f"{label} samples, seed {seeds[0]}")
+    return lines + source(
+        "ddis.json",
+        "python benchmarks/ddis_bench.py --seeds 0 1 2",
+        "; a finished seed is kept in its `--work` folder and not run again",
+    )
+
+
+def section_finextract(r: Results) -> list[str] | None:
+    f = r.get("finextract.json")
+    if f is None:
+        return None
+    m, c = f["metrics"], f["config"]
+    extra = [f"{x:g}" for x in c.get("extra_baseline_cfgs", [])]
+    lines = ["## FineXtract", ""]
+    lines += para(
+        f"The {c['base']} generator fine-tuned on {m['num_train_images']} private digits of class",
+        f"{c['train_class']} with LoRA ({c['lora']['steps']} steps, rank {c['lora']['rank']}) and fully",
+        f"({c['full']['steps']} steps); then {m['num_generations']} generations per method and model",
+        f"({c['sample_steps']} DDIM steps), clustered, and every training image matched to its best",
+        f"candidate (features: `{c['features']}`). A training image counts as extracted above",
+        f"{m['success_threshold']:.3f}, the {c['calibration_quantile']:.0%} quantile of real",
+        f"non-members' best match. Baselines: CFG {c['baseline_cfg']:g} of the fine-tuned model",
+        (f"and CFG {', '.join(extra)}, " if extra else "") + "from the same start noise.",
+        f"Seed {f['seed']}; machine: {machine(f, workers(c))}.",
+    )
+    lines += para(PAPER["extract"])
+    modes = c["modes"]
+    header = ["method", *[f"{mode}: success rate / avg similarity" for mode in modes], "mean of both"]
+
+    def row(label: str, metrics: dict, k: str) -> list[str]:
+        cells = [
+            f"{metrics[f'{mo}_{k}success_rate']:.2f} / {metrics[f'{mo}_{k}avg_similarity']:.3f}"
+            for mo in modes
+        ]
+        return [label, *cells, f"{metrics[f'{k}success_rate']:.2f} / {metrics[f'{k}avg_similarity']:.3f}"]
+
+    rows = [row("FineXtract", m, ""), row(f"CFG {c['baseline_cfg']:g}", m, "baseline_")]
+    rows += [row(f"CFG {x}", m, f"baseline_cfg{x}_") for x in extra]
+    lines += table(header, rows)
+    lines += para(
+        f"Whole run {secs(f['wall_seconds'])}. With {m['num_train_images']} images per model, one",
+        f"image moves a rate by {1 / m['num_train_images']:.2f}.",
+    )
+    if bm := bench_methods(r).get("extract"):
+        lines += para(
+            f"{BENCH}, i.e. `modelmine extract` with its defaults ({bm['num_generations']} generations,",
+            f"threshold {bm['success_threshold']:.3f}, the CFG baseline only):",
+        )
+        lines += table(header, [row("FineXtract", bm, ""), row("CFG baseline", bm, "baseline_")])
+    lines += r.image("finextract_matches.png", "each training image beside its best FineXtract candidate")
+    return lines + source("finextract.json", "python benchmarks/finextract_bench.py")
+
+
+def section_audit_generator(r: Results) -> list[str] | None:
+    a = r.get("audit_generator.json")
+    if a is None:
+        return None
+    m, c = a["metrics"], a["config"]
+    n = m["num_train_images"]
+    lines = ["## audit generator", ""]
+    lines += para(
+        "`modelmine audit generator` on the LoRA of the TCKR benchmark run (`results/tckr.json`):",
+        f"{m['num_generations']} FineXtract generations (w = {m['w']:g}) and {m['num_generations']}",
+        f"CFG {c['baseline_cfg']:g} generations from the same noise, prompted with the private images'",
+        f"own captions, {c['sample_steps']} DDIM steps. A private image leaks when its best match is",
+        f"above {m['success_threshold']:.3f}, the {c['calibration_quantile']:.0%} quantile of the",
+        "held-out images' best matches.",
+        f"Seed {a['seed']}; machine: {machine(a, n_threads(c['threads']))}.",
+    )
+    rows = [
+        ["FineXtract", f"{m['leaked_images']} of {n}", f3(m["avg_similarity"])],
+        [
+            f"CFG {c['baseline_cfg']:g}",
+            f"{m['baseline_leaked_images']} of {n}",
+            f3(m["baseline_avg_similarity"]),
+        ],
+    ]
+    lines += table(["method", "private images leaked", "average best similarity"], rows)
+    lines += para(
+        f"Time {secs(a['wall_seconds'])}. With {m['num_generations']} generations for {n} private",
+        "images the leak count is a lower bound.",
+    )
+    lines += r.image("audit_generator_leaks.png", "private images beside their closest generations")
+    return lines + source(
+        "audit_generator.json",
+        "python benchmarks/audit_generator_bench.py",
+        ", after `python benchmarks/tckr_bench.py` has left its run folder",
+    )
+
+
+LIRA_VARIANTS = [
+    ("online, per-example variance", ""),
+    ("online, fixed variance", "online_fixed_"),
+    ("offline, per-example variance", "offline_"),
+    ("offline, fixed variance", "offline_fixed_"),
+]
+LIRA_HEADER = ["attack", "AUC", "TPR at 1% FPR", "TPR at 0.1% FPR"]
+
+
+def lira_rows(m: dict) -> list[list[str]]:
+    keys = ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")
+    return [[label, *(f3(m[f"{k}{x}"]) for x in keys)] for label, k in LIRA_VARIANTS if f"{k}auc" in m]
+
+
+def section_lira(r: Results) -> list[str] | None:
+    lira = r.get("lira_teacher.json")
+    if lira is None:
+        return None
+    lines = ["## LiRA", ""]
+    lines += para(
+        f"`modelmine audit lira` on the default teacher: {lira['num_shadows']} shadow models (keep-mask",
+        f"seed {lira['keep_seed']}); members the {lira['num_members']} private training digits,",
+        f"non-members the {lira['num_nonmembers']} held-out digits. Machine: {machine(lira)}.",
+        f"Shadow training {secs(lira['shadow_seconds'])}, whole audit {secs(lira['wall_seconds'])}.",
+    )
+    lines += table(LIRA_HEADER, lira_rows(lira))
+    if m := bench_methods(r).get("audit lira"):
+        lines += para(f"{BENCH}, {m['num_shadows']} shadows:") + table(LIRA_HEADER, lira_rows(m))
+    return lines + source("lira_teacher.json", "python benchmarks/lira_bench.py --shadows 16 --threads 2")
+
+
+def section_shard(r: Results) -> list[str] | None:
+    s = r.get("shard.json")
+    if s is None:
+        return None
+    n = s["processes"]
+    labels = {
+        "one_process_1_thread": "1 process, 1 thread",
+        f"one_process_{n}_threads": f"1 process, {n} threads",
+        f"{n}_processes_1_thread": f"{n} processes x 1 thread (`accelerate launch`)",
+    }
+    rows = [
+        [
+            labels.get(k, k),
+            secs(w["wall_seconds"]),
+            f"{s['speedup_vs_one_thread'][k]:.2f}",
+            secs(w["synthesis_seconds_summed"]),
+            f3(w["student_acc"]),
+        ]
+        for k, w in s["ways"].items()
+    ]
+    lines = ["## Sharding with accelerate launch", ""]
+    lines += para(
+        "`modelmine cake` with its defaults, end to end (teacher, synthesis batches, student), three",
+        f"ways, each in a fresh folder. Machine: {machine(s)}, CUDA: {'yes' if s.get('cuda') else 'no'}.",
+    )
+    lines += table(["way", "wall time", "speed-up", "synthesis time, summed over batches", "student"], rows)
+    equal = "equal" if s["sharded_metrics_equal_single"] else "do NOT equal"
+    lines += para(f"The sharded run's metrics {equal} the single-process run's.")
+    return lines + source("shard.json", f"python benchmarks/shard_bench.py --processes {n}")
+
+
+SECTIONS: list[Callable[[Results], list[str] | None]] = [
+    section_bench,
+    section_teacher,
+    section_pretrain,
+    section_sampler,
+    section_cake,
+    section_moons,
+    section_tckr,
+    section_ddis,
+    section_finextract,
+    section_audit_generator,
+    section_lira,
+    section_shard,
+]
+
+
+def render(folder: Path = RESULTS) -> str:
+    """The whole of RESULTS.md for the JSON files in ``folder``."""
+    r = Results(folder)
+    bodies = [lines for section in SECTIONS if (lines := section(r))]
+    toc = []
+    for lines in bodies:
+        title = lines[0].removeprefix("## ")
+        anchor = "".join(ch for ch in title.lower() if ch.isalnum() or ch in " -").replace(" ", "-")
+        toc.append(f"- [{title}](#{anchor})")
+    head = [
+        "<!-- Generated by benchmarks/table.py from benchmarks/results/*.json: do not edit by hand. -->",
+        "",
+        "# Benchmark results",
+        "",
+        *para(
+            "This file is generated by `benchmarks/table.py` from the JSON files in `benchmarks/results/`;",
+            "do not edit it by hand. To update it, rerun the benchmark script a section names, then",
+            "regenerate:",
+        ),
+        "```bash",
+        "python benchmarks/table.py            # rewrites benchmarks/RESULTS.md",
+        "python benchmarks/table.py --check    # fails if this file is out of date",
+        "```",
+        "",
+        *para(
+            "Each section names its source file, the script that writes it, and the seed, thread settings",
+            "and machine recorded there. Two sources (a benchmark script and `modelmine bench`) measure",
+            "some methods at different seeds or thread counts and do not always agree; both are shown,",
+            "each labelled, never merged. Paper numbers come from other data, models and budgets and are",
+            "there for orientation only.",
+        ),
+        *toc,
+        "",
+    ]
+    out = head + [line for lines in bodies for line in lines]
+    if extra := r.unused():
+        out += ["## Other result files", "", "Not read by any section above:", ""]
+        out += [f"- `results/{name}`" for name in extra] + [""]
+    return "\n".join(out).rstrip("\n") + "\n"
 
 
 def main() -> None:
-    rows = []
-    if t := load("teacher.json"):
-        rows.append(("default teacher (digits)", f"test acc {t['teacher_acc_mean']:.3f} (min {t['teacher_acc_min']:.3f}, {len(t['runs'])} seeds)",
-                     "-", f"{t['train_seconds_max']:.0f} s train, {t['threads']} thr"))  # fmt: skip
-    if d := load("diffusion_pretrain.json"):
-        m = d["metrics"]
-        rows.append(("embedded generator", f"cas_public {m['cas_public']:.3f}, cas_private {m['cas_private']:.3f}",
-                     "target cas_public >= 0.90", f"{m['train_seconds']:.0f} s pretrain, 1 thr"))  # fmt: skip
-    if s := load("diffusion_sampler_speed.json"):
-        rows.append(("DDIM sampler (batch 64, 30 steps)", f"{s['images_per_second']:.2f} images/s",
-                     "overhead < 1.15", f"overhead {s['overhead_ratio']:.3f}, {s['threads']} thr"))  # fmt: skip
-    for name in ("cake.json", "cake_2threads.json"):
-        if c := load(name):
-            thr = c["threads"]
-            ck, di, real = c["cake"], c["deepinversion"], c["real_data_student"]
-            rows.append((f"CAKE ({ck['num_samples']} samples)", f"student acc {ck['student_acc']:.3f} (teacher {ck['teacher_acc']:.3f})",
-                         "paper MNIST 96%; target >= 0.90", f"{ck['total_seconds_with_teacher_training']:.0f} s end to end, {thr} thr"))  # fmt: skip
-            rows.append((f"DeepInversion ({di['num_samples']} samples)", f"student acc {di['student_acc']:.3f}", "same budget",
-                         f"{di['total_seconds']:.0f} s, {thr} thr"))  # fmt: skip
-            rows.append(("student on real private data", f"student acc {real['student_acc']:.3f}", "upper bound",
-                         f"{real['student_seconds']:.0f} s, {thr} thr"))  # fmt: skip
-    if lira := load("lira_teacher.json"):
-        rows.append((f"LiRA on the default teacher ({lira['num_shadows']} shadows)",
-                     f"AUC {lira['auc']:.3f}, TPR@1%FPR {lira['tpr_at_1pct_fpr']:.3f}, TPR@0.1%FPR {lira['tpr_at_0.1pct_fpr']:.3f}",
-                     f"fixed-variance AUC {lira['online_fixed_auc']:.3f}", f"{lira['wall_seconds']:.0f} s, {lira['threads']} thr"))  # fmt: skip
-    for name in ("tckr.json", "tckr_tradeoff.json"):
-        if t := load(name):
-            m = t["metrics"]
-            rows.append((f"TCKR student ({m['cardinality']:g}x synthetic, seed {t['seed']})",
-                         f"acc {m['student_acc']:.3f} vs teacher {m['teacher_acc']:.3f}; LiRA AUC {m['student_auc']:.3f} vs {m['teacher_auc']:.3f}",
-                         "paper: acc on par, AUC -5.49 pts", f"{t['wall_seconds']:.0f} s end to end, {t['cpu_count']} cores"))  # fmt: skip
-            if "student_hard_acc" in m:
-                rows.append(("TCKR ablations", f"hard labels {m['student_hard_acc']:.3f}, class-name prompts {m['student_fixed_prompt_acc']:.3f} (AUC {m['student_fixed_prompt_auc']:.3f})",
-                             "soft > hard", "same run"))  # fmt: skip
-    if d := load("ddis.json"):
-        sm, n = d["summary"], d["num_seeds"]
-        images = d["config"]["num_images"]
-
-        def ms(stat: dict, fmt: str = ".3f") -> str:
-            return f"{stat['mean']:{fmt}} ± {stat['std']:{fmt}}"
-
-        for v, label in (
-            ("ddis", "DDIS (DAG + CAT)"),
-            ("dag_only", "DDIS ablation: DAG only"),
-            ("cat_only", "DDIS ablation: CAT only"),
-            ("plain", "plain generator (no DAG, no CAT)"),
-        ):
-            if v in sm:
-                rows.append((f"{label}, {images} images", f"student acc {ms(sm[v]['student_acc'])}, FID {ms(sm[v]['fid'], '.1f')}",
-                             "paper: DAG + CAT best", f"mean ± sd over {n} seeds"))  # fmt: skip
-        rows.append((f"DeepInversion, {images} images (same teachers)", f"student acc {ms(sm['deepinversion']['student_acc'])}",
-                     "DDIS target: above it", f"{sm['ddis_wall_seconds']['mean']:.0f} s per DDIS run, {d['cpu_count']} cores"))  # fmt: skip
-    if f := load("finextract.json"):
-        m = f["metrics"]
-        rows.append((f"FineXtract ({m['num_generations']} generations, N={m['num_train_images']})",
-                     f"success {m['success_rate']:.2f}, avg sim {m['avg_similarity']:.3f}; CFG baseline {m['baseline_success_rate']:.2f}, {m['baseline_avg_similarity']:.3f}",
-                     "paper ~20%; target 2x baseline", f"{f['wall_seconds']:.0f} s, {f['cpu_count']} cores"))  # fmt: skip
-    print("| what | result | reference | cost |")
-    print("|---|---|---|---|")
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(OUT), help="markdown file to write (default: benchmarks/RESULTS.md)")
+    ap.add_argument("--check", action="store_true", help="write nothing; exit 1 if --out is out of date")
+    args = ap.parse_args()
+    text = render()
+    out = Path(args.out)
+    if args.check:
+        if not out.exists() or out.read_text() != text:
+            print(f"{out} is out of date: run python benchmarks/table.py", file=sys.stderr)
+            sys.exit(1)
+        print(f"{out} is up to date")
+        return
+    out.write_text(text)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
