@@ -39,3 +39,40 @@ def test_student_learns_from_soft_and_hard_labels():
         s = train_student(build_classifier("mlp", 2, 1, 8), x, probs, temperature=2.0, hard_labels=hard,
                           epochs=10, lr=5e-3, batch_size=32, augment=0.0)  # fmt: skip
         assert evaluate(s, x, y) > 0.9
+
+
+def test_soft_target_ce_is_cross_entropy_to_smoothed_targets():
+    from modelmine.distill import soft_target_ce
+
+    z = torch.randn(7, 5)
+    p = torch.softmax(torch.randn(7, 5), 1)
+    smoothed = 0.9 * p + 0.1 / 5
+    expected = -(smoothed * torch.log_softmax(z, 1)).sum(1).mean()
+    assert torch.allclose(soft_target_ce(z, p, 0.1), expected, atol=1e-6)
+
+
+def test_teacher_is_queried_on_each_augmented_batch():
+    """TCKR's KD: the soft labels come from the teacher on exactly the (shifted) batch the student sees."""
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, x):
+            seen.append(x.clone())
+            return torch.zeros(len(x), 2)
+
+    x = torch.rand(16, 1, 8, 8)
+    train_student(build_classifier("mlp", 2, 1, 8), x, torch.full((16, 2), 0.5), loss="soft_ce",
+                  label_smoothing=0.1, teacher=Spy(), epochs=2, batch_size=8, augment=1.5)  # fmt: skip
+    assert len(seen) == 4  # 2 epochs x 2 batches
+    assert not any(torch.equal(s, x[: len(s)]) for s in seen)  # shifted, not the stored images
+
+
+def test_hard_labels_train_on_the_given_classes():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 8, 8, generator=g) * 0.3
+    y = torch.arange(64) % 2
+    x[y == 1, :, :, :4] += 0.6
+    wrong_teacher = torch.nn.functional.one_hot(1 - y, 2).float()  # argmax says the opposite
+    s = train_student(build_classifier("mlp", 2, 1, 8), x, wrong_teacher, hard_labels=True, labels=y,
+                      label_smoothing=0.1, epochs=10, lr=5e-3, batch_size=32, augment=0.0)  # fmt: skip
+    assert evaluate(s, x, y) > 0.9

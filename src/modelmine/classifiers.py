@@ -268,11 +268,14 @@ def fit(
     device: str | torch.device = "cpu",
     progress: bool = False,
     desc: str = "train",
+    targets_of: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> nn.Module:
     """The one training loop: AdamW, cosine schedule, batched random shifts.
 
     ``images`` ``(N, C, H, W)`` in [0, 1]; ``targets`` ``(N,)`` labels or ``(N, K)`` soft labels,
     passed with the logits to ``loss_fn(logits, targets)``. ``augment`` is the max shift in pixels.
+    ``targets_of(x) -> (B, ...)``, when given, makes each batch's targets from the augmented batch
+    ``x`` itself (e.g. a teacher queried on exactly what the student sees) instead of ``targets``.
     """
     if len(images) == 0:
         raise UserError("cannot train a classifier on an empty dataset")
@@ -293,7 +296,13 @@ def fit(
             x = images[idx]
             if augment > 0:
                 x = random_shift(x, augment, g)
-            loss = loss_fn(model(x.to(device)), targets[idx].to(device))
+            x = x.to(device)
+            if targets_of is None:
+                y = targets[idx].to(device)
+            else:
+                with torch.no_grad():
+                    y = targets_of(x)
+            loss = loss_fn(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

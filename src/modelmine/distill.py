@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn as nn
@@ -27,6 +27,7 @@ from .classifiers import (
     predict_logits,
     save_classifier,
 )
+from .errors import UserError
 
 if TYPE_CHECKING:
     from .data import ImageSet
@@ -50,6 +51,15 @@ def kd_loss(
     return F.kl_div(log_q, p, reduction="batchmean") * temperature**2
 
 
+def soft_target_ce(
+    student_logits: torch.Tensor, teacher_probs: torch.Tensor, label_smoothing: float = 0.1
+) -> torch.Tensor:
+    """Cross-entropy to soft targets with label smoothing, mean over the batch: TCKR's generative
+    KD loss (the official code's ``CrossEntropyLoss(label_smoothing=0.1)`` on the teacher's softmax
+    at temperature 1). The target is ``(1 - ls) p + ls / K``. Shapes ``(B, K)``."""
+    return F.cross_entropy(student_logits, teacher_probs, label_smoothing=label_smoothing)
+
+
 def train_student(
     student: nn.Module,
     images: torch.Tensor,
@@ -57,21 +67,42 @@ def train_student(
     *,
     temperature: float = 1.0,
     hard_labels: bool = False,
+    loss: str = "kd",
+    label_smoothing: float = 0.0,
+    teacher: nn.Module | None = None,
+    labels: torch.Tensor | None = None,
     **fit_kwargs,
 ) -> nn.Module:
     """Train ``student`` on images ``(N, C, H, W)`` with the teacher's probabilities ``(N, K)``.
 
-    ``hard_labels=True`` trains with cross-entropy to argmax of the teacher (the hard-label
-    ablation). Other keyword arguments go to :func:`modelmine.classifiers.fit`.
+    ``loss``: ``"kd"`` (:func:`kd_loss` at ``temperature``) or ``"soft_ce"`` (:func:`soft_target_ce`
+    with ``label_smoothing``). With a ``teacher`` the soft labels are its softmax on each augmented
+    batch the student sees (``teacher_probs`` unused), not on the stored un-augmented images.
+    ``hard_labels=True`` trains with cross-entropy (and ``label_smoothing``) to ``labels`` ``(N,)``,
+    by default the teacher's argmax (the hard-label ablation). Other keyword arguments go to
+    :func:`modelmine.classifiers.fit`.
     """
     if hard_labels:
-        return fit(student, images, teacher_probs.argmax(1), F.cross_entropy, **fit_kwargs)
-    return fit(student, images, teacher_probs, lambda z, p: kd_loss(z, p, temperature), **fit_kwargs)
+        hard = teacher_probs.argmax(1) if labels is None else labels
+        return fit(student, images, hard, lambda z, y: F.cross_entropy(z, y, label_smoothing=label_smoothing),
+                   **fit_kwargs)  # fmt: skip
+    if loss == "kd":
+        loss_fn = lambda z, p: kd_loss(z, p, temperature)  # noqa: E731
+    elif loss == "soft_ce":
+        loss_fn = lambda z, p: soft_target_ce(z, p, label_smoothing)  # noqa: E731
+    else:
+        raise UserError(f"student loss must be kd or soft_ce, got '{loss}'")
+    targets_of = None if teacher is None else (lambda x: F.softmax(teacher(x), dim=1))
+    return fit(student, images, teacher_probs, loss_fn, targets_of=targets_of, **fit_kwargs)
 
 
 @dataclass
 class StudentConfig:
-    """How a student is trained on a teacher's soft-labelled samples (data-free methods' recipe)."""
+    """How a student is trained on a teacher's soft-labelled samples.
+
+    The default is the data-free methods' recipe (CAKE, DeepInversion, DDIS): KD at temperature 4 on
+    soft labels stored with the samples. TCKR's default is its paper's (:data:`TCKR_STUDENT`).
+    """
 
     preset: str | None = "cnn_small"  # None: the teacher's architecture
     epochs: int = 30
@@ -79,7 +110,10 @@ class StudentConfig:
     batch_size: int = 64
     weight_decay: float = 5e-4
     augment: float = 2.0  # max random shift in pixels
-    temperature: float = 4.0
+    loss: Literal["kd", "soft_ce"] = "kd"
+    temperature: float = 4.0  # kd only
+    label_smoothing: float = 0.0  # soft_ce and hard labels
+    teacher_on_augmented: bool = False  # query the teacher on every augmented batch (needs the teacher)
     hard_labels: bool = False
 
 
@@ -91,6 +125,8 @@ def fit_student(
     cfg: StudentConfig,
     *,
     hard_labels: bool | None = None,
+    labels: torch.Tensor | None = None,
+    teacher: nn.Module | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     **fit_kwargs,
@@ -98,20 +134,33 @@ def fit_student(
     """Build ``cfg.preset`` (or the teacher's architecture from ``info``), train it with
     :func:`train_student` on ``images`` ``(N, C, H, W)`` and the teacher's ``probs`` ``(N, K)``, and
     save it to ``path`` (safetensors with its :class:`ClassifierInfo`). ``hard_labels`` overrides
-    ``cfg.hard_labels``; other keywords go to :func:`modelmine.classifiers.fit`."""
+    ``cfg.hard_labels`` (trained on ``labels`` ``(N,)`` when given); ``teacher`` is queried on each
+    augmented batch when ``cfg.teacher_on_augmented``; other keywords go to
+    :func:`modelmine.classifiers.fit`."""
     preset = cfg.preset or info.preset
+    if cfg.teacher_on_augmented and teacher is None:
+        raise UserError("student.teacher_on_augmented needs the teacher model")
     student = build_classifier(preset, info.num_classes, info.in_channels, info.image_size, seed=seed)
     train_student(
         student, images, probs, temperature=cfg.temperature,
-        hard_labels=cfg.hard_labels if hard_labels is None else hard_labels, epochs=cfg.epochs, lr=cfg.lr,
-        batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, augment=cfg.augment, seed=seed,
-        device=device, **fit_kwargs,
+        hard_labels=cfg.hard_labels if hard_labels is None else hard_labels, loss=cfg.loss,
+        label_smoothing=cfg.label_smoothing, teacher=teacher.to(device).eval() if cfg.teacher_on_augmented else None,
+        labels=labels, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, weight_decay=cfg.weight_decay,
+        augment=cfg.augment, seed=seed, device=device, **fit_kwargs,
     )  # fmt: skip
     student_info = ClassifierInfo(
         preset, info.num_classes, info.in_channels, info.image_size, list(info.class_names)
     )
     save_classifier(path, student.cpu(), student_info)
     return student
+
+
+# TCKR's generative knowledge distillation (paper and official ``evaluate.py``): the teacher's
+# softmax at temperature 1 on every augmented batch, soft-target cross-entropy with label smoothing
+# 0.1; the student has the teacher's architecture.
+TCKR_STUDENT = dict(
+    preset=None, loss="soft_ce", temperature=1.0, label_smoothing=0.1, teacher_on_augmented=True
+)
 
 
 def save_samples(
