@@ -2,11 +2,13 @@
 
 Runs ``modelmine.methods.tckr.run`` (the same code as ``modelmine tckr``) in a fresh folder and
 records its metrics, the seed, the wall time and the machine. ``--cardinality`` takes several
-values for the accuracy-vs-AUC trade-off (the PNG stays in the work folder and is copied next to
-the JSON). Usage::
+values for the accuracy-vs-AUC trade-off (the paper's Figure 5): then ``results/<name>.json`` also
+gets ``tradeoff``, a list of ``{"cardinality", "student_acc", "student_auc", "teacher_acc",
+"teacher_auc"}``, and the plot is copied next to it. A killed run resumes in its work folder
+(``--fresh`` starts over). Usage::
 
-    python benchmarks/tckr_bench.py                                 # -> results/tckr.json
-    python benchmarks/tckr_bench.py --cardinality 0.5 1 2 --name tckr_tradeoff
+    python benchmarks/tckr_bench.py                                          # -> results/tckr.json
+    python benchmarks/tckr_bench.py --cardinality 0.5 1 2 4 --name tckr_tradeoff
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--name", default="tckr")
-    ap.add_argument("--work", default="/tmp/tckr_bench")
+    ap.add_argument("--work", default="benchmarks/out/tckr_bench")
+    ap.add_argument("--fresh", action="store_true", help="delete the work folder first")
     args = ap.parse_args()
     cfg = tckr.TckrConfig(seed=args.seed)
     cfg.teacher.seed = args.seed
@@ -39,12 +42,23 @@ def main() -> None:
     if args.workers:
         cfg.workers = args.workers
     work = Path(args.work) / args.name
-    shutil.rmtree(work, ignore_errors=True)
+    if args.fresh:
+        shutil.rmtree(work, ignore_errors=True)
     t0 = time.time()
     metrics = tckr.run(cfg, work)
     wall = time.time() - t0
     results = {
         "metrics": metrics,
+        "tradeoff": [
+            {
+                "cardinality": c,
+                "student_acc": metrics[f"student_x{c:g}_acc"],
+                "student_auc": metrics[f"student_x{c:g}_auc"],
+                "teacher_acc": metrics["teacher_acc"],
+                "teacher_auc": metrics["teacher_auc"],
+            }
+            for c in sorted(set(cfg.cardinality))
+        ],
         "wall_seconds": wall,
         "seed": args.seed,
         "config": asdict(cfg),

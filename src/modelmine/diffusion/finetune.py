@@ -20,6 +20,7 @@ Deviation: no learning-rate warm-up, no SNR weighting, a fixed number of steps.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -31,7 +32,7 @@ from typing import Literal
 import torch
 
 from ..captioning import captions_for, tckr_prompts
-from ..data import ImageSet, load_digits, load_image_folder
+from ..data import ImageSet, fit_to, is_builtin, load_builtin, load_image_folder
 from ..distributed import resolve_device
 from ..errors import UserError
 from ..report import save_grid
@@ -243,7 +244,7 @@ def finetune_or_load(
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class FinetuneConfig:
-    data: str | None = None  # ImageFolder (+ metadata.jsonl captions); default: private digits (train)
+    data: str = "digits"  # built-in dataset (its train split) or ImageFolder (+ metadata.jsonl captions)
     generator: str = "embedded"  # "embedded" or a diffusers Stable Diffusion folder
     mode: Literal["lora", "full"] = "lora"
     rank: int = 8
@@ -267,8 +268,9 @@ class FinetuneConfig:
 
 def load_training_set(cfg: FinetuneConfig, gen: Generator) -> tuple[ImageSet, list[str]]:
     """Images at the generator's size/channels and their TCKR prompts ``"<class>: <caption>"``."""
-    if cfg.data is None:
-        data = load_digits("train", gen.image_size)
+    if is_builtin(cfg.data):
+        data = load_builtin(cfg.data, "train", gen.image_size)
+        data.images = fit_to(data.images, gen.image_size, gen.channels)
     else:
         data = load_image_folder(cfg.data, size=gen.image_size, channels=gen.channels)
     if len(data) == 0:
@@ -282,11 +284,13 @@ def run(cfg: FinetuneConfig, out: Path) -> dict:
     Metrics: ``train_seconds``, ``final_loss``, ``trainable_params``, ``num_images``.
     """
     torch.set_num_threads(max(1, cfg.threads))
+    if cfg.lr is None:  # resolved before config.yaml is written
+        cfg = dataclasses.replace(cfg, lr=1e-3 if cfg.mode == "lora" else 1e-4)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
     gen = Generator.from_pretrained(cfg.generator).to(device)
     data, prompts = load_training_set(cfg, gen)
-    lr = cfg.lr if cfg.lr is not None else (1e-3 if cfg.mode == "lora" else 1e-4)
+    lr = cfg.lr
 
     prior = None
     if cfg.mode == "full" and cfg.prior_preservation:

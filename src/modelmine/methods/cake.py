@@ -94,6 +94,7 @@ synthetic images, labelled by the teacher's argmax, with ``soft_labels.safetenso
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,7 +109,7 @@ from ..distill import StudentConfig, distill_synthetic_batches
 from ..distributed import processes, resolve_device
 from ..errors import UserError
 from ..runs import Run, synthesize_merged
-from ..teacher import TeacherConfig, teacher_and_test_set
+from ..teacher import TeacherConfig, teacher_and_test_set, with_teacher_size
 
 
 @dataclass
@@ -119,10 +120,13 @@ class CakeConfig:
     # preset=None uses the teacher's architecture (as the official code does); the student's random
     # shifts (augment, in pixels) helped transfer to real digits (0.55 -> 0.64)
     student: StudentConfig = field(default_factory=StudentConfig)
-    test_data: str | None = None  # ImageFolder test set; default: the private digits' test split
+    data: str = "digits"  # the private data the default teacher trains on (built-in name or folder)
+    test_data: str | None = None  # ImageFolder test set; none: the test split of `data`
     num_batches: int = 24
-    batch_size: int = 100  # samples per batch: batch_size / num_groups rows of num_groups samples
-    num_groups: int = 10  # K: samples per contrastive group, each with a distinct target class
+    # samples per batch: batch_size / num_groups rows of num_groups samples; 0: the multiple of
+    # num_groups nearest 100 (resolved before config.yaml is written)
+    batch_size: int = 0
+    num_groups: int = 0  # K: samples per group, each a distinct target class; 0: every class
     num_steps: int = 60
     noise: float = 0.01  # initial SGD step size eps (official name); also the Langevin scale
     noise_decay_magnitude: float = 1.5  # eps decays to noise / 10**magnitude (official: 4)
@@ -258,6 +262,18 @@ def synthesize_batch(
 # --------------------------------------------------------------------------------------------
 # The command
 # --------------------------------------------------------------------------------------------
+def resolve_sizes(cfg: CakeConfig) -> CakeConfig:
+    """``cfg`` with the sizes that depend on the teacher filled in: its input size, ``num_groups`` =
+    its number of classes (a group holds one sample of each), ``batch_size`` the multiple of it
+    nearest 100 samples."""
+    from ..teacher import data_num_classes
+
+    cfg = with_teacher_size(cfg, cfg.data)
+    k = cfg.num_groups or data_num_classes(cfg.teacher, cfg.data)
+    batch = cfg.batch_size or max(k, round(100 / k) * k)
+    return dataclasses.replace(cfg, num_groups=k, batch_size=batch)
+
+
 def run(cfg: CakeConfig, out: Path) -> dict:
     """`modelmine cake`: teacher -> CAKE samples -> student -> accuracy on the real test set.
 
@@ -266,9 +282,10 @@ def run(cfg: CakeConfig, out: Path) -> dict:
     """
     torch.manual_seed(cfg.seed)
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
+    cfg = resolve_sizes(cfg)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
-    teacher, info, test = teacher_and_test_set(cfg.teacher, cfg.test_data, run_.dir, device)
+    teacher, info, test = teacher_and_test_set(cfg.teacher, cfg.data, cfg.test_data, run_.dir, device)
     shape = (info.in_channels, info.image_size, info.image_size)
 
     def make_batch(i: int) -> dict[str, torch.Tensor]:

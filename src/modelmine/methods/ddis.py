@@ -410,7 +410,7 @@ def run(cfg: DdisConfig, out: Path) -> dict:
     from ..metrics import classifier_features, frechet_distance, precision_recall
     from ..report import save_grid
     from ..runs import Run, run_tasks
-    from ..teacher import load_test_set, obtain_teacher
+    from ..teacher import load_test_set, obtain_teacher, with_teacher_size
 
     t_start = time.time()
     torch.set_num_threads(max(1, cfg.threads))
@@ -418,6 +418,7 @@ def run(cfg: DdisConfig, out: Path) -> dict:
         if getattr(cfg, name) < 1:
             raise UserError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
+    cfg = with_teacher_size(cfg, "digits")
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
     with procs.main_first():  # the default teacher is trained once; the other processes load it

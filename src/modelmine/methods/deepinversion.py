@@ -45,7 +45,7 @@ from ..distill import StudentConfig, distill_synthetic_batches
 from ..distributed import processes, resolve_device
 from ..errors import UserError
 from ..runs import Run, synthesize_merged
-from ..teacher import TeacherConfig, load_test_set, obtain_frozen_teacher
+from ..teacher import TeacherConfig, load_test_set, obtain_frozen_teacher, with_teacher_size
 
 
 @dataclass
@@ -185,6 +185,7 @@ def run(cfg: DeepInversionConfig, out: Path) -> dict:
     """
     torch.manual_seed(cfg.seed)
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
+    cfg = with_teacher_size(cfg, "digits")
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
     with procs.main_first():  # the default teacher is trained once; the other processes load it

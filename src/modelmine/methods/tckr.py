@@ -67,7 +67,7 @@ from ..diffusion.finetune import UNET_LORA_TARGETS
 from ..distill import TCKR_STUDENT, StudentConfig
 from ..distributed import Shard
 from ..errors import UserError
-from ..teacher import TeacherConfig
+from ..teacher import TeacherConfig, with_teacher_size
 
 VARIANTS = ("caption", "fixed")  # "<class>: <caption>" prompts, and the class-name-only ablation
 
@@ -86,7 +86,7 @@ class TckrLoraConfig:
 class TckrConfig:
     """`modelmine tckr`: private data -> captions -> LoRA -> synthetic data -> student -> LiRA."""
 
-    data: str | None = None  # private ImageFolder (+ metadata.jsonl captions); default: digits train
+    data: str = "digits"  # private data: a built-in dataset (digits, mnist5k) or an ImageFolder (+ captions)
     test_data: str | None = None  # real test set; default: digits test (or 20% of --data)
     heldout_data: str | None = None  # LiRA non-members; default: digits held-out (or the test split)
     generator: str = "embedded"  # "embedded", an embedded .safetensors, or a diffusers SD folder
@@ -146,10 +146,10 @@ def num_synthetic(cardinality: float, num_private: int) -> int:
 # ------------------------------------------------------------------------------------------------
 def load_private(cfg: TckrConfig, size: int, channels: int | None = None):
     """``(train, test, heldout)`` ImageSets at ``size`` (train = the private members)."""
-    from ..data import ImageSet, fit_to, load_digits, load_image_folder, split_holdout
+    from ..data import ImageSet, fit_to, is_builtin, load_builtin, load_image_folder, split_holdout
 
-    if cfg.data is None:
-        sets = [load_digits(s, size) for s in ("train", "test", "heldout")]
+    if is_builtin(cfg.data):
+        sets = [load_builtin(cfg.data, s, size) for s in ("train", "test", "heldout")]
         if channels not in (None, 1):
             sets = [ImageSet(fit_to(s.images, size, channels), s.labels, s.class_names) for s in sets]
         return tuple(sets)
@@ -364,6 +364,7 @@ def run(cfg: TckrConfig, out: Path) -> dict:
     torch.set_num_threads(max(1, cfg.threads))
     _check(cfg)
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
+    cfg = with_teacher_size(cfg, cfg.data)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
     train, test, heldout = load_private(cfg, cfg.teacher.image_size)
