@@ -12,7 +12,8 @@ Synthesis of a batch ``x`` ``(B, C, H, W)`` with balanced targets ``y``, Adam on
   ``||x||_2`` the per-image L2 norm, batch mean.
 - Eq. 4 ``R_feature = sum_l a_l (||mu_l(x) - running_mean_l||_2 + ||sigma_l^2(x) - running_var_l||_2)``
   over every BatchNorm layer ``l`` (batch statistics of the layer's input), with ``a_1 =
-  first_bn_multiplier`` for the first layer and 1 for the rest (official code).
+  first_bn_multiplier`` for the first layer and 1 for the rest (official code); the shared block
+  :mod:`modelmine.bn_statistics`, which DDIS's DAG uses too.
 - ``L = CE(f(x'), y) + w_bn * R_feature + R_prior`` on a randomly jittered (and optionally flipped)
   copy ``x'`` of the batch; Adam with a cosine learning rate; pixels clipped to [0, 1] after each
   step (the official code clips to the valid image range). Soft labels ``softmax(f(x))`` are saved
@@ -40,9 +41,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..bn_statistics import BNStatistics, require_batchnorm
 from ..classifiers import (
     TeacherConfig,
-    has_batchnorm,
     load_test_set,
     obtain_frozen_teacher,
     predict_logits,
@@ -50,7 +51,6 @@ from ..classifiers import (
 )
 from ..distill import StudentConfig, distill_synthetic_batches
 from ..distributed import processes
-from ..errors import UserError
 from ..runs import Run, synthesize_merged
 
 
@@ -81,22 +81,6 @@ class DeepInversionConfig:
 # --------------------------------------------------------------------------------------------
 # The equations
 # --------------------------------------------------------------------------------------------
-def bn_statistics_loss(
-    stats: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],
-    first_bn_multiplier: float = 10.0,
-) -> torch.Tensor:
-    """Eq. 4: ``sum_l a_l (||mu_l - mu_hat_l||_2 + ||var_l - var_hat_l||_2)``, ``a_1 = first_bn_multiplier``.
-
-    ``stats``: per BatchNorm layer in forward order, ``(batch_mean, batch_var, running_mean,
-    running_var)``, each ``(channels,)``.
-    """
-    total = torch.zeros(())
-    for i, (mu, var, r_mu, r_var) in enumerate(stats):
-        a = first_bn_multiplier if i == 0 else 1.0
-        total = total + a * (torch.linalg.vector_norm(mu - r_mu) + torch.linalg.vector_norm(var - r_var))
-    return total
-
-
 def tv_l2(x: torch.Tensor) -> torch.Tensor:
     """Official L2 total variation: summed norms of the 4 neighbour differences. ``(B, C, H, W)`` -> scalar."""
     d1 = x[:, :, :, :-1] - x[:, :, :, 1:]
@@ -109,35 +93,6 @@ def tv_l2(x: torch.Tensor) -> torch.Tensor:
 def l2_prior(x: torch.Tensor) -> torch.Tensor:
     """Mean per-image L2 norm. ``(B, C, H, W)`` -> scalar."""
     return torch.linalg.vector_norm(x.flatten(1), dim=1).mean()
-
-
-class BNStatistics:
-    """Forward pre-hooks on every BatchNorm layer collecting ``(batch_mean, batch_var, running_*)``."""
-
-    def __init__(self, model: nn.Module):
-        self.layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if not self.layers:
-            raise UserError(
-                "DeepInversion needs a teacher with BatchNorm layers (it matches their running "
-                "statistics) and this one has none; use `modelmine cake`, which works on any classifier"
-            )
-        self.stats: list = []
-        self.handles = [m.register_forward_pre_hook(self._hook) for m in self.layers]
-
-    def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        h = inputs[0]  # (B, C, ...) input of the BatchNorm layer
-        dims = [0, *range(2, h.dim())]
-        mean = h.mean(dims)
-        var = h.var(dims, unbiased=False)
-        self.stats.append((mean, var, module.running_mean, module.running_var))
-
-    def pop(self) -> list:
-        out, self.stats = self.stats, []
-        return out
-
-    def close(self) -> None:
-        for h in self.handles:
-            h.remove()
 
 
 def synthesize_batch(
@@ -156,15 +111,14 @@ def synthesize_batch(
     t = targets.to(device)
     opt = torch.optim.Adam([x], lr=cfg.lr, betas=tuple(cfg.betas))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.num_steps))
-    hooks = BNStatistics(teacher)
-    try:
+    with BNStatistics(teacher, "DeepInversion") as hooks:
         for _ in range(cfg.num_steps):
             dx, dy = torch.randint(-cfg.jitter, cfg.jitter + 1, (2,), generator=generator).tolist()
             xj = torch.roll(x, shifts=(dx, dy), dims=(2, 3))
             if cfg.flip and torch.rand((), generator=generator) < 0.5:
                 xj = torch.flip(xj, dims=(3,))
             logits = teacher(xj)
-            r_bn = bn_statistics_loss(hooks.pop(), cfg.first_bn_multiplier)
+            r_bn = hooks.loss(cfg.first_bn_multiplier)
             loss = (
                 F.cross_entropy(logits, t) + cfg.w_bn * r_bn + cfg.w_tv * tv_l2(xj) + cfg.w_l2 * l2_prior(xj)
             )
@@ -174,8 +128,6 @@ def synthesize_batch(
             sched.step()
             with torch.no_grad():
                 x.clamp_(0, 1)
-    finally:
-        hooks.close()
     images = (x.detach() * 255).round() / 255  # exactly what the PNGs will hold
     return {"images": images.cpu(), "targets": targets}
 
@@ -195,8 +147,7 @@ def run(cfg: DeepInversionConfig, out: Path) -> dict:
     device = resolve_device(cfg.device)
     with procs.main_first():  # the default teacher is trained once; the other processes load it
         teacher, info = obtain_frozen_teacher(cfg.teacher, run_.dir, device)
-    if not has_batchnorm(teacher):
-        BNStatistics(teacher)  # raises the one-line UserError
+    require_batchnorm(teacher, "DeepInversion")  # a teacher without BatchNorm: the one-line error
     test = load_test_set(cfg.test_data, info, user_teacher=cfg.teacher.path is not None)
     shape = (info.in_channels, info.image_size, info.image_size)
 
