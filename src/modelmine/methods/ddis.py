@@ -9,16 +9,20 @@ private domain. Two pieces, both on the shared generator and DDIM sampler:
   is decoded to pixels (through the VAE when there is one), the classifier runs on it with hooks
   on every BatchNorm layer, and
   ``L_BN = sum_l ||mu_l(x) - mu_l||_2 + ||sigma^2_l(x) - sigma^2_l||_2``
-  (batch statistics of each BN layer's input vs. its running statistics). Its gradient w.r.t. the
-  latent moves the sample: implemented as a guidance function
-  (:func:`modelmine.diffusion.guidance.bn_statistics_guidance`), which the sampler applies in the
-  classifier-guidance form ``eps <- eps + sqrt(1 - a_t) * dag_scale * grad`` (the same DDIM update
-  as moving ``x_t`` by ``-dag_scale (1 - a_t)/sqrt(a_t) * grad`` along the clean-estimate
-  direction), after CFG rather than before it.
+  (batch statistics of each BN layer's input vs. its running statistics; the block
+  :mod:`modelmine.bn_statistics` that DeepInversion uses too). Its gradient w.r.t. the latent
+  moves the sample: :func:`dag_guidance` builds a sampler guide
+  (:class:`modelmine.diffusion.guidance.LossGradient`) that applies it in the classifier-guidance
+  form ``eps <- eps + sqrt(1 - a_t) * dag_scale * grad`` (the same DDIM update as moving ``x_t`` by
+  ``-dag_scale (1 - a_t)/sqrt(a_t) * grad`` along the clean-estimate direction), after CFG rather
+  than before it. ``dag_form="x_t"`` uses the paper's form instead
+  (:class:`~modelmine.diffusion.guidance.CorrectXt`): ``x_t <- x_t - dag_scale * grad_{x_t}
+  L_BN(decode(x_t))`` before the noise prediction, the DDIM update proceeding from the corrected
+  state; its step size is not tuned here.
 - **Class Alignment Token (CAT)**: one new token ``S_c`` per class, prompts ``"a S_c <class>"``
   (the paper's "A {S_c} {class name}"); only the token embeddings are trained, with the
   classifier's cross-entropy on generated images and the gradient through the last denoising step
-  (``sample(..., grad_last_step=True)``), Adam (paper: lr 5e-3; see below). The images the
+  (``sample(..., grad_steps=1)``), Adam (paper: lr 5e-3; see below). The images the
   cross-entropy is taken on are sampled *with DAG* (``cat_with_dag``, default on): the paper
   forwards the image decoded from the DAG-guided latent to the classifier (its Fig. 2), and the
   official code applies the BN-gradient step inside the token-training loop. A class stops
@@ -87,8 +91,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn as nn
@@ -98,6 +104,9 @@ from ..classifiers import TeacherConfig
 from ..distill import StudentConfig
 from ..distributed import Shard
 from ..errors import UserError
+
+if TYPE_CHECKING:
+    from ..diffusion.guidance import Guide
 
 VARIANTS = ("ddis", "plain", "dag_only", "cat_only")  # (dag, cat) = (1,1), (0,0), (1,0), (0,1)
 PREFIX = {"ddis": "", "plain": "plain_", "dag_only": "dag_only_", "cat_only": "cat_only_"}
@@ -119,6 +128,10 @@ class DdisConfig:
     cfg: float | None = None  # None: the generator's stored default
     plain_prompt: str | None = None  # {c} = class name; None: the generator's default prompt
     dag_scale: float = 2.0
+    # "eps": DAG's gradient added to the noise prediction (classifier-guidance form, the default the
+    # numbers below were measured with); "x_t": the paper's correction of x_t before the prediction
+    # with step size dag_scale (not tuned here)
+    dag_form: Literal["eps", "x_t"] = "eps"
     cat_lr: float = 5e-2
     cat_iters: int = 40
     cat_per_class: int = 8
@@ -170,21 +183,36 @@ def plain_prompts(targets: torch.Tensor, class_names: list[str], template: str) 
     return [template.format(c=class_names[c]) for c in targets.tolist()]
 
 
-def dag_guidance(classifier: nn.Module, scale: float):
-    """DAG as a guidance function; a classifier without BatchNorm is a one-line error."""
-    from ..classifiers import has_batchnorm
-    from ..diffusion.guidance import bn_statistics_guidance
+DAG_INSTEAD = "run with --set dag=false (CAT only) or use `modelmine cake`"
 
-    if not has_batchnorm(classifier):
-        raise UserError(
-            "DAG needs a teacher with BatchNorm layers (it matches their running statistics) and this "
-            "one has none; run with --set dag=false (CAT only) or use `modelmine cake`"
-        )
-    return bn_statistics_guidance(classifier, scale)
+
+def dag_guidance(classifier: nn.Module, scale: float, form: Literal["eps", "x_t"] = "eps") -> Guide:
+    """DAG as a sampler guide: the BatchNorm-statistics loss of ``classifier`` (eval mode) on the
+    decoded images, as a gradient added to the prediction (``form="eps"``, our default) or as the
+    paper's correction of ``x_t`` before it (``"x_t"``). No BatchNorm: a one-line error."""
+    from ..bn_statistics import BNStatistics
+    from ..diffusion.guidance import CorrectXt, LossGradient
+
+    classifier.eval()
+    stats = BNStatistics(classifier, "DAG", DAG_INSTEAD, deferred=True)  # keeps DAG's rounding
+
+    def bn_loss(images: torch.Tensor, t: int) -> torch.Tensor:  # images (B, C, H, W) in [0, 1]
+        with stats:
+            classifier(images)
+        return stats.loss()
+
+    if form == "x_t":
+        return CorrectXt(bn_loss, scale)
+    return LossGradient(bn_loss, scale)
 
 
 def train_class_tokens(
-    gen, classifier: nn.Module, class_names: list[str], cfg: DdisConfig, log=None, guidance=()
+    gen,
+    classifier: nn.Module,
+    class_names: list[str],
+    cfg: DdisConfig,
+    log=None,
+    guidance: Sequence[Guide] = (),
 ) -> dict:
     """Learn one CAT embedding per class (new tokens added to ``gen``); returns a training summary.
 
@@ -284,7 +312,7 @@ def task_train_cat(cfg: DdisConfig, out: str, folder: str = "cat", with_dag: boo
     if path.exists():
         return json.loads(info_path.read_text())
     gen, teacher, info = _load(cfg, Path(out))
-    guidance = [dag_guidance(teacher, cfg.dag_scale)] if with_dag else []
+    guidance = [dag_guidance(teacher, cfg.dag_scale, cfg.dag_form)] if with_dag else []
     t0 = time.time()
     summary = train_class_tokens(gen, teacher, list(info.class_names), cfg, guidance=guidance)
     summary["cat_seconds"] = time.time() - t0
@@ -306,7 +334,7 @@ def task_generate(cfg: DdisConfig, out: str, variant: str, shard: Shard | None =
     run_ = Run(out)
     gen, teacher, info = _load(cfg, run_.dir)
     use_dag, use_cat = USES[variant]
-    guidance = [dag_guidance(teacher, cfg.dag_scale)] if use_dag else []
+    guidance = [dag_guidance(teacher, cfg.dag_scale, cfg.dag_form)] if use_dag else []
     if use_cat:
         load_learned_embeds(gen, run_.dir / token_set(cfg, variant)[0])
     names = list(info.class_names)
@@ -318,11 +346,7 @@ def task_generate(cfg: DdisConfig, out: str, variant: str, shard: Shard | None =
         targets = targets_all[i * bs : (i + 1) * bs]
         prompts = cat_prompts(targets, names) if use_cat else plain_prompts(targets, names, template)
         seed = cfg.seed * 100_003 + i
-        if use_dag:
-            images = sample(gen, prompts, steps=cfg.sample_steps, cfg=cfg.cfg, guidance=guidance, seed=seed)
-        else:
-            with torch.inference_mode():
-                images = sample(gen, prompts, steps=cfg.sample_steps, cfg=cfg.cfg, seed=seed)
+        images = sample(gen, prompts, steps=cfg.sample_steps, cfg=cfg.cfg, guidance=guidance, seed=seed)
         with torch.no_grad():
             images = teacher[0](images.detach().float()).clamp(0, 1)
             images = (images * 255).round() / 255  # what the PNGs hold
