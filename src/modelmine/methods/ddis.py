@@ -424,65 +424,40 @@ def load_generated(run_dir: Path, variant: str, cfg: DdisConfig) -> dict[str, to
 # ------------------------------------------------------------------------------------------------
 # the command
 # ------------------------------------------------------------------------------------------------
-def run(cfg: DdisConfig, out: Path) -> dict:
-    """`modelmine ddis`: CAT training, generation (DDIS + ablations), students, quality metrics."""
-    from ..classifiers import (
-        has_batchnorm,
-        load_classifier,
-        load_test_set,
-        obtain_teacher,
-        predict_logits,
-        resolve_device,
-    )
-    from ..data import ImageSet, save_image_folder
-    from ..distributed import processes
-    from ..metrics import classifier_features, frechet_distance, precision_recall
-    from ..report import save_grid
-    from ..runs import Run, run_tasks
+def synthesize_variants(cfg: DdisConfig, out: str, variants: list[str], main_variant: str, procs) -> dict:
+    """Phase 1: the CAT tokens, with the variants that do not need them; phase 2: the CAT variants.
 
-    t_start = time.time()
-    torch.set_num_threads(max(1, cfg.threads))
-    for name in ("num_images", "batch_size", "sample_steps", "cat_per_class", "cat_steps"):
-        if getattr(cfg, name) < 1:
-            raise UserError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
-    run_ = Run(out, cfg)
-    device = resolve_device(cfg.device)
-    with procs.main_first():  # the default teacher is trained once; the other processes load it
-        teacher, info = obtain_teacher(cfg.teacher, run_.dir, None, device)
-    if cfg.dag and not has_batchnorm(teacher):
-        dag_guidance(teacher, cfg.dag_scale)  # raises the one-line error
-    test = load_test_set(cfg.test_data, info, user_teacher=cfg.teacher.path is not None)
-    allowed = [v for v in VARIANTS if (cfg.dag or not USES[v][0]) and (cfg.cat or not USES[v][1])]
-    main_variant = next(v for v in VARIANTS if USES[v] == (cfg.dag, cfg.cat))
-    variants = allowed if cfg.ablations else [main_variant]
-    o = str(run_.dir)
+    Launched as several processes, the main one trains the tokens and the feature classifier and
+    every process generates its share of each variant's batches. Returns the main variant's token
+    training summary (``{}`` without CAT, or in other processes).
+    """
+    from ..runs import run_tasks
 
-    # phase 1: CAT tokens with the variants that do not need them; phase 2: the CAT variants.
-    # Launched as several processes, the main one trains the tokens and the feature classifier and
-    # every process generates its share of each variant's batches.
-    t0 = time.time()
     token_sets = sorted({token_set(cfg, v) for v in variants if USES[v][1]}) if procs.is_main else []
-    first = [(task_train_cat, (cfg, o, *ts)) for ts in token_sets] + [
-        (task_generate, (cfg, o, v, procs.shard)) for v in variants if not USES[v][1]
+    first = [(task_train_cat, (cfg, out, *ts)) for ts in token_sets] + [
+        (task_generate, (cfg, out, v, procs.shard)) for v in variants if not USES[v][1]
     ]
     if procs.is_main:
-        first.append((task_feature_classifier, (cfg, o)))
+        first.append((task_feature_classifier, (cfg, out)))
     results = run_tasks(first, cfg.workers, cfg.threads)
     main_tokens = token_set(cfg, main_variant) if USES[main_variant][1] else None
     cat_info = results[token_sets.index(main_tokens)] if main_tokens in token_sets else {}
     procs.barrier()
-    second = [(task_generate, (cfg, o, v, procs.shard)) for v in variants if USES[v][1]]
+    second = [(task_generate, (cfg, out, v, procs.shard)) for v in variants if USES[v][1]]
     run_tasks(second, cfg.workers, cfg.threads)
     procs.barrier()
-    if not procs.is_main:  # the main process trains the students and computes the metrics
-        return {}
-    synthesis_seconds = time.time() - t0
-    t0 = time.time()
-    run_tasks([(task_student, (cfg, o, v)) for v in variants], cfg.workers, cfg.threads)
-    student_seconds = time.time() - t0
+    return cat_info
 
-    # metrics ------------------------------------------------------------------------------------
+
+def variant_metrics(
+    cfg: DdisConfig, run_, info, test, variants: list[str], main_variant: str, device
+) -> dict:
+    """Per variant: FID, precision/recall on the feature classifier, the teacher's agreement with
+    the prompted class, the student's test accuracy; writes ``grid_<variant>.png``."""
+    from ..classifiers import load_classifier, predict_logits
+    from ..metrics import classifier_features, frechet_distance, precision_recall
+    from ..report import save_grid
+
     features_model, _ = load_classifier(run_.dir / "feature_classifier.safetensors")
     extract = classifier_features(features_model, device=device)
     real = extract(reference_images(cfg, info.image_size, info.in_channels, list(info.class_names)).images)
@@ -505,16 +480,54 @@ def run(cfg: DdisConfig, out: Path) -> dict:
         k = min(info.num_classes, 10)
         picks = torch.cat([torch.nonzero(b["targets"] == c).squeeze(1)[:8] for c in range(k)])
         save_grid(run_.path(f"grid_{v}.png"), b["images"][picks.view(k, -1).T.flatten()], nrow=k)
+    return metrics
 
-    def write_synthetic() -> dict:
-        b = load_generated(run_.dir, main_variant, cfg)
-        labels = b["probs"].argmax(1)
-        save_image_folder(
-            run_.dir / "synthetic", ImageSet(b["images"], labels, list(info.class_names)), b["probs"]
-        )
+
+def write_synthetic(run_dir: Path, cfg: DdisConfig, variant: str, class_names: list[str]) -> dict:
+    """``synthetic/``: ``variant``'s images as an ImageFolder labelled by the teacher, with soft labels."""
+    from ..data import ImageSet, save_image_folder
+
+    b = load_generated(run_dir, variant, cfg)
+    save_image_folder(
+        run_dir / "synthetic", ImageSet(b["images"], b["probs"].argmax(1), class_names), b["probs"]
+    )
+    return {}
+
+
+def run(cfg: DdisConfig, out: Path) -> dict:
+    """`modelmine ddis`: CAT training, generation (DDIS + ablations), students, quality metrics."""
+    from ..bn_statistics import require_batchnorm
+    from ..classifiers import load_test_set, obtain_teacher, predict_logits, resolve_device
+    from ..distributed import processes
+    from ..runs import Run, run_tasks
+
+    t_start = time.time()
+    torch.set_num_threads(max(1, cfg.threads))
+    for name in ("num_images", "batch_size", "sample_steps", "cat_per_class", "cat_steps"):
+        if getattr(cfg, name) < 1:
+            raise UserError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
+    run_ = Run(out, cfg)
+    device = resolve_device(cfg.device)
+    with procs.main_first():  # the default teacher is trained once; the other processes load it
+        teacher, info = obtain_teacher(cfg.teacher, run_.dir, None, device)
+    if cfg.dag:
+        require_batchnorm(teacher, "DAG", DAG_INSTEAD)  # before any work: the one-line error
+    test = load_test_set(cfg.test_data, info, user_teacher=cfg.teacher.path is not None)
+    allowed = [v for v in VARIANTS if (cfg.dag or not USES[v][0]) and (cfg.cat or not USES[v][1])]
+    main_variant = next(v for v in VARIANTS if USES[v] == (cfg.dag, cfg.cat))
+    variants = allowed if cfg.ablations else [main_variant]
+
+    t0 = time.time()
+    cat_info = synthesize_variants(cfg, str(run_.dir), variants, main_variant, procs)
+    if not procs.is_main:  # the main process trains the students and computes the metrics
         return {}
-
-    run_.stage("synthetic", write_synthetic)
+    synthesis_seconds = time.time() - t0
+    t0 = time.time()
+    run_tasks([(task_student, (cfg, str(run_.dir), v)) for v in variants], cfg.workers, cfg.threads)
+    student_seconds = time.time() - t0
+    metrics = variant_metrics(cfg, run_, info, test, variants, main_variant, device)
+    run_.stage("synthetic", lambda: write_synthetic(run_.dir, cfg, main_variant, list(info.class_names)))
     t_pred = predict_logits(teacher, test.images, device=device).argmax(1)
     return run_.log_metrics(
         **metrics, teacher_acc=(t_pred == test.labels).float().mean().item(), num_images=cfg.num_images,
