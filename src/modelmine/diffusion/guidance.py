@@ -9,9 +9,10 @@ The DDIM loop runs one **eps function** (:data:`EpsFn`), ``eps_fn(x_t, t) -> Pre
   the state ``x_t`` it was made at. That is the input state, unless a guide corrected the state
   before predicting (:class:`CorrectXt`); the DDIM update then proceeds from the corrected state.
 
-An eps function never decides whether autograd records: the loop calls it under ``no_grad``, or
-with gradients on through the last ``grad_steps`` steps. Guides that need a gradient of a loss
-w.r.t. the state switch it on for that computation only and return a detached gradient step.
+Grad mode is the loop's: it calls the eps function under ``no_grad``, or with gradients on through
+the last ``grad_steps`` steps, and the function's result carries a graph exactly then. Guides that
+need a loss gradient w.r.t. the state switch gradients on for that computation only and apply it
+as a constant; model guidance's extra UNet call never records one.
 
 :func:`cfg_eps_fn` builds the base eps function from a generator's UNet and its text states
 (:class:`Conditioning`, classifier-free guidance included). A **guide** (:class:`Guide`) builds a
@@ -23,7 +24,7 @@ front end applies a list of them in order (each wraps the previous one). Provide
   from the wrapped function, ``eps_pre`` from the same UNet with its LoRA switched off
   (:func:`lora_disabled`) or from a separate pretrained generator;
 - :class:`CorrectXt`: a correction of the state *before* the prediction,
-  ``x_t <- x_t - eta * grad_{x_t} L(decode(x_t))`` (the paper form of DDIS's Domain Alignment
+  ``x_t <- x_t - step_size * grad_{x_t} L(decode(x_t))`` (the paper form of DDIS's Domain Alignment
   Guidance); the wrapped function predicts at the corrected state;
 - :class:`LossGradient`: a loss gradient added *after* the prediction, the classifier-guidance form
   (Dhariwal & Nichol, 2021) ``eps <- eps + sqrt(1 - a_t) * scale * grad_{x_t} L(decode(x0_hat))``,
