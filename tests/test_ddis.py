@@ -28,9 +28,24 @@ def test_targets_and_prompts():
 
 
 def test_dag_refuses_a_teacher_without_batchnorm():
-    with pytest.raises(UserError, match="BatchNorm"):
+    with pytest.raises(UserError, match="BatchNorm") as e:
         dag_guidance(build_classifier("mlp", 10, 1, 8), 1.0)
+    assert "dag=false" in str(e.value) and "\n" not in str(e.value)
     assert dag_guidance(build_classifier("cnn_small", 10, 1, 8), 1.0) is not None
+
+
+def test_dag_forms_guide_the_samples():
+    from modelmine.diffusion.guidance import CorrectXt, LossGradient
+    from modelmine.diffusion.sampler import sample
+
+    clf = build_classifier("cnn_small", 3, 1, 8).eval().requires_grad_(False)
+    gen = _tiny_gen()
+    assert isinstance(dag_guidance(clf, 1.0), LossGradient)  # the default form: after the prediction
+    assert isinstance(dag_guidance(clf, 1.0, "x_t"), CorrectXt)  # the paper's: x_t before it
+    plain = sample(gen, ["a one"] * 4, steps=2, seed=0)
+    for form in ("eps", "x_t"):
+        guided = sample(gen, ["a one"] * 4, steps=2, seed=0, guidance=[dag_guidance(clf, 50.0, form)])
+        assert guided.shape == plain.shape and not torch.allclose(guided, plain)
 
 
 def _tiny_gen():

@@ -7,13 +7,12 @@ import torch
 import torch.nn as nn
 
 from _tiny import TINY_DATA_FREE_ARGS
+from modelmine.bn_statistics import BNStatistics, bn_statistics_loss
 from modelmine.classifiers import ClassifierInfo, build_classifier, save_classifier
 from modelmine.cli import main
 from modelmine.errors import UserError
 from modelmine.methods.deepinversion import (
-    BNStatistics,
     DeepInversionConfig,
-    bn_statistics_loss,
     l2_prior,
     synthesize_batch,
     tv_l2,
@@ -32,13 +31,46 @@ def test_bn_loss_zero_when_statistics_match_and_first_layer_weighted():
 
 def test_bn_hooks_see_every_layer():
     teacher = build_classifier("resnet", 10, 1, 8).eval()
-    hooks = BNStatistics(teacher)
-    teacher(torch.rand(5, 1, 8, 8))
-    stats = hooks.pop()
-    hooks.close()
+    with BNStatistics(teacher, "DeepInversion") as hooks:
+        teacher(torch.rand(5, 1, 8, 8))
+        stats = hooks.pop()
     n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in teacher.modules())
     assert len(stats) == n_bn
     assert all(m.shape == r.shape for m, _, r, _ in stats)
+    teacher(torch.rand(5, 1, 8, 8))  # outside the block the hooks are gone
+    assert hooks.pop() == []
+
+
+@pytest.mark.parametrize("deferred", [False, True])
+def test_bn_statistics_loss_equals_the_equation_on_a_model(deferred):
+    """The hooks see each BatchNorm layer's input: the loss equals the equation written out by hand,
+    and its gradient is the same whether the statistics are computed in the hooks or after."""
+    teacher = build_classifier("cnn_small", 10, 1, 8).eval()
+    with torch.no_grad():
+        for m in teacher.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 1.5)
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    inputs = []
+    handles = [
+        m.register_forward_hook(lambda m, i, o: inputs.append((i[0], m)))
+        for m in teacher.modules()
+        if isinstance(m, nn.BatchNorm2d)
+    ]
+    with BNStatistics(teacher, "DAG", deferred=deferred) as bn:
+        teacher(x)
+        loss = bn.loss(first_bn_multiplier=3.0)
+    for h in handles:
+        h.remove()
+    (grad,) = torch.autograd.grad(loss, x, retain_graph=True)  # the hand-written loss shares the graph
+    expected = 0.0
+    for i, (h, m) in enumerate(inputs):
+        mu, var = h.mean((0, 2, 3)), h.var((0, 2, 3), unbiased=False)
+        d = (mu - m.running_mean).norm() + (var - m.running_var).norm()
+        expected = expected + (3.0 if i == 0 else 1.0) * d
+    assert len(inputs) >= 2 and loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert torch.allclose(grad, torch.autograd.grad(expected, x)[0], atol=1e-6)
 
 
 def test_priors():

@@ -1,10 +1,16 @@
-"""DDIM sampler: determinism, reference equality with diffusers' DDIMScheduler, guidance, gradients."""
+"""DDIM sampler: determinism, reference equality with diffusers' DDIMScheduler, guides, gradients."""
 
 import torch
 
 from _tiny import tiny
-from modelmine.diffusion.guidance import LossGuidance, ReplaceEps
-from modelmine.diffusion.sampler import ddim_timesteps, sample
+from modelmine.diffusion.guidance import (
+    CorrectXt,
+    LossGradient,
+    Prediction,
+    cfg_eps_fn,
+    encode_conditioning,
+)
+from modelmine.diffusion.sampler import ddim_loop, ddim_schedule, ddim_timesteps, sample
 
 PROMPTS = ["a photo of digit three", "seven: thin upright"]
 
@@ -42,26 +48,30 @@ def test_gradient_guidance_moves_output_in_expected_direction():
     base = sample(gen, PROMPTS, steps=5, cfg=2.0, seed=0)
     # loss = brightness of the predicted image: descending it must make images darker, and back
     darker = sample(
-        gen, PROMPTS, steps=5, cfg=2.0, seed=0, guidance=[LossGuidance(lambda im, t: im.sum(), 0.5)]
+        gen, PROMPTS, steps=5, cfg=2.0, seed=0, guidance=[LossGradient(lambda im, t: im.sum(), 0.5)]
     )
     brighter = sample(
-        gen, PROMPTS, steps=5, cfg=2.0, seed=0, guidance=[LossGuidance(lambda im, t: -im.sum(), 0.5)]
+        gen, PROMPTS, steps=5, cfg=2.0, seed=0, guidance=[LossGradient(lambda im, t: -im.sum(), 0.5)]
     )
     assert darker.mean() < base.mean() - 0.02
     assert brighter.mean() > base.mean() + 0.02
+    # through the UNet: the same direction
+    through = LossGradient(lambda im, t: im.sum(), 0.5, through_unet=True)
+    assert sample(gen, PROMPTS, steps=5, cfg=2.0, seed=0, guidance=[through]).mean() < base.mean() - 0.02
 
 
-def test_replace_eps_guidance_and_callback():
+def test_loop_with_a_replaced_eps_and_callback():
     from diffusers import DDIMScheduler
 
     gen = tiny(seed=2)
     gen.scheduler = DDIMScheduler.from_config(gen.scheduler.config, clip_sample=False)
     seen = []
     calls = lambda i, t, x, x0: seen.append((i, t, x.shape, x0.shape))  # noqa: E731
-    zero = sample(gen, PROMPTS, steps=3, seed=0, guidance=[lambda x, t, x0, eps: ReplaceEps(torch.zeros_like(eps))],
-                  callback=calls, output="latents")  # fmt: skip
-    # with eps = 0 every DDIM step only rescales x by sqrt(a_prev / a_t)
     x = torch.randn((2, *gen.latent_shape), generator=torch.Generator().manual_seed(0))
+    zero = ddim_loop(
+        lambda x_t, t: Prediction(x_t, torch.zeros_like(x_t)), x, ddim_schedule(gen, 3), callback=calls
+    )
+    # with eps = 0 every DDIM step only rescales x by sqrt(a_prev / a_t)
     ac = gen.scheduler.alphas_cumprod.double()
     ts, step = ddim_timesteps(gen, 3)
     for t in ts:
@@ -71,18 +81,56 @@ def test_replace_eps_guidance_and_callback():
     assert [s[0] for s in seen] == [0, 1, 2] and seen[0][1] == ts[0]
 
 
-def test_grad_last_step_reaches_prompt_embeds():
+def _decoded_sum_grad(gen, x):
+    """grad_x of sum(decode(x)), the correction's loss in the tests below."""
+    x = x.detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(gen.decode(x).sum(), x)
+    return g
+
+
+def test_x_t_correction_moves_the_state_the_unet_sees_and_can_skip_the_last_step():
+    gen = tiny(seed=2)
+    c = encode_conditioning(gen, PROMPTS, cfg=2.0)
+    ts, _ = ddim_timesteps(gen, 3)
+    outer, inner = [], []  # the loop's state, and the state the UNet predicts at
+
+    def unet(x_t, t):
+        inner.append(x_t.detach().clone())
+        return cfg_eps_fn(gen, c)(x_t, t)
+
+    def recorded(x_t, t):
+        outer.append(x_t.detach().clone())
+        return corrected(x_t, t)
+
+    loss = lambda im, t: im.sum()  # noqa: E731
+    corrected = CorrectXt(loss, 0.1, t_min=ts[-1] + 1)(unet, gen, c)  # no correction on the last step
+    seen = []
+    x = torch.randn((2, *gen.latent_shape), generator=torch.Generator().manual_seed(0))
+    ddim_loop(recorded, x, ddim_schedule(gen, 3), callback=lambda i, t, x_t, x0: seen.append(x_t))
+    for k in range(2):
+        assert not torch.equal(inner[k], outer[k])
+        assert torch.allclose(inner[k], outer[k] - 0.1 * _decoded_sum_grad(gen, outer[k]), atol=1e-6)
+        assert torch.equal(seen[k], inner[k])  # the DDIM update proceeds from the corrected state
+    assert torch.equal(inner[2], outer[2]) and torch.equal(seen[2], outer[2])
+    # one step: the same as an unguided step from the corrected start
+    one = ddim_schedule(gen, 1)
+    guided = ddim_loop(CorrectXt(loss, 0.1)(cfg_eps_fn(gen, c), gen, c), x, one)
+    start = x - 0.1 * _decoded_sum_grad(gen, x)
+    assert torch.allclose(guided, ddim_loop(cfg_eps_fn(gen, c), start, one), atol=1e-6)
+
+
+def test_grad_steps_1_reaches_prompt_embeds():
     gen = tiny(seed=3)
     gen.requires_grad_(False)
     with torch.no_grad():
         emb = gen.encode_prompt(PROMPTS)
     emb = emb.clone().requires_grad_(True)
-    images = sample(gen, None, prompt_embeds=emb, steps=3, cfg=2.0, seed=0, grad_last_step=True)
+    images = sample(gen, emb, steps=3, cfg=2.0, seed=0, grad_steps=1)
     assert images.requires_grad
     images.mean().backward()
     assert emb.grad is not None and emb.grad.abs().sum() > 0
-    # without grad_last_step nothing is kept
-    assert not sample(gen, None, prompt_embeds=emb.detach(), steps=2, seed=0).requires_grad
+    # without grad_steps nothing is kept
+    assert not sample(gen, emb.detach(), steps=2, seed=0).requires_grad
 
 
 def test_grad_steps_keeps_the_graph_through_several_steps():
@@ -91,18 +139,17 @@ def test_grad_steps_keeps_the_graph_through_several_steps():
     with torch.no_grad():
         emb = gen.encode_prompt(PROMPTS)
     direction = torch.randn(emb.shape, generator=torch.Generator().manual_seed(0))
-    guide = [LossGuidance(lambda im, t: im.sum(), 0.1)]  # the graph survives guidance too
+    guide = [LossGradient(lambda im, t: im.sum(), 0.1)]  # the graph survives guidance too
 
     def grad_along(**kw) -> float:
         e = emb.clone().requires_grad_(True)
-        sample(gen, None, prompt_embeds=e, steps=3, cfg=2.0, seed=0, guidance=guide, **kw).sum().backward()
+        sample(gen, e, steps=3, cfg=2.0, seed=0, guidance=guide, **kw).sum().backward()
         return float((e.grad * direction).sum())
 
-    full, last = grad_along(grad_steps=3), grad_along(grad_last_step=True)
+    full, last = grad_along(grad_steps=3), grad_along(grad_steps=1)
     h = 1e-3
-    with torch.no_grad():
-        up = sample(gen, None, prompt_embeds=emb + h * direction, steps=3, cfg=2.0, seed=0, guidance=guide)
-        down = sample(gen, None, prompt_embeds=emb - h * direction, steps=3, cfg=2.0, seed=0, guidance=guide)
+    up = sample(gen, emb + h * direction, steps=3, cfg=2.0, seed=0, guidance=guide)
+    down = sample(gen, emb - h * direction, steps=3, cfg=2.0, seed=0, guidance=guide)
     numeric = float((up.sum() - down.sum()) / (2 * h))
     assert abs(full - numeric) < 0.1 * abs(numeric)
     assert abs(last - full) > 0.5 * abs(full)  # the last step alone sees a small part of it

@@ -20,8 +20,14 @@ from modelmine.audit.extraction import (
 from modelmine.cli import main
 from modelmine.diffusion.finetune import add_lora, save_lora
 from modelmine.diffusion.generator import Generator
-from modelmine.diffusion.guidance import ModelGuidance, lora_disabled, model_guidance_eps
-from modelmine.diffusion.sampler import SampleContext, sample
+from modelmine.diffusion.guidance import (
+    Conditioning,
+    ModelGuidance,
+    Prediction,
+    lora_disabled,
+    model_guidance_eps,
+)
+from modelmine.diffusion.sampler import sample
 from modelmine.errors import UserError
 from modelmine.methods.finextract import checkpoint_kind, start_noise
 
@@ -110,9 +116,10 @@ def _guided_eps(ft, base, w, lam):
         pre = ft if base is None else base
         with lora_disabled(ft.unet) if base is None else torch.no_grad():
             eps_pre = pre.unet(x, tt, pre.encode_prompt([""] * 2)).sample
-        mg = ModelGuidance(w, lam, base=base, pre_prompt="")
-        mg.bind(SampleContext(ft, cond, None, 1.0, [t]))
-        out = mg(x, t, x, eps_ft).eps
+        guided = ModelGuidance(w, lam, base=base, pre_prompt="")(
+            lambda x_t, t: Prediction(x_t, eps_ft), ft, Conditioning(cond)
+        )
+        out = guided(x, t).eps
     manual = eps_pre + w * (eps_ft - eps_pre) + lam * eps_pre
     assert not torch.allclose(eps_ft, eps_pre, atol=1e-3)  # the two models really differ
     return out, manual

@@ -37,7 +37,7 @@ class Command:
 
 # data-free methods: --data is the private data the default teacher trains on (never seen by the method)
 TEACHER_FLAGS = {
-    "teacher": "teacher.path", "preset": "teacher.preset", "test-data": "test_data",
+    "teacher": "teacher.path", "preset": "teacher.preset", "data": "data", "test-data": "test_data",
 }  # fmt: skip
 
 COMMANDS: dict[str, Command] = {
@@ -49,7 +49,7 @@ COMMANDS: dict[str, Command] = {
     "cake": Command(
         cake.CakeConfig, cake.run,
         "CAKE: model-agnostic data-free distillation (any differentiable teacher) and student accuracy",
-        {**TEACHER_FLAGS, "data": "data"}, sharded=True,
+        TEACHER_FLAGS, sharded=True,
     ),
     "deepinversion": Command(
         deepinversion.DeepInversionConfig, deepinversion.run,

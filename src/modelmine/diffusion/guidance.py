@@ -1,190 +1,220 @@
-"""Guidance functions for :func:`modelmine.diffusion.sampler.sample`.
+"""Noise-prediction functions for :func:`modelmine.diffusion.sampler.ddim_loop`, and guides that wrap them.
 
 Protocol
 --------
-A guidance function is any callable ``fn(x_t, t, x0_hat, eps)`` called once per DDIM step, after
-classifier-free guidance, with
+The DDIM loop runs one **eps function** (:data:`EpsFn`), ``eps_fn(x_t, t) -> Prediction``, per step:
 
-- ``x_t``   ``(B, c, h, w)``: the current diffusion state, a leaf tensor with ``requires_grad=True``;
-- ``t``     ``int``: the training timestep (0..T-1);
-- ``x0_hat`` ``(B, c, h, w)``: the predicted clean state ``(x_t - sqrt(1-a_t) eps) / sqrt(a_t)``,
-  differentiable w.r.t. ``x_t`` (``eps`` treated as a constant, the cheap "x0 guidance"; set the
-  attribute ``fn.through_unet = True`` to get the gradient through the UNet as well, ~3x cost);
-  decode it with ``ctx.gen.decode(x0_hat)`` for image-space losses (pixels or VAE latents);
-- ``eps``   ``(B, c, h, w)``: the current noise prediction (after earlier guidance functions).
+- ``x_t`` ``(B, c, h, w)``: the loop's diffusion state; ``t`` ``int``: the training timestep (0..T-1);
+- it returns a :class:`Prediction` ``(x_t, eps)``: the noise prediction ``eps`` ``(B, c, h, w)`` and
+  the state ``x_t`` it was made at. That is the input state, unless a guide corrected the state
+  before predicting (:class:`CorrectXt`); the DDIM update then proceeds from the corrected state.
 
-It runs under ``torch.enable_grad()`` and returns one of
+Grad mode is the loop's: it calls the eps function under ``no_grad``, or with gradients on through
+the last ``grad_steps`` steps, and the function's result carries a graph exactly then. Guides that
+need a loss gradient w.r.t. the state switch gradients on for that computation only and apply it
+as a constant; model guidance's extra UNet call never records one.
 
-- ``None``: no change (e.g. the function only guides some steps);
-- a tensor ``(B, c, h, w)``, or ``Gradient(grad)``: the gradient ``dL/dx_t`` of a loss ``L`` to
-  *decrease*, scale included. The sampler applies it as classifier guidance
-  (Dhariwal & Nichol, 2021): ``eps <- eps + sqrt(1 - a_t) * grad``, i.e. the score moves along -dL;
-- ``ReplaceEps(eps_new)``: the noise prediction to use instead (e.g. model guidance).
+:func:`cfg_eps_fn` builds the base eps function from a generator's UNet and its text states
+(:class:`Conditioning`, classifier-free guidance included). A **guide** (:class:`Guide`) builds a
+guided eps function around another one, ``guide(eps_fn, gen, c) -> eps_fn``, and the sampler's
+front end applies a list of them in order (each wraps the previous one). Provided:
 
-Functions are applied in list order, each seeing the ``eps``/``x0_hat`` left by the previous one.
-If a function has a ``bind(ctx)`` method it is called once before sampling with a
-:class:`~modelmine.diffusion.sampler.SampleContext` (generator, text states ``cond``/``uncond``,
-``cfg``, timesteps, and ``ctx.predict_eps(x_t, t)`` for extra UNet calls).
-
-Provided here
--------------
-- :class:`LossGuidance`: any differentiable image loss -> gradient (the building block).
-- :func:`classifier_guidance`: cross-entropy of a classifier on the decoded ``x0_hat``.
-- :func:`bn_statistics_guidance`: DDIS's Domain Alignment Guidance (Li et al., 2024), the
-  DeepInversion BatchNorm-statistics loss of a classifier on the decoded ``x0_hat``.
 - :class:`ModelGuidance`: FineXtract (Wu et al., 2024) model guidance,
-  ``eps = eps_pre + w (eps_ft - eps_pre) + lambda eps_pre`` (:func:`model_guidance_eps`), with ONE
-  UNet whose LoRA adapter is switched off for ``eps_pre`` (:func:`lora_disabled`), or with a
-  separate pretrained generator (full fine-tuning).
+  ``eps = eps_pre + w (eps_ft - eps_pre) + lambda eps_pre`` (:func:`model_guidance_eps`), ``eps_ft``
+  from the wrapped function, ``eps_pre`` from the same UNet with its LoRA switched off
+  (:func:`lora_disabled`) or from a separate pretrained generator;
+- :class:`CorrectXt`: a correction of the state *before* the prediction,
+  ``x_t <- x_t - step_size * grad_{x_t} L(decode(x_t))`` (the paper form of DDIS's Domain Alignment
+  Guidance); the wrapped function predicts at the corrected state;
+- :class:`LossGradient`: a loss gradient added *after* the prediction, the classifier-guidance form
+  (Dhariwal & Nichol, 2021) ``eps <- eps + sqrt(1 - a_t) * scale * grad_{x_t} L(decode(x0_hat))``,
+  with ``x0_hat = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t)`` and ``eps`` held constant (the cheap
+  "x0 guidance") or, with ``through_unet``, differentiated through the UNet as well (~3x cost).
 
-The method-specific guidance (DAG schedules, FineXtract's clustering) lives in the methods; these
-are the shared mechanics.
+Losses ``loss_fn(images, t) -> scalar`` take images ``(B, C, H, W)`` in [0, 1] (``gen.decode``,
+through the VAE for latent models). The method-specific pieces (DAG's BatchNorm loss, FineXtract's
+clustering) live in the methods; this module imports nothing from the sampler.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from ..errors import UserError
+from .generator import Generator
+
+LossFn = Callable[[torch.Tensor, int], torch.Tensor]  # images (B, C, H, W) in [0, 1], t -> scalar
 
 
-class GuidanceFn(Protocol):
-    def __call__(
-        self, x_t: torch.Tensor, t: int, x0_hat: torch.Tensor, eps: torch.Tensor
-    ) -> torch.Tensor | Gradient | ReplaceEps | None: ...
+class Prediction(NamedTuple):
+    """What an eps function returns: ``eps`` ``(B, c, h, w)`` predicted at state ``x_t`` ``(B, c, h, w)``."""
 
-
-@dataclass
-class Gradient:
-    """``dL/dx_t`` ``(B, c, h, w)`` of a loss to decrease (scale already applied)."""
-
-    grad: torch.Tensor
-
-
-@dataclass
-class ReplaceEps:
-    """A replacement noise prediction ``(B, c, h, w)``."""
-
+    x_t: torch.Tensor
     eps: torch.Tensor
 
 
-def apply_guidance(
-    fns: list,
-    x_t: torch.Tensor,
-    t: int,
-    x0_hat: torch.Tensor,
-    eps: torch.Tensor,
-    s1a: torch.Tensor,
-    sa: torch.Tensor,
-) -> torch.Tensor:
-    """Run guidance functions in order; returns the final ``eps`` (detached unless a graph is kept)."""
-    for fn in fns:
-        r = fn(x_t, t, x0_hat, eps)
-        if r is None:
-            continue
-        if isinstance(r, ReplaceEps):
-            eps = r.eps
-        else:
-            grad = r.grad if isinstance(r, Gradient) else r
-            eps = eps + s1a * grad.detach()
-        x0_hat = (x_t - s1a * eps.detach()) / sa
-    return eps
+EpsFn = Callable[[torch.Tensor, int], Prediction]  # (x_t (B, c, h, w), t) -> Prediction
 
 
-class LossGuidance:
-    """Gradient guidance from ``loss_fn(images (B, C, H, W) in [0, 1], t) -> scalar``.
+@dataclass(frozen=True)
+class Conditioning:
+    """Text states the UNet cross-attends to and how they combine (classifier-free guidance).
 
-    The loss is taken on ``ctx.gen.decode(x0_hat)`` (through the VAE decoder for latent models),
-    scaled by ``scale`` and applied on steps where ``t_min <= t <= t_max``.
+    ``cond``/``uncond``: ``(B, L, D)``; ``uncond=None`` or ``cfg == 1`` predicts from ``cond`` alone,
+    else ``eps = eps_u + cfg (eps_c - eps_u)`` (Ho & Salimans, 2022).
     """
 
-    def __init__(
-        self,
-        loss_fn: Callable[[torch.Tensor, int], torch.Tensor],
-        scale: float = 1.0,
-        t_min: int = 0,
-        t_max: int = 10**9,
-        through_unet: bool = False,
-    ):
-        self.loss_fn = loss_fn
-        self.scale = scale
-        self.t_min, self.t_max = t_min, t_max
-        self.through_unet = through_unet
-        self.decode: Callable[[torch.Tensor], torch.Tensor] = lambda z: ((z + 1) / 2).clamp(0, 1)
-
-    def bind(self, ctx: Any) -> None:
-        self.decode = ctx.gen.decode
-
-    def __call__(self, x_t, t, x0_hat, eps):
-        if not (self.t_min <= t <= self.t_max) or self.scale == 0:
-            return None
-        loss = self.loss_fn(self.decode(x0_hat), t)
-        (grad,) = torch.autograd.grad(loss * self.scale, x_t)
-        return Gradient(grad)
+    cond: torch.Tensor
+    uncond: torch.Tensor | None = None
+    cfg: float = 1.0
 
 
-def classifier_guidance(
-    classifier: nn.Module, labels: torch.Tensor, scale: float = 1.0, **kw
-) -> LossGuidance:
-    """Push samples toward ``labels`` ``(B,)``: cross-entropy (summed) of ``classifier`` on ``x0_hat``."""
-    classifier.eval()
+def encode_conditioning(
+    gen: Generator, prompts: Sequence[str] | torch.Tensor, cfg: float | None = None, negative_prompt: str = ""
+) -> Conditioning:
+    """Text states for ``B`` prompts, or the given states ``(B, L, D)``; the unconditional half is
+    ``negative_prompt`` (``""`` as in training dropout), encoded once and expanded to ``B``.
 
-    def loss(images: torch.Tensor, t: int) -> torch.Tensor:
-        return F.cross_entropy(classifier(images), labels.to(images.device), reduction="sum")
-
-    return LossGuidance(loss, scale, **kw)
-
-
-class BNStatistics:
-    """Forward hooks that collect ``||mu_batch - mu_BN|| + ||var_batch - var_BN||`` per BatchNorm layer
-    (DeepInversion's feature-statistics loss). Use as a context manager around a forward pass."""
-
-    def __init__(self, model: nn.Module):
-        self.layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        self.losses: list[torch.Tensor] = []
-        self._hooks: list[Any] = []
-
-    def _hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        x = inputs[0]
-        dims = [0] + list(range(2, x.dim()))
-        mean = x.mean(dims)
-        var = x.var(dims, unbiased=False)
-        self.losses.append(
-            torch.linalg.vector_norm(mean - module.running_mean, 2)
-            + torch.linalg.vector_norm(var - module.running_var, 2)
-        )
-
-    def __enter__(self) -> BNStatistics:
-        self.losses = []
-        self._hooks = [m.register_forward_hook(self._hook) for m in self.layers]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for h in self._hooks:
-            h.remove()
-
-    def total(self) -> torch.Tensor:
-        return torch.stack(self.losses).sum()
+    ``cfg=None`` takes the generator's stored default (``gen.defaults["cfg"]``: 1.5 for the embedded
+    model), else 3.0. Runs under the caller's grad mode (a graph reaches the text encoder if enabled).
+    """
+    cfg = float(gen.defaults.get("cfg", 3.0)) if cfg is None else cfg
+    if isinstance(prompts, torch.Tensor):
+        cond = prompts
+    elif not prompts:
+        raise UserError("sampling needs at least one prompt")
+    else:
+        cond = gen.encode_prompt(list(prompts))
+    uncond = None
+    if cfg != 1.0:
+        uncond = gen.encode_prompt([negative_prompt]).expand(cond.shape[0], -1, -1).to(gen.dtype)
+    return Conditioning(cond.to(gen.dtype), uncond, cfg)
 
 
-def bn_statistics_guidance(classifier: nn.Module, scale: float = 1.0, **kw) -> LossGuidance:
-    """DAG (DDIS): BatchNorm-statistics loss of ``classifier`` (eval mode) on the decoded ``x0_hat``."""
-    classifier.eval()
-    stats = BNStatistics(classifier)
-    if not stats.layers:
-        raise ValueError("bn_statistics_guidance needs a classifier with BatchNorm layers")
+def predict_eps(gen: Generator, x_t: torch.Tensor, t: int, c: Conditioning) -> torch.Tensor:
+    """CFG noise prediction ``(B, c, h, w)`` for ``x_t`` ``(B, c, h, w)`` at integer timestep ``t``.
 
-    def loss(images: torch.Tensor, t: int) -> torch.Tensor:
-        with stats:
-            classifier(images)
-        return stats.total()
+    Both CFG halves go through one batched UNet call. Epsilon, v and sample prediction types are
+    converted to epsilon.
+    """
+    b = x_t.shape[0]
+    tt = torch.full((b,), t, device=x_t.device, dtype=torch.long)
+    if c.uncond is None or c.cfg == 1.0:
+        out = gen.unet(x_t, tt, c.cond).sample
+    else:
+        both = gen.unet(torch.cat([x_t, x_t]), torch.cat([tt, tt]), torch.cat([c.uncond, c.cond])).sample
+        out_u, out_c = both.chunk(2)
+        out = out_u + c.cfg * (out_c - out_u)
+    kind = gen.scheduler.config.prediction_type
+    if kind == "epsilon":
+        return out
+    a = gen.scheduler.alphas_cumprod[t].to(x_t)
+    if kind == "v_prediction":
+        return a.sqrt() * out + (1 - a).sqrt() * x_t
+    if kind == "sample":
+        return (x_t - a.sqrt() * out) / (1 - a).sqrt()
+    raise UserError(f"unsupported prediction type '{kind}'")
 
-    return LossGuidance(loss, scale, **kw)
+
+def cfg_eps_fn(gen: Generator, c: Conditioning) -> EpsFn:
+    """The unguided eps function: ``gen``'s UNet with the text states and CFG scale of ``c``."""
+
+    def eps_fn(x_t: torch.Tensor, t: int) -> Prediction:
+        return Prediction(x_t, predict_eps(gen, x_t, t, c))
+
+    return eps_fn
+
+
+def sqrt_alpha_bars(
+    alphas_cumprod: torch.Tensor, t: int, like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sqrt(a_t), sqrt(1 - a_t))`` as 0-dim tensors of ``like``'s dtype and device.
+
+    Computed in float64 and rounded once, the same numbers in the loop and in every guide.
+    """
+    a = alphas_cumprod[t].to(torch.float64)
+    return a.sqrt().to(like.device, like.dtype), (1 - a).sqrt().to(like.device, like.dtype)
+
+
+class Guide(Protocol):
+    """Builds a guided eps function around ``eps_fn`` for generator ``gen`` and text states ``c``."""
+
+    def __call__(self, eps_fn: EpsFn, gen: Generator, c: Conditioning) -> EpsFn: ...
+
+
+def _leaf(x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself when it already carries a graph (kept steps), else a detached leaf that records one."""
+    return x if x.requires_grad else x.detach().requires_grad_(True)
+
+
+@dataclass(frozen=True)
+class LossGradient:
+    """Classifier-style guidance: ``eps <- eps + sqrt(1 - a_t) * scale * grad_{x_t} L(decode(x0_hat))``.
+
+    Applied where ``t_min <= t <= t_max``. ``eps`` is a constant in ``x0_hat`` unless
+    ``through_unet`` (then the wrapped function is differentiated too). Descending ``L``: the score
+    moves along ``-grad L``.
+    """
+
+    loss_fn: LossFn
+    scale: float = 1.0
+    t_min: int = 0
+    t_max: int = 10**9
+    through_unet: bool = False
+
+    def __call__(self, eps_fn: EpsFn, gen: Generator, c: Conditioning) -> EpsFn:
+        def guided(x_t: torch.Tensor, t: int) -> Prediction:
+            if not (self.t_min <= t <= self.t_max) or self.scale == 0:
+                return eps_fn(x_t, t)
+            keep = torch.is_grad_enabled()  # the loop keeps this step's graph: do not free it
+            if self.through_unet:
+                with torch.enable_grad():
+                    x = _leaf(x_t)
+                    pred = eps_fn(x, t)
+                state, eps = pred.x_t, pred.eps
+            else:  # the prediction runs in the loop's grad mode; the gradient treats it as constant
+                pred = eps_fn(x_t, t)
+                x = _leaf(pred.x_t)
+                state, eps = x, pred.eps.detach()
+            sa, s1a = sqrt_alpha_bars(gen.scheduler.alphas_cumprod, t, pred.eps)
+            with torch.enable_grad():
+                loss = self.loss_fn(gen.decode((state - s1a * eps) / sa), t)  # on x0_hat
+                (grad,) = torch.autograd.grad(loss * self.scale, x, retain_graph=keep)
+            return Prediction(pred.x_t, pred.eps + s1a * grad.detach())
+
+        return guided
+
+
+@dataclass(frozen=True)
+class CorrectXt:
+    """A correction before the prediction: ``x_t <- x_t - step_size * grad_{x_t} L(decode(x_t))``.
+
+    The wrapped function predicts at the corrected state, and the DDIM update proceeds from it.
+    Applied where ``t_min <= t <= t_max``; to leave the last DDIM step uncorrected, set
+    ``t_min = ddim_timesteps(gen, steps)[0][-1] + 1``.
+    """
+
+    loss_fn: LossFn
+    step_size: float = 1.0
+    t_min: int = 0
+    t_max: int = 10**9
+
+    def __call__(self, eps_fn: EpsFn, gen: Generator, c: Conditioning) -> EpsFn:
+        def corrected(x_t: torch.Tensor, t: int) -> Prediction:
+            if not (self.t_min <= t <= self.t_max) or self.step_size == 0:
+                return eps_fn(x_t, t)
+            with torch.enable_grad():
+                x = x_t.detach().requires_grad_(True)
+                (grad,) = torch.autograd.grad(self.loss_fn(gen.decode(x), t), x)
+            return eps_fn(x_t - self.step_size * grad, t)
+
+        return corrected
 
 
 @contextlib.contextmanager
@@ -217,10 +247,11 @@ def model_guidance_eps(
     return eps_pre + w * (eps_ft - eps_pre) + lam * eps_pre
 
 
+@dataclass(frozen=True)
 class ModelGuidance:
     """FineXtract model guidance: ``eps = eps_pre + w (eps_ft - eps_pre) + lambda * eps_pre``.
 
-    ``eps_ft`` is the sampler's prediction (the fine-tuned model). ``eps_pre`` comes from
+    ``eps_ft`` is the wrapped function's prediction (the fine-tuned model). ``eps_pre`` comes from
 
     - ``base=None``: the same UNet with its LoRA adapters switched off (:func:`lora_disabled`), so
       the UNet is in memory once;
@@ -231,41 +262,37 @@ class ModelGuidance:
     model's prediction for the same prompts; with ``base``, the text states come from the
     fine-tuned generator's text encoder). A string (FineXtract: ``""``) conditions the pretrained
     model on that prompt alone, without CFG, as the paper's ``eps_pre(x_t, empty)``; then sample
-    with ``cfg=1`` so that the sampler's ``eps`` is ``eps_ft(x_t, c)``. Either way one extra UNet
-    evaluation per step. ``w`` > 1 extrapolates toward the fine-tuning data; ``lam`` is
-    FineXtract's correction term.
+    with ``cfg=1`` so that the wrapped ``eps`` is ``eps_ft(x_t, c)``. Either way one extra UNet
+    evaluation per step, without a graph. ``w`` > 1 extrapolates toward the fine-tuning data;
+    ``lam`` is FineXtract's correction term.
     """
 
-    def __init__(self, w: float = 2.0, lam: float = 0.0, base: Any = None, pre_prompt: str | None = None):
-        self.w, self.lam = w, lam
-        self.base, self.pre_prompt = base, pre_prompt
-        self.ctx: Any = None
-        self._pre_states: torch.Tensor | None = None
+    w: float = 2.0
+    lam: float = 0.0
+    base: Generator | None = None
+    pre_prompt: str | None = None
 
-    def bind(self, ctx: Any) -> None:
-        self.ctx = ctx
-        self._pre_states = None
-        if self.base is not None and tuple(self.base.latent_shape) != tuple(ctx.gen.latent_shape):
+    def __call__(self, eps_fn: EpsFn, gen: Generator, c: Conditioning) -> EpsFn:
+        if self.base is not None and tuple(self.base.latent_shape) != tuple(gen.latent_shape):
             raise ValueError(
                 f"base generator makes {tuple(self.base.latent_shape)} states, the fine-tuned one "
-                f"{tuple(ctx.gen.latent_shape)}"
+                f"{tuple(gen.latent_shape)}"
             )
+        pre_gen = self.base if self.base is not None else gen
+
+        def pretrained() -> contextlib.AbstractContextManager:
+            return contextlib.nullcontext() if self.base is not None else lora_disabled(gen.unet)
+
+        pre_c = c
         if self.pre_prompt is not None:
-            with torch.no_grad(), self._pretrained():
-                gen = self.base if self.base is not None else ctx.gen
-                states = gen.encode_prompt([self.pre_prompt])
-            self._pre_states = states.expand(ctx.cond.shape[0], -1, -1).to(ctx.cond.dtype)
+            with torch.no_grad(), pretrained():
+                states = pre_gen.encode_prompt([self.pre_prompt])
+            pre_c = Conditioning(states.expand(c.cond.shape[0], -1, -1).to(c.cond.dtype))
 
-    def _pretrained(self) -> contextlib.AbstractContextManager:
-        return contextlib.nullcontext() if self.base is not None else lora_disabled(self.ctx.gen.unet)
+        def guided(x_t: torch.Tensor, t: int) -> Prediction:
+            pred = eps_fn(x_t, t)
+            with torch.no_grad(), pretrained():
+                eps_pre = predict_eps(pre_gen, pred.x_t.detach(), t, pre_c)
+            return Prediction(pred.x_t, model_guidance_eps(eps_pre, pred.eps, self.w, self.lam))
 
-    def __call__(self, x_t, t, x0_hat, eps):
-        from .sampler import predict_eps  # the sampler imports this module
-
-        gen = self.base if self.base is not None else self.ctx.gen
-        with torch.no_grad(), self._pretrained():
-            if self._pre_states is not None:
-                eps_pre = predict_eps(gen, x_t.detach(), t, self._pre_states, None, 1.0)
-            else:
-                eps_pre = predict_eps(gen, x_t.detach(), t, self.ctx.cond, self.ctx.uncond, self.ctx.cfg)
-        return ReplaceEps(model_guidance_eps(eps_pre, eps, self.w, self.lam))
+        return guided

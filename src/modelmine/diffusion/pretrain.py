@@ -196,6 +196,146 @@ def train_step(gen: Generator, images: torch.Tensor, prompts: list[str], g: torc
     return F.mse_loss(pred.float(), noise.float())
 
 
+@dataclass
+class _Training:
+    """What a checkpoint restores: the models, optimizer, EMA, step count and training seconds."""
+
+    gen: Generator
+    opt: torch.optim.Optimizer
+    ema: _EMA
+    params: list[torch.Tensor]
+    step: int = 0
+    elapsed: float = 0.0
+    loss: float = 0.0  # smoothed training loss (restarts from the next step on resume)
+
+    def save(self, path: Path) -> None:
+        state = {
+            "unet": self.gen.unet.state_dict(),
+            "text_encoder": self.gen.text_encoder.state_dict(),
+            "opt": self.opt.state_dict(),
+            "ema": self.ema.shadow,
+            "step": self.step,
+            "elapsed": self.elapsed,
+        }
+        atomic_torch_save(path, state)
+
+
+def _start_training(cfg: PretrainConfig, ckpt_path: Path, device: torch.device) -> _Training:
+    """A fresh tiny generator (or ``init_from``'s weights) and its optimizer, resumed from ``ckpt_path``."""
+    gen = Generator.build_tiny(seed=cfg.seed).to(device)
+    gen.defaults = {"steps": cfg.sample_steps, "cfg": cfg.cfg, "prompt": EVAL_TEMPLATE}
+    params_u = [p for p in gen.unet.parameters()]
+    params_t = [p for p in gen.text_encoder.parameters()]
+    opt = torch.optim.AdamW(
+        [{"params": params_u, "lr": cfg.lr}, {"params": params_t, "lr": cfg.text_lr}], weight_decay=0.0
+    )
+    params = params_u + params_t
+    ema = _EMA(params, cfg.ema_decay)
+    if cfg.init_from is not None and not ckpt_path.exists():
+        _warm_start(gen, Path(cfg.init_from))
+        ema = _EMA(params, cfg.ema_decay)
+    tr = _Training(gen, opt, ema, params)
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+        gen.unet.load_state_dict(ck["unet"])
+        gen.text_encoder.load_state_dict(ck["text_encoder"])
+        opt.load_state_dict(ck["opt"])
+        for s, v in zip(ema.shadow, ck["ema"], strict=True):
+            s.copy_(v)
+        tr.step, tr.elapsed = ck["step"], ck["elapsed"]
+        print(f"resuming at step {tr.step}", flush=True)
+    return tr
+
+
+def _optimizer_step(tr: _Training, cfg: PretrainConfig, captioner: AttributeCaptioner, device) -> None:
+    """One step on freshly rendered glyphs, seeded by the step index (a resumed run sees the same data)."""
+    batch = render_glyphs(cfg.batch_size, seed=10_000_000 * (cfg.seed + 1) + tr.step)
+    rng = random.Random(tr.step * 7919 + cfg.seed)
+    prompts = make_prompts(batch.labels, captioner(batch.images), rng)
+    prompts = ["" if rng.random() < cfg.cond_dropout else p for p in prompts]
+    g = torch.Generator().manual_seed(tr.step + 1_000_003 * cfg.seed)
+    for group, base in zip(tr.opt.param_groups, (cfg.lr, cfg.text_lr), strict=True):
+        group["lr"] = base * _lr_factor(tr.step, cfg)
+    loss = train_step(tr.gen, batch.images.to(device), prompts, g)
+    tr.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(tr.params, cfg.grad_clip)
+    tr.opt.step()
+    tr.ema.update(tr.step)
+    tr.step += 1
+    tr.loss = 0.98 * tr.loss + 0.02 * loss.item() if tr.step > 1 else loss.item()
+
+
+def _log_progress(tr: _Training, cfg: PretrainConfig, pub_clf, log_path: Path) -> bool:
+    """Append the loss (and every ``eval_every`` steps a quick CAS of the EMA weights) to the train
+    log; returns whether it evaluated."""
+    rec = {"step": tr.step, "loss": round(tr.loss, 5), "elapsed": round(tr.elapsed, 1)}
+    evaluate = cfg.eval_every > 0 and (tr.step % cfg.eval_every == 0 or tr.step == cfg.steps)
+    if evaluate:
+        tr.ema.swap()
+        tr.gen.eval()
+        cas, _, _, _ = measure_cas(
+            tr.gen, pub_clf, cfg.eval_per_class, steps=cfg.sample_steps, cfg=cfg.cfg, seed=1
+        )
+        tr.ema.swap()
+        tr.gen.unet.train()
+        tr.gen.text_encoder.train()
+        rec["cas_public_quick"] = round(cas, 4)
+    with open(log_path, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    print(json.dumps(rec), flush=True)
+    return evaluate
+
+
+def _train(tr: _Training, cfg: PretrainConfig, run_dir: Path, device) -> None:
+    """Train up to ``cfg.steps``, logging every 50 steps and checkpointing every few minutes."""
+    pub_clf = None
+    if cfg.eval_every > 0 and tr.step < cfg.steps:
+        pub_clf, _ = public_cas_classifier(
+            run_dir, cfg.public_classifier_train, cfg.seed, device, cfg.public_classifier_epochs
+        )
+    captioner = AttributeCaptioner()
+    tr.gen.unet.train()
+    tr.gen.text_encoder.train()
+    t_last_ck = time.time()
+    t_start = time.time() - tr.elapsed
+    while tr.step < cfg.steps:
+        _optimizer_step(tr, cfg, captioner, device)
+        tr.elapsed = time.time() - t_start
+        if tr.step % 50 == 0 or tr.step == cfg.steps:
+            if _log_progress(tr, cfg, pub_clf, run_dir / "train_log.jsonl"):
+                t_start = time.time() - tr.elapsed  # evaluation time is not training time
+        if time.time() - t_last_ck > 60 * cfg.checkpoint_minutes or tr.step == cfg.steps:
+            tr.save(run_dir / "checkpoint.pt")
+            t_last_ck = time.time()
+
+
+def _final_cas(gen: Generator, cfg: PretrainConfig, run_dir: Path, device) -> dict:
+    """CAS public/private on one set of generated images, scored by both classifiers; keeps a grid."""
+    clf, info = public_cas_classifier(
+        run_dir, cfg.public_classifier_train, cfg.seed, device, cfg.public_classifier_epochs
+    )
+    cas, per, images, secs = measure_cas(
+        gen, clf, cfg.cas_per_class, steps=cfg.sample_steps, cfg=cfg.cfg, seed=12345
+    )
+    atomic_torch_save(run_dir / "grid_images.pt", images[:: max(1, cfg.cas_per_class // 10)].clone())
+    teacher, _ = obtain_teacher(cfg.teacher, run_dir, device=device)
+    _, labels = class_prompts(cfg.cas_per_class)
+    cas_p, per_p = classification_accuracy_score(teacher, images, labels, per_class=True, num_classes=10)
+    return {
+        "cas_public": cas,
+        "cas_private": cas_p,
+        **{f"cas_public_{DIGIT_NAMES[i]}": v for i, v in enumerate(per)},
+        **{f"cas_private_{DIGIT_NAMES[i]}": v for i, v in enumerate(per_p)},
+        "public_classifier_acc": info["public_classifier_acc"],
+        "cas_images": len(images),
+        "cas_steps": cfg.sample_steps,
+        "cas_cfg": cfg.cfg,
+        "cas_sampling_seconds": secs,
+        "cas_images_per_second": len(images) / secs,
+    }
+
+
 def run(cfg: PretrainConfig, out: Path) -> dict:
     """Pretrain, evaluate (CAS public/private), write weights + grid; metrics in ``out/metrics.json``."""
     if cfg.steps < 1 or cfg.batch_size < 2:
@@ -204,131 +344,23 @@ def run(cfg: PretrainConfig, out: Path) -> dict:
     cfg = with_teacher_size(cfg, "digits")  # cas_private is measured on the private digits
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
-    gen = Generator.build_tiny(seed=cfg.seed).to(device)
-    gen.defaults = {"steps": cfg.sample_steps, "cfg": cfg.cfg, "prompt": EVAL_TEMPLATE}
-    params_u = [p for p in gen.unet.parameters()]
-    params_t = [p for p in gen.text_encoder.parameters()]
-    opt = torch.optim.AdamW(
-        [{"params": params_u, "lr": cfg.lr}, {"params": params_t, "lr": cfg.text_lr}], weight_decay=0.0
-    )
-    ema = _EMA(params_u + params_t, cfg.ema_decay)
-    ckpt_path = run_.dir / "checkpoint.pt"
-    if cfg.init_from is not None and not ckpt_path.exists():
-        _warm_start(gen, Path(cfg.init_from))
-        ema = _EMA(params_u + params_t, cfg.ema_decay)
-    step, elapsed = 0, 0.0
-    log_path = run_.dir / "train_log.jsonl"
-    if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
-        gen.unet.load_state_dict(ck["unet"])
-        gen.text_encoder.load_state_dict(ck["text_encoder"])
-        opt.load_state_dict(ck["opt"])
-        for s, v in zip(ema.shadow, ck["ema"], strict=True):
-            s.copy_(v)
-        step, elapsed = ck["step"], ck["elapsed"]
-        print(f"resuming at step {step}", flush=True)
+    tr = _start_training(cfg, run_.dir / "checkpoint.pt", device)
+    _train(tr, cfg, run_.dir, device)
 
-    def save_checkpoint() -> None:
-        state = {
-            "unet": gen.unet.state_dict(),
-            "text_encoder": gen.text_encoder.state_dict(),
-            "opt": opt.state_dict(),
-            "ema": ema.shadow,
-            "step": step,
-            "elapsed": elapsed,
-        }
-        atomic_torch_save(ckpt_path, state)
-
-    pub_clf = None
-    if cfg.eval_every > 0 and step < cfg.steps:
-        pub_clf, _ = public_cas_classifier(
-            run_.dir, cfg.public_classifier_train, cfg.seed, device, cfg.public_classifier_epochs
-        )
-    captioner = AttributeCaptioner()
-    gen.unet.train()
-    gen.text_encoder.train()
-    t_last_ck = time.time()
-    t_start = time.time() - elapsed
-    running = 0.0
-    while step < cfg.steps:
-        # every step is seeded by its index, so a resumed run sees the same data
-        batch = render_glyphs(cfg.batch_size, seed=10_000_000 * (cfg.seed + 1) + step)
-        rng = random.Random(step * 7919 + cfg.seed)
-        prompts = make_prompts(batch.labels, captioner(batch.images), rng)
-        prompts = ["" if rng.random() < cfg.cond_dropout else p for p in prompts]
-        g = torch.Generator().manual_seed(step + 1_000_003 * cfg.seed)
-        for group, base in zip(opt.param_groups, (cfg.lr, cfg.text_lr), strict=True):
-            group["lr"] = base * _lr_factor(step, cfg)
-        loss = train_step(gen, batch.images.to(device), prompts, g)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params_u + params_t, cfg.grad_clip)
-        opt.step()
-        ema.update(step)
-        step += 1
-        running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
-        elapsed = time.time() - t_start
-        if step % 50 == 0 or step == cfg.steps:
-            rec = {"step": step, "loss": round(running, 5), "elapsed": round(elapsed, 1)}
-            if cfg.eval_every > 0 and (step % cfg.eval_every == 0 or step == cfg.steps):
-                ema.swap()
-                gen.eval()
-                cas, per, _, _ = measure_cas(
-                    gen, pub_clf, cfg.eval_per_class, steps=cfg.sample_steps, cfg=cfg.cfg, seed=1
-                )
-                ema.swap()
-                gen.unet.train()
-                gen.text_encoder.train()
-                rec["cas_public_quick"] = round(cas, 4)
-                t_start += time.time() - t_start - elapsed  # evaluation time is not training time
-            with open(log_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            print(json.dumps(rec), flush=True)
-        if time.time() - t_last_ck > 60 * cfg.checkpoint_minutes or step == cfg.steps:
-            save_checkpoint()
-            t_last_ck = time.time()
-    train_seconds = elapsed
-
-    # ---- final: EMA weights -> embedded files, CAS, grid ----------------------------------------
-    ema.swap()
-    gen.eval()
+    # the EMA weights are what ships: write them as the embedded generator, reload, measure
+    tr.ema.swap()
+    tr.gen.eval()
     weights = run_.dir / "embedded_generator.safetensors"
     provenance = {
         "command": f"modelmine pretrain --out {out}",
         "config": config_to_dict(cfg),
-        "train_seconds": round(train_seconds, 1),
+        "train_seconds": round(tr.elapsed, 1),
         "data": "public glyph corpus only (modelmine.data.render_glyphs)",
     }
-    gen.save_embedded(weights, extra={"provenance": provenance})
+    tr.gen.save_embedded(weights, extra={"provenance": provenance})
     gen = Generator.embedded(weights).to(device)
-    metrics = {"train_seconds": train_seconds, "steps": step, "final_loss": running}
-
-    def evaluate_cas() -> dict:
-        # one set of generated images, scored by both classifiers
-        clf, info = public_cas_classifier(
-            run_.dir, cfg.public_classifier_train, cfg.seed, device, cfg.public_classifier_epochs
-        )
-        cas, per, images, secs = measure_cas(
-            gen, clf, cfg.cas_per_class, steps=cfg.sample_steps, cfg=cfg.cfg, seed=12345
-        )
-        atomic_torch_save(run_.dir / "grid_images.pt", images[:: max(1, cfg.cas_per_class // 10)].clone())
-        teacher, _ = obtain_teacher(cfg.teacher, run_.dir, device=device)
-        _, labels = class_prompts(cfg.cas_per_class)
-        cas_p, per_p = classification_accuracy_score(teacher, images, labels, per_class=True, num_classes=10)
-        return {
-            "cas_public": cas,
-            "cas_private": cas_p,
-            **{f"cas_public_{DIGIT_NAMES[i]}": v for i, v in enumerate(per)},
-            **{f"cas_private_{DIGIT_NAMES[i]}": v for i, v in enumerate(per_p)},
-            "public_classifier_acc": info["public_classifier_acc"],
-            "cas_images": len(images),
-            "cas_steps": cfg.sample_steps,
-            "cas_cfg": cfg.cfg,
-            "cas_sampling_seconds": secs,
-            "cas_images_per_second": len(images) / secs,
-        }
-
-    metrics |= run_.stage("cas", evaluate_cas)
+    metrics = {"train_seconds": tr.elapsed, "steps": tr.step, "final_loss": tr.loss}
+    metrics |= run_.stage("cas", lambda: _final_cas(gen, cfg, run_.dir, device))
     grid = torch.load(run_.dir / "grid_images.pt", weights_only=True)
     save_grid(run_.dir / "samples.png", grid, nrow=10)
     if cfg.ship:
@@ -336,23 +368,3 @@ def run(cfg: PretrainConfig, out: Path) -> dict:
         for src in (weights, weights.with_suffix(".json"), run_.dir / "embedded_tokenizer.json"):
             shutil.copyfile(src, EMBEDDED_WEIGHTS.parent / src.name)
     return run_.log_metrics(**metrics)
-
-
-def export_checkpoint(
-    checkpoint: str | Path, path: str | Path, sampling: dict | None = None, provenance: dict | None = None
-) -> Generator:
-    """Write the EMA weights of a pretrain ``checkpoint.pt`` as an embedded generator file.
-
-    For shipping a run stopped between checkpoints; ``sampling`` replaces the stored sampling
-    defaults (e.g. ``{"steps": 30, "cfg": 1.5}``).
-    """
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    gen = Generator.build_tiny()
-    params = list(gen.unet.parameters()) + list(gen.text_encoder.parameters())
-    with torch.no_grad():
-        for p, e in zip(params, ck["ema"], strict=True):
-            p.copy_(e)
-    gen.defaults = {"steps": 30, "cfg": 3.0, "prompt": EVAL_TEMPLATE} | (sampling or {})
-    info = {"checkpoint_step": ck["step"], "checkpoint_train_seconds": round(ck["elapsed"], 1)}
-    gen.save_embedded(path, extra={"provenance": (provenance or {}) | info})
-    return gen.eval()

@@ -1,4 +1,4 @@
-"""Our own DDIM sampling loop with classifier-free guidance and pluggable guidance functions.
+"""Our own DDIM loop over a noise-prediction function, and a prompts -> images front end.
 
 DDIM (Song et al., 2021, "Denoising Diffusion Implicit Models", eq. 12):
 
@@ -10,19 +10,21 @@ with ``a`` the scheduler's ``alphas_cumprod`` and the timesteps of diffusers' ``
 (so ``eta=0``, ``cfg=1`` reproduces ``DDIMScheduler.step`` exactly; a test checks this). When the
 scheduler config has ``clip_sample`` (the embedded pixel-space model), ``x0_hat`` is clamped to
 ``[-clip_sample_range, clip_sample_range]`` before the update, as ``DDIMScheduler`` does.
-Classifier-free guidance (Ho & Salimans, 2022): ``eps = eps_u + cfg (eps_c - eps_u)``, both halves in
-one batched UNet call. Guidance functions (:mod:`modelmine.diffusion.guidance`) then adjust ``eps``
-at every step: a returned gradient of a loss on ``x_t`` is applied as classifier guidance
-(Dhariwal & Nichol, 2021: ``eps += sqrt(1 - a_t) grad``), a returned ``ReplaceEps`` replaces it.
 
-Why not the pipeline's ``__call__``: it runs under ``no_grad``; DDIS/CAT need gradients through
-sampling (``grad_last_step=True`` keeps the graph of the last step only, from the text embeddings
-and ``x_t`` to the image, which is what token training needs at a fixed memory cost).
+As in k-diffusion, :func:`ddim_loop` knows nothing about prompts or guidance: it calls one eps
+function ``eps_fn(x_t, t) -> Prediction(x_t, eps)`` per step (:mod:`modelmine.diffusion.guidance`)
+and updates from the state the prediction was made at (a guide may have corrected it). CFG, model
+guidance, DAG and classifier guidance are wrappers that build that function. :func:`sample` is the
+front end: encode prompts, build the CFG eps function, wrap it with the given guides, run the loop.
+
+Gradients are the loop's business, not the caller's: every step runs under ``no_grad`` except the
+last ``grad_steps``, which keep the graph (from the text states and ``x_t`` to the output), so DDIS
+can train tokens through sampling at a memory cost fixed by ``grad_steps`` (the pipeline's
+``__call__`` always runs under ``no_grad``, which is why we have our own loop).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from .generator import Generator
-from .guidance import GuidanceFn, apply_guidance
+from .guidance import EpsFn, Guide, Prediction, cfg_eps_fn, encode_conditioning, sqrt_alpha_bars
 
 
 def ddim_timesteps(gen: Generator, steps: int) -> tuple[list[int], int]:
@@ -47,167 +49,125 @@ def ddim_timesteps(gen: Generator, steps: int) -> tuple[list[int], int]:
     return [int(t) for t in sched.timesteps], sched.config.num_train_timesteps // steps
 
 
-@dataclass
-class SampleContext:
-    """What guidance functions may need besides (x_t, t, x0_hat, eps); given to ``fn.bind(ctx)``.
+@dataclass(frozen=True)
+class DDIMSchedule:
+    """What the loop needs from the scheduler: timesteps (descending) and ``alphas_cumprod`` ``(T,)``
+    in float64; ``final_alpha`` is ``a_prev`` of the last step; ``clip`` bounds ``x0_hat`` (or None)."""
 
-    ``cond``/``uncond``: text states ``(B, L, D)``; ``predict_eps(x_t, t)`` runs the (CFG-combined)
-    noise prediction with the current UNet state (e.g. inside ``disable_lora``), shape ``(B, c, h, w)``.
-    """
-
-    gen: Generator
-    cond: torch.Tensor
-    uncond: torch.Tensor | None
-    cfg: float
     timesteps: list[int]
+    step: int
+    alphas_cumprod: torch.Tensor
+    final_alpha: torch.Tensor
+    clip: float | None
 
-    def predict_eps(self, x_t: torch.Tensor, t: int) -> torch.Tensor:
-        return predict_eps(self.gen, x_t, t, self.cond, self.uncond, self.cfg)
+    def alpha_prev(self, t: int) -> torch.Tensor:
+        return self.alphas_cumprod[t - self.step] if t - self.step >= 0 else self.final_alpha
 
 
-def predict_eps(
-    gen: Generator,
-    x_t: torch.Tensor,
-    t: int,
-    cond: torch.Tensor,
-    uncond: torch.Tensor | None,
-    cfg: float,
+def ddim_schedule(gen: Generator, steps: int) -> DDIMSchedule:
+    """The :class:`DDIMSchedule` of ``gen``'s scheduler for ``steps`` DDIM steps, on ``gen``'s device."""
+    timesteps, step = ddim_timesteps(gen, steps)
+    sc = gen.scheduler.config
+    ac = gen.scheduler.alphas_cumprod.to(device=gen.device, dtype=torch.float64)
+    final = ac[0] if not sc.set_alpha_to_one else torch.tensor(1.0, dtype=ac.dtype)
+    clip = float(sc.get("clip_sample_range", 1.0)) if sc.get("clip_sample", False) else None
+    return DDIMSchedule(timesteps, step, ac, final, clip)
+
+
+def ddim_step(
+    s: DDIMSchedule, pred: Prediction, t: int, eta: float = 0.0, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DDIM update from ``pred.x_t`` with ``pred.eps``: ``(x_prev, x0_hat)``, both ``(B, c, h, w)``."""
+    x, eps = pred
+    a_t, a_prev = s.alphas_cumprod[t], s.alpha_prev(t)
+    sa, s1a = sqrt_alpha_bars(s.alphas_cumprod, t, x)
+    x0_hat = (x - s1a * eps) / sa
+    if s.clip is not None:  # pixel-space models: keep the prediction in the data range (as DDPM)
+        x0_hat = x0_hat.clamp(-s.clip, s.clip)
+    sigma = eta * math.sqrt(float((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))) if eta > 0 else 0.0
+    dir_coef = math.sqrt(max(float(1 - a_prev) - sigma**2, 0.0))
+    x_prev = a_prev.sqrt().to(x.dtype) * x0_hat + dir_coef * eps
+    if sigma > 0:
+        x_prev = x_prev + sigma * torch.randn(x.shape, generator=generator).to(x.device, x.dtype)
+    return x_prev, x0_hat
+
+
+def ddim_loop(
+    eps_fn: EpsFn,
+    x: torch.Tensor,
+    schedule: DDIMSchedule,
+    *,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    grad_steps: int = 0,
+    callback: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None,
+    progress: bool = False,
 ) -> torch.Tensor:
-    """CFG noise prediction ``(B, c, h, w)`` for ``x_t`` ``(B, c, h, w)`` at integer timestep ``t``.
+    """Denoise ``x`` ``(B, c, h, w)`` (``x_T``) to ``x_0`` ``(B, c, h, w)`` with DDIM over ``eps_fn``.
 
-    ``uncond=None`` or ``cfg == 1`` skips the unconditional half. Handles epsilon, v and sample
-    prediction types by converting to epsilon.
+    Args:
+        eta: 0 = deterministic DDIM, 1 = DDPM-like ancestral noise, drawn from ``generator``.
+        grad_steps: the last ``grad_steps`` steps keep the autograd graph (when grad mode is on at
+            the call); all others run under ``no_grad``. Memory grows with it.
+        callback: ``callback(i, t, x_t, x0_hat)`` after each step's prediction (detached; ``x_t``
+            the state the prediction was made at).
     """
-    b = x_t.shape[0]
-    tt = torch.full((b,), t, device=x_t.device, dtype=torch.long)
-    if uncond is None or cfg == 1.0:
-        out = gen.unet(x_t, tt, cond).sample
-    else:
-        both = gen.unet(torch.cat([x_t, x_t]), torch.cat([tt, tt]), torch.cat([uncond, cond])).sample
-        out_u, out_c = both.chunk(2)
-        out = out_u + cfg * (out_c - out_u)
-    kind = gen.scheduler.config.prediction_type
-    if kind == "epsilon":
-        return out
-    a = gen.scheduler.alphas_cumprod[t].to(x_t)
-    if kind == "v_prediction":
-        return a.sqrt() * out + (1 - a).sqrt() * x_t
-    if kind == "sample":
-        return (x_t - a.sqrt() * out) / (1 - a).sqrt()
-    raise UserError(f"unsupported prediction type '{kind}'")
-
-
-def _embed(gen: Generator, prompts: Sequence[str], n: int) -> torch.Tensor:
-    e = gen.encode_prompt(list(prompts))
-    return e.expand(n, -1, -1) if e.shape[0] == 1 and n > 1 else e
+    n = len(schedule.timesteps)
+    grad_steps = grad_steps if torch.is_grad_enabled() else 0
+    for i, t in enumerate(tqdm(schedule.timesteps, desc="sample", disable=not progress, leave=False)):
+        keep_graph = i >= n - grad_steps
+        with torch.set_grad_enabled(keep_graph):
+            pred = eps_fn(x, t)
+            x_prev, x0_hat = ddim_step(schedule, pred, t, eta, generator)
+        if callback is not None:
+            callback(i, t, pred.x_t.detach(), x0_hat.detach())
+        x = x_prev if keep_graph else x_prev.detach()
+    return x
 
 
 def sample(
     gen: Generator,
-    prompts: Sequence[str] | None,
+    prompts: Sequence[str] | torch.Tensor,
     *,
     steps: int = 30,
     cfg: float | None = None,
-    guidance: Sequence[GuidanceFn] = (),
+    guidance: Sequence[Guide] = (),
     seed: int = 0,
     eta: float = 0.0,
-    negative_prompt: str = "",
-    grad_last_step: bool = False,
     grad_steps: int = 0,
-    callback: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None,
-    prompt_embeds: torch.Tensor | None = None,
-    negative_embeds: torch.Tensor | None = None,
     latents: torch.Tensor | None = None,
-    output: Literal["images", "latents", "both"] = "images",
-    progress: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Generate one image per prompt with DDIM.
+    output: Literal["images", "latents"] = "images",
+) -> torch.Tensor:
+    """Generate one image per prompt with DDIM: :func:`ddim_loop` over the CFG prediction, wrapped
+    by each of ``guidance`` in order.
 
     Args:
-        prompts: ``B`` strings (or None with ``prompt_embeds`` ``(B, L, D)``).
+        prompts: ``B`` strings, or text states ``(B, L, D)``.
         steps: DDIM steps. ``cfg``: classifier-free guidance scale (1 = conditional only); None
-            takes the generator's stored default (``gen.defaults["cfg"]``: 1.5 for the embedded
-            model), else 3.0.
-        guidance: guidance functions (see :mod:`modelmine.diffusion.guidance`), applied in order.
+            takes the generator's stored default (see :func:`~.guidance.encode_conditioning`).
         seed: seeds the initial noise and the ``eta`` noise (CPU generator: identical on any device).
-        eta: 0 = deterministic DDIM, 1 = DDPM-like ancestral noise.
-        negative_prompt: the unconditional prompt for CFG (``""`` as in training dropout).
-        grad_last_step: run all steps but the last without a graph, the last with one, so the
-            returned images are differentiable w.r.t. ``prompt_embeds`` / the text encoder.
-        grad_steps: keep the graph through the last ``grad_steps`` steps instead (``grad_last_step``
-            is ``grad_steps=1``); memory grows with it.
-        callback: ``callback(i, t, x_t, x0_hat)`` after each step's prediction.
+        grad_steps: keep the graph through the last ``grad_steps`` steps and the decoder, so the
+            images are differentiable w.r.t. the text states (0: nothing is recorded).
         latents: starting noise ``(B, c, h, w)`` instead of seeded noise.
-        output: ``"images"`` ``(B, C, H, W)`` in [0, 1], ``"latents"`` ``(B, c, h, w)``, or ``"both"``.
+        output: ``"images"`` ``(B, C, H, W)`` in [0, 1] or ``"latents"`` ``(B, c, h, w)``.
     """
-    device, dtype = gen.device, gen.dtype
-    cfg = float(gen.defaults.get("cfg", 3.0)) if cfg is None else cfg
-    if prompt_embeds is None:
-        if not prompts:
-            raise UserError("sample() needs at least one prompt")
-        n = len(prompts)
-    else:
-        n = prompt_embeds.shape[0]
-    timesteps, step = ddim_timesteps(gen, steps)
+    grad_steps = grad_steps if torch.is_grad_enabled() else 0
+    with torch.set_grad_enabled(grad_steps > 0):  # text states need a graph only if one is kept
+        c = encode_conditioning(gen, prompts, cfg)
+        eps_fn = cfg_eps_fn(gen, c)
+        for guide in guidance:
+            eps_fn = guide(eps_fn, gen, c)
+    schedule = ddim_schedule(gen, steps)
     g = torch.Generator().manual_seed(seed)
     if latents is None:
-        latents = torch.randn((n, *gen.latent_shape), generator=g)
-    x = latents.to(device, dtype)
-    ac = gen.scheduler.alphas_cumprod.to(device=device, dtype=torch.float64)
-    final_ac = ac[0] if not gen.scheduler.config.set_alpha_to_one else torch.tensor(1.0, dtype=ac.dtype)
-    guidance = list(guidance)
-    sc = gen.scheduler.config
-    clip = float(sc.get("clip_sample_range", 1.0)) if sc.get("clip_sample", False) else None
-    need_unet_grad = any(getattr(fn, "through_unet", False) for fn in guidance)
-
-    grad_steps = max(grad_steps, 1 if grad_last_step else 0)
-    text_grad = grad_steps > 0 and torch.is_grad_enabled()
-    with torch.set_grad_enabled(text_grad):
-        cond = prompt_embeds if prompt_embeds is not None else _embed(gen, prompts, n)  # type: ignore[arg-type]
-        uncond = None
-        if cfg != 1.0:
-            uncond = negative_embeds if negative_embeds is not None else _embed(gen, [negative_prompt], n)
-            if uncond.shape[0] == 1 and n > 1:
-                uncond = uncond.expand(n, -1, -1)
-    cond, uncond = cond.to(dtype), uncond.to(dtype) if uncond is not None else None
-    ctx = SampleContext(gen, cond, uncond, cfg, timesteps)
-    for fn in guidance:
-        if hasattr(fn, "bind"):
-            fn.bind(ctx)
-
-    for i, t in enumerate(tqdm(timesteps, desc="sample", disable=not progress, leave=False)):
-        a_t = ac[t]
-        a_prev = ac[t - step] if t - step >= 0 else final_ac
-        keep_graph = text_grad and i >= len(timesteps) - grad_steps
-        if guidance and not x.requires_grad:
-            x = x.detach().requires_grad_(True)
-        grad_ctx = torch.enable_grad() if (keep_graph or need_unet_grad) else torch.no_grad()
-        with grad_ctx:
-            c_t = cond if keep_graph else cond.detach()
-            u_t = None if uncond is None else (uncond if keep_graph else uncond.detach())
-            eps = predict_eps(gen, x, t, c_t, u_t, cfg)
-        sa, s1a = a_t.sqrt().to(dtype), (1 - a_t).sqrt().to(dtype)
-        if guidance:
-            with torch.enable_grad():
-                x0_hat = (x - s1a * (eps if need_unet_grad else eps.detach())) / sa
-                eps = apply_guidance(guidance, x, t, x0_hat, eps, s1a, sa)
-        x0_hat = (x - s1a * eps) / sa
-        if clip is not None:  # pixel-space models: keep the prediction in the data range (as DDPM)
-            x0_hat = x0_hat.clamp(-clip, clip)
-        if callback is not None:
-            callback(i, t, x.detach(), x0_hat.detach())
-        sigma = eta * math.sqrt(float((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))) if eta > 0 else 0.0
-        dir_coef = math.sqrt(max(float(1 - a_prev) - sigma**2, 0.0))
-        x_prev = a_prev.sqrt().to(dtype) * x0_hat + dir_coef * eps
-        if sigma > 0:
-            x_prev = x_prev + sigma * torch.randn(x.shape, generator=g).to(device, dtype)
-        x = x_prev if keep_graph else x_prev.detach()
-
+        latents = torch.randn((c.cond.shape[0], *gen.latent_shape), generator=g)
+    x = ddim_loop(
+        eps_fn, latents.to(gen.device, gen.dtype), schedule, eta=eta, generator=g, grad_steps=grad_steps
+    )
     if output == "latents":
         return x
-    with contextlib.nullcontext() if text_grad else torch.no_grad():
-        images = gen.decode(x)
-    return (images, x) if output == "both" else images
+    with torch.set_grad_enabled(grad_steps > 0):
+        return gen.decode(x)
 
 
 def sample_batched(
@@ -226,7 +186,5 @@ def sample_batched(
     out = []
     chunks = range(0, len(prompts), batch_size)
     for k, i in enumerate(tqdm(chunks, desc="generate", disable=not progress, leave=False)):
-        with torch.no_grad():
-            imgs = sample(gen, prompts[i : i + batch_size], seed=seed + k, **kw)
-        out.append(imgs.float().cpu())
+        out.append(sample(gen, prompts[i : i + batch_size], seed=seed + k, **kw).float().cpu())
     return torch.cat(out) if out else torch.zeros(0)

@@ -12,7 +12,7 @@ Two ways to train it:
 - :func:`train_textual_inversion`: the denoising loss on example images prompted with
   ``"a <token> three"`` style templates (the original method);
 - any other loss through :func:`token_parameter` + :func:`restore_other_rows` (e.g. a classifier
-  loss on images from :func:`modelmine.diffusion.sampler.sample` with ``grad_last_step=True``,
+  loss on images from :func:`modelmine.diffusion.sampler.sample` with ``grad_steps=1``,
   which is how class alignment tokens are trained).
 
 Only the new rows change: gradients of other rows are zeroed by a hook and their values are

@@ -9,16 +9,20 @@ private domain. Two pieces, both on the shared generator and DDIM sampler:
   is decoded to pixels (through the VAE when there is one), the classifier runs on it with hooks
   on every BatchNorm layer, and
   ``L_BN = sum_l ||mu_l(x) - mu_l||_2 + ||sigma^2_l(x) - sigma^2_l||_2``
-  (batch statistics of each BN layer's input vs. its running statistics). Its gradient w.r.t. the
-  latent moves the sample: implemented as a guidance function
-  (:func:`modelmine.diffusion.guidance.bn_statistics_guidance`), which the sampler applies in the
-  classifier-guidance form ``eps <- eps + sqrt(1 - a_t) * dag_scale * grad`` (the same DDIM update
-  as moving ``x_t`` by ``-dag_scale (1 - a_t)/sqrt(a_t) * grad`` along the clean-estimate
-  direction), after CFG rather than before it.
+  (batch statistics of each BN layer's input vs. its running statistics; the block
+  :mod:`modelmine.bn_statistics` that DeepInversion uses too). Its gradient w.r.t. the latent
+  moves the sample: :func:`dag_guidance` builds a sampler guide
+  (:class:`modelmine.diffusion.guidance.LossGradient`) that applies it in the classifier-guidance
+  form ``eps <- eps + sqrt(1 - a_t) * dag_scale * grad`` (the same DDIM update as moving ``x_t`` by
+  ``-dag_scale (1 - a_t)/sqrt(a_t) * grad`` along the clean-estimate direction), after CFG rather
+  than before it. ``dag_form="x_t"`` uses the paper's form instead
+  (:class:`~modelmine.diffusion.guidance.CorrectXt`): ``x_t <- x_t - dag_scale * grad_{x_t}
+  L_BN(decode(x_t))`` before the noise prediction, the DDIM update proceeding from the corrected
+  state; its step size is not tuned here.
 - **Class Alignment Token (CAT)**: one new token ``S_c`` per class, prompts ``"a S_c <class>"``
   (the paper's "A {S_c} {class name}"); only the token embeddings are trained, with the
   classifier's cross-entropy on generated images and the gradient through the last denoising step
-  (``sample(..., grad_last_step=True)``), Adam (paper: lr 5e-3; see below). The images the
+  (``sample(..., grad_steps=1)``), Adam (paper: lr 5e-3; see below). The images the
   cross-entropy is taken on are sampled *with DAG* (``cat_with_dag``, default on): the paper
   forwards the image decoded from the DAG-guided latent to the classifier (its Fig. 2), and the
   official code applies the BN-gradient step inside the token-training loop. A class stops
@@ -87,17 +91,23 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..data import quantize
 from ..distill import StudentConfig
 from ..distributed import Shard
 from ..errors import UserError
 from ..teacher import TeacherConfig
+
+if TYPE_CHECKING:
+    from ..diffusion.guidance import Guide
 
 VARIANTS = ("ddis", "plain", "dag_only", "cat_only")  # (dag, cat) = (1,1), (0,0), (1,0), (0,1)
 PREFIX = {"ddis": "", "plain": "plain_", "dag_only": "dag_only_", "cat_only": "cat_only_"}
@@ -108,7 +118,8 @@ USES = {"ddis": (True, True), "plain": (False, False), "dag_only": (True, False)
 class DdisConfig:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)  # the CAKE / DeepInversion recipe
-    test_data: str | None = None  # real test ImageFolder; default: the private digits' test split
+    data: str = "digits"  # the private data the default teacher trains on (built-in name or folder)
+    test_data: str | None = None  # real test ImageFolder; none: the test split of `data`
     generator: str = "embedded"  # "embedded", an embedded .safetensors, or a diffusers SD folder
     dag: bool = True
     cat: bool = True
@@ -119,6 +130,10 @@ class DdisConfig:
     cfg: float | None = None  # None: the generator's stored default
     plain_prompt: str | None = None  # {c} = class name; None: the generator's default prompt
     dag_scale: float = 2.0
+    # "eps": DAG's gradient added to the noise prediction (classifier-guidance form, the default the
+    # numbers below were measured with); "x_t": the paper's correction of x_t before the prediction
+    # with step size dag_scale (not tuned here)
+    dag_form: Literal["eps", "x_t"] = "eps"
     cat_lr: float = 5e-2
     cat_iters: int = 40
     cat_per_class: int = 8
@@ -137,18 +152,17 @@ class DdisConfig:
 # pieces
 # ------------------------------------------------------------------------------------------------
 class FitInput(nn.Module):
-    """Resize / channel-match generated images ``(B, C, H, W)`` to what a classifier takes."""
+    """:func:`modelmine.data.fit_to` as a module: generated images ``(B, C, H, W)`` resized and
+    channel-matched to what a classifier takes, inside the graph DAG and CAT differentiate."""
 
     def __init__(self, size: int, channels: int):
         super().__init__()
         self.size, self.channels = size, channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] != self.channels:
-            x = x.mean(1, keepdim=True) if self.channels == 1 else x.expand(-1, self.channels, -1, -1)
-        if x.shape[-1] != self.size:
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True)
-        return x
+        from ..data import fit_to
+
+        return fit_to(x, self.size, self.channels)
 
 
 def balanced_targets(n: int, num_classes: int) -> torch.Tensor:
@@ -170,21 +184,36 @@ def plain_prompts(targets: torch.Tensor, class_names: list[str], template: str) 
     return [template.format(c=class_names[c]) for c in targets.tolist()]
 
 
-def dag_guidance(classifier: nn.Module, scale: float):
-    """DAG as a guidance function; a classifier without BatchNorm is a one-line error."""
-    from ..classifiers import has_batchnorm
-    from ..diffusion.guidance import bn_statistics_guidance
+DAG_INSTEAD = "run with --set dag=false (CAT only) or use `modelmine cake`"
 
-    if not has_batchnorm(classifier):
-        raise UserError(
-            "DAG needs a teacher with BatchNorm layers (it matches their running statistics) and this "
-            "one has none; run with --set dag=false (CAT only) or use `modelmine cake`"
-        )
-    return bn_statistics_guidance(classifier, scale)
+
+def dag_guidance(classifier: nn.Module, scale: float, form: Literal["eps", "x_t"] = "eps") -> Guide:
+    """DAG as a sampler guide: the BatchNorm-statistics loss of ``classifier`` (eval mode) on the
+    decoded images, as a gradient added to the prediction (``form="eps"``, our default) or as the
+    paper's correction of ``x_t`` before it (``"x_t"``). No BatchNorm: a one-line error."""
+    from ..bn_statistics import BNStatistics
+    from ..diffusion.guidance import CorrectXt, LossGradient
+
+    classifier.eval()
+    stats = BNStatistics(classifier, "DAG", DAG_INSTEAD, deferred=True)  # keeps DAG's rounding
+
+    def bn_loss(images: torch.Tensor, t: int) -> torch.Tensor:  # images (B, C, H, W) in [0, 1]
+        with stats:
+            classifier(images)
+        return stats.loss()
+
+    if form == "x_t":
+        return CorrectXt(bn_loss, scale)
+    return LossGradient(bn_loss, scale)
 
 
 def train_class_tokens(
-    gen, classifier: nn.Module, class_names: list[str], cfg: DdisConfig, log=None, guidance=()
+    gen,
+    classifier: nn.Module,
+    class_names: list[str],
+    cfg: DdisConfig,
+    log=None,
+    guidance: Sequence[Guide] = (),
 ) -> dict:
     """Learn one CAT embedding per class (new tokens added to ``gen``); returns a training summary.
 
@@ -285,7 +314,7 @@ def task_train_cat(cfg: DdisConfig, out: str, folder: str = "cat", with_dag: boo
     if path.exists():
         return json.loads(info_path.read_text())
     gen, teacher, info = _load(cfg, Path(out))
-    guidance = [dag_guidance(teacher, cfg.dag_scale)] if with_dag else []
+    guidance = [dag_guidance(teacher, cfg.dag_scale, cfg.dag_form)] if with_dag else []
     t0 = time.time()
     summary = train_class_tokens(gen, teacher, list(info.class_names), cfg, guidance=guidance)
     summary["cat_seconds"] = time.time() - t0
@@ -307,7 +336,7 @@ def task_generate(cfg: DdisConfig, out: str, variant: str, shard: Shard | None =
     run_ = Run(out)
     gen, teacher, info = _load(cfg, run_.dir)
     use_dag, use_cat = USES[variant]
-    guidance = [dag_guidance(teacher, cfg.dag_scale)] if use_dag else []
+    guidance = [dag_guidance(teacher, cfg.dag_scale, cfg.dag_form)] if use_dag else []
     if use_cat:
         load_learned_embeds(gen, run_.dir / token_set(cfg, variant)[0])
     names = list(info.class_names)
@@ -319,14 +348,10 @@ def task_generate(cfg: DdisConfig, out: str, variant: str, shard: Shard | None =
         targets = targets_all[i * bs : (i + 1) * bs]
         prompts = cat_prompts(targets, names) if use_cat else plain_prompts(targets, names, template)
         seed = cfg.seed * 100_003 + i
-        if use_dag:
-            images = sample(gen, prompts, steps=cfg.sample_steps, cfg=cfg.cfg, guidance=guidance, seed=seed)
-        else:
-            with torch.inference_mode():
-                images = sample(gen, prompts, steps=cfg.sample_steps, cfg=cfg.cfg, seed=seed)
+        images = sample(gen, prompts, steps=cfg.sample_steps, cfg=cfg.cfg, guidance=guidance, seed=seed)
         with torch.no_grad():
             images = teacher[0](images.detach().float()).clamp(0, 1)
-            images = (images * 255).round() / 255  # what the PNGs hold
+            images = quantize(images)  # what the PNGs hold
             probs = teacher[1](images).softmax(1)
         return {"images": images.cpu(), "targets": targets, "probs": probs.cpu()}
 
@@ -353,13 +378,17 @@ def task_student(cfg: DdisConfig, out: str, variant: str) -> None:
 
 
 def reference_images(cfg: DdisConfig, image_size: int, channels: int, class_names: list[str]):
-    """Real images the metrics compare against: the private digits (train split) on the embedded
-    default, else the user's ``test_data`` (the only real images a data-free user has)."""
-    from ..data import load_digits, load_image_folder
+    """Real images the metrics compare against: the user's ``test_data`` (the only real images a
+    data-free user has), else the train split of the private ``data`` the teacher learned from."""
+    from ..data import fit_to, is_builtin, load_builtin, load_image_folder
 
-    if cfg.test_data is None:
-        return load_digits("train", image_size)
-    return load_image_folder(cfg.test_data, size=image_size, channels=channels, class_names=class_names)
+    if cfg.test_data is not None:
+        return load_image_folder(cfg.test_data, size=image_size, channels=channels, class_names=class_names)
+    if is_builtin(cfg.data):
+        ref = load_builtin(cfg.data, "train", image_size)
+        ref.images = fit_to(ref.images, image_size, channels)
+        return ref
+    return load_image_folder(cfg.data, size=image_size, channels=channels, class_names=class_names)
 
 
 def task_feature_classifier(cfg: DdisConfig, out: str) -> None:
@@ -389,73 +418,48 @@ def num_batches(cfg: DdisConfig) -> int:
     return math.ceil(cfg.num_images / cfg.batch_size)
 
 
-def load_generated(run_dir: Path, variant: str, cfg: DdisConfig) -> dict[str, torch.Tensor]:
-    """All of ``variant``'s batches concatenated (a missing batch is an error, not a smaller set)."""
-    from ..runs import Run, load_batches
+def load_generated(run_dir: Path, variant: str, cfg: DdisConfig) -> dict:
+    """All of ``variant``'s images ``(N, C, H, W)``, targets ``(N,)``, teacher probabilities ``(N, K)``
+    and generation ``seconds`` (a missing batch is an error, not a smaller set)."""
+    from ..runs import Run
+    from ..runs import load_generated as read
 
-    batches = load_batches(Run(run_dir), num_batches(cfg), folder=f"generated_{variant}")
-    out = {k: torch.cat([b[k] for b in batches]) for k in ("images", "targets", "probs")}
-    out["seconds"] = torch.tensor(sum(float(b["seconds"]) for b in batches))
-    return out
+    keys = ("images", "targets", "probs")
+    return read(Run(run_dir), f"generated_{variant}", cfg.num_images, cfg.batch_size, keys)
 
 
 # ------------------------------------------------------------------------------------------------
 # the command
 # ------------------------------------------------------------------------------------------------
-def run(cfg: DdisConfig, out: Path) -> dict:
-    """`modelmine ddis`: CAT training, generation (DDIS + ablations), students, quality metrics."""
-    from ..classifiers import has_batchnorm, load_classifier, predict_logits
-    from ..data import ImageSet, save_image_folder
-    from ..distributed import processes, resolve_device
+def synthesize_variants(cfg: DdisConfig, out: str, variants: list[str], main_variant: str, procs) -> dict:
+    """Phase 1: the CAT tokens, with the variants that do not need them; phase 2: the CAT variants.
+
+    Launched as several processes, the main one trains the tokens and the feature classifier and
+    every process generates its share of each variant's batches. Returns the main variant's token
+    training summary (``{}`` without CAT, or in other processes).
+    """
+    from ..runs import run_phase
+
+    token_sets = sorted({token_set(cfg, v) for v in variants if USES[v][1]})
+    once = [(task_train_cat, (cfg, out, *ts)) for ts in token_sets] + [(task_feature_classifier, (cfg, out))]
+    plain = [(task_generate, (cfg, out, v, procs.shard)) for v in variants if not USES[v][1]]
+    results = run_phase(procs, once, plain, cfg.workers, cfg.threads)
+    main_tokens = token_set(cfg, main_variant) if USES[main_variant][1] else None
+    cat_info = results[token_sets.index(main_tokens)] if results and main_tokens in token_sets else {}
+    with_tokens = [(task_generate, (cfg, out, v, procs.shard)) for v in variants if USES[v][1]]
+    run_phase(procs, [], with_tokens, cfg.workers, cfg.threads)
+    return cat_info
+
+
+def variant_metrics(
+    cfg: DdisConfig, run_, info, test, variants: list[str], main_variant: str, device
+) -> dict:
+    """Per variant: FID, precision/recall on the feature classifier, the teacher's agreement with
+    the prompted class, the student's test accuracy; writes ``grid_<variant>.png``."""
+    from ..classifiers import load_classifier, predict_logits
     from ..metrics import classifier_features, frechet_distance, precision_recall
     from ..report import save_grid
-    from ..runs import Run, run_tasks
-    from ..teacher import load_test_set, obtain_teacher, with_teacher_size
 
-    t_start = time.time()
-    torch.set_num_threads(max(1, cfg.threads))
-    for name in ("num_images", "batch_size", "sample_steps", "cat_per_class", "cat_steps"):
-        if getattr(cfg, name) < 1:
-            raise UserError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
-    cfg = with_teacher_size(cfg, "digits")
-    run_ = Run(out, cfg)
-    device = resolve_device(cfg.device)
-    with procs.main_first():  # the default teacher is trained once; the other processes load it
-        teacher, info = obtain_teacher(cfg.teacher, run_.dir, None, device)
-    if cfg.dag and not has_batchnorm(teacher):
-        dag_guidance(teacher, cfg.dag_scale)  # raises the one-line error
-    test = load_test_set(cfg.test_data, info, user_teacher=cfg.teacher.path is not None)
-    allowed = [v for v in VARIANTS if (cfg.dag or not USES[v][0]) and (cfg.cat or not USES[v][1])]
-    main_variant = next(v for v in VARIANTS if USES[v] == (cfg.dag, cfg.cat))
-    variants = allowed if cfg.ablations else [main_variant]
-    o = str(run_.dir)
-
-    # phase 1: CAT tokens with the variants that do not need them; phase 2: the CAT variants.
-    # Launched as several processes, the main one trains the tokens and the feature classifier and
-    # every process generates its share of each variant's batches.
-    t0 = time.time()
-    token_sets = sorted({token_set(cfg, v) for v in variants if USES[v][1]}) if procs.is_main else []
-    first = [(task_train_cat, (cfg, o, *ts)) for ts in token_sets] + [
-        (task_generate, (cfg, o, v, procs.shard)) for v in variants if not USES[v][1]
-    ]
-    if procs.is_main:
-        first.append((task_feature_classifier, (cfg, o)))
-    results = run_tasks(first, cfg.workers, cfg.threads)
-    main_tokens = token_set(cfg, main_variant) if USES[main_variant][1] else None
-    cat_info = results[token_sets.index(main_tokens)] if main_tokens in token_sets else {}
-    procs.barrier()
-    second = [(task_generate, (cfg, o, v, procs.shard)) for v in variants if USES[v][1]]
-    run_tasks(second, cfg.workers, cfg.threads)
-    procs.barrier()
-    if not procs.is_main:  # the main process trains the students and computes the metrics
-        return {}
-    synthesis_seconds = time.time() - t0
-    t0 = time.time()
-    run_tasks([(task_student, (cfg, o, v)) for v in variants], cfg.workers, cfg.threads)
-    student_seconds = time.time() - t0
-
-    # metrics ------------------------------------------------------------------------------------
     features_model, _ = load_classifier(run_.dir / "feature_classifier.safetensors")
     extract = classifier_features(features_model, device=device)
     real = extract(reference_images(cfg, info.image_size, info.in_channels, list(info.class_names)).images)
@@ -478,16 +482,54 @@ def run(cfg: DdisConfig, out: Path) -> dict:
         k = min(info.num_classes, 10)
         picks = torch.cat([torch.nonzero(b["targets"] == c).squeeze(1)[:8] for c in range(k)])
         save_grid(run_.path(f"grid_{v}.png"), b["images"][picks.view(k, -1).T.flatten()], nrow=k)
+    return metrics
 
-    def write_synthetic() -> dict:
-        b = load_generated(run_.dir, main_variant, cfg)
-        labels = b["probs"].argmax(1)
-        save_image_folder(
-            run_.dir / "synthetic", ImageSet(b["images"], labels, list(info.class_names)), b["probs"]
-        )
+
+def write_synthetic(run_dir: Path, cfg: DdisConfig, variant: str, class_names: list[str]) -> dict:
+    """``synthetic/``: ``variant``'s images as an ImageFolder labelled by the teacher, with soft labels."""
+    from ..data import ImageSet, save_image_folder
+
+    b = load_generated(run_dir, variant, cfg)
+    save_image_folder(
+        run_dir / "synthetic", ImageSet(b["images"], b["probs"].argmax(1), class_names), b["probs"]
+    )
+    return {}
+
+
+def run(cfg: DdisConfig, out: Path) -> dict:
+    """`modelmine ddis`: CAT training, generation (DDIS + ablations), students, quality metrics."""
+    from ..bn_statistics import require_batchnorm
+    from ..classifiers import predict_logits
+    from ..distributed import processes, resolve_device
+    from ..runs import Run, run_tasks
+    from ..teacher import teacher_and_test_set, with_teacher_size
+
+    t_start = time.time()
+    torch.set_num_threads(max(1, cfg.threads))
+    for name in ("num_images", "batch_size", "sample_steps", "cat_per_class", "cat_steps"):
+        if getattr(cfg, name) < 1:
+            raise UserError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
+    cfg = with_teacher_size(cfg, cfg.data)
+    run_ = Run(out, cfg)
+    device = resolve_device(cfg.device)
+    teacher, info, test = teacher_and_test_set(cfg.teacher, cfg.data, cfg.test_data, run_.dir, device)
+    if cfg.dag:
+        require_batchnorm(teacher, "DAG", DAG_INSTEAD)  # before any work: the one-line error
+    allowed = [v for v in VARIANTS if (cfg.dag or not USES[v][0]) and (cfg.cat or not USES[v][1])]
+    main_variant = next(v for v in VARIANTS if USES[v] == (cfg.dag, cfg.cat))
+    variants = allowed if cfg.ablations else [main_variant]
+
+    t0 = time.time()
+    cat_info = synthesize_variants(cfg, str(run_.dir), variants, main_variant, procs)
+    if not procs.is_main:  # the main process trains the students and computes the metrics
         return {}
-
-    run_.stage("synthetic", write_synthetic)
+    synthesis_seconds = time.time() - t0
+    t0 = time.time()
+    run_tasks([(task_student, (cfg, str(run_.dir), v)) for v in variants], cfg.workers, cfg.threads)
+    student_seconds = time.time() - t0
+    metrics = variant_metrics(cfg, run_, info, test, variants, main_variant, device)
+    run_.stage("synthetic", lambda: write_synthetic(run_.dir, cfg, main_variant, list(info.class_names)))
     t_pred = predict_logits(teacher, test.images, device=device).argmax(1)
     return run_.log_metrics(
         **metrics, teacher_acc=(t_pred == test.labels).float().mean().item(), num_images=cfg.num_images,

@@ -12,7 +12,8 @@ Synthesis of a batch ``x`` ``(B, C, H, W)`` with balanced targets ``y``, Adam on
   ``||x||_2`` the per-image L2 norm, batch mean.
 - Eq. 4 ``R_feature = sum_l a_l (||mu_l(x) - running_mean_l||_2 + ||sigma_l^2(x) - running_var_l||_2)``
   over every BatchNorm layer ``l`` (batch statistics of the layer's input), with ``a_1 =
-  first_bn_multiplier`` for the first layer and 1 for the rest (official code).
+  first_bn_multiplier`` for the first layer and 1 for the rest (official code); the shared block
+  :mod:`modelmine.bn_statistics`, which DDIS's DAG uses too.
 - ``L = CE(f(x'), y) + w_bn * R_feature + R_prior`` on a randomly jittered (and optionally flipped)
   copy ``x'`` of the batch; Adam with a cosine learning rate; pixels clipped to [0, 1] after each
   step (the official code clips to the valid image range). Soft labels ``softmax(f(x))`` are saved
@@ -40,12 +41,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..classifiers import has_batchnorm, predict_logits
+from ..bn_statistics import BNStatistics, require_batchnorm
+from ..classifiers import predict_logits
+from ..data import quantize
 from ..distill import StudentConfig, distill_synthetic_batches
 from ..distributed import processes, resolve_device
-from ..errors import UserError
 from ..runs import Run, synthesize_merged
-from ..teacher import TeacherConfig, load_test_set, obtain_frozen_teacher, with_teacher_size
+from ..teacher import TeacherConfig, teacher_and_test_set, with_teacher_size
 
 
 @dataclass
@@ -54,7 +56,8 @@ class DeepInversionConfig:
 
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)  # the same recipe as CAKE's
-    test_data: str | None = None  # ImageFolder test set; default: the private digits' test split
+    data: str = "digits"  # the private data the default teacher trains on (built-in name or folder)
+    test_data: str | None = None  # ImageFolder test set; none: the test split of `data`
     num_batches: int = 24
     batch_size: int = 100
     num_steps: int = 60
@@ -75,22 +78,6 @@ class DeepInversionConfig:
 # --------------------------------------------------------------------------------------------
 # The equations
 # --------------------------------------------------------------------------------------------
-def bn_statistics_loss(
-    stats: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],
-    first_bn_multiplier: float = 10.0,
-) -> torch.Tensor:
-    """Eq. 4: ``sum_l a_l (||mu_l - mu_hat_l||_2 + ||var_l - var_hat_l||_2)``, ``a_1 = first_bn_multiplier``.
-
-    ``stats``: per BatchNorm layer in forward order, ``(batch_mean, batch_var, running_mean,
-    running_var)``, each ``(channels,)``.
-    """
-    total = torch.zeros(())
-    for i, (mu, var, r_mu, r_var) in enumerate(stats):
-        a = first_bn_multiplier if i == 0 else 1.0
-        total = total + a * (torch.linalg.vector_norm(mu - r_mu) + torch.linalg.vector_norm(var - r_var))
-    return total
-
-
 def tv_l2(x: torch.Tensor) -> torch.Tensor:
     """Official L2 total variation: summed norms of the 4 neighbour differences. ``(B, C, H, W)`` -> scalar."""
     d1 = x[:, :, :, :-1] - x[:, :, :, 1:]
@@ -103,35 +90,6 @@ def tv_l2(x: torch.Tensor) -> torch.Tensor:
 def l2_prior(x: torch.Tensor) -> torch.Tensor:
     """Mean per-image L2 norm. ``(B, C, H, W)`` -> scalar."""
     return torch.linalg.vector_norm(x.flatten(1), dim=1).mean()
-
-
-class BNStatistics:
-    """Forward pre-hooks on every BatchNorm layer collecting ``(batch_mean, batch_var, running_*)``."""
-
-    def __init__(self, model: nn.Module):
-        self.layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if not self.layers:
-            raise UserError(
-                "DeepInversion needs a teacher with BatchNorm layers (it matches their running "
-                "statistics) and this one has none; use `modelmine cake`, which works on any classifier"
-            )
-        self.stats: list = []
-        self.handles = [m.register_forward_pre_hook(self._hook) for m in self.layers]
-
-    def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        h = inputs[0]  # (B, C, ...) input of the BatchNorm layer
-        dims = [0, *range(2, h.dim())]
-        mean = h.mean(dims)
-        var = h.var(dims, unbiased=False)
-        self.stats.append((mean, var, module.running_mean, module.running_var))
-
-    def pop(self) -> list:
-        out, self.stats = self.stats, []
-        return out
-
-    def close(self) -> None:
-        for h in self.handles:
-            h.remove()
 
 
 def synthesize_batch(
@@ -150,15 +108,14 @@ def synthesize_batch(
     t = targets.to(device)
     opt = torch.optim.Adam([x], lr=cfg.lr, betas=tuple(cfg.betas))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.num_steps))
-    hooks = BNStatistics(teacher)
-    try:
+    with BNStatistics(teacher, "DeepInversion") as hooks:
         for _ in range(cfg.num_steps):
             dx, dy = torch.randint(-cfg.jitter, cfg.jitter + 1, (2,), generator=generator).tolist()
             xj = torch.roll(x, shifts=(dx, dy), dims=(2, 3))
             if cfg.flip and torch.rand((), generator=generator) < 0.5:
                 xj = torch.flip(xj, dims=(3,))
             logits = teacher(xj)
-            r_bn = bn_statistics_loss(hooks.pop(), cfg.first_bn_multiplier)
+            r_bn = hooks.loss(cfg.first_bn_multiplier)
             loss = (
                 F.cross_entropy(logits, t) + cfg.w_bn * r_bn + cfg.w_tv * tv_l2(xj) + cfg.w_l2 * l2_prior(xj)
             )
@@ -168,9 +125,7 @@ def synthesize_batch(
             sched.step()
             with torch.no_grad():
                 x.clamp_(0, 1)
-    finally:
-        hooks.close()
-    images = (x.detach() * 255).round() / 255  # exactly what the PNGs will hold
+    images = quantize(x.detach())  # exactly what the PNGs will hold
     return {"images": images.cpu(), "targets": targets}
 
 
@@ -185,14 +140,11 @@ def run(cfg: DeepInversionConfig, out: Path) -> dict:
     """
     torch.manual_seed(cfg.seed)
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
-    cfg = with_teacher_size(cfg, "digits")
+    cfg = with_teacher_size(cfg, cfg.data)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
-    with procs.main_first():  # the default teacher is trained once; the other processes load it
-        teacher, info = obtain_frozen_teacher(cfg.teacher, run_.dir, device)
-    if not has_batchnorm(teacher):
-        BNStatistics(teacher)  # raises the one-line UserError
-    test = load_test_set(cfg.test_data, info, user_teacher=cfg.teacher.path is not None)
+    teacher, info, test = teacher_and_test_set(cfg.teacher, cfg.data, cfg.test_data, run_.dir, device)
+    require_batchnorm(teacher, "DeepInversion")  # a teacher without BatchNorm: the one-line error
     shape = (info.in_channels, info.image_size, info.image_size)
 
     def make_batch(i: int) -> dict[str, torch.Tensor]:
