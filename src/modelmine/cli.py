@@ -74,7 +74,7 @@ COMMANDS: dict[str, Command] = {
         sharded=True,
     ),
     "audit generator": Command(
-        "modelmine.methods.finextract", "AuditGeneratorConfig", "run_audit_generator",
+        "modelmine.audit.generator", "AuditGeneratorConfig", "run",
         "FineXtract on the LoRA generator of a TCKR run: how many private training images it leaks",
         {"run": "run"},
         sharded=True,
