@@ -1,6 +1,6 @@
 """`modelmine audit generator` on the TCKR benchmark's LoRA: how many private digits it leaks.
 
-Runs ``modelmine.methods.finextract.run_audit_generator`` (the same code as the command) with its
+Runs ``modelmine.audit.generator.run`` (the same code as the command) with its
 defaults (500 FineXtract generations and 500 CFG-3 generations from the same noise, prompts drawn
 from the private images' ``"<class>: <caption>"`` prompts) on the run folder that
 ``benchmarks/tckr_bench.py`` left (``/tmp/tckr_bench/tckr`` by default), in a fresh folder.
@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from _results import machine_info, write_results
-from modelmine.methods import finextract
+from modelmine.audit import generator as audit_generator
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -32,11 +32,11 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/audit_generator_bench")
     ap.add_argument("--results", default=str(RESULTS))
     args = ap.parse_args()
-    cfg = finextract.AuditGeneratorConfig(run=args.run, seed=args.seed)
+    cfg = audit_generator.AuditGeneratorConfig(run=args.run, seed=args.seed)
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
     t0 = time.time()
-    metrics = finextract.run_audit_generator(cfg, work)
+    metrics = audit_generator.run(cfg, work)
     results = {
         "metrics": metrics,
         "tckr_run_metrics": json.loads((Path(args.run) / "metrics.json").read_text()),

@@ -16,10 +16,11 @@ from modelmine.audit.extraction import (
     greedy_cliques,
     largest_clique,
     pixel_features,
+    start_noise,
 )
 from modelmine.cli import main
 from modelmine.diffusion.finetune import add_lora, save_lora
-from modelmine.diffusion.generator import Generator
+from modelmine.diffusion.generator import Generator, checkpoint_kind
 from modelmine.diffusion.guidance import (
     Conditioning,
     ModelGuidance,
@@ -29,7 +30,6 @@ from modelmine.diffusion.guidance import (
 )
 from modelmine.diffusion.sampler import sample
 from modelmine.errors import UserError
-from modelmine.methods.finextract import checkpoint_kind, start_noise
 
 PROMPT = "a photo of digit three"
 
@@ -170,6 +170,8 @@ def test_pickle_checkpoints_are_refused(tmp_path, capsys):
     (tmp_path / "sd" / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"x")
     with pytest.raises(UserError, match="pickle"):
         checkpoint_kind(tmp_path / "sd")
+    with pytest.raises(UserError, match="pickle"):
+        Generator.from_pretrained(tmp_path / "sd")  # the one loader refuses them too
     out = tmp_path / "out"
     assert (
         main(["extract", "--out", str(out), "--finetuned", str(tmp_path / "pytorch_lora_weights.bin")]) == 2
@@ -181,6 +183,28 @@ def test_pickle_checkpoints_are_refused(tmp_path, capsys):
     save_lora(gen.unet, tmp_path / "lora")
     assert checkpoint_kind(tmp_path / "lora") == "lora"
     assert checkpoint_kind(tmp_path / "lora" / "pytorch_lora_weights.safetensors") == "lora"
+
+
+def test_generator_geometry_reads_configs_without_weights(tmp_path):
+    from diffusers import AutoencoderKL
+
+    gen = tiny(seed=5)
+    gen.vae = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2, block_out_channels=[8, 8], latent_channels=1,
+        norm_num_groups=4, sample_size=32,
+    )  # fmt: skip
+    gen.save_pretrained(tmp_path / "latent")
+    tiny().save_pretrained(tmp_path / "pixel")
+    tiny().save_embedded(tmp_path / "emb" / "g.safetensors")
+    for path in (tmp_path / "latent", tmp_path / "pixel", tmp_path / "emb" / "g.safetensors"):
+        back = Generator.from_pretrained(path)
+        assert Generator.geometry(path) == (back.image_size, back.channels)
+    assert Generator.geometry(tmp_path / "latent") == (32, 3)
+    for f in tmp_path.rglob("*.safetensors"):  # no weights needed
+        f.unlink()
+    assert Generator.geometry(tmp_path / "latent") == (32, 3)
+    assert Generator.geometry(tmp_path / "emb" / "g.safetensors") == (16, 1)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -223,15 +247,17 @@ def test_extract_command_embedded_default_and_resume(tmp_path, tiny_generator):
     assert json.loads((out / "metrics.json").read_text())["success_rate"] == m["success_rate"]
 
 
-def test_audit_generator_on_a_tckr_run(tmp_path, tiny_generator):
+def test_audit_generator_on_a_tckr_run(tmp_path, tiny_generator, capsys):
     import yaml
 
-    from modelmine.data import load_digits
+    from modelmine.data import describe_members, load_digits
 
     tckr = tmp_path / "tckr"
     tckr.mkdir()
     (tckr / "config.yaml").write_text(yaml.safe_dump({"generator": str(tiny_generator), "data": None}))
     (tckr / "captions.json").write_text(json.dumps(["thin upright"] * len(load_digits("train", 8))))
+    split = {"members": describe_members(load_digits("train", 8)),
+             "nonmembers": describe_members(load_digits("heldout", 8))}  # fmt: skip
     gen = Generator.embedded(tiny_generator)
     add_lora(gen.unet, rank=2, alpha=2.0)
     _randomise_lora(gen.unet)
@@ -239,6 +265,9 @@ def test_audit_generator_on_a_tckr_run(tmp_path, tiny_generator):
     out = tmp_path / "audit"
     args = ["audit", "generator", "--out", str(out), "--run", str(tckr), "--set", "num_generations=6",
             "--set", "sample_steps=2", "--set", "device=cpu"]  # fmt: skip
+    assert main(args) == 2  # no split.json yet: not a finished TCKR run
+    assert "no split.json" in capsys.readouterr().err
+    (tckr / "split.json").write_text(json.dumps(split))
     assert main(args) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["num_train_images"] == 1077 and m["num_generations"] == 6

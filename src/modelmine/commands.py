@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import teacher
-from .audit import lira
+from .audit import generator, lira
 from .diffusion import finetune, pretrain
 from .distributed import processes
 from .methods import cake, ddis, deepinversion, finextract, tckr
@@ -82,7 +82,7 @@ COMMANDS: dict[str, Command] = {
         sharded=True,
     ),
     "audit generator": Command(
-        finextract.AuditGeneratorConfig, finextract.run_audit_generator,
+        generator.AuditGeneratorConfig, generator.run,
         "FineXtract on the LoRA generator of a TCKR run: how many private training images it leaks",
         {"run": "run"}, sharded=True,
     ),

@@ -40,18 +40,33 @@ Deviations from the official code:
   threshold is the 99% quantile of real non-member images' best similarity to the training
   images: a candidate counts as an extraction when it matches a training image better than
   99% of real images that were not trained on do.
+
+The attack side, shared by ``modelmine extract`` (:mod:`modelmine.methods.finextract`) and
+``modelmine audit generator`` (:mod:`modelmine.audit.generator`), takes plain arguments: the start
+noise of every generation batch (:func:`start_noise`, the same for every method so they are
+compared on equal draws), FineXtract's model-guided samples (:func:`generate_finextract`) and the
+CFG baseline's (:func:`generate_cfg`), the resumable batch loop (:func:`generate_all`), the
+clustering and scoring of one set of generations (:func:`attack`) and the threshold choice
+(:func:`choose_threshold`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data import fit_to, to_uint8_tensor
 from ..errors import UserError
+from ..runs import Run, synthesize_batches
+
+if TYPE_CHECKING:
+    from ..diffusion.generator import Generator
+    from ..distributed import Shard
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]  # images (B, C, H, W) in [0, 1] -> (B, D)
 
@@ -244,3 +259,133 @@ def calibrate_threshold(
         raise UserError("threshold calibration needs at least one non-member image")
     best, _ = best_matches(nonmember_features, train_features)
     return float(torch.quantile(best.float(), quantile))
+
+
+def choose_threshold(
+    threshold: float | None,
+    quantile: float,
+    train_features: torch.Tensor,
+    nonmember_features: torch.Tensor | None,
+) -> float:
+    """The success threshold: ``threshold`` when given, else :func:`calibrate_threshold` at
+    ``quantile`` on the non-members' features ``(M, D)`` against the training images' ``(N, D)``."""
+    if threshold is not None:
+        return float(threshold)
+    if nonmember_features is None:
+        raise UserError("set success_threshold, or give heldout_data (real non-members) to calibrate it")
+    return calibrate_threshold(train_features, nonmember_features, quantile)
+
+
+# ------------------------------------------------------------------------------------------------
+# FineXtract's generation and attack
+# ------------------------------------------------------------------------------------------------
+# (w, lambda) of the paper per fine-tuning mode, for latent (Stable Diffusion) generators
+PAPER_GUIDANCE = {"lora": (5.0, 0.0), "full": (3.0, -0.02)}
+# pixel-space generators fall apart under the paper's w (see modelmine.methods.finextract)
+PIXEL_SPACE_W = 1.25
+
+
+def resolve_guidance(mode: str, w: float | None, lam: float | None, pixel_space: bool) -> tuple[float, float]:
+    """``(w, lambda)``: explicit values, else the paper's per ``mode`` (``w`` 1.25 for pixel space)."""
+    pw, plam = PAPER_GUIDANCE[mode]
+    if w is None:
+        w = PIXEL_SPACE_W if pixel_space else pw
+    return float(w), float(plam if lam is None else lam)
+
+
+def check_generation_settings(
+    num_generations: int, sample_steps: int, gen_batch_size: int, calibration_quantile: float
+) -> None:
+    """One-line UserErrors for settings no attack can run with."""
+    if num_generations < 1 or sample_steps < 1 or gen_batch_size < 1:
+        raise UserError("num_generations, sample_steps and gen_batch_size must be >= 1")
+    if not 0.0 <= calibration_quantile <= 1.0:
+        raise UserError(f"calibration_quantile must be in [0, 1], got {calibration_quantile}")
+
+
+def start_noise(shape: tuple[int, ...], n: int, seed: int, batch: int) -> torch.Tensor:
+    """The start noise ``(n, *shape)`` of generation batch ``batch``: the same for every method."""
+    return torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed * 1_000_003 + batch))
+
+
+def generate_finextract(
+    gen: Generator,
+    prompts: Sequence[str],
+    latents: torch.Tensor,
+    steps: int,
+    w: float,
+    lam: float,
+    base: Generator | None = None,
+) -> torch.Tensor:
+    """FineXtract samples ``(B, C, H, W)`` in [0, 1] from ``latents`` ``(B, *gen.latent_shape)``:
+    ``gen`` is the fine-tuned generator (its LoRA switched off for ``eps_pre`` when ``base`` is
+    None), ``base`` the pretrained one otherwise. No CFG: model guidance replaces it."""
+    from ..diffusion.guidance import ModelGuidance
+    from ..diffusion.sampler import sample
+
+    guidance = ModelGuidance(w, lam, base=base, pre_prompt="")
+    return sample(gen, list(prompts), steps=steps, cfg=1.0, guidance=[guidance], latents=latents)
+
+
+def generate_cfg(
+    gen: Generator, prompts: Sequence[str], latents: torch.Tensor, steps: int, cfg: float
+) -> torch.Tensor:
+    """Baseline samples ``(B, C, H, W)`` in [0, 1]: plain classifier-free guidance of ``gen``."""
+    from ..diffusion.sampler import sample
+
+    return sample(gen, list(prompts), steps=steps, cfg=cfg, latents=latents)
+
+
+def generate_all(
+    run: Run,
+    folder: str,
+    n: int,
+    batch_size: int,
+    seed: int,
+    shape: tuple[int, ...],
+    prompts: Sequence[str],
+    make: Callable[[list[str], torch.Tensor], torch.Tensor],
+    shard: Shard | None = None,
+) -> None:
+    """Write ``n`` generations in resumable batches under ``run.dir/folder`` (uint8 ``images``
+    ``(B, C, H, W)``, read back with :func:`modelmine.runs.load_generated`). ``make(prompts,
+    latents)`` draws one batch from :func:`start_noise`; generation ``i`` uses ``prompts[i % len]``.
+    With a ``shard`` of a multi-process launch only its batches are drawn."""
+
+    def make_batch(i: int) -> dict[str, torch.Tensor]:
+        lo, hi = i * batch_size, min(n, (i + 1) * batch_size)
+        chunk = [prompts[j % len(prompts)] for j in range(lo, hi)]
+        return {"images": to_uint8_tensor(make(chunk, start_noise(shape, hi - lo, seed, i)))}
+
+    synthesize_batches(run, math.ceil(n / batch_size), make_batch, folder=folder, shard=shard)
+
+
+def attack(
+    features_fn: FeatureFn, generated: torch.Tensor, train_features: torch.Tensor, threshold: float
+) -> dict:
+    """Cluster ``generated`` (uint8 ``(M, C, H, W)``) into ``N = len(train_features)`` candidates
+    (all of them when ``M <= N``: clustering would only drop some) and score them. Returns the
+    ``scores`` (:func:`extraction_scores`), the ``candidates`` indices ``(K,)``, each training
+    image's ``best`` similarity ``(N,)`` and ``best_index`` ``(N,)`` into ``generated``, and the
+    ``cluster_threshold``."""
+    feats = features_fn(generated.float() / 255)  # (M, D)
+    n_train = len(train_features)
+    if len(feats) <= n_train:
+        candidates, cluster_threshold = torch.arange(len(feats)), float("nan")
+    else:
+        cliques, cluster_threshold = cluster_generations(cosine_similarity_matrix(feats), n_train)
+        candidates = cluster_representatives(feats, cliques)
+    best, idx = best_matches(train_features, feats[candidates])
+    return {
+        "scores": extraction_scores(best, threshold),
+        "candidates": candidates,
+        "best": best,
+        "best_index": candidates[idx],
+        "cluster_threshold": cluster_threshold,
+    }
+
+
+def match_rows(train_images: torch.Tensor, generated: torch.Tensor, best_index: torch.Tensor) -> torch.Tensor:
+    """Each training image's ``(N, C, H, W)`` best candidate from ``generated`` (uint8), in [0, 1]
+    at the training images' size and channels: a row of a matches grid."""
+    return fit_to(generated[best_index].float() / 255, train_images.shape[-1], train_images.shape[1])

@@ -37,11 +37,10 @@ from ..distributed import resolve_device
 from ..errors import UserError
 from ..report import save_grid
 from ..runs import Run, atomic_torch_save, atomic_write_text
-from .generator import Generator
+from .generator import LORA_WEIGHTS, Generator
 from .pretrain import train_step
 from .sampler import sample_batched
 
-LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")  # diffusers' attention-only LoRA
 # The attention targets plus the UNet's convolutional and conditioning projections: small UNets take
 # the class mostly through the pooled text embedding and the ResNet blocks (TCKR and FineXtract

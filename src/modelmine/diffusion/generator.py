@@ -23,9 +23,10 @@ the VAE's scaling factor for latent models).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -35,6 +36,8 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 EMBEDDED_WEIGHTS = ASSETS / "embedded_generator.safetensors"
 EMBEDDED_CONFIG = ASSETS / "embedded_generator.json"
 EMBEDDED_TOKENIZER = ASSETS / "embedded_tokenizer.json"
+LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' file name for LoRA weights
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 BOS, EOS, PAD, UNK = "<|startoftext|>", "<|endoftext|>", "<pad>", "<unk>"
 MAX_TOKENS = 16  # the embedded text encoder's context length
@@ -186,11 +189,7 @@ class Generator:
     @classmethod
     def embedded(cls, weights: str | Path | None = None) -> Generator:
         """The shipped tiny generator (``weights``: another file written by :meth:`save_embedded`)."""
-        path = Path(weights) if weights is not None else EMBEDDED_WEIGHTS
-        cfg_path = path.with_suffix(".json") if weights is not None else EMBEDDED_CONFIG
-        tok_path = embedded_tokenizer_path(path)
-        if weights is None:
-            tok_path = EMBEDDED_TOKENIZER
+        path, cfg_path, tok_path = _embedded_files(weights)
         for p in (path, cfg_path, tok_path):
             if not p.is_file():
                 raise UserError(f"embedded generator file missing: {p} (run `modelmine pretrain`)")
@@ -260,12 +259,14 @@ class Generator:
         """A diffusers Stable Diffusion folder (``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``,
         ``scheduler/``; SD 2.x and 1.x). ``"embedded"`` gives :meth:`embedded`, and a
         ``.safetensors`` file one written by :meth:`save_embedded`. The sampling scheduler is
-        always DDIM built from the folder's scheduler config.
+        always DDIM built from the folder's scheduler config. Pickle weights are refused
+        (:func:`refuse_pickle`).
         """
         if str(path_or_id) == "embedded":
             return cls.embedded()
         if str(path_or_id).endswith(".safetensors"):
             return cls.embedded(path_or_id)
+        refuse_pickle(path_or_id, "generator")
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
         from transformers import AutoTokenizer, CLIPTextModel
 
@@ -284,10 +285,28 @@ class Generator:
                 vae = AutoencoderKL.from_pretrained(src, subfolder="vae", torch_dtype=dtype, **kw)
         except (OSError, ValueError) as e:
             raise UserError(f"cannot load generator '{src}': {str(e).splitlines()[0]}") from None
-        factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
-        size = unet.config.sample_size * factor
-        channels = vae.config.in_channels if vae is not None else unet.config.in_channels
+        size, channels = _geometry(unet.config, None if vae is None else vae.config)
         return cls(unet, vae, text_encoder, tokenizer, scheduler, size, channels).eval()
+
+    @staticmethod
+    def geometry(path_or_id: str | Path) -> tuple[int, int]:
+        """``(image_size, channels)`` of the generator :meth:`from_pretrained` would load, read from
+        its config files without loading weights (a hub id that is no local folder is loaded)."""
+        src = str(path_or_id)
+        if src == "embedded" or src.endswith(".safetensors"):
+            _, cfg_path, _ = _embedded_files(None if src == "embedded" else src)
+            if not cfg_path.is_file():
+                raise UserError(f"embedded generator config missing: {cfg_path}")
+            cfg = json.loads(cfg_path.read_text())
+            return int(cfg["image_size"]), int(cfg["channels"])
+        root = Path(src)
+        try:
+            unet = json.loads((root / "unet" / "config.json").read_text())
+            vae = json.loads((root / "vae" / "config.json").read_text()) if (root / "vae").is_dir() else None
+        except (OSError, ValueError):
+            gen = Generator.from_pretrained(src)  # e.g. a cached hub id: let diffusers resolve it
+            return gen.image_size, gen.channels
+        return _geometry(unet, vae)
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write a diffusers folder readable by :meth:`from_pretrained` (and ``StableDiffusionPipeline``)."""
@@ -394,6 +413,73 @@ class Generator:
             for name, m in (("unet", self.unet), ("vae", self.vae), ("text_encoder", self.text_encoder))
             if m is not None
         }
+
+
+def _embedded_files(weights: str | Path | None) -> tuple[Path, Path, Path]:
+    """``(weights, config, tokenizer)`` paths of an embedded-format generator (None: the shipped one)."""
+    if weights is None:
+        return EMBEDDED_WEIGHTS, EMBEDDED_CONFIG, EMBEDDED_TOKENIZER
+    path = Path(weights)
+    return path, path.with_suffix(".json"), embedded_tokenizer_path(path)
+
+
+def _geometry(unet: Mapping[str, Any], vae: Mapping[str, Any] | None) -> tuple[int, int]:
+    """``(image_size, channels)`` from a UNet config and an optional VAE config (diffusers keys):
+    the VAE decodes at ``2 ** (blocks - 1)`` times the latent size."""
+    size = unet["sample_size"] if isinstance(unet["sample_size"], int) else unet["sample_size"][0]
+    if vae is None:
+        return int(size), int(unet["in_channels"])
+    return int(size) * 2 ** (len(vae["block_out_channels"]) - 1), int(vae["in_channels"])
+
+
+# ------------------------------------------------------------------------------------------------
+# checkpoints from elsewhere: safetensors only
+# ------------------------------------------------------------------------------------------------
+def refuse_pickle(path: str | Path, what: str = "checkpoint") -> None:
+    """A one-line UserError for a pickle file, or a folder (or its ``unet/``, ``text_encoder/``,
+    ``vae/``) that holds pickle weights but no safetensors: pickles can run code when loaded."""
+    p = Path(path)
+    if p.suffix.lower() in PICKLE_SUFFIXES:
+        raise UserError(
+            f"{what} {p} is a pickle file; only safetensors are loaded (convert it, e.g. with "
+            "safetensors.torch.save_file)"
+        )
+    if not p.is_dir():
+        return
+    for sub in (p, p / "unet", p / "text_encoder", p / "vae"):
+        if not sub.is_dir():
+            continue
+        pickles = [f for f in sub.iterdir() if f.suffix.lower() in PICKLE_SUFFIXES]
+        if pickles and not any(f.suffix == ".safetensors" for f in sub.iterdir()):
+            raise UserError(
+                f"{what} {sub} holds only pickle weights ({pickles[0].name}); only safetensors are loaded"
+            )
+
+
+def checkpoint_kind(path: str | Path) -> Literal["lora", "full"]:
+    """``"lora"`` for a diffusers LoRA (a folder with :data:`LORA_WEIGHTS` or a ``.safetensors`` of
+    LoRA weights), ``"full"`` for a diffusers folder or an embedded ``.safetensors`` generator.
+    Pickles are refused; the weights are not loaded (only the safetensors header is read)."""
+    p = Path(path)
+    refuse_pickle(p, "fine-tuned checkpoint")
+    if not p.exists():
+        raise UserError(f"fine-tuned checkpoint not found: {p}")
+    if p.is_dir():
+        if (p / LORA_WEIGHTS).is_file():
+            return "lora"
+        if (p / "unet").is_dir():
+            return "full"
+        raise UserError(f"{p} is neither a LoRA folder ({LORA_WEIGHTS}) nor a diffusers folder (unet/)")
+    if p.suffix != ".safetensors":
+        raise UserError(f"fine-tuned checkpoint {p} must be .safetensors or a diffusers folder")
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            keys = list(f.keys())
+    except Exception as e:  # safetensors raises several types for bad headers
+        raise UserError(f"cannot read safetensors file {p}: {e}") from None
+    return "lora" if any("lora" in k for k in keys) else "full"
 
 
 def _plain(v: Any) -> Any:

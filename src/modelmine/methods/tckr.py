@@ -220,8 +220,7 @@ def task_generate(cfg: TckrConfig, out: str, variant: str, n: int, shard: Shard 
 
     def make_batch(i: int) -> dict[str, torch.Tensor]:
         chunk = gen_prompts[i * bs : (i + 1) * bs]
-        with torch.inference_mode():
-            images = sample(gen, chunk, steps=cfg.sample_steps, cfg=cfg.cfg, seed=cfg.seed * 100_003 + i)
+        images = sample(gen, chunk, steps=cfg.sample_steps, cfg=cfg.cfg, seed=cfg.seed * 100_003 + i)
         return {"images": quantize(images.float().cpu()), "labels": gen_labels[i * bs : (i + 1) * bs]}
 
     synthesize_batches(run_, math.ceil(n / bs), make_batch, folder=f"generated_{variant}", shard=shard)

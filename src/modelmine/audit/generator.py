@@ -1,0 +1,182 @@
+"""``modelmine audit generator``: how many private training images a TCKR generator leaks.
+
+Runs FineXtract (:mod:`modelmine.methods.finextract`; paper: Wu et al., arXiv:2410.03039) and its
+CFG baseline on the LoRA a TCKR run fine-tuned (``RUN/lora_caption``), prompted with TCKR's own
+training prompts ``"<class>: <caption>"`` (cycled in a seeded order), and scores the generations
+against the run's private training images with the blocks of :mod:`modelmine.audit.extraction`.
+
+The run folder says what was trained on: ``config.yaml`` (the ``generator``), ``split.json``
+(``{"members": {"source", "files"}, "nonmembers": {...}}``, written by TCKR with
+:func:`modelmine.data.describe_members`; the audit reads it, it never re-derives the split) and
+``captions.json`` (one caption per member, in member order). The success threshold is calibrated
+on the non-members of the members' classes, which the LoRA never saw.
+
+Candidates are ``N`` clusters as in FineXtract, or every generation when there are no more
+generations than private images (e.g. 500 generations for the 1,077 private digits): clustering
+would only throw candidates away, so ``leaked_images`` is the owner's worst case for this budget,
+a lower bound on what a larger budget finds. Defaults follow FineXtract's for a LoRA (``w`` 5,
+``lambda`` 0; ``w`` 1.25 for pixel-space generators, see :mod:`modelmine.methods.finextract`).
+Measured leaks and costs are in ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..captioning import tckr_prompts
+from ..data import load_described
+from ..diffusion.finetune import load_lora
+from ..diffusion.generator import LORA_WEIGHTS, Generator, refuse_pickle
+from ..distributed import processes, resolve_device
+from ..errors import UserError
+from ..report import save_grid
+from ..runs import Run, load_generated, run_phase
+from .extraction import (
+    attack,
+    build_features,
+    check_generation_settings,
+    choose_threshold,
+    generate_all,
+    generate_cfg,
+    generate_finextract,
+    match_rows,
+    resolve_guidance,
+)
+
+
+@dataclass
+class AuditGeneratorConfig:
+    """`modelmine audit generator`: FineXtract on the LoRA generator of a TCKR run."""
+
+    run: str | None = None  # the TCKR run folder
+    w: float | None = None  # None: 5 (paper, LoRA); 1.25 for pixel-space generators
+    lam: float = 0.0
+    num_generations: int = 500
+    sample_steps: int = 50
+    baseline_cfg: float = 3.0
+    gen_batch_size: int = 100
+    features: str = "pixels"
+    success_threshold: float | None = None  # None: calibrated on the run's held-out images
+    calibration_quantile: float = 0.99
+    seed: int = 0
+    threads: int = 1
+    device: str = "auto"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise UserError(f"{path} is not valid JSON: {e}") from None
+
+
+def read_tckr_run(run_dir: Path) -> tuple[str, Path, dict]:
+    """A finished TCKR run's generator (from ``config.yaml``, ``yaml.safe_load``), LoRA folder and
+    member split (``split.json``); one-line UserErrors for anything else."""
+    import yaml
+
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise UserError(f"{run_dir} is not a TCKR run folder (no config.yaml)")
+    try:
+        tcfg = yaml.safe_load(cfg_path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{cfg_path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(tcfg, dict) or "generator" not in tcfg:
+        raise UserError(f"{cfg_path} is not a TCKR config (needs a generator: key)")
+    split_path = run_dir / "split.json"
+    if not split_path.is_file():
+        raise UserError(f"{run_dir} is not a finished TCKR run (no split.json)")
+    split = _read_json(split_path)
+    for key in ("members", "nonmembers"):
+        entry = split.get(key) if isinstance(split, dict) else None
+        if not isinstance(entry, dict) or "source" not in entry or "files" not in entry:
+            raise UserError(f"{split_path} needs a {key} entry with source and files")
+    lora_dir = run_dir / "lora_caption"
+    if lora_dir.is_dir():
+        refuse_pickle(lora_dir, "TCKR LoRA")
+    if not (lora_dir / LORA_WEIGHTS).is_file():
+        raise UserError(f"{lora_dir / LORA_WEIGHTS} not found (is {run_dir} a finished TCKR run?)")
+    return str(tcfg["generator"]), lora_dir, split
+
+
+def load_members(run_dir: Path, split: dict, size: int, channels: int):
+    """The run's private training images ``(N, C, H, W)``, their TCKR prompts ``"<class>: <caption>"``
+    (``captions.json``, else the members' own captions) and the non-members ``(M, C, H, W)`` of the
+    members' classes, all at ``size`` with ``channels``."""
+    members = load_described(split["members"], size, channels)
+    nonmembers = load_described(split["nonmembers"], size, channels)
+    captions_path = run_dir / "captions.json"
+    if captions_path.is_file():
+        captions = _read_json(captions_path)
+    elif members.captions is not None:
+        captions = list(members.captions)
+    else:
+        raise UserError(f"{run_dir} has no captions.json")
+    if len(captions) != len(members):
+        raise UserError(f"{captions_path} has {len(captions)} captions for {len(members)} private images")
+    prompts = tckr_prompts(members.class_names, members.labels, captions)
+    keep = torch.isin(nonmembers.labels, members.labels.unique())
+    return members.images, prompts, nonmembers.images[keep]
+
+
+def run(cfg: AuditGeneratorConfig, out: Path) -> dict:
+    """FineXtract (and the CFG baseline) on ``cfg.run/lora_caption``. Writes ``metrics.json``
+    (``leaked_images``, ``success_rate``, ``avg_similarity``, ``baseline_*``, ``success_threshold``,
+    ``num_generations``, ``num_train_images``, ``w``, ``lam``) and ``leaks.png`` (the 32
+    best-matched private images over their FineXtract and baseline matches)."""
+    t0 = time.time()
+    torch.set_num_threads(max(1, cfg.threads))
+    if cfg.run is None:
+        raise UserError("give the TCKR run folder: --run DIR")
+    check_generation_settings(
+        cfg.num_generations, cfg.sample_steps, cfg.gen_batch_size, cfg.calibration_quantile
+    )
+    generator, lora_dir, split = read_tckr_run(Path(cfg.run))
+    procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
+    run_ = Run(out, cfg)
+    device = resolve_device(cfg.device)
+    gen = Generator.from_pretrained(generator).to(device)
+    load_lora(gen, lora_dir)
+    gen.eval()
+    images, prompts, nonmembers = load_members(Path(cfg.run), split, gen.image_size, gen.channels)
+    features = build_features(cfg.features, min(gen.image_size, 64), device)
+    train_feats = features(images)
+    nonmember_feats = features(nonmembers) if len(nonmembers) else None
+    threshold = choose_threshold(
+        cfg.success_threshold, cfg.calibration_quantile, train_feats, nonmember_feats
+    )
+    w, lam = resolve_guidance("lora", cfg.w, cfg.lam, gen.vae is None)
+    random.Random(cfg.seed).shuffle(prompts)  # generation i uses prompts[i % N] in a seeded order
+    steps, s = cfg.sample_steps, cfg.baseline_cfg
+    makers = {"finextract": lambda p, z: generate_finextract(gen, p, z, steps, w, lam),
+              f"cfg_{s:g}": lambda p, z: generate_cfg(gen, p, z, steps, s)}  # fmt: skip
+    common = (cfg.num_generations, cfg.gen_batch_size, cfg.seed, gen.latent_shape, prompts)
+    # in this process (both use its generator), each its share of the batches under a launch
+    run_phase(
+        procs, [], [(generate_all, (run_, f, *common, make, procs.shard)) for f, make in makers.items()]
+    )
+    if not procs.is_main:  # the main process scores
+        return {}
+
+    # the generations, uint8 (M, C, H, W)
+    fx, bl = (load_generated(run_, f, cfg.num_generations, cfg.gen_batch_size)["images"] for f in makers)
+    res, base_res = attack(features, fx, train_feats, threshold), attack(features, bl, train_feats, threshold)
+    top = res["best"].argsort(descending=True)[:32]  # the best-matched private images
+    rows = [images[top], match_rows(images[top], fx, res["best_index"][top]),
+            match_rows(images[top], bl, base_res["best_index"][top])]  # fmt: skip
+    save_grid(run_.path("leaks.png"), torch.cat(rows), nrow=len(top))
+    return run_.log_metrics(
+        **res["scores"], **{f"baseline_{k}": v for k, v in base_res["scores"].items()},
+        leaked_images=int((res["best"] >= threshold).sum()),
+        baseline_leaked_images=int((base_res["best"] >= threshold).sum()),
+        success_threshold=threshold, num_generations=cfg.num_generations, num_train_images=len(images),
+        w=w, lam=lam, seconds=time.time() - t0,
+    )  # fmt: skip
