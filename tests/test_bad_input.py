@@ -38,6 +38,10 @@ def inputs(tmp_path_factory):
     for c in DIGITS:
         (p["ten_classes"] / c).mkdir(parents=True)
         Image.new("L", (8, 8), 100).save(p["ten_classes"] / c / "x.png")
+    p["ten_classes16"] = root / "ten_classes16"  # the right classes at another image size
+    for c in DIGITS:
+        (p["ten_classes16"] / c).mkdir(parents=True)
+        Image.new("L", (16, 16), 100).save(p["ten_classes16"] / c / "x.png")
     p["members"] = root / "members.txt"
     p["members"].write_text("0/x.png\n1/x.png\n")
     model = build_classifier("cnn_small", 10, 1, 8)
@@ -83,7 +87,7 @@ CASES = [  # (id, argv with {name} placeholders, a word the message must contain
     ),
     (
         "lira-wrong-image-size",
-        ["audit", "lira", "--target", "{model8}", "--population", "{ten_classes}", "--members", "{members}"],
+        ["audit", "lira", "--target", "{model8}", "--population", "{ten_classes16}", "--members", "{members}"],
         "expects 8x8",
     ),
     (

@@ -86,6 +86,6 @@ def test_teacher_seed_does_not_move_the_private_splits():
     from modelmine.teacher import load_train_test
 
     for seed in (0, 3):
-        train, test = load_train_test(None, None, 16, seed)
+        train, test = load_train_test("digits", None, 16, seed)
         assert torch.equal(train.images, load_digits("train").images)
         assert torch.equal(test.images, load_digits("test").images)

@@ -9,6 +9,7 @@ trains and tests it on its own (:func:`run_teacher`).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,13 +204,22 @@ def obtain_frozen_teacher(
 
 
 def teacher_and_test_set(
-    cfg: TeacherConfig, data: str, test_data: str | None, out_dir: Path, device: str | torch.device = "cpu"
+    cfg: TeacherConfig,
+    data: str,
+    test_data: str | None,
+    out_dir: Path,
+    device: str | torch.device = "cpu",
+    check: Callable[[nn.Module], None] | None = None,
 ):
     """What a data-free method starts from: ``(teacher, info, test)``, the frozen teacher of
     :func:`obtain_frozen_teacher` (trained once on ``data``, on the main process of a launch, the
-    others load it) and the real test set its student is scored on (:func:`load_test_set`)."""
+    others load it) and the real test set its student is scored on (:func:`load_test_set`).
+    ``check(teacher)`` runs before the test set is read (e.g. the method's BatchNorm requirement),
+    so the error about the teacher itself comes first."""
     with processes().main_first():
         teacher, info = obtain_frozen_teacher(cfg, out_dir, device, data)
+    if check is not None:
+        check(teacher)
     return teacher, info, load_test_set(test_data, info, user_teacher=cfg.path is not None, data=data)
 
 

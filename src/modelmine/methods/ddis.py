@@ -513,9 +513,10 @@ def run(cfg: DdisConfig, out: Path) -> dict:
     cfg = with_teacher_size(cfg, cfg.data)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
-    teacher, info, test = teacher_and_test_set(cfg.teacher, cfg.data, cfg.test_data, run_.dir, device)
-    if cfg.dag:
-        require_batchnorm(teacher, "DAG", DAG_INSTEAD)  # before any work: the one-line error
+    teacher, info, test = teacher_and_test_set(
+        cfg.teacher, cfg.data, cfg.test_data, run_.dir, device,
+        check=lambda t: require_batchnorm(t, "DAG", DAG_INSTEAD) if cfg.dag else None,  # before any work
+    )  # fmt: skip
     allowed = [v for v in VARIANTS if (cfg.dag or not USES[v][0]) and (cfg.cat or not USES[v][1])]
     main_variant = next(v for v in VARIANTS if USES[v] == (cfg.dag, cfg.cat))
     variants = allowed if cfg.ablations else [main_variant]

@@ -143,8 +143,10 @@ def run(cfg: DeepInversionConfig, out: Path) -> dict:
     cfg = with_teacher_size(cfg, cfg.data)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
-    teacher, info, test = teacher_and_test_set(cfg.teacher, cfg.data, cfg.test_data, run_.dir, device)
-    require_batchnorm(teacher, "DeepInversion")  # a teacher without BatchNorm: the one-line error
+    teacher, info, test = teacher_and_test_set(
+        cfg.teacher, cfg.data, cfg.test_data, run_.dir, device,
+        check=lambda t: require_batchnorm(t, "DeepInversion"),  # no BatchNorm: the one-line error
+    )  # fmt: skip
     shape = (info.in_channels, info.image_size, info.image_size)
 
     def make_batch(i: int) -> dict[str, torch.Tensor]:
