@@ -351,6 +351,8 @@ def load_train_data(cfg: ExtractConfig, size: int, channels: int):
     digits of ``train_class``; non-members all other private digits of that class."""
     from ..data import load_digits, load_image_folder
 
+    if cfg.prompt is not None and not cfg.prompt.strip():
+        raise UserError("--prompt is empty; give the instance prompt the model was fine-tuned with")
     if cfg.data is None:
         if not 0 <= cfg.train_class <= 9:
             raise UserError(f"train_class must be a digit 0-9, got {cfg.train_class}")
@@ -619,7 +621,7 @@ def load_tckr_run(run_dir: Path, tcfg: dict, size: int, channels: int):
     ``"<class>: <caption>"`` and real non-members ``(M, C, H, W)`` of the same classes (its held-out
     split), from its config and ``captions.json`` (TCKR's data loading, re-read, not imported)."""
     from ..captioning import tckr_prompts
-    from ..data import load_digits, load_image_folder
+    from ..data import load_digits, load_image_folder, read_caption_list
 
     if tcfg["data"] is None:
         train, heldout = load_digits("train", size), load_digits("heldout", size)
@@ -641,7 +643,7 @@ def load_tckr_run(run_dir: Path, tcfg: dict, size: int, channels: int):
             heldout = load_image_folder(tcfg["heldout_data"], size=size, channels=channels)
     captions_path = run_dir / "captions.json"
     if captions_path.is_file():
-        captions = json.loads(captions_path.read_text())
+        captions = read_caption_list(captions_path)
     elif train.captions is not None:
         captions = list(train.captions)
     else:
