@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from _hostile import png_claiming, relabel
 from modelmine.classifiers import ClassifierInfo, build_classifier, save_classifier
 from modelmine.cli import main
 
@@ -55,7 +56,56 @@ def inputs(tmp_path_factory):
     p["pickle"].write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
     p["mlp"] = root / "mlp.safetensors"
     save_classifier(p["mlp"], build_classifier("mlp", 10, 1, 8), ClassifierInfo("mlp", 10, 1, 8, DIGITS))
+    for name, meta in {
+        "billion_classes": {"num_classes": 1_000_000_000},
+        "negative_size": {"image_size": -5},
+        "eleven_classes": {"num_classes": 11, "class_names": '["' + '", "'.join(DIGITS + ["x"]) + '"]'},
+        "bad_preset": {"preset": "vgg"},
+        "escaping_names": {"class_names": '["../../x"' + ', "a"' * 9 + "]"},
+        "rgb_claim": {"in_channels": 3},
+    }.items():
+        p[name] = root / f"{name}.safetensors"
+        relabel(p["model8"], p[name], **meta)
+    p["bomb"] = root / "bomb"
+    for c in ("a", "b"):
+        (p["bomb"] / c).mkdir(parents=True)
+        Image.new("L", (8, 8), 100).save(p["bomb"] / c / "x.png")
+    (p["bomb"] / "a" / "y.png").write_bytes(png_claiming(20000, 20000))
+    outside = root / "outside.png"
+    Image.new("L", (8, 8), 50).save(outside)
+    p["link_out"] = root / "link_out"
+    for c in ("a", "b"):
+        (p["link_out"] / c).mkdir(parents=True)
+        Image.new("L", (8, 8), 100).save(p["link_out"] / c / "x.png")
+    (p["link_out"] / "a" / "y.png").symlink_to(outside)
+    for name, text in {
+        "members_empty": "",
+        "members_twice": "0/x.png\n1/x.png\n0/x.png\n",
+        "members_all": "".join(f"{c}/x.png\n" for c in DIGITS),
+    }.items():
+        p[name] = root / f"{name}.txt"
+        p[name].write_text(text)
+    p["captions_twice"] = root / "captions_twice"
+    for c in ("a", "b"):
+        (p["captions_twice"] / c).mkdir(parents=True)
+        Image.new("L", (8, 8), 100).save(p["captions_twice"] / c / "x.png")
+    (p["captions_twice"] / "metadata.jsonl").write_text(
+        '{"file_name": "a/x.png", "text": "a"}\n{"file_name": "b/x.png", "text": "b"}\n'
+        '{"file_name": "a/x.png", "text": "another"}\n'
+    )
+    from modelmine.diffusion.finetune import add_lora, save_lora
+    from modelmine.diffusion.generator import Generator
+
+    gen = Generator.embedded()
+    add_lora(gen.unet, rank=2, alpha=2.0)
+    with torch.no_grad():
+        next(w for n, w in gen.unet.named_parameters() if "lora_A" in n).fill_(float("nan"))
+    p["lora_nan"] = save_lora(gen.unet, root / "lora_nan")
     return p
+
+
+def lira(members: str, target: str = "{model8}") -> list[str]:
+    return ["audit", "lira", "--target", target, "--population", "{ten_classes}", "--members", members]
 
 
 CASES = [  # (id, argv with {name} placeholders, a word the message must contain)
@@ -87,7 +137,16 @@ CASES = [  # (id, argv with {name} placeholders, a word the message must contain
     ),
     (
         "lira-wrong-image-size",
-        ["audit", "lira", "--target", "{model8}", "--population", "{ten_classes16}", "--members", "{members}"],
+        [
+            "audit",
+            "lira",
+            "--target",
+            "{model8}",
+            "--population",
+            "{ten_classes16}",
+            "--members",
+            "{members}",
+        ],
         "expects 8x8",
     ),
     (
@@ -99,6 +158,49 @@ CASES = [  # (id, argv with {name} placeholders, a word the message must contain
     ("finetune-truncated-png", ["finetune", "--data", "{truncated}"], "corrupt"),
     ("finetune-negative-steps", ["finetune", "--set", "steps=-1"], ">= 0"),
     ("pretrain-unknown-key", ["pretrain", "--set", "stepz=3"], "unknown config key"),
+    # issue 21: files that lie, and lists that make a result meaningless
+    ("cake-metadata-billion-classes", ["cake", "--teacher", "{billion_classes}"], "classes"),
+    ("cake-metadata-negative-image-size", ["cake", "--teacher", "{negative_size}"], "image size"),
+    ("cake-metadata-disagrees-with-tensors", ["cake", "--teacher", "{eleven_classes}"], "head.weight"),
+    ("cake-metadata-unknown-preset", ["cake", "--teacher", "{bad_preset}"], "preset"),
+    ("cake-metadata-class-name-escapes", ["cake", "--teacher", "{escaping_names}"], "folder name"),
+    ("cake-metadata-wrong-channels", ["ddis", "--teacher", "{rgb_claim}"], "tensor"),
+    ("teacher-decompression-bomb", ["teacher", "--data", "{bomb}"], "MODELMINE_MAX_IMAGE_PIXELS"),
+    ("teacher-symlink-leaves-folder", ["teacher", "--data", "{link_out}"], "outside the data folder"),
+    ("finetune-caption-twice", ["finetune", "--data", "{captions_twice}"], "caption already"),
+    ("lira-members-empty", lira("{members_empty}"), "lists no files"),
+    ("lira-members-twice", lira("{members_twice}"), "twice"),
+    ("lira-members-everything", lira("{members_all}"), "non-members"),
+    ("lira-target-lies", lira("{members}", "{billion_classes}"), "classes"),
+    ("extract-empty-prompt", ["extract", "--data", "{ten_classes}", "--prompt", "''"], "prompt is empty"),
+    (
+        "extract-lora-nan",
+        [
+            "extract",
+            "--finetuned",
+            "{lora_nan}",
+            "--data",
+            "{ten_classes}",
+            "--prompt",
+            "a digit",
+            "--set",
+            "success_threshold=0.5",
+            "--set",
+            "num_generations=10",
+        ],
+        "NaN",
+    ),  # fmt: skip
+    ("teacher-lr-nan", ["teacher", "--set", "teacher.lr=.nan"], "finite"),
+    (
+        "teacher-zero-epochs",
+        ["teacher", "--data", "{ten_classes}", "--set", "teacher.epochs=0", "--set", "teacher.image_size=8"],
+        "epochs",
+    ),  # fmt: skip
+    (
+        "teacher-image-size-too-small",
+        ["teacher", "--data", "{ten_classes}", "--set", "teacher.image_size=2"],
+        "image size",
+    ),  # fmt: skip
 ]
 
 

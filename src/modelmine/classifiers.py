@@ -26,8 +26,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .data import MAX_IMAGE_SIZE, check_class_names
 from .errors import UserError
-from .runs import atomic_save_tensors, load_tensors
+from .runs import FLOAT_DTYPES, atomic_save_tensors, load_tensors, non_finite, read_header
 
 
 class Normalize(nn.Module):
@@ -80,6 +81,8 @@ class Classifier(nn.Module):
 
 
 PRESETS = ("cnn", "cnn_small", "resnet", "mlp")
+MAX_CLASSES = 100_000
+MIN_IMAGE_SIZE = 4  # the CNN presets pool twice
 
 
 def build_classifier(
@@ -99,6 +102,12 @@ def build_classifier(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return build_classifier(preset, num_classes, in_channels, image_size)
+    if not 2 <= num_classes <= MAX_CLASSES:
+        raise UserError(f"a classifier needs 2 to {MAX_CLASSES:,} classes, got {num_classes}")
+    if not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
+        raise UserError(
+            f"classifier image size must be {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} pixels, got {image_size}"
+        )
     mean, std = [0.5] * in_channels, [0.5] * in_channels
     if preset in ("cnn", "cnn_small"):
         w = 32 if preset == "cnn" else 16
@@ -189,45 +198,135 @@ def save_classifier(path: str | Path, model: nn.Module, info: ClassifierInfo) ->
     atomic_save_tensors(path, dict(model.state_dict()), metadata=meta)
 
 
-def load_classifier(path: str | Path, preset: str | None = None) -> tuple[nn.Module, ClassifierInfo]:
-    """Rebuild a classifier from a safetensors file written by :func:`save_classifier`.
+def check_classifier_info(info: ClassifierInfo, where: str) -> ClassifierInfo:
+    """``info`` if it describes a classifier modelmine can build, else a one-line UserError: a known
+    preset, 2 .. MAX_CLASSES classes with as many distinct folder-safe names, 1 or 3 input channels
+    (3 for torchvision/timm) and an image size in ``MIN_IMAGE_SIZE .. MAX_IMAGE_SIZE``."""
+    external = info.preset.startswith(("torchvision:", "timm:"))
+    if not (info.preset in PRESETS or (external and info.preset.split(":", 1)[1].strip())):
+        raise UserError(
+            f"{where}: unknown classifier preset {info.preset[:60]!r} "
+            f"(use one of {', '.join(PRESETS)}, torchvision:NAME, timm:NAME)"
+        )
+    if not 2 <= info.num_classes <= MAX_CLASSES:
+        raise UserError(f"{where}: {info.num_classes} classes; a classifier has 2 to {MAX_CLASSES:,} classes")
+    allowed = (3,) if external else (1, 3)
+    if info.in_channels not in allowed:
+        raise UserError(
+            f"{where}: {info.in_channels} input channels; preset {info.preset} takes "
+            + " or ".join(map(str, allowed))
+        )
+    if not MIN_IMAGE_SIZE <= info.image_size <= MAX_IMAGE_SIZE:
+        raise UserError(
+            f"{where}: image size {info.image_size}; it must be {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} pixels"
+        )
+    check_class_names(info.class_names, where)
+    if len(info.class_names) != info.num_classes:
+        raise UserError(f"{where}: {len(info.class_names)} class names for {info.num_classes} classes")
+    return info
 
-    The file's own metadata names its architecture. Files without modelmine metadata (e.g. a
-    torchvision state dict saved as safetensors) need ``preset`` (``torchvision:resnet18``); their
-    classes are numbered.
-    """
-    from safetensors import safe_open
 
+def _info_from_metadata(meta: dict[str, str], where: str) -> ClassifierInfo:
+    def field_(key: str) -> str:
+        if key not in meta:
+            raise UserError(f"{where}: metadata has a preset but no '{key}'")
+        return meta[key]
+
+    def integer(key: str) -> int:
+        raw = field_(key)
+        try:
+            return int(raw)
+        except ValueError:
+            raise UserError(f"{where}: metadata '{key}' is not an integer: {raw[:40]!r}") from None
+
+    try:
+        names = json.loads(field_("class_names"))
+    except (json.JSONDecodeError, RecursionError):
+        raise UserError(f"{where}: metadata 'class_names' is not a JSON list of names") from None
+    return ClassifierInfo(
+        field_("preset"), integer("num_classes"), integer("in_channels"), integer("image_size"), names
+    )
+
+
+def _expected_tensors(info: ClassifierInfo) -> dict[str, torch.Tensor] | None:
+    """The state dict ``info`` implies, built on the meta device (no memory, no weights), or None
+    for an external architecture that cannot be built there."""
+    try:
+        with torch.device("meta"):
+            return build_classifier(
+                info.preset, info.num_classes, info.in_channels, info.image_size
+            ).state_dict()
+    except UserError:
+        raise
+    except Exception:  # some torchvision/timm constructors compute on tensors; check after loading
+        return None
+
+
+def _check_tensors_fit(header, info: ClassifierInfo, where: str) -> None:
+    """Every tensor the file holds is one the described classifier has, with its shape, and vice versa."""
+    expected = _expected_tensors(info)
+    if expected is None:
+        return
+    what = (
+        f"preset {info.preset} with {info.num_classes} classes and "
+        f"{info.in_channels}-channel {info.image_size}x{info.image_size} input"
+    )
+    for k, v in expected.items():
+        if k not in header.shapes:
+            raise UserError(
+                f"{where}: no tensor '{k}', which {what} needs; its metadata does not describe it"
+            )
+        if header.shapes[k] != tuple(v.shape):
+            raise UserError(
+                f"{where}: tensor '{k}' is {list(header.shapes[k])} but {what} needs {list(v.shape)}; "
+                "its metadata does not describe its weights"
+            )
+        if v.is_floating_point() and header.dtypes[k] not in FLOAT_DTYPES:
+            raise UserError(f"{where}: tensor '{k}' is {header.dtypes[k]}, not floating point")
+    extra = sorted(set(header.shapes) - set(expected))
+    if extra:
+        raise UserError(f"{where}: tensor '{extra[0]}' is not part of {what} ({len(extra)} unexpected)")
+
+
+def read_classifier_info(path: str | Path, preset: str | None = None) -> ClassifierInfo:
+    """What a classifier file describes, checked against its tensors' shapes (read from the header
+    with ``safe_open``; nothing is loaded or built). One-line UserError for anything that does not fit."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"classifier file not found: {p}")
     if p.suffix != ".safetensors":
         raise UserError(f"classifier {p} must be a .safetensors file (pickle checkpoints are not loaded)")
-    try:
-        with safe_open(str(p), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as e:
-        raise UserError(f"cannot read safetensors file {p}: {e}") from None
-    state = load_tensors(p)
-    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise UserError(f"classifier {p} has NaN/inf weights (first in '{bad[0]}')")
-    if "preset" in meta:
-        info = ClassifierInfo(
-            preset=meta["preset"],
-            num_classes=int(meta["num_classes"]),
-            in_channels=int(meta["in_channels"]),
-            image_size=int(meta["image_size"]),
-            class_names=json.loads(meta["class_names"]),
-        )
+    where = f"classifier {p}"
+    header = read_header(p)
+    if "preset" in header.metadata:
+        info = _info_from_metadata(header.metadata, where)
     else:
         if preset is None or preset in PRESETS:
             raise UserError(
                 f"{p} has no modelmine metadata; name its torchvision/timm architecture (--set teacher.preset=torchvision:resnet18)"
             )
-        heads = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
-        k = heads[-1].shape[0] if heads else 10
+        heads = [shape for k, shape in header.shapes.items() if k.endswith("weight") and len(shape) == 2]
+        k = heads[-1][0] if heads else 10
         info = ClassifierInfo(preset, k, 3, 224, [str(i) for i in range(k)])
+    check_classifier_info(info, where)
+    _check_tensors_fit(header, info, where)
+    return info
+
+
+def load_classifier(path: str | Path, preset: str | None = None) -> tuple[nn.Module, ClassifierInfo]:
+    """Rebuild a classifier from a safetensors file written by :func:`save_classifier`.
+
+    The file's own metadata names its architecture; it is checked against the tensors' shapes
+    (:func:`read_classifier_info`) before anything is loaded or built, and NaN/inf weights are
+    refused. Files without modelmine metadata (e.g. a torchvision state dict saved as safetensors)
+    need ``preset`` (``torchvision:resnet18``); their classes are numbered.
+    """
+    p = Path(path)
+    info = read_classifier_info(p, preset)
+    state = load_tensors(p)
+    bad = non_finite(state)
+    if bad is not None:
+        raise UserError(f"classifier {p} has NaN/inf weights (first in '{bad}')")
     model = build_classifier(info.preset, info.num_classes, info.in_channels, info.image_size)
     try:
         model.load_state_dict(state)
@@ -251,6 +350,16 @@ def random_shift(x: torch.Tensor, max_shift: float, generator: torch.Generator |
     theta[:, 1, 2] = t[:, 1] * 2 / h
     grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def check_training(*, epochs: int, lr: float, batch_size: int, weight_decay: float, augment: float) -> None:
+    """One-line errors for training settings that cannot train anything (or train on nonsense)."""
+    if epochs < 1 or batch_size < 1:
+        raise UserError(f"training needs epochs >= 1 and batch_size >= 1, got {epochs} and {batch_size}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise UserError(f"learning rate must be a positive number, got {lr}")
+    if not (math.isfinite(weight_decay) and weight_decay >= 0 and math.isfinite(augment) and augment >= 0):
+        raise UserError(f"weight_decay and augment must be >= 0, got {weight_decay} and {augment}")
 
 
 def fit(
@@ -279,6 +388,7 @@ def fit(
     """
     if len(images) == 0:
         raise UserError("cannot train a classifier on an empty dataset")
+    check_training(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, augment=augment)
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     model.to(device).train()

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -85,12 +86,18 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, str):  # PyYAML reads "1e-3" as a string (YAML 1.1 wants "1.0e-3")
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise UserError(f"config key '{key}': expected a number, got {value!r}")
-        return float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer too large for a float
+            value = math.inf
+        if not math.isfinite(value):  # NaN or inf would only make every later number meaningless
+            raise UserError(f"config key '{key}': must be a finite number, got {value}")
+        return value
     if tp is str:
         if value is None or isinstance(value, dict | list):
             raise UserError(f"config key '{key}': expected a string, got {value!r}")

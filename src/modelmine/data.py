@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont
 
 from .errors import UserError
 from .runs import atomic_save_tensors, atomic_write_bytes, atomic_write_text, load_tensors
@@ -119,6 +119,55 @@ def load_described(entry: dict, size: int, channels: int | None = None) -> Image
     return every.subset([where[f] for f in entry["files"]])
 
 
+def read_member_list(path: str | Path, files: list[str]) -> torch.Tensor:
+    """``(N,)`` bool: which of a population's ``files`` a text file (one ``class/name.png`` per line)
+    lists as members. An empty list, a name listed twice, a name not in the population, or a list
+    that leaves no member or no non-member (nothing to tell apart) is a one-line UserError."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"members file not found: {p}")
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except (UnicodeDecodeError, OSError):
+        raise UserError(f"members file {p} is not a text file (one population file per line)") from None
+    names = [ln.strip() for ln in lines if ln.strip()]
+    if not names:
+        raise UserError(f"members file {p} lists no files (one population file per line)")
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise UserError(f"members file {p} lists {n[:80]} twice")
+        seen.add(n)
+    unknown = seen - set(files)
+    if unknown:
+        raise UserError(
+            f"members file names {len(unknown)} file(s) not in the population, e.g. {sorted(unknown)[0]}"
+        )
+    if len(seen) == len(files):
+        raise UserError(f"members file {p} lists every population file; an audit needs non-members too")
+    return torch.tensor([f in seen for f in files])
+
+
+def read_caption_list(path: str | Path) -> list[str]:
+    """A JSON list of captions (one string per image, e.g. a TCKR run's ``captions.json``)."""
+    try:
+        captions = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, OSError):
+        captions = None
+    if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
+        raise UserError(f"{path} must hold a JSON list of caption strings, one per image")
+    return captions
+
+
+def check_members(is_member: torch.Tensor, what: str = "the audit") -> None:
+    """A membership audit needs at least one member and one non-member; else its AUC is meaningless."""
+    n = int(is_member.sum())
+    if n == 0 or n == len(is_member):
+        raise UserError(
+            f"{what} has {n} members among {len(is_member)} examples; it needs members and non-members"
+        )
+
+
 def quantize(images: torch.Tensor) -> torch.Tensor:
     """Images ``(B, C, H, W)`` in [0, 1] rounded to 8-bit levels, same dtype: what is trained on or
     scored is exactly what a PNG (or a uint8 tensor, ``(quantize(x) * 255).byte()``) holds."""
@@ -182,7 +231,7 @@ def load_digits(split: str = "train", size: int = 16, seed: int = 0) -> ImageSet
     """The private dataset: real handwritten digits, one of ``train``/``heldout``/``test``/``all``."""
     if split not in (*DIGIT_SPLITS, "all"):
         raise UserError(f"unknown digits split '{split}' (use one of {', '.join(DIGIT_SPLITS)}, all)")
-    x, y = _digits_tensor(size)
+    x, y = _digits_tensor(check_image_size(size))
     idx = torch.arange(len(y)) if split == "all" else torch.from_numpy(digits_split_indices(seed)[split])
     return ImageSet(x[idx].clone(), y[idx].clone(), list(DIGIT_NAMES), files=[str(i) for i in idx.tolist()],
                     source="digits")  # fmt: skip
@@ -404,13 +453,144 @@ def render_glyphs(
 # --------------------------------------------------------------------------------------------
 # ImageFolder
 # --------------------------------------------------------------------------------------------
-def _read_image(path: Path, mode: str) -> np.ndarray:
+# Untrusted folders: every image is checked before it is decoded. Its pixel count (from the header)
+# must stay under MODELMINE_MAX_IMAGE_PIXELS, so a decompression bomb is one line, not PIL's error.
+MAX_IMAGE_PIXELS_ENV = "MODELMINE_MAX_IMAGE_PIXELS"
+DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
+MAX_IMAGE_SIZE = 2048  # the largest side a dataset is resized to (``size``), or a classifier takes
+GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+COLOUR_MODES = {"P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"}
+_ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
+_WIDE_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}  # more than 8 bits per pixel
+
+
+def max_image_pixels() -> int:
+    """The largest image (width x height) a folder may hold: ``$MODELMINE_MAX_IMAGE_PIXELS``, else
+    8192 x 8192."""
+    raw = os.environ.get(MAX_IMAGE_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as im:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UserError(f"{MAX_IMAGE_PIXELS_ENV} must be a positive number of pixels, got {raw!r}")
+    return value
+
+
+def check_image_size(size: int, what: str = "image size") -> int:
+    """``size`` if it is a usable side length (1 .. MAX_IMAGE_SIZE), else a one-line UserError."""
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_IMAGE_SIZE:
+        raise UserError(f"{what} must be between 1 and {MAX_IMAGE_SIZE} pixels, got {size!r}")
+    return size
+
+
+def check_class_names(names: object, what: str) -> list[str]:
+    """Class names read from a file someone else wrote: distinct, non-empty strings that are usable as
+    folder names (no path separators, not hidden, no control characters), since synthetic datasets
+    are written to ``<class>/`` folders."""
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise UserError(f"{what}: class names must be a list of strings")
+    for n in names:
+        if (
+            not n.strip() or n in (".", "..") or n.startswith(".") or len(n) > 255
+            or any(c in n for c in "/\\") or any(ord(c) < 32 for c in n)
+        ):  # fmt: skip
+            raise UserError(f"{what}: class name {n[:40]!r} cannot be a folder name")
+    dup = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if dup is not None:
+        raise UserError(f"{what}: class name {dup!r} appears twice")
+    return names
+
+
+def _open_image(path: Path) -> Image.Image:
+    """``Image.open`` (header only) with our size limit instead of PIL's bomb check."""
+    limit = max_image_pixels()
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # the check below names the setting that raises it
+    try:
+        im = Image.open(path)
+    except Exception as e:  # PIL's plugins raise many types on hostile headers
+        raise UserError(f"corrupt or unreadable image {path}: {_one_line(e)}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+    w, h = im.size
+    if w * h > limit:
+        im.close()
+        raise UserError(
+            f"image {path} is {w}x{h} ({w * h:,} pixels), over the limit of {limit:,}; "
+            f"set {MAX_IMAGE_PIXELS_ENV} to raise it"
+        )
+    if im.mode not in GREY_MODES | COLOUR_MODES:
+        im.close()
+        raise UserError(f"image {path} has unsupported mode {im.mode}; save it as 8-bit RGB or greyscale")
+    return im
+
+
+def _one_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+def _wide_to_unit(im: Image.Image, path: Path) -> np.ndarray:
+    """A 16-bit, 32-bit integer or float greyscale image as ``(H, W)`` floats in [0, 1]: 16-bit and
+    integer images are divided by 65535 (PIL's own conversion to 8 bits would clip them); values
+    outside the range are refused rather than clipped."""
+    a = np.asarray(im).astype(np.float64)
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if im.mode == "F":
+        if not (np.isfinite(a).all() and lo >= 0 and hi <= 1):
+            raise UserError(f"image {path} is floating-point with values outside [0, 1]; save it as 8-bit")
+        return a.astype(np.float32)
+    if lo < 0 or hi > 65535:
+        raise UserError(f"image {path} holds values outside 0..65535; save it as 8- or 16-bit")
+    return (a / 65535).astype(np.float32)
+
+
+def _read_image(path: Path, mode: str) -> np.ndarray:
+    """One image as floats in [0, 1]: ``(H, W)`` for ``mode`` ``"L"``, ``(H, W, 3)`` for ``"RGB"``.
+
+    Palette, CMYK and YCbCr images are converted to RGB, 16-bit greyscale is scaled (not clipped),
+    and transparent pixels are composited onto black (the background of the embedded data)."""
+    im = _open_image(path)
+    try:
+        with im:
             im.load()
+            if im.mode in _WIDE_MODES:
+                a = _wide_to_unit(im, path)
+                return np.repeat(a[..., None], 3, axis=2) if mode == "RGB" else a
+            if im.mode in _ALPHA_MODES or "transparency" in im.info:
+                rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
+                rgb = rgba[..., :3] * rgba[..., 3:]
+                if mode == "RGB":
+                    return rgb
+                return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # PIL's "L" weights
+            if mode == "L" and im.mode in COLOUR_MODES and im.mode != "RGB":
+                im = im.convert("RGB")
             return np.asarray(im.convert(mode), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"corrupt or unreadable image {path}: {e}") from None
+    except UserError:
+        raise
+    except Exception as e:  # decoding a hostile file can fail in many ways; all mean "corrupt"
+        raise UserError(f"corrupt or unreadable image {path}: {_one_line(e)}") from None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` (followed through links) is ``root`` or lies under it."""
+    try:
+        path.resolve().relative_to(root)
+    except (ValueError, OSError, RuntimeError):
+        return False
+    return True
+
+
+def _check_link(path: Path, root: Path, real_root: Path) -> None:
+    """A link in a data folder must stay inside it (an audit reads what the folder holds, nothing else)."""
+    if path.is_symlink():
+        if not path.exists():
+            raise UserError(f"{path} is a broken link")
+        if not _inside(path, real_root):
+            raise UserError(f"{path} links outside the data folder {root}; copy the file in instead")
 
 
 def load_image_folder(
@@ -428,7 +608,12 @@ def load_image_folder(
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"data folder not found: {root}")
+    if size is not None:
+        check_image_size(size)
+    real_root = root.resolve()
     found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    for c in found:
+        _check_link(root / c, root, real_root)
     if not found:
         raise UserError(f"data folder {root} has no class sub-folders (expected {root}/<class>/*.png)")
     if class_names is not None:
@@ -445,7 +630,10 @@ def load_image_folder(
         names = found
     files: list[tuple[Path, int]] = []
     for ci, c in enumerate(names):
-        imgs = sorted(f for f in (root / c).iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        listed = [f for f in (root / c).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES]
+        for f in listed:
+            _check_link(f, root, real_root)
+        imgs = sorted(f for f in listed if f.is_file())
         if not imgs:
             raise UserError(f"class folder {root / c} holds no images")
         files += [(f, ci) for f in imgs]
@@ -458,11 +646,8 @@ def load_image_folder(
     first_shape = None
     for f, _ in files:
         if mode is None:
-            try:
-                with Image.open(f) as im:
-                    mode = "L" if im.mode in ("L", "1", "I", "I;16", "F", "LA") else "RGB"
-            except (UnidentifiedImageError, OSError) as e:
-                raise UserError(f"corrupt or unreadable image {f}: {e}") from None
+            with _open_image(f) as im:
+                mode = "L" if im.mode in GREY_MODES else "RGB"
         a = _read_image(f, mode)
         if size is None:
             if first_shape is None:
@@ -486,17 +671,27 @@ def load_image_folder(
 
 def _read_captions(root: Path, rel: list[str]) -> list[str] | None:
     meta = root / "metadata.jsonl"
-    if not meta.exists():
+    if not meta.exists() and not meta.is_symlink():
         return None
-    table = {}
-    for i, line in enumerate(meta.read_text().splitlines(), 1):
+    _check_link(meta, root, root.resolve())
+    try:
+        text = meta.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError):
+        raise UserError(f"{meta} is not a UTF-8 text file (one JSON object per line)") from None
+    table: dict[str, str] = {}
+    for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            table[row["file_name"]] = str(row["text"])
-        except (json.JSONDecodeError, KeyError, TypeError):
+            name, caption = row["file_name"], row["text"]
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             raise UserError(f'{meta} line {i}: expected {{"file_name": ..., "text": ...}}') from None
+        if not isinstance(name, str) or not isinstance(caption, str):
+            raise UserError(f"{meta} line {i}: file_name and text must be strings")
+        if name in table:  # two captions for one image: which one it was trained on is unknowable
+            raise UserError(f"{meta} line {i}: {name} has a caption already (each image needs exactly one)")
+        table[name] = caption
     missing = [r for r in rel if r not in table]
     if missing:
         raise UserError(f"{meta} has no caption for {missing[0]} ({len(missing)} images without one)")

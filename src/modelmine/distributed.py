@@ -127,8 +127,16 @@ def resolve_device(name: str = "auto") -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
-    except RuntimeError:
+    except (RuntimeError, TypeError, ValueError):
         raise UserError(f"unknown device '{name}'") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"device '{name}' is not one of cpu, cuda, mps, auto")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device '{name}': no CUDA GPU is available here (use device=cpu or auto)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"device '{name}': this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"device '{name}': MPS is not available here (use device=cpu or auto)")
     local = local_device_index()
     if device.type == "cuda" and device.index is None and local is not None:
         device = torch.device("cuda", local % max(1, torch.cuda.device_count()))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .errors import UserError
+
 
 def roc_curve(scores: torch.Tensor, is_member: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """``(fpr, tpr)`` arrays for scores ``(N,)`` (higher = member) and membership ``(N,)`` bool."""
@@ -34,7 +36,13 @@ def tpr_at_fpr(scores: torch.Tensor, is_member: torch.Tensor, fpr_target: float)
 
 
 def membership_metrics(scores: torch.Tensor, is_member: torch.Tensor, prefix: str = "") -> dict[str, float]:
-    """``{prefix}auc``, ``{prefix}tpr_at_0.1pct_fpr``, ``{prefix}tpr_at_1pct_fpr``."""
+    """``{prefix}auc``, ``{prefix}tpr_at_0.1pct_fpr``, ``{prefix}tpr_at_1pct_fpr``; refused (one-line
+    UserError) without both members and non-members, where none of them means anything."""
+    from .data import check_members
+
+    check_members(torch.as_tensor(is_member, dtype=torch.bool), f"membership scoring ({prefix or 'target'})")
+    if not bool(torch.isfinite(torch.as_tensor(scores, dtype=torch.float64)).all()):
+        raise UserError("membership scores hold NaN/inf; the shadow or target models diverged")
     return {
         f"{prefix}auc": roc_auc(scores, is_member),
         f"{prefix}tpr_at_0.1pct_fpr": tpr_at_fpr(scores, is_member, 0.001),

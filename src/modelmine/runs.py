@@ -13,6 +13,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +87,50 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except Exception as e:  # safetensors raises several types for bad headers
-        raise UserError(f"cannot read safetensors file {path}: {e}") from None
+        raise UserError(f"cannot read safetensors file {path}: {_first_line(e)}") from None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")  # safetensors' names of the float dtypes weights may have
+
+
+@dataclass
+class TensorHeader:
+    """What a safetensors file says about itself, read without loading a tensor: its string
+    metadata and each tensor's shape and dtype name (``"F32"``, ``"I64"``, ...)."""
+
+    metadata: dict[str, str]
+    shapes: dict[str, tuple[int, ...]]
+    dtypes: dict[str, str]
+
+
+def read_header(path: str | Path) -> TensorHeader:
+    """The header of a safetensors file (``safe_open``: nothing is loaded or built); a file that is
+    missing, truncated or not safetensors is a one-line UserError naming it."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            keys = list(f.keys())
+            slices = {k: f.get_slice(k) for k in keys}
+            shapes = {k: tuple(int(d) for d in s.get_shape()) for k, s in slices.items()}
+            dtypes = {k: str(s.get_dtype()) for k, s in slices.items()}
+    except Exception as e:  # safetensors raises several types for bad headers
+        raise UserError(f"cannot read safetensors file {path}: {_first_line(e)}") from None
+    return TensorHeader(dict(meta), shapes, dtypes)
+
+
+def non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding NaN or inf, else None."""
+    for k, v in tensors.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            return k
+    return None
 
 
 def _json_safe(v: Any) -> Any:
@@ -114,11 +158,13 @@ class Run:
         if cfg is not None:
             text = dump_config(cfg)
             cfg_path = self.dir / "config.yaml"
-            if cfg_path.exists() and cfg_path.read_text() != text:
-                raise UserError(
-                    f"{self.dir} holds a run with a different config; use a new --out or delete it"
-                )
-            atomic_write_text(cfg_path, text)
+            if cfg_path.exists():  # a resume: the same config, left untouched, or a refusal
+                if cfg_path.read_bytes() != text.encode():
+                    raise UserError(
+                        f"{self.dir} holds a run with a different config; use a new --out or delete it"
+                    )
+            else:
+                atomic_write_text(cfg_path, text)
 
     def path(self, *parts: str) -> Path:
         p = self.dir.joinpath(*parts)

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from ..captioning import tckr_prompts
-from ..data import load_described
+from ..data import load_described, read_caption_list
 from ..diffusion.finetune import load_lora
 from ..diffusion.generator import LORA_WEIGHTS, Generator, refuse_pickle
 from ..distributed import processes, resolve_device
@@ -115,7 +115,7 @@ def load_members(run_dir: Path, split: dict, size: int, channels: int):
     nonmembers = load_described(split["nonmembers"], size, channels)
     captions_path = run_dir / "captions.json"
     if captions_path.is_file():
-        captions = _read_json(captions_path)
+        captions = read_caption_list(captions_path)
     elif members.captions is not None:
         captions = list(members.captions)
     else:

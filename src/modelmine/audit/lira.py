@@ -192,7 +192,7 @@ class LiraConfig:
 
 def load_population(cfg: LiraConfig):
     """``(population ImageSet, is_member (N,) bool)`` for the audit."""
-    from ..data import concat, load_digits, load_image_folder
+    from ..data import concat, load_digits, load_image_folder, read_member_list
 
     if cfg.population is None:
         if cfg.target is not None and cfg.members is None:
@@ -208,19 +208,7 @@ def load_population(cfg: LiraConfig):
     pop = load_image_folder(cfg.population, size=cfg.teacher.image_size)
     if cfg.members is None:
         raise UserError("--population needs --members: a text file listing the files the target trained on")
-    mpath = Path(cfg.members)
-    if not mpath.is_file():
-        raise UserError(f"members file not found: {mpath}")
-    try:
-        names = {ln.strip() for ln in mpath.read_text().splitlines() if ln.strip()}
-    except UnicodeDecodeError:
-        raise UserError(f"members file {mpath} is not a text file (one population file per line)") from None
-    unknown = names - set(pop.files or [])
-    if unknown:
-        raise UserError(
-            f"members file names {len(unknown)} file(s) not in the population, e.g. {sorted(unknown)[0]}"
-        )
-    return pop, torch.tensor([f in names for f in pop.files])
+    return pop, read_member_list(cfg.members, pop.files or [])
 
 
 def score_target(

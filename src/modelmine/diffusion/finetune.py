@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,7 +38,7 @@ from ..data import ImageSet, fit_to, is_builtin, load_builtin, load_image_folder
 from ..distributed import resolve_device
 from ..errors import UserError
 from ..report import save_grid
-from ..runs import Run, atomic_torch_save, atomic_write_text
+from ..runs import Run, atomic_torch_save, atomic_write_text, non_finite, read_header
 from .generator import LORA_WEIGHTS, Generator
 from .pretrain import train_step
 from .sampler import sample_batched
@@ -127,6 +129,7 @@ def load_lora(gen: Generator, path: str | Path, adapter_name: str = "default") -
         p = p / LORA_WEIGHTS
     if not p.is_file():
         raise UserError(f"LoRA weights not found: {p}")
+    read_header(p)  # a truncated or non-safetensors file is one line before diffusers reads it
     try:
         state, alphas, meta = StableDiffusionLoraLoaderMixin.lora_state_dict(
             str(p.parent), weight_name=p.name, return_lora_metadata=True
@@ -139,12 +142,71 @@ def load_lora(gen: Generator, path: str | Path, adapter_name: str = "default") -
                 k.replace(".lora.down.", ".lora_A.").replace(".lora.up.", ".lora_B."): v
                 for k, v in unet_state.items()
             }
+    except (ValueError, KeyError, TypeError, RuntimeError, OSError) as e:
+        raise UserError(f"cannot load LoRA {p}: {str(e).splitlines()[0]}") from None
+    check_lora_state(gen.unet, state, alphas, meta, f"LoRA {p}")
+    try:
         StableDiffusionLoraLoaderMixin.load_lora_into_unet(
             unet_state, alphas, gen.unet, adapter_name=adapter_name, metadata=meta
         )
-    except (ValueError, KeyError, RuntimeError, OSError) as e:
+    except (ValueError, KeyError, TypeError, RuntimeError, OSError) as e:
         raise UserError(f"cannot load LoRA {p}: {str(e).splitlines()[0]}") from None
     gen.unet.to(gen.device)
+
+
+_LORA_KEY = re.compile(r"^unet\.(?P<module>.+)\.(?P<part>lora_A|lora_B|lora\.down|lora\.up)\.weight$")
+
+
+def check_lora_state(
+    unet: torch.nn.Module, state: dict, alphas: dict | None, meta: dict | None, where: str
+) -> None:
+    """One-line errors for a LoRA that does not fit ``unet``, before any adapter is added: keys that
+    are not UNet LoRA weights (text-encoder weights would be dropped silently), modules the UNet
+    lacks, ``A``/``B`` shapes that do not fit the module or each other, NaN/inf values, and a rank or
+    alpha in the metadata that is not a positive finite number."""
+    pairs: dict[str, dict[str, torch.Tensor]] = {}
+    for k, v in state.items():
+        m = _LORA_KEY.match(k)
+        if m is None:
+            raise UserError(f"{where}: unexpected key '{k[:80]}' (only UNet LoRA weights are loaded)")
+        part = {"lora.down": "lora_A", "lora.up": "lora_B"}.get(m["part"], m["part"])
+        pairs.setdefault(m["module"], {})[part] = v
+    for module, ab in pairs.items():
+        try:
+            layer = unet.get_submodule(module)
+        except AttributeError:
+            raise UserError(f"{where}: the generator's UNet has no module '{module}'") from None
+        layer = getattr(layer, "base_layer", layer)  # already wrapped by an adapter
+        if set(ab) != {"lora_A", "lora_B"}:
+            raise UserError(f"{where}: module '{module}' has only {', '.join(sorted(ab))}")
+        a, b = ab["lora_A"], ab["lora_B"]
+        if isinstance(layer, torch.nn.Linear):
+            need_a, need_b = (a.shape[0], layer.in_features), (layer.out_features, a.shape[0])
+        elif isinstance(layer, torch.nn.Conv2d):
+            need_a = (a.shape[0], layer.in_channels // layer.groups, *layer.kernel_size)
+            need_b = (layer.out_channels, a.shape[0], 1, 1)
+        else:
+            raise UserError(f"{where}: module '{module}' is a {type(layer).__name__}, not a Linear or Conv2d")
+        if a.dim() < 1 or a.shape[0] < 1 or tuple(a.shape) != need_a or tuple(b.shape) != need_b:
+            raise UserError(
+                f"{where}: '{module}' weights are {list(a.shape)} and {list(b.shape)}, which do not fit "
+                f"the UNet's {type(layer).__name__} (A needs {list(need_a)}, B {list(need_b)})"
+            )
+    bad = non_finite(state)
+    if bad is not None:
+        raise UserError(f"{where} has NaN/inf values (first in '{bad}')")
+    rank = (meta or {}).get("unet.r")
+    if rank is not None and not (meta or {}).get("unet.rank_pattern"):
+        other = next((m for m, ab in pairs.items() if ab["lora_A"].shape[0] != rank), None)
+        if other is not None:
+            raise UserError(
+                f"{where}: metadata says rank {rank!r} but '{other}' has rank {pairs[other]['lora_A'].shape[0]}"
+            )
+    numbers = [(k, v) for k, v in (alphas or {}).items()]
+    numbers += [(k, v) for k, v in (meta or {}).items() if k.endswith((".r", ".lora_alpha"))]
+    for k, v in numbers:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+            raise UserError(f"{where}: '{k}' is {v!r}; a LoRA rank or alpha is a positive number")
 
 
 def merge_lora(gen: Generator, scale: float = 1.0) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from ..runs import atomic_save_tensors, load_tensors
+from ..runs import FLOAT_DTYPES, atomic_save_tensors, load_tensors, non_finite, read_header
 from .generator import Generator
 
 LEARNED_EMBEDS = "learned_embeds.safetensors"
@@ -118,18 +118,23 @@ def load_learned_embeds(gen: Generator, path: str | Path) -> list[str]:
         p = p / LEARNED_EMBEDS
     if not p.is_file():
         raise UserError(f"learned embeddings not found: {p}")
-    state = load_tensors(p)
+    header = read_header(p)  # shapes checked before anything is loaded
     dim = gen.text_encoder.get_input_embeddings().weight.shape[1]
-    tokens = []
-    vectors = []
-    for name, v in state.items():
-        v = v.reshape(-1, v.shape[-1])
-        if v.shape != (1, dim):
-            raise UserError(
-                f"{p}: embedding '{name}' has shape {tuple(v.shape)}, the text encoder needs (1, {dim})"
-            )
-        tokens.append(name if name.startswith("<") else f"<{name}>")
-        vectors.append(v[0])
+    if not header.shapes:
+        raise UserError(f"{p} holds no embeddings")
+    for name, shape in header.shapes.items():
+        if shape not in ((dim,), (1, dim)):
+            raise UserError(f"{p}: embedding '{name}' has shape {shape}, the text encoder needs ({dim},)")
+        if header.dtypes[name] not in FLOAT_DTYPES:
+            raise UserError(f"{p}: embedding '{name}' is {header.dtypes[name]}, not floating point")
+        if not name.strip() or any(c.isspace() for c in name):
+            raise UserError(f"{p}: token {name[:40]!r} is empty or holds spaces")
+    state = load_tensors(p)
+    bad = non_finite(state)
+    if bad is not None:
+        raise UserError(f"{p}: embedding '{bad}' has NaN/inf values")
+    tokens = [name if name.startswith("<") else f"<{name}>" for name in state]
+    vectors = [v.reshape(-1)[:dim] for v in state.values()]
     ids = add_placeholder_tokens(gen, tokens)
     with torch.no_grad():
         weight = gen.text_encoder.get_input_embeddings().weight

@@ -110,6 +110,8 @@ def load_train_data(cfg: ExtractConfig, size: int, channels: int):
     """The fine-tuning images ``(N, C, H, W)``, their instance prompt and the real non-members
     ``(M, C, H, W)`` (``heldout_data``; None without it). Embedded default: the first N private
     digits of ``train_class``; non-members all other private digits of that class."""
+    if cfg.prompt is not None and not cfg.prompt.strip():
+        raise UserError("--prompt is empty; give the instance prompt the model was fine-tuned with")
     if cfg.data is None:
         if not 0 <= cfg.train_class <= 9:
             raise UserError(f"train_class must be a digit 0-9, got {cfg.train_class}")

@@ -171,11 +171,12 @@ def load_private(cfg: TckrConfig, size: int, channels: int | None = None):
 def _prompts(cfg: TckrConfig, run_dir: Path, train) -> dict[str, list[str]]:
     """Per variant, one fine-tuning prompt per private image (captions cached in ``captions.json``)."""
     from ..captioning import captions_for, tckr_prompts
+    from ..data import read_caption_list
     from ..runs import atomic_write_text
 
     path = run_dir / "captions.json"
     if path.exists():
-        captions = json.loads(path.read_text())
+        captions = read_caption_list(path)
     else:
         # kept, so a resumed run fine-tunes on the same captions and the audit of its generator
         # (``modelmine audit generator``) prompts with them, one per member of split.json
