@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 from modelmine.audit.lira import balanced_keep_rows
 from modelmine.audit.rmia import (
     RmiaConfig,
+    leave_one_out,
     reference_probability,
     score_rmia,
     score_target,
@@ -37,9 +38,11 @@ def _looped_rmia(target_logits, labels, ref_logits, keep, is_population, a, gamm
         p_out = sum(outs) / len(outs) if outs else max(0.0, (sum(ins) / len(ins) - (1 - a)) / a)
         pr.append(((1 + a) * p_out + (1 - a)) / 2)
     zs = [k for k in range(n) if is_population[k]]
+    left_out = leave_one_out(is_population, seed=0)  # x itself, or for a member a seeded random z
     scores = []
     for i in range(n):
-        others = [k for k in zs if k != i]
+        others = [k for j, k in enumerate(zs) if j != left_out[i]]
+        assert len(others) == len(zs) - 1 and (not is_population[i] or i not in others)
         hits = sum((p_target[i] / pr[i]) / (p_target[k] / pr[k]) >= gamma for k in others)
         scores.append(hits / len(others))
     return torch.tensor(scores, dtype=torch.float64)
@@ -77,11 +80,18 @@ def test_perfect_separation_gives_auc_one():
         return torch.where(onehot, torch.log(p / (1 - p) * (k - 1))[..., None], 0.0)
 
     views = 2
-    target = logits_with_true_prob(torch.where(member, 0.99, 0.2)[:, None].expand(n, views))
+    p_nonmember = 0.2 + 0.05 * torch.rand(n, generator=g)
+    target = logits_with_true_prob(torch.where(member, 0.99, p_nonmember)[:, None].expand(n, views))
     refs = logits_with_true_prob(torch.full((m, n, views), 0.5))
-    scores = score_target(target, labels, refs, keep, ~member)
-    for variant, sc in scores.items():
-        assert roc_auc_score(member.numpy(), sc.numpy()) == 1.0, variant
+    # members' ratios exceed every non-member's by more than gamma, non-members' lie within gamma
+    for gamma in (1.5, 2.0):
+        scores = score_target(target, labels, refs, keep, ~member, RmiaConfig(gamma=gamma))
+        for variant, sc in scores.items():
+            assert roc_auc_score(member.numpy(), sc.numpy()) == 1.0, (gamma, variant)
+    # with gamma = 1 a non-member that no other beats counts every pair too (x is scored against
+    # the other non-members): at most a tie between the top non-member and the members
+    for variant, sc in score_target(target, labels, refs, keep, ~member).items():
+        assert roc_auc_score(member.numpy(), sc.numpy()) >= 1 - 1 / (~member).sum().item(), variant
     assert torch.allclose(
         true_class_probability(target, labels)[member], torch.tensor(0.99, dtype=torch.float64)
     )
@@ -100,14 +110,35 @@ def test_offline_linear_approximation():
     assert torch.allclose(reference_probability(probs, keep), probs.mean(0))
 
 
-def test_score_rmia_counts_pairs_and_leaves_x_itself_out():
+def test_score_rmia_counts_pairs_and_leaves_one_out():
     ratio = torch.tensor([4.0, 1.0, 2.0, 0.5])
     z = torch.tensor([False, True, True, True])
-    position = torch.tensor([-1, 0, 1, 2])
-    sc = score_rmia(ratio, ratio[z], gamma=2.0, self_index=position)
-    # LR(x, z) >= 2: x0 = 4 against {1, 2, 0.5} -> 3/3; x1 = 1 against {2, 0.5} -> 1/2;
+    assert torch.allclose(score_rmia(ratio, ratio[z], gamma=2.0), torch.tensor([1.0, 1 / 3, 2 / 3, 0.0]))
+    left_out = torch.tensor([2, 0, 1, 2])  # x0 (a member) leaves out z = 0.5; the others themselves
+    sc = score_rmia(ratio, ratio[z], gamma=2.0, left_out=left_out)
+    # LR(x, z) >= 2: x0 = 4 against {1, 2} -> 2/2; x1 = 1 against {2, 0.5} -> 1/2;
     # x2 = 2 against {1, 0.5} -> 2/2; x3 = 0.5 against {1, 2} -> 0/2
     assert sc.tolist() == [1.0, 0.5, 1.0, 0.0]
+    lo = leave_one_out(torch.tensor([True, False, True, False, True]), seed=3)
+    assert lo[0] == 0 and lo[2] == 1 and lo[4] == 2 and (lo[[1, 3]] < 3).all()
+    assert torch.equal(lo, leave_one_out(torch.tensor([True, False, True, False, True]), seed=3))
+
+
+def test_membership_never_changes_how_a_score_is_counted():
+    """Targets and references that say nothing: members and non-members score alike (AUC near 1/2)
+    even when nearly every pair counts, where leaving out only the non-members' own pair would order
+    them by membership through c / |Z| against c / (|Z| - 1)."""
+    n, k = 400, 10
+    labels = torch.zeros(n, dtype=torch.long)
+    member = torch.arange(n) % 4 != 0
+    logits = torch.zeros(n, 1, k)
+    logits[:, 0, 0] = 5.0
+    refs = logits.repeat(2, 1, 1, 1)
+    refs[:, 0, 0, 0] = -5.0  # population sample 0: a ratio that no other x reaches, LR(x, z_0) < 1/2
+    keep = balanced_keep_rows(2, n, int(member.sum()), seed=0)
+    sc = score_target(logits, labels, refs, keep, ~member, RmiaConfig(gamma=0.5))
+    for variant, s in sc.items():
+        assert abs(roc_auc_score(member.numpy(), s.numpy()) - 0.5) < 0.05, variant
 
 
 def _membership_args(out, *extra):

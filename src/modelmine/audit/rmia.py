@@ -19,26 +19,33 @@ Equations, for a target theta, reference models theta_1..theta_M and query views
   population samples z that are not members of the target.
 - ``score(x) = |{z in Z : LR(x, z) >= gamma}| / |Z|`` (:func:`score_rmia`), batched: with
   ``r = Pr(.|theta) / Pr(.)``, ``LR(x, z) >= gamma`` is ``gamma r_z <= r_x``, so one sort of
-  ``gamma r_z`` and a binary search per x count every pair in O((N + |Z|) log |Z|).
+  ``gamma r_z`` and a binary search per x count every pair in O((N + |Z|) log |Z|). With gamma = 1
+  the score is the rank of x's ratio among the population's, a monotone function of ``r_x``.
 
 Defaults:
 
 | setting | paper or official code | ours | reason |
 |---|---|---|---|
-| gamma | 2 (the paper's experiment configs); 1 in the library (``ratios > 1``) | 2 | the paper's |
+| gamma | 1 in the library (``ratios > 1``); 2 in the paper's experiment configs | 1 | the library's; the configs' 2 goes with their temperature-2 soft-margin signal, which spreads the ratios: with the plain softmax a trained classifier's ratios lie close to 1, and on the digits (an 8-epoch ``cnn_small`` check) gamma = 2 left almost every x with the same count and an AUC of 0.50 |
 | a (offline) | 0.3 in the library, or tuned on a paired reference model; 0.2-0.33 per dataset in the paper's configs | 0.3 | the library's default; tuning needs an extra model pair |
 | signal | softmax of the true class (library, temperature 1); the paper's configs also use temperature 2 and a soft-margin Taylor softmax | softmax, temperature 1 | the library's; no extra hyper-parameters |
 | mean over models | plain (library); 20% trimmed (paper's configs) | plain | with 1-4 reference models there is nothing to trim |
 | query views | none (library); per-view LR thresholds and a majority vote (paper's configs) | ``Pr`` averaged over LiRA's views | one LR per pair; the same queries as LiRA |
-| population Z | population data outside the target's training set | the audit's non-members, x itself left out | the auditor knows them; ``LR(x, x) = 1`` says nothing |
+| population Z | population data outside the target's training set | the audit's non-members, one left out per x (:func:`leave_one_out`) | the auditor knows them; see below |
 
-Deviations, each because our reference models are trained like the target (each on |members| of
-the N population examples, p = |members| / N, see :func:`modelmine.audit.lira.keep_masks`) rather
-than on halves of a separate population:
+Deviations. Our reference models are trained like the target, each on |members| of the N
+population examples (p = |members| / N, :func:`modelmine.audit.lira.keep_masks`), not on halves of a
+separate population, and the population samples z are the audit's own non-members:
 
 - Online ``Pr(x)`` averages all models, which hold x with probability p (the paper's p = 1/2 makes
   it the equal mixture the offline formula approximates); this is the marginal ``Pr(x)`` over
   models trained like the target.
+- Z holds the very non-members being scored, so a non-member's own pair (``LR(x, x) = 1``, which
+  says nothing) is left out; so that membership never changes how a score is counted, every x
+  then counts |Z| - 1 pairs, a member leaving out one population sample drawn with ``seed``. (Left
+  out only for non-members, equal counts c land on different grids, c / (|Z| - 1) against c / |Z|,
+  and order members below non-members: near-perfect separation from nothing but the bookkeeping.)
+  With gamma <= 1 the non-member that no other beats scores 1, as a member does.
 - Offline, an example that no reference model left out (few models, p > 1/2) takes ``Pr_OUT`` from
   its IN models by inverting the linear approximation, ``Pr_OUT = (Pr_IN - (1 - a)) / a`` (the
   library's rule for a single reference model), clipped at 0 so that ``Pr(x) >= (1 - a) / 2 > 0``.
@@ -55,10 +62,11 @@ from ..errors import UserError
 
 @dataclass
 class RmiaConfig:
-    """RMIA's two hyper-parameters (defaults and sources in the module docstring)."""
+    """RMIA's settings (defaults and sources in the module docstring)."""
 
     offline_a: float = 0.3  # Pr_IN = a Pr_OUT + (1 - a): the offline linear approximation
-    gamma: float = 2.0  # a population sample z counts when LR(x, z) >= gamma
+    gamma: float = 1.0  # a population sample z counts when LR(x, z) >= gamma
+    seed: int = 0  # which population sample a member's score leaves out (see leave_one_out)
 
 
 def check_config(cfg: RmiaConfig) -> None:
@@ -99,23 +107,39 @@ def reference_probability(
     return ((1 + offline_a) * p_out + (1 - offline_a)) / 2
 
 
+def leave_one_out(is_population: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """For each example ``(N,)``, the position in the population ``z = x[is_population]`` of the one
+    sample its score leaves out: itself for a population sample, a seeded random one for the others.
+
+    Every score then counts |Z| - 1 pairs: were x left out only where it belongs to Z, a member would
+    count c of |Z| and a non-member c of |Z| - 1, and with equal counts c the grids alone would order
+    them by membership.
+    """
+    position = torch.cumsum(is_population.long(), 0) - 1
+    size = int(is_population.sum())
+    drawn = torch.randint(
+        0, max(size, 1), (len(is_population),), generator=torch.Generator().manual_seed(seed)
+    )
+    return torch.where(is_population, position, drawn)
+
+
 def score_rmia(
-    ratio_x: torch.Tensor, ratio_z: torch.Tensor, gamma: float = 2.0, self_index: torch.Tensor | None = None
+    ratio_x: torch.Tensor, ratio_z: torch.Tensor, gamma: float = 1.0, left_out: torch.Tensor | None = None
 ) -> torch.Tensor:
     """The share of population samples z with ``LR(x, z) = ratio_x / ratio_z >= gamma``.
 
-    ``ratio_x`` ``(N,)`` and ``ratio_z`` ``(Z,)`` are ``Pr(.|theta) / Pr(.)``; ``self_index`` ``(N,)``
-    gives the position of x in z (or -1): that pair is left out. Returns ``(N,)`` in [0, 1].
+    ``ratio_x`` ``(N,)`` and ``ratio_z`` ``(Z,)`` are ``Pr(.|theta) / Pr(.)``; ``left_out`` ``(N,)``
+    gives the position in z of one sample each x does not count (:func:`leave_one_out`), or ``None``
+    to count all of them. Returns ``(N,)`` in [0, 1].
     """
     scaled = gamma * ratio_z.double()
-    counts = torch.searchsorted(scaled.sort().values, ratio_x.double(), right=True)  # gamma r_z <= r_x
-    total = torch.full_like(counts, len(ratio_z))
-    if self_index is not None:
-        inside = self_index >= 0
-        own = scaled[self_index.clamp_min(0)]  # the same float as x's entry of the sorted array
-        counts = counts - (inside & (own <= ratio_x.double())).long()
-        total = total - inside.long()
-    return (counts.double() / total.clamp_min(1)).float()
+    r = ratio_x.double()
+    counts = torch.searchsorted(scaled.sort().values, r, right=True)  # pairs with gamma r_z <= r_x
+    total = len(ratio_z)
+    if left_out is not None:
+        counts = counts - (scaled[left_out] <= r).long()  # the same floats as in the sorted array
+        total -= 1
+    return (counts.double() / max(total, 1)).float()
 
 
 def score_target(
@@ -138,11 +162,10 @@ def score_target(
         raise UserError("RMIA needs population samples that are not members of the target")
     p_target = true_class_probability(target_logits, labels)  # (N,)
     p_refs = true_class_probability(ref_logits, labels)  # (M, N)
-    position = torch.cumsum(is_population.long(), 0) - 1
-    self_index = torch.where(is_population, position, torch.full_like(position, -1))
+    left_out = leave_one_out(is_population, cfg.seed)
     out = {}
     for variant in variants:
         pr = reference_probability(p_refs, keep, variant == "offline", cfg.offline_a)
         ratio = p_target / pr
-        out[variant] = score_rmia(ratio, ratio[is_population], cfg.gamma, self_index)
+        out[variant] = score_rmia(ratio, ratio[is_population], cfg.gamma, left_out)
     return out
