@@ -297,14 +297,15 @@ def shadow_seconds(out_dir: Path, num_shadows: int) -> list[float]:
 MIN_MODELS = {"lira": 2, "rmia": 1}  # LiRA online needs an IN and an OUT model per example
 
 
-def check_num_models(num_models: int, attacks: Sequence[str]) -> None:
+def check_num_models(num_models: int, attacks: Sequence[str], hint: str = "") -> None:
     """One-line error when ``num_models`` reference models are too few for one of ``attacks``."""
+    names = {"lira": "LiRA", "rmia": "RMIA"}
     for attack in attacks:
-        if num_models < MIN_MODELS[attack]:
-            hint = " (or run only --attacks rmia)" if attack == "lira" and num_models == 1 else ""
+        need = MIN_MODELS[attack]
+        if num_models < need:
             raise UserError(
-                f"{attack.upper()} needs at least {MIN_MODELS[attack]} reference (shadow) model"
-                f"{'s' if MIN_MODELS[attack] > 1 else ''}, got {num_models}: raise --shadows{hint}"
+                f"{names[attack]} needs at least {need} reference (shadow) model{'s' if need > 1 else ''}, "
+                f"got {num_models}: raise --shadows{hint}"
             )
 
 

@@ -57,7 +57,9 @@ def _check(cfg: MembershipConfig) -> list[str]:
         raise UserError(f"unknown attack '{unknown[0]}': use one or more of {', '.join(ATTACKS)}")
     if not attacks:
         raise UserError(f"--attacks needs at least one of {', '.join(ATTACKS)}")
-    lira.check_num_models(cfg.num_shadows, attacks)
+    lira.check_num_models(
+        cfg.num_shadows, attacks, " (or run --attacks rmia alone)" if "rmia" in attacks else ""
+    )
     rmia.check_config(cfg.rmia)
     return attacks
 

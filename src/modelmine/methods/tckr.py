@@ -463,6 +463,7 @@ def _audit(cfg: TckrConfig, run_, teacher, info, plan, test, device) -> dict:
             if n == top:
                 metrics |= {k.replace(prefix, "student_", 1): v for k, v in m.items()}
                 curves[f"student x{max(cfg.cardinality):g}"] = roc_curve(sc, is_member)
+    metrics["shadow_train_size"] = int(keep[0].sum())
     plot_roc(run_.path("roc.png"), curves, "LiRA: teacher vs TCKR student")
     plot_tradeoff(run_.path("tradeoff.png"), points, "TCKR: accuracy vs membership-inference AUC")
     return metrics
