@@ -473,7 +473,7 @@ def run(cfg: LiraConfig, out: Path) -> dict:
     from ..runs import atomic_save_tensors
 
     check_num_models(cfg.num_shadows, ["lira"])
-    data = prepare_audit(cfg, out, resumable=("num_shadows",))
+    data = prepare_audit(cfg, out, resumable=("num_shadows", "fix_variance"))
     if data is None:
         return {}
     is_member = data.is_member

@@ -10,7 +10,8 @@ headline ``A_auc``/``A_tpr_at_...``: LiRA online with the fixed variance below 6
 (per-example from 64), RMIA online (offline with a single reference model, where online is not run).
 ``roc.png`` draws every curve; ``scores.safetensors`` holds every score. The reference models are
 files in ``shadows/`` whose masks never depend on their number, so running again in the same folder
-with more (``--shadows 32``) trains only the new ones.
+with more (``--shadows 32``) trains only the new ones; other attacks or scoring settings
+(``SCORING_KEYS``) in the same folder train nothing.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from ..teacher import TeacherConfig
 from . import lira, rmia
 
 ATTACKS = ("lira", "rmia")
+# keys a later run in the same folder may change: they only select and score models, never train them
+SCORING_KEYS = ("num_shadows", "attacks", "fix_variance", "rmia")
 LABELS = {
     "lira_online": "LiRA online",
     "lira_online_fixed": "LiRA online, fixed var.",
@@ -71,7 +74,7 @@ def run(cfg: MembershipConfig, out: Path) -> dict:
     from ..runs import atomic_save_tensors
 
     attacks = _check(cfg)
-    data = lira.prepare_audit(cfg, out, resumable=("num_shadows", "attacks"))
+    data = lira.prepare_audit(cfg, out, resumable=SCORING_KEYS)
     if data is None:  # a helper process of a launch: its shadows are trained
         return {}
     is_member, labels, m = data.is_member, data.population.labels, cfg.num_shadows
