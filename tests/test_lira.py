@@ -15,6 +15,7 @@ from modelmine.audit.lira import (
     score_offline,
     score_online,
     shifted_views,
+    train_shadows,
 )
 from modelmine.errors import UserError
 from modelmine.runs import load_tensors
@@ -195,3 +196,21 @@ def test_audit_lira_own_target_needs_members(tmp_path, capsys):
         == 2
     )
     assert "--members" in capsys.readouterr().err
+
+
+def test_shadow_files_answer_new_views_without_retraining(tmp_path):
+    from modelmine.data import ImageSet
+    from modelmine.teacher import TeacherConfig
+
+    g = torch.Generator().manual_seed(0)
+    pop = ImageSet(torch.rand(20, 1, 8, 8, generator=g), torch.arange(20) % 2, ["a", "b"])
+    recipe = TeacherConfig(preset="mlp", epochs=1, image_size=8, batch_size=8)
+    keep = keep_masks(2, torch.arange(20) < 15)
+    first = train_shadows(pop, keep, recipe, tmp_path, make_views(pop.images), progress=False)
+    seconds = [float(load_tensors(p)["seconds"]) for p in sorted(tmp_path.glob("*.safetensors"))]
+    flipped = make_views(pop.images, flip=True)
+    again = train_shadows(pop, keep, recipe, tmp_path, flipped, progress=False)
+    assert first.shape[2] == 5 and again.shape[2] == 10 and torch.allclose(again[:, :, :5], first, atol=1e-5)
+    files = sorted(tmp_path.glob("*.safetensors"))
+    assert [float(load_tensors(p)["seconds"]) for p in files] == seconds  # re-queried, not retrained
+    assert torch.equal(train_shadows(pop, keep, recipe, tmp_path, flipped, progress=False), again)
