@@ -45,6 +45,14 @@ def inputs(tmp_path_factory):
         Image.new("L", (16, 16), 100).save(p["ten_classes16"] / c / "x.png")
     p["members"] = root / "members.txt"
     p["members"].write_text("0/x.png\n1/x.png\n")
+    for name, text in {
+        "members_empty": "\n",
+        "members_outside": "0/x.png\n7/nope.png\n",
+        "members_all": "".join(f"{c}/x.png\n" for c in DIGITS),
+        "members_dup": "0/x.png\n1/x.png\n0/x.png\n",
+    }.items():
+        p[name] = root / f"{name}.txt"
+        p[name].write_text(text)
     model = build_classifier("cnn_small", 10, 1, 8)
     p["model8"] = root / "model8.safetensors"
     save_classifier(p["model8"], model, ClassifierInfo("cnn_small", 10, 1, 8, DIGITS))
@@ -108,6 +116,8 @@ def lira(members: str, target: str = "{model8}") -> list[str]:
     return ["audit", "lira", "--target", target, "--population", "{ten_classes}", "--members", members]
 
 
+OWN = ["--target", "{model8}", "--population"]  # auditing a user's 8x8 ten-class classifier
+OWN8 = [*OWN, "{ten_classes}", "--set", "teacher.image_size=8", "--members"]
 CASES = [  # (id, argv with {name} placeholders, a word the message must contain)
     ("teacher-empty-folder", ["teacher", "--data", "{empty}"], "class"),
     ("teacher-non-image-files", ["teacher", "--data", "{no_images}"], "no images"),
@@ -155,6 +165,34 @@ CASES = [  # (id, argv with {name} placeholders, a word the message must contain
         "not a text file",
     ),
     ("lira-negative-shadows", ["audit", "lira", "--shadows", "-4"], ">= 0"),
+    ("lira-one-shadow", ["audit", "lira", "--shadows", "1"], "at least 2"),
+    ("lira-members-empty", ["audit", "lira", *OWN8, "{members_empty}"], "empty"),
+    (
+        "membership-class-count",
+        ["audit", "membership", *OWN, "{three_classes}", "--members", "{members}"],
+        "classes",
+    ),
+    (
+        "membership-wrong-image-size",
+        ["audit", "membership", *OWN, "{ten_classes16}", "--members", "{members}"],
+        "8x8",
+    ),
+    (
+        "membership-members-outside",
+        ["audit", "membership", *OWN8, "{members_outside}"],
+        "not in the population",
+    ),
+    ("membership-members-empty", ["audit", "membership", *OWN8, "{members_empty}"], "empty"),
+    ("membership-no-nonmembers", ["audit", "membership", *OWN8, "{members_all}"], "non-members"),
+    ("membership-duplicate-members", ["audit", "membership", *OWN8, "{members_dup}"], "more than once"),
+    (
+        "membership-rmia-no-model",
+        ["audit", "membership", "--shadows", "0", "--attacks", "rmia"],
+        "at least 1",
+    ),
+    ("membership-lira-one-model", ["audit", "membership", "--shadows", "1"], "at least 2"),
+    ("membership-unknown-attack", ["audit", "membership", "--attacks", "lira", "mia"], "unknown attack"),
+    ("membership-bad-gamma", ["audit", "membership", "--set", "rmia.gamma=0"], "gamma"),
     ("finetune-truncated-png", ["finetune", "--data", "{truncated}"], "corrupt"),
     ("finetune-negative-steps", ["finetune", "--set", "steps=-1"], ">= 0"),
     ("pretrain-unknown-key", ["pretrain", "--set", "stepz=3"], "unknown config key"),

@@ -5,14 +5,20 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from modelmine.audit.lira import (
+    balanced_keep_rows,
     fit_gaussians,
+    headline_variant,
+    keep_masks,
     logit_scaled_confidence,
     make_keep_masks,
+    make_views,
     score_offline,
     score_online,
     shifted_views,
+    train_shadows,
 )
 from modelmine.errors import UserError
+from modelmine.runs import load_tensors
 
 
 def test_logit_scaling_matches_probability_form():
@@ -32,6 +38,55 @@ def test_keep_masks_balanced_and_seeded():
     assert torch.equal(keep, make_keep_masks(16, 50, seed=1))
     with pytest.raises(UserError):
         make_keep_masks(1, 5)
+
+
+@pytest.mark.parametrize("num_in, num_examples", [(25, 50), (1077, 1437), (3, 10), (9, 10), (1, 7)])
+def test_keep_masks_prefix_stable_and_balanced_at_every_prefix(num_in, num_examples):
+    keep = balanced_keep_rows(20, num_examples, num_in, seed=4)
+    assert (keep.sum(1) == num_in).all()  # every model trains on as many examples as the target
+    counts = keep.long().cumsum(0)  # (M, N): IN counts over the first m + 1 models
+    for m in range(20):
+        lo, hi = (m + 1) * num_in // num_examples, -(-(m + 1) * num_in // num_examples)
+        assert (counts[m] >= lo).all() and (counts[m] <= hi).all(), m
+    for m in (1, 2, 4, 8, 16):  # the first m masks do not depend on how many models there are
+        assert torch.equal(balanced_keep_rows(m, num_examples, num_in, seed=4), keep[:m])
+    assert not torch.equal(keep, balanced_keep_rows(20, num_examples, num_in, seed=5))
+    assert len({tuple(r.tolist()) for r in keep}) > 2  # models differ, not one split repeated
+
+
+def test_keep_masks_for_a_target():
+    member = torch.arange(40) < 30
+    keep = keep_masks(4, member, seed=0)
+    assert keep.shape == (4, 40) and (keep.sum(1) == 30).all() and (keep.sum(0) == 3).all()
+    assert torch.equal(keep_masks(1, member, seed=0), keep[:1])  # one model: the first row
+    with pytest.raises(UserError):
+        keep_masks(0, member)
+    with pytest.raises(UserError):
+        keep_masks(2, torch.ones(5, dtype=torch.bool))  # no non-members
+
+
+def test_fit_gaussians_with_examples_missing_a_group():
+    """p = 3/4 with 2 shadows: half the examples are IN for both; their OUT mean is their IN mean
+    minus the average IN - OUT gap, and every variance stays positive and finite."""
+    g = torch.Generator().manual_seed(0)
+    keep = balanced_keep_rows(2, 40, 30, seed=1)
+    shadows = torch.randn(2, 40, 3, generator=g, dtype=torch.float64) * 0.1 + 2.0 * keep[..., None]
+    mu_in, sd_in, mu_out, sd_out = fit_gaussians(shadows, keep)
+    gap = shadows[keep].mean() - shadows[~keep].mean()
+    no_out = keep.all(0)
+    assert no_out.any() and torch.allclose(mu_out[no_out], mu_in[no_out] - gap)
+    for sd in (sd_in, sd_out):
+        assert torch.isfinite(sd).all() and (sd > 1e-3).all()
+    t = torch.randn(40, 3, generator=g, dtype=torch.float64)
+    assert torch.isfinite(score_online(t, shadows, keep)).all()
+    one = balanced_keep_rows(1, 40, 30, seed=1)  # a single shadow: offline still has every statistic
+    assert torch.isfinite(score_offline(t, shadows[:1], one, True)).all()
+
+
+def test_headline_variance_rule():
+    assert headline_variant(16) == "online_fixed" and headline_variant(63) == "online_fixed"
+    assert headline_variant(64) == "online" and headline_variant(256) == "online"
+    assert headline_variant(16, False) == "online" and headline_variant(128, True) == "online_fixed"
 
 
 def _looped_online(target, shadows, keep, fix_variance):
@@ -89,9 +144,14 @@ def test_shifted_views():
     assert torch.equal(v[:, 0], x)
     assert v[0, 1, 0, 2, 3] == 1  # dx=+1 moves the pixel right
     assert v[0, 3, 0, 3, 2] == 1  # dy=+1 moves it down
+    edge = torch.arange(25.0).view(1, 1, 5, 5)
+    right = shifted_views(edge)[0, 1, 0]  # dx=+1: the uncovered left column mirrors column 1
+    assert torch.equal(right[:, 0], edge[0, 0, :, 1]) and torch.equal(right[:, 1:], edge[0, 0, :, :4])
+    flipped = make_views(edge, flip=True)
+    assert flipped.shape == (1, 10, 1, 5, 5) and torch.equal(flipped[0, 5], edge[0].flip(-1))
 
 
-def test_audit_lira_command_smoke_and_resume(tmp_path):
+def test_audit_lira_command_smoke_and_resume(tmp_path, capsys):
     import json
 
     from modelmine.cli import main
@@ -101,9 +161,26 @@ def test_audit_lira_command_smoke_and_resume(tmp_path):
             "--set", "teacher.preset=cnn_small"]  # fmt: skip
     assert main(args) == 0
     m = json.loads((out / "metrics.json").read_text())
-    for key in ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "offline_auc", "online_fixed_auc"):
+    for key in (
+        "auc",
+        "tpr_at_1pct_fpr",
+        "offline_auc",
+        "online_fixed_auc",
+        "online_auc",
+        "offline_fixed_auc",
+    ):
         assert 0 <= m[key] <= 1
     assert m["num_members"] == 1077 and m["num_nonmembers"] == 360
+    # 360 non-members: no TPR at 0.1% FPR (one false positive is 0.28%), and one line says why
+    assert not [k for k in m if "0.1pct" in k]
+    assert capsys.readouterr().err.count("TPR at 0.1% FPR not reported") == 1
+    # under 64 shadows the headline is LiRA online with the fixed (global) variance
+    assert m["auc"] == m["online_fixed_auc"] and m["tpr_at_1pct_fpr"] == m["online_fixed_tpr_at_1pct_fpr"]
+    assert m["headline_fixed_variance"] == 1
+    # shadows trained like the target: each IN set is as large as the target's training set
+    assert m["shadow_train_size"] == 1077
+    for f in (out / "shadows").glob("*.safetensors"):
+        assert int(load_tensors(f)["keep"].sum()) == 1077
     assert (out / "roc.png").exists() and len(list((out / "shadows").glob("*.safetensors"))) == 2
     stamp = [p.stat().st_mtime for p in sorted((out / "shadows").iterdir())]
     assert main(args) == 0  # resumed: shadows reused, not retrained
@@ -119,3 +196,21 @@ def test_audit_lira_own_target_needs_members(tmp_path, capsys):
         == 2
     )
     assert "--members" in capsys.readouterr().err
+
+
+def test_shadow_files_answer_new_views_without_retraining(tmp_path):
+    from modelmine.data import ImageSet
+    from modelmine.teacher import TeacherConfig
+
+    g = torch.Generator().manual_seed(0)
+    pop = ImageSet(torch.rand(20, 1, 8, 8, generator=g), torch.arange(20) % 2, ["a", "b"])
+    recipe = TeacherConfig(preset="mlp", epochs=1, image_size=8, batch_size=8)
+    keep = keep_masks(2, torch.arange(20) < 15)
+    first = train_shadows(pop, keep, recipe, tmp_path, make_views(pop.images), progress=False)
+    seconds = [float(load_tensors(p)["seconds"]) for p in sorted(tmp_path.glob("*.safetensors"))]
+    flipped = make_views(pop.images, flip=True)
+    again = train_shadows(pop, keep, recipe, tmp_path, flipped, progress=False)
+    assert first.shape[2] == 5 and again.shape[2] == 10 and torch.allclose(again[:, :, :5], first, atol=1e-5)
+    files = sorted(tmp_path.glob("*.safetensors"))
+    assert [float(load_tensors(p)["seconds"]) for p in files] == seconds  # re-queried, not retrained
+    assert torch.equal(train_shadows(pop, keep, recipe, tmp_path, flipped, progress=False), again)

@@ -29,6 +29,23 @@ def test_resume_refuses_a_different_config(tmp_path):
         Run(tmp_path / "r", Cfg(a=2))
 
 
+@dataclass
+class Cfg2:
+    a: int = 1
+    n: int = 2
+
+
+def test_resumable_keys_change_in_place_and_clear_metrics(tmp_path):
+    Run(tmp_path / "r", Cfg2()).log_metrics(x=1.0)
+    Run(tmp_path / "r", Cfg2(n=4), resumable=("n",))  # e.g. more reference models: allowed
+    assert "n: 4" in (tmp_path / "r" / "config.yaml").read_text()
+    assert Run(tmp_path / "r").metrics() == {}  # the old metrics described n = 2
+    with pytest.raises(UserError, match="different config"):
+        Run(tmp_path / "r", Cfg2(a=2, n=4), resumable=("n",))
+    with pytest.raises(UserError, match="different config"):
+        Run(tmp_path / "r", Cfg2(n=8))  # not resumable unless the command says so
+
+
 def test_stage_runs_once(tmp_path):
     run = Run(tmp_path / "r", Cfg())
     calls = []

@@ -58,8 +58,10 @@ def test_tckr_command_end_to_end_and_resume(tmp_path, tiny_generator):
     m = json.loads((out / "metrics.json").read_text())
     for key in ("teacher_acc", "student_acc", "student_hard_acc", "student_fixed_prompt_acc", "teacher_auc",
                 "student_auc", "teacher_tpr_at_1pct_fpr", "student_tpr_at_1pct_fpr", "cardinality",
-                "student_x0.05_auc", "student_x0.1_acc"):  # fmt: skip
+                "student_x0.05_auc", "student_x0.1_acc", "teacher_rmia_auc", "student_rmia_auc",
+                "student_rmia_tpr_at_1pct_fpr", "student_x0.05_rmia_auc", "student_hard_rmia_auc"):  # fmt: skip
         assert key in m, key
+    assert not [k for k in m if "0.1pct" in k]  # 360 held-out non-members: too few for 0.1% FPR
     n = num_synthetic(0.1, 1077)
     assert m["cardinality"] == 0.1 and m["num_synthetic"] == n
     assert m["student_acc"] == m["student_x0.1_acc"]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import teacher
-from .audit import generator, lira
+from .audit import generator, lira, membership
 from .diffusion import finetune, pretrain
 from .distributed import processes
 from .methods import cake, ddis, deepinversion, finextract, tckr
@@ -72,6 +72,13 @@ COMMANDS: dict[str, Command] = {
         lira.LiraConfig, lira.run,
         "LiRA membership inference on a classifier with shadow models; AUC and TPR at low FPR",
         {"target": "target", "population": "population", "members": "members", "shadows": "num_shadows"},
+        sharded=True,
+    ),
+    "audit membership": Command(
+        membership.MembershipConfig, membership.run,
+        "LiRA and RMIA from one set of reference models on a classifier; AUC and TPR at low FPR per attack",
+        {"target": "target", "population": "population", "members": "members", "shadows": "num_shadows",
+         "attacks": "attacks"},
         sharded=True,
     ),
     "extract": Command(

@@ -132,11 +132,11 @@ def read_member_list(path: str | Path, files: list[str]) -> torch.Tensor:
         raise UserError(f"members file {p} is not a text file (one population file per line)") from None
     names = [ln.strip() for ln in lines if ln.strip()]
     if not names:
-        raise UserError(f"members file {p} lists no files (one population file per line)")
+        raise UserError(f"members file {p} is empty: it lists no files (one population file per line)")
     seen: set[str] = set()
     for n in names:
         if n in seen:
-            raise UserError(f"members file {p} lists {n[:80]} twice")
+            raise UserError(f"members file {p} lists {n[:80]} more than once (twice or more)")
         seen.add(n)
     unknown = seen - set(files)
     if unknown:

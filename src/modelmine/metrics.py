@@ -35,19 +35,41 @@ def tpr_at_fpr(scores: torch.Tensor, is_member: torch.Tensor, fpr_target: float)
     return float(tpr[ok].max()) if ok.any() else 0.0
 
 
-def membership_metrics(scores: torch.Tensor, is_member: torch.Tensor, prefix: str = "") -> dict[str, float]:
-    """``{prefix}auc``, ``{prefix}tpr_at_0.1pct_fpr``, ``{prefix}tpr_at_1pct_fpr``; refused (one-line
-    UserError) without both members and non-members, where none of them means anything."""
+def membership_metrics(
+    scores: torch.Tensor, is_member: torch.Tensor, prefix: str = "", fprs: tuple[float, ...] = (0.001, 0.01)
+) -> dict[str, float]:
+    """``{prefix}auc`` and ``{prefix}tpr_at_<100 f>pct_fpr`` for each FPR f in ``fprs`` (by default
+    ``tpr_at_0.1pct_fpr`` and ``tpr_at_1pct_fpr``; :func:`reported_fprs` picks what a count allows).
+    Refused (one-line UserError) without both members and non-members, or with non-finite scores,
+    where none of them means anything."""
     from .data import check_members
 
     check_members(torch.as_tensor(is_member, dtype=torch.bool), f"membership scoring ({prefix or 'target'})")
     if not bool(torch.isfinite(torch.as_tensor(scores, dtype=torch.float64)).all()):
         raise UserError("membership scores hold NaN/inf; the shadow or target models diverged")
-    return {
-        f"{prefix}auc": roc_auc(scores, is_member),
-        f"{prefix}tpr_at_0.1pct_fpr": tpr_at_fpr(scores, is_member, 0.001),
-        f"{prefix}tpr_at_1pct_fpr": tpr_at_fpr(scores, is_member, 0.01),
-    }
+    out = {f"{prefix}auc": roc_auc(scores, is_member)}
+    for f in sorted(fprs):
+        out[f"{prefix}tpr_at_{100 * f:g}pct_fpr"] = tpr_at_fpr(scores, is_member, f)
+    return out
+
+
+LOW_FPR_MIN_NONMEMBERS = 1000  # TPR at 0.1% FPR needs at least 1,000 non-members to mean 0.1%
+
+
+def reported_fprs(num_nonmembers: int) -> tuple[float, ...]:
+    """The FPRs at which a TPR is reported: 1%, and 0.1% only with at least 1,000 non-members (with
+    fewer, a single false positive already exceeds 0.1% and the number is the TPR at FPR 0)."""
+    return (0.001, 0.01) if num_nonmembers >= LOW_FPR_MIN_NONMEMBERS else (0.01,)
+
+
+def low_fpr_note(num_nonmembers: int) -> str | None:
+    """One line saying why TPR at 0.1% FPR is not reported, or ``None`` when it is."""
+    if num_nonmembers >= LOW_FPR_MIN_NONMEMBERS:
+        return None
+    return (
+        f"TPR at 0.1% FPR not reported: {num_nonmembers} non-members, and it needs at least "
+        f"{LOW_FPR_MIN_NONMEMBERS:,} (one false positive is already {100 / max(num_nonmembers, 1):.2g}% FPR)"
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+import yaml
 from safetensors.torch import load_file, save_file
 
-from .config import dump_config
+from .config import config_to_dict, dump_config
 from .errors import UserError
 
 if TYPE_CHECKING:
@@ -146,10 +147,11 @@ class Run:
 
     Restarting with the same folder resumes: metrics already written are kept and merged, and
     ``stage(name, fn)`` returns the saved result of a finished stage instead of running it again.
-    A different config in an existing folder is refused, so results never mix two settings.
+    A different config in an existing folder is refused, so results never mix two settings, except
+    for the ``resumable`` keys a command allows to change in place (its metrics are then cleared).
     """
 
-    def __init__(self, out: str | Path, cfg: Any | None = None):
+    def __init__(self, out: str | Path, cfg: Any | None = None, resumable: tuple[str, ...] = ()):
         self.dir = Path(out)
         if self.dir.exists() and not self.dir.is_dir():
             raise UserError(f"--out {self.dir} exists and is not a folder")
@@ -158,13 +160,25 @@ class Run:
         if cfg is not None:
             text = dump_config(cfg)
             cfg_path = self.dir / "config.yaml"
-            if cfg_path.exists():  # a resume: the same config, left untouched, or a refusal
-                if cfg_path.read_bytes() != text.encode():
+            if cfg_path.exists() and cfg_path.read_bytes() != text.encode():
+                if not self._only_changed(cfg_path.read_text(), cfg, resumable):
                     raise UserError(
                         f"{self.dir} holds a run with a different config; use a new --out or delete it"
                     )
-            else:
+                # a key the command may change in place (e.g. more reference models, which reuse the
+                # trained ones): the old metrics describe the old setting and are recomputed
+                self.metrics_path.unlink(missing_ok=True)
                 atomic_write_text(cfg_path, text)
+            elif not cfg_path.exists():
+                atomic_write_text(cfg_path, text)  # a resume with the same config leaves it untouched
+
+    @staticmethod
+    def _only_changed(old_text: str, cfg: Any, keys: tuple[str, ...]) -> bool:
+        """True when the saved config differs from ``cfg`` only in the top-level ``keys``."""
+        old, new = yaml.safe_load(old_text) or {}, config_to_dict(cfg)
+        return bool(keys) and {k: v for k, v in old.items() if k not in keys} == {
+            k: v for k, v in new.items() if k not in keys
+        }
 
     def path(self, *parts: str) -> Path:
         p = self.dir.joinpath(*parts)

@@ -13,10 +13,11 @@ official code: github.com/NicoloResmini/TCKR). The pipeline, one stage per funct
 4. Generative Knowledge Distillation: the teacher (trained on the private data) labels every
    synthetic image with its softmax; a student is trained *only* on the synthetic images with
    the KD loss (:func:`modelmine.distill.kd_loss`, Hinton et al. 2015) and tested on real images.
-5. Privacy: LiRA (:mod:`modelmine.audit.lira`) on the teacher and on every student, with the same
-   shadow models (trained on random halves of private train + held-out with the teacher's
-   recipe: the attacker's model of "a classifier trained on this data"). Members are the private
-   training images, non-members held-out images of the same distribution.
+5. Privacy: LiRA (:mod:`modelmine.audit.lira`) and RMIA (:mod:`modelmine.audit.rmia`, online,
+   ``*_rmia_auc``) on the teacher and on every student, with the same shadow models (each trained
+   with the teacher's recipe on as many images of private train + held-out as the teacher's
+   training set: the attacker's model of "a classifier trained on this data"). Members are the
+   private training images, non-members held-out images of the same distribution.
 
 Ablations (paper Sec. 4): the same synthetic images with the teacher's *hard* labels
 (``student_hard_acc``), and a second LoRA fine-tuned and sampled with class-name prompts only
@@ -259,11 +260,12 @@ def _population(cfg: TckrConfig, size: int):
 
 def task_shadows(cfg: TckrConfig, out: str, rows: list[int]) -> None:
     """Train LiRA shadow models ``rows`` (files in ``shadows/``)."""
-    from ..audit.lira import make_keep_masks, shifted_views, train_shadows
+    from ..audit.lira import check_num_models, keep_masks, shifted_views, train_shadows
     from ..distributed import resolve_device
 
-    population, _ = _population(cfg, cfg.teacher.image_size)
-    keep = make_keep_masks(cfg.num_shadows, len(population), cfg.seed)
+    population, is_member = _population(cfg, cfg.teacher.image_size)
+    check_num_models(cfg.num_shadows, ["lira"])
+    keep = keep_masks(cfg.num_shadows, is_member, cfg.seed)  # each trains on |train| images, like the teacher
     views = shifted_views(population.images)
     train_shadows(
         population, keep, cfg.teacher, Path(out) / "shadows", views, resolve_device(cfg.device),
@@ -427,8 +429,9 @@ def _write_synthetic(run_, images, prompt_labels, probs, class_names: list[str])
 
 
 def _audit(cfg: TckrConfig, run_, teacher, info, plan, test, device) -> dict:
-    """LiRA on the teacher and every student with one set of shadows; ``roc.png``, ``tradeoff.png``."""
-    from ..audit.lira import make_keep_masks, query_views, score_target, shifted_views, train_shadows
+    """LiRA and RMIA on the teacher and every student with one set of shadows; ``roc.png``, ``tradeoff.png``."""
+    from ..audit import rmia
+    from ..audit.lira import keep_masks, note_low_fpr, query_views, score_target, shifted_views, train_shadows
     from ..classifiers import load_classifier, predict_logits
     from ..metrics import membership_metrics, roc_curve
     from ..report import plot_roc, plot_tradeoff
@@ -436,17 +439,22 @@ def _audit(cfg: TckrConfig, run_, teacher, info, plan, test, device) -> dict:
 
     population, is_member = _population(cfg, info.image_size)
     views = shifted_views(population.images)
-    keep = make_keep_masks(cfg.num_shadows, len(population), cfg.seed)
+    keep = keep_masks(cfg.num_shadows, is_member, cfg.seed)  # as task_shadows: |train| images each
     shadow_logits = train_shadows(population, keep, cfg.teacher, run_.path("shadows"), views, device, False)
     headline = "online_fixed" if cfg.fix_variance else "online"
+    fprs = note_low_fpr(int((~is_member).sum()))
 
     def audit(model: torch.nn.Module, prefix: str) -> tuple[dict, torch.Tensor]:
-        scores = score_target(query_views(model, views, device), population.labels, shadow_logits, keep)
+        logits = query_views(model, views, device)
+        scores = score_target(logits, population.labels, shadow_logits, keep)
+        rm = rmia.score_target(logits, population.labels, shadow_logits, keep, ~is_member)
         atomic_save_tensors(
-            run_.path("lira", f"{prefix}scores.safetensors"), {**scores, "is_member": is_member}
+            run_.path("lira", f"{prefix}scores.safetensors"),
+            {**scores, **{f"rmia_{k}": v for k, v in rm.items()}, "is_member": is_member},
         )
         acc = (predict_logits(model, test.images, device=device).argmax(1) == test.labels).float().mean()
-        m = {f"{prefix}acc": acc.item(), **membership_metrics(scores[headline], is_member, prefix)}
+        m = {f"{prefix}acc": acc.item(), **membership_metrics(scores[headline], is_member, prefix, fprs)}
+        m |= membership_metrics(rm["online"], is_member, f"{prefix}rmia_", fprs)
         return m, scores[headline]
 
     metrics, sc = audit(teacher, "teacher_")
@@ -464,6 +472,7 @@ def _audit(cfg: TckrConfig, run_, teacher, info, plan, test, device) -> dict:
             if n == top:
                 metrics |= {k.replace(prefix, "student_", 1): v for k, v in m.items()}
                 curves[f"student x{max(cfg.cardinality):g}"] = roc_curve(sc, is_member)
+    metrics["shadow_train_size"] = int(keep[0].sum())
     plot_roc(run_.path("roc.png"), curves, "LiRA: teacher vs TCKR student")
     plot_tradeoff(run_.path("tradeoff.png"), points, "TCKR: accuracy vs membership-inference AUC")
     return metrics

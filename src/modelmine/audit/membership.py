@@ -1,0 +1,109 @@
+"""`modelmine audit membership`: every membership attack from one set of reference (shadow) models.
+
+The reference models are trained once, like the target (its recipe, each on as many population
+examples as the target's members; :func:`modelmine.audit.lira.keep_masks`), queried on the same
+views, and each attack scores the target from their logits: LiRA (:mod:`modelmine.audit.lira`,
+online and offline, per-example and fixed variance) and RMIA (:mod:`modelmine.audit.rmia`, online and
+offline). ``metrics.json`` holds, for attack ``A`` and variant ``V``, ``A_V_auc`` and
+``A_V_tpr_at_1pct_fpr`` (and ``_tpr_at_0.1pct_fpr`` with at least 1,000 non-members), plus the
+headline ``A_auc``/``A_tpr_at_...``: LiRA online with the fixed variance below 64 reference models
+(per-example from 64), RMIA online (offline with a single reference model, where online is not run).
+``roc.png`` draws every curve; ``scores.safetensors`` holds every score. The reference models are
+files in ``shadows/`` whose masks never depend on their number, so running again in the same folder
+with more (``--shadows 32``) trains only the new ones; other attacks or scoring settings
+(``SCORING_KEYS``) in the same folder train nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UserError
+from ..teacher import TeacherConfig
+from . import lira, rmia
+
+ATTACKS = ("lira", "rmia")
+# keys a later run in the same folder may change: they only select and score models, never train them
+SCORING_KEYS = ("num_shadows", "attacks", "fix_variance", "rmia")
+LABELS = {
+    "lira_online": "LiRA online",
+    "lira_online_fixed": "LiRA online, fixed var.",
+    "lira_offline": "LiRA offline",
+    "lira_offline_fixed": "LiRA offline, fixed var.",
+    "rmia_online": "RMIA online",
+    "rmia_offline": "RMIA offline",
+}
+
+
+@dataclass
+class MembershipConfig:
+    """`modelmine audit membership`: the target, its population and members, the reference models, the attacks."""
+
+    target: str | None = None  # classifier .safetensors; None trains the default teacher on private digits
+    population: str | None = None  # ImageFolder of candidates; default: digits train (members) + heldout
+    members: str | None = None  # text file of population files (``class/name.png``) the target trained on
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)  # target's recipe, reused for references
+    num_shadows: int = 16  # reference models; more in the same --out reuses the trained ones
+    attacks: list[str] = field(default_factory=lambda: list(ATTACKS))
+    keep_seed: int = 0
+    fix_variance: bool | None = None  # LiRA headline variance: None = fixed below 64 models
+    query_flip: bool = False  # also query mirrored images (only where the data is mirror-symmetric)
+    rmia: rmia.RmiaConfig = field(default_factory=rmia.RmiaConfig)
+    device: str = "auto"
+
+
+def _check(cfg: MembershipConfig) -> list[str]:
+    attacks = list(dict.fromkeys(cfg.attacks))
+    unknown = [a for a in attacks if a not in ATTACKS]
+    if unknown:
+        raise UserError(f"unknown attack '{unknown[0]}': use one or more of {', '.join(ATTACKS)}")
+    if not attacks:
+        raise UserError(f"--attacks needs at least one of {', '.join(ATTACKS)}")
+    lira.check_num_models(
+        cfg.num_shadows, attacks, " (or run --attacks rmia alone)" if "rmia" in attacks else ""
+    )
+    rmia.check_config(cfg.rmia)
+    return attacks
+
+
+def run(cfg: MembershipConfig, out: Path) -> dict:
+    """Train (or reuse) the reference models, run every attack on the target, write metrics, scores, ``roc.png``."""
+    from ..metrics import membership_metrics, roc_curve
+    from ..report import plot_roc
+    from ..runs import atomic_save_tensors
+
+    attacks = _check(cfg)
+    data = lira.prepare_audit(cfg, out, resumable=SCORING_KEYS)
+    if data is None:  # a helper process of a launch: its shadows are trained
+        return {}
+    is_member, labels, m = data.is_member, data.population.labels, cfg.num_shadows
+    scores = {}
+    if "lira" in attacks:
+        lira_scores = lira.score_target(data.target_logits, labels, data.shadow_logits, data.keep)
+        scores |= {f"lira_{k}": v for k, v in lira_scores.items()}
+    if "rmia" in attacks:
+        variants = ("online", "offline") if m >= 2 else ("offline",)  # online needs IN and OUT models
+        rmia_scores = rmia.score_target(
+            data.target_logits, labels, data.shadow_logits, data.keep, ~is_member, cfg.rmia, variants
+        )
+        scores |= {f"rmia_{k}": v for k, v in rmia_scores.items()}
+    atomic_save_tensors(data.run.path("scores.safetensors"), {**scores, "is_member": is_member})
+    fprs = lira.note_low_fpr(int((~is_member).sum()))
+    headline = {"lira": f"lira_{lira.headline_variant(m, cfg.fix_variance)}", "rmia": "rmia_online"}
+    if m < 2:
+        headline["rmia"] = "rmia_offline"
+    metrics: dict = {}
+    for attack in attacks:
+        metrics |= membership_metrics(scores[headline[attack]], is_member, f"{attack}_", fprs)
+    for name, sc in scores.items():
+        metrics |= membership_metrics(sc, is_member, f"{name}_", fprs)
+    curves = {LABELS[k]: roc_curve(v, is_member) for k, v in scores.items()}
+    plot_roc(data.run.path("roc.png"), curves, "Membership inference on the target")
+    if "lira" in attacks:
+        metrics["lira_headline_fixed_variance"] = int(headline["lira"] == "lira_online_fixed")
+    return data.run.log_metrics(
+        **metrics, num_reference_models=m, shadow_train_size=int(data.keep[0].sum()),
+        num_members=int(is_member.sum()), num_nonmembers=int((~is_member).sum()),
+        shadow_seconds=data.shadow_seconds,
+    )  # fmt: skip
