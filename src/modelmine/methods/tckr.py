@@ -104,7 +104,9 @@ class TckrConfig:
     student: StudentConfig = field(default_factory=lambda: StudentConfig(**TCKR_STUDENT))
     ablations: bool = True  # hard-label and fixed-prompt students
     num_shadows: int = 16
-    fix_variance: bool = False  # LiRA variance for the headline AUCs (both are in lira_*.json)
+    # LiRA variance of the headline AUCs: None = fixed below 64 shadows (Carlini et al.), per-example
+    # from 64; every variant is saved in lira/*.safetensors
+    fix_variance: bool | None = None
     workers: int = 2  # processes for independent tasks (1: everything in this process)
     threads: int = 1  # torch threads per process
     seed: int = 0
@@ -431,7 +433,7 @@ def _write_synthetic(run_, images, prompt_labels, probs, class_names: list[str])
 def _audit(cfg: TckrConfig, run_, teacher, info, plan, test, device) -> dict:
     """LiRA and RMIA on the teacher and every student with one set of shadows; ``roc.png``, ``tradeoff.png``."""
     from ..audit import rmia
-    from ..audit.lira import keep_masks, note_low_fpr, query_views, score_target, shifted_views, train_shadows
+    from ..audit.lira import headline_variant, keep_masks, note_low_fpr, query_views, score_target, shifted_views, train_shadows
     from ..classifiers import load_classifier, predict_logits
     from ..metrics import membership_metrics, roc_curve
     from ..report import plot_roc, plot_tradeoff
@@ -441,7 +443,7 @@ def _audit(cfg: TckrConfig, run_, teacher, info, plan, test, device) -> dict:
     views = shifted_views(population.images)
     keep = keep_masks(cfg.num_shadows, is_member, cfg.seed)  # as task_shadows: |train| images each
     shadow_logits = train_shadows(population, keep, cfg.teacher, run_.path("shadows"), views, device, False)
-    headline = "online_fixed" if cfg.fix_variance else "online"
+    headline = headline_variant(cfg.num_shadows, cfg.fix_variance)
     fprs = note_low_fpr(int((~is_member).sum()))
 
     def audit(model: torch.nn.Module, prefix: str) -> tuple[dict, torch.Tensor]:
