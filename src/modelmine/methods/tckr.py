@@ -433,7 +433,15 @@ def _write_synthetic(run_, images, prompt_labels, probs, class_names: list[str])
 def _audit(cfg: TckrConfig, run_, teacher, info, plan, test, device) -> dict:
     """LiRA and RMIA on the teacher and every student with one set of shadows; ``roc.png``, ``tradeoff.png``."""
     from ..audit import rmia
-    from ..audit.lira import headline_variant, keep_masks, note_low_fpr, query_views, score_target, shifted_views, train_shadows
+    from ..audit.lira import (
+        headline_variant,
+        keep_masks,
+        note_low_fpr,
+        query_views,
+        score_target,
+        shifted_views,
+        train_shadows,
+    )
     from ..classifiers import load_classifier, predict_logits
     from ..metrics import membership_metrics, roc_curve
     from ..report import plot_roc, plot_tradeoff
