@@ -400,10 +400,10 @@ def prepare_audit(cfg, out: Path, resumable: tuple[str, ...] = ()) -> AuditData 
     from ..classifiers import check_compatible, load_classifier
     from ..distributed import processes, resolve_device
     from ..runs import Run
-    from ..teacher import obtain_teacher, with_teacher_size
+    from ..teacher import obtain_teacher, resolve_teacher
 
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
-    cfg = with_teacher_size(cfg, cfg.population or "digits")
+    cfg = resolve_teacher(cfg, cfg.population or "digits")
     run_ = Run(out, cfg, resumable=resumable)
     device = resolve_device(cfg.device)
     check_sources(cfg)

@@ -46,7 +46,7 @@ from ..errors import UserError
 from ..metrics import classification_accuracy_score
 from ..report import save_grid
 from ..runs import Run, atomic_torch_save, atomic_write_text
-from ..teacher import TeacherConfig, obtain_teacher, with_teacher_size
+from ..teacher import TeacherConfig, obtain_teacher, resolve_teacher
 from .generator import ASSETS, EMBEDDED_WEIGHTS, Generator
 from .sampler import sample_batched
 
@@ -341,7 +341,7 @@ def run(cfg: PretrainConfig, out: Path) -> dict:
     if cfg.steps < 1 or cfg.batch_size < 2:
         raise UserError("pretrain needs steps >= 1 and batch_size >= 2")
     torch.set_num_threads(max(1, cfg.threads))
-    cfg = with_teacher_size(cfg, "digits")  # cas_private is measured on the private digits
+    cfg = resolve_teacher(cfg, "digits")  # cas_private is measured on the private digits
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
     tr = _start_training(cfg, run_.dir / "checkpoint.pt", device)

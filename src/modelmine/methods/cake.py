@@ -109,7 +109,7 @@ from ..distill import StudentConfig, distill_synthetic_batches
 from ..distributed import processes, resolve_device
 from ..errors import UserError
 from ..runs import Run, synthesize_merged
-from ..teacher import TeacherConfig, teacher_and_test_set, with_teacher_size
+from ..teacher import TeacherConfig, resolve_teacher, teacher_and_test_set
 
 
 @dataclass
@@ -268,7 +268,7 @@ def resolve_sizes(cfg: CakeConfig) -> CakeConfig:
     nearest 100 samples."""
     from ..teacher import data_num_classes
 
-    cfg = with_teacher_size(cfg, cfg.data)
+    cfg = resolve_teacher(cfg, cfg.data)
     k = cfg.num_groups or data_num_classes(cfg.teacher, cfg.data)
     batch = cfg.batch_size or max(k, round(100 / k) * k)
     return dataclasses.replace(cfg, num_groups=k, batch_size=batch)

@@ -502,7 +502,7 @@ def run(cfg: DdisConfig, out: Path) -> dict:
     from ..classifiers import predict_logits
     from ..distributed import processes, resolve_device
     from ..runs import Run, run_tasks
-    from ..teacher import teacher_and_test_set, with_teacher_size
+    from ..teacher import resolve_teacher, teacher_and_test_set
 
     t_start = time.time()
     torch.set_num_threads(max(1, cfg.threads))
@@ -510,7 +510,7 @@ def run(cfg: DdisConfig, out: Path) -> dict:
         if getattr(cfg, name) < 1:
             raise UserError(f"{name} must be >= 1, got {getattr(cfg, name)}")
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
-    cfg = with_teacher_size(cfg, cfg.data)
+    cfg = resolve_teacher(cfg, cfg.data)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
     teacher, info, test = teacher_and_test_set(

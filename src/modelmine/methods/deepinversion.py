@@ -47,7 +47,7 @@ from ..data import quantize
 from ..distill import StudentConfig, distill_synthetic_batches
 from ..distributed import processes, resolve_device
 from ..runs import Run, synthesize_merged
-from ..teacher import TeacherConfig, teacher_and_test_set, with_teacher_size
+from ..teacher import TeacherConfig, resolve_teacher, teacher_and_test_set
 
 
 @dataclass
@@ -140,7 +140,7 @@ def run(cfg: DeepInversionConfig, out: Path) -> dict:
     """
     torch.manual_seed(cfg.seed)
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
-    cfg = with_teacher_size(cfg, cfg.data)
+    cfg = resolve_teacher(cfg, cfg.data)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
     teacher, info, test = teacher_and_test_set(

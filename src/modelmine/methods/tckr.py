@@ -68,7 +68,7 @@ from ..diffusion.finetune import UNET_LORA_TARGETS
 from ..distill import TCKR_STUDENT, StudentConfig
 from ..distributed import Shard
 from ..errors import UserError
-from ..teacher import TeacherConfig, with_teacher_size
+from ..teacher import TeacherConfig, resolve_teacher
 
 VARIANTS = ("caption", "fixed")  # "<class>: <caption>" prompts, and the class-name-only ablation
 
@@ -368,7 +368,7 @@ def run(cfg: TckrConfig, out: Path) -> dict:
     torch.set_num_threads(max(1, cfg.threads))
     _check(cfg)
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
-    cfg = with_teacher_size(cfg, cfg.data)
+    cfg = resolve_teacher(cfg, cfg.data, cfg.test_data)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
     train, test, heldout = load_private(cfg, cfg.teacher.image_size)
