@@ -27,7 +27,7 @@ from modelmine.diffusion.sampler import sample_batched
 from modelmine.metrics import classification_accuracy_score
 from modelmine.report import save_grid
 from modelmine.runs import Run
-from modelmine.teacher import TeacherConfig, obtain_teacher
+from modelmine.teacher import TeacherRunConfig, obtain_teacher, resolve_teacher
 
 
 def main() -> None:
@@ -63,7 +63,7 @@ def main() -> None:
     images = torch.cat([d["images"] for d in loaded])
     labels = torch.arange(10).repeat_interleave(len(loaded[0]["images"]))
     clf, info = public_cas_classifier(run, 5000)
-    teacher, _ = obtain_teacher(TeacherConfig(), run)
+    teacher, _ = obtain_teacher(resolve_teacher(TeacherRunConfig(), "digits").teacher, run)
     cas, per = classification_accuracy_score(clf, images, labels, per_class=True, num_classes=10)
     cas_p, per_p = classification_accuracy_score(teacher, images, labels, per_class=True, num_classes=10)
     n = len(loaded[0]["images"])

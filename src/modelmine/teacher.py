@@ -37,13 +37,13 @@ class TeacherConfig:
 
     path: str | None = None  # a classifier .safetensors; None trains the default on the private data
     preset: str = "cnn"
-    # 0: about TEACHER_STEPS optimiser steps whatever the data size (resolved before config.yaml)
-    epochs: int = 0
+    # None: about TEACHER_STEPS optimiser steps whatever the data size (resolved before config.yaml)
+    epochs: int | None = None
     lr: float = 3e-3
     batch_size: int = 64
     weight_decay: float = 5e-4
     augment: float = 1.0
-    image_size: int = 0  # 0: derived from the data (resolved before config.yaml is written)
+    image_size: int | None = None  # None: derived from the data (resolved before config.yaml is written)
     seed: int = 0
 
 
@@ -119,12 +119,12 @@ def resolve_teacher(cfg, data: str, test_data: str | None = None):
     import dataclasses
 
     t = cfg.teacher
-    if not t.image_size:
+    if t.image_size is None:
         size = (
             load_classifier(t.path, t.preset)[1].image_size if t.path is not None else data_image_size(data)
         )
         t = dataclasses.replace(t, image_size=size)
-    if not t.epochs:
+    if t.epochs is None:
         steps_per_epoch = max(1, math.ceil(max(1, data_train_size(data, test_data)) / t.batch_size))
         t = dataclasses.replace(t, epochs=max(1, round(TEACHER_STEPS / steps_per_epoch)))
     return dataclasses.replace(cfg, teacher=t)

@@ -44,6 +44,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..data import is_builtin
 from ..errors import UserError
 from ..teacher import TeacherConfig
 
@@ -324,7 +325,9 @@ class LiraConfig:
     """`modelmine audit lira`: which model to audit, on which population, with how many shadows."""
 
     target: str | None = None  # classifier .safetensors; None trains the default teacher on private digits
-    population: str | None = None  # ImageFolder of candidates; default: digits train (members) + heldout
+    # a built-in dataset (its train split the members, its held-out split the non-members) or an
+    # ImageFolder of candidates with a --members file
+    population: str = "digits"
     members: str | None = None  # text file of population files (``class/name.png``) the target trained on
     teacher: TeacherConfig = field(default_factory=TeacherConfig)  # target's recipe, reused for shadows
     num_shadows: int = 16
@@ -337,23 +340,23 @@ class LiraConfig:
 
 def check_sources(cfg: LiraConfig) -> None:
     """One-line errors for a target or population given without the files that say who the members are."""
-    if cfg.population is None and cfg.target is not None and cfg.members is None:
+    if is_builtin(cfg.population) and cfg.target is not None and cfg.members is None:
         raise UserError(
             "auditing your own --target needs --population and --members (which files it trained on)"
         )
-    if cfg.population is not None and cfg.members is None:
+    if not is_builtin(cfg.population) and cfg.members is None:
         raise UserError("--population needs --members: a text file listing the files the target trained on")
 
 
 def load_population(cfg: LiraConfig, class_names: list[str] | None = None):
     """``(population ImageSet, is_member (N,) bool)`` for the audit. ``class_names``: the target's
     classes in label order, which the population's class folders must match."""
-    from ..data import concat, load_digits, load_image_folder, read_member_list
+    from ..data import concat, load_builtin, load_image_folder, read_member_list
 
     check_sources(cfg)
-    if cfg.population is None:
-        train = load_digits("train", cfg.teacher.image_size)
-        heldout = load_digits("heldout", cfg.teacher.image_size)
+    if is_builtin(cfg.population):  # members: its train split; non-members: its held-out split
+        train = load_builtin(cfg.population, "train", cfg.teacher.image_size)
+        heldout = load_builtin(cfg.population, "heldout", cfg.teacher.image_size)
         member = torch.cat(
             [torch.ones(len(train), dtype=torch.bool), torch.zeros(len(heldout), dtype=torch.bool)]
         )
@@ -403,7 +406,7 @@ def prepare_audit(cfg, out: Path, resumable: tuple[str, ...] = ()) -> AuditData 
     from ..teacher import obtain_teacher, resolve_teacher
 
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
-    cfg = resolve_teacher(cfg, cfg.population or "digits")
+    cfg = resolve_teacher(cfg, cfg.population)
     run_ = Run(out, cfg, resumable=resumable)
     device = resolve_device(cfg.device)
     check_sources(cfg)

@@ -41,7 +41,9 @@ class MembershipConfig:
     """`modelmine audit membership`: the target, its population and members, the reference models, the attacks."""
 
     target: str | None = None  # classifier .safetensors; None trains the default teacher on private digits
-    population: str | None = None  # ImageFolder of candidates; default: digits train (members) + heldout
+    # a built-in dataset (its train split the members, its held-out split the non-members) or an
+    # ImageFolder of candidates with a --members file
+    population: str = "digits"
     members: str | None = None  # text file of population files (``class/name.png``) the target trained on
     teacher: TeacherConfig = field(default_factory=TeacherConfig)  # target's recipe, reused for references
     num_shadows: int = 16  # reference models; more in the same --out reuses the trained ones

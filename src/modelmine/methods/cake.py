@@ -123,10 +123,10 @@ class CakeConfig:
     data: str = "digits"  # the private data the default teacher trains on (built-in name or folder)
     test_data: str | None = None  # ImageFolder test set; none: the test split of `data`
     num_batches: int = 24
-    # samples per batch: batch_size / num_groups rows of num_groups samples; 0: the multiple of
+    # samples per batch: batch_size / num_groups rows of num_groups samples; None: the multiple of
     # num_groups nearest 100 (resolved before config.yaml is written)
-    batch_size: int = 0
-    num_groups: int = 0  # K: samples per group, each a distinct target class; 0: every class
+    batch_size: int | None = None
+    num_groups: int | None = None  # K: samples per group, each a distinct target class; None: every class
     num_steps: int = 60
     noise: float = 0.01  # initial SGD step size eps (official name); also the Langevin scale
     noise_decay_magnitude: float = 1.5  # eps decays to noise / 10**magnitude (official: 4)
@@ -269,8 +269,8 @@ def resolve_sizes(cfg: CakeConfig) -> CakeConfig:
     from ..teacher import data_num_classes
 
     cfg = resolve_teacher(cfg, cfg.data)
-    k = cfg.num_groups or data_num_classes(cfg.teacher, cfg.data)
-    batch = cfg.batch_size or max(k, round(100 / k) * k)
+    k = cfg.num_groups if cfg.num_groups is not None else data_num_classes(cfg.teacher, cfg.data)
+    batch = cfg.batch_size if cfg.batch_size is not None else max(k, round(100 / k) * k)
     return dataclasses.replace(cfg, num_groups=k, batch_size=batch)
 
 

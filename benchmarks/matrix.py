@@ -1,0 +1,85 @@
+"""Every method with its defaults on each built-in dataset: does it run, and how well, beyond digits.
+
+    python benchmarks/matrix.py [--datasets digits mnist5k] [--methods teacher cake ...] [--threads 2]
+                                [--work benchmarks/out/matrix]
+
+Runs each command exactly as a user would (``modelmine <method> --out W/<dataset>/<method> --data
+<dataset>``, seed 0, every other setting its default) one after the other, and writes
+``benchmarks/results/matrix.json`` after every finished run, so a killed matrix resumes run by run
+(a finished run folder is reused; an interrupted one resumes inside the command). Per run: the exit
+status, the teacher's accuracy, the method's headline (student accuracy, membership AUC or
+extraction rate) and the wall time of the run that did the work.
+
+Methods that need a generator fine-tuned on the data (``tckr``) run the embedded 16x16 grey
+generator on the dataset resized to it; the teacher and the scores stay at the data's own size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from _results import machine_info, write_results
+from modelmine.cli import main as cli
+
+RESULTS = Path(__file__).parent / "results" / "matrix.json"
+# method -> (command words, extra arguments); every method takes --data <dataset>
+METHODS = {
+    "teacher": (["teacher"], []),
+    "cake": (["cake"], []),
+    "deepinversion": (["deepinversion"], []),
+    "ddis": (["ddis"], []),
+    "tckr": (["tckr"], []),
+    "audit membership": (["audit", "membership"], []),
+}
+HEADLINE = {  # method -> (metric key, what it is)
+    "teacher": ("teacher_acc", "test accuracy"),
+    "cake": ("student_acc", "student accuracy"),
+    "deepinversion": ("student_acc", "student accuracy"),
+    "ddis": ("student_acc", "student accuracy"),
+    "tckr": ("student_acc", "student accuracy"),
+    "audit membership": ("lira_auc", "LiRA AUC"),
+}
+
+
+def run_one(method: str, dataset: str, folder: Path) -> dict:
+    words, extra = METHODS[method]
+    # the audit's population is the dataset (members: its train split, non-members: its held-out split)
+    flag = "--population" if method == "audit membership" else "--data"
+    argv = [*words, "--out", str(folder), flag, dataset, *extra]
+    t0 = time.time()
+    rc = cli(argv)
+    wall = time.time() - t0
+    metrics = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").exists() else {}
+    return {"exit_status": rc, "wall_seconds": wall, "metrics": metrics, "argv": argv}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--datasets", nargs="+", default=["digits", "mnist5k"])
+    ap.add_argument("--methods", nargs="+", default=list(METHODS))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--work", default="benchmarks/out/matrix")
+    ap.add_argument("--out", default=str(RESULTS))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    runs = results.setdefault("runs", {})
+    for dataset in args.datasets:
+        for method in args.methods:
+            key = f"{dataset}/{method}"
+            if runs.get(key, {}).get("exit_status") == 0:
+                continue  # finished earlier: keep its wall time
+            print(f"== {key}", flush=True)
+            runs[key] = run_one(method, dataset, Path(args.work) / dataset / method.replace(" ", "_"))
+            results.update(headline=HEADLINE, threads=args.threads, seed=0, **machine_info())
+            write_results(out, results)
+
+
+if __name__ == "__main__":
+    main()
