@@ -424,6 +424,17 @@ DDIS_VARIANTS = [
 ]
 
 
+def dag_setting(c: dict) -> str:
+    """DAG's form and strength in a DDIS config; results from before ``dag_input`` used the x0_hat form
+    (``dag_form="x_t"`` was the paper's, with ``dag_scale`` as its raw step)."""
+    dag_input = c.get("dag_input") or ("x_t" if c.get("dag_form") == "x_t" else "x0_hat")
+    if dag_input == "x_t" and "dag_step" in c:
+        return f"DAG on x_t, step {c['dag_step']:g} x the training-timestep noise gap"
+    if dag_input == "x_t":
+        return f"DAG on x_t, raw step {c['dag_scale']:g}"
+    return f"DAG on x0_hat, scale {c['dag_scale']:g}"
+
+
 def section_ddis(r: Results) -> list[str] | None:
     d = r.get("ddis.json")
     if d is None:
@@ -436,8 +447,8 @@ def section_ddis(r: Results) -> list[str] | None:
     lines += para(
         f"DDIS and its ablations on the embedded default, seeds {', '.join(map(str, seeds))} (the seed",
         "changes the teacher's initial weights, the start noise, the CAT batches and the students).",
-        f"Each variant generates {c['num_images']} images ({c['sample_steps']} DDIM steps, DAG scale",
-        f"{c['dag_scale']:g}; CAT tokens trained",
+        f"Each variant generates {c['num_images']} images ({c['sample_steps']} DDIM steps, {dag_setting(c)};",
+        "CAT tokens trained",
         "on DAG-guided samples" if c.get("cat_with_dag") else "without DAG",
         f"for up to {c['cat_iters']} iterations, until {c['cat_stop_acc']:.0%} of a class's batch is",
         "classified as the class),",

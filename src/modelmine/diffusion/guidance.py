@@ -24,8 +24,9 @@ front end applies a list of them in order (each wraps the previous one). Provide
   from the wrapped function, ``eps_pre`` from the same UNet with its LoRA switched off
   (:func:`lora_disabled`) or from a separate pretrained generator;
 - :class:`CorrectXt`: a correction of the state *before* the prediction,
-  ``x_t <- x_t - step_size * grad_{x_t} L(decode(x_t))`` (the paper form of DDIS's Domain Alignment
-  Guidance); the wrapped function predicts at the corrected state;
+  ``x_t <- x_t - s_t * grad_{x_t} L(decode(x_t))``, optionally with the gradient normalised so that
+  ``s_t`` is the correction's RMS (the paper form of DDIS's Domain Alignment Guidance); the wrapped
+  function predicts at the corrected state;
 - :class:`LossGradient`: a loss gradient added *after* the prediction, the classifier-guidance form
   (Dhariwal & Nichol, 2021) ``eps <- eps + sqrt(1 - a_t) * scale * grad_{x_t} L(decode(x0_hat))``,
   with ``x0_hat = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t)`` and ``eps`` held constant (the cheap
@@ -39,7 +40,8 @@ clustering) live in the methods; this module imports nothing from the sampler.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -193,26 +195,45 @@ class LossGradient:
 
 @dataclass(frozen=True)
 class CorrectXt:
-    """A correction before the prediction: ``x_t <- x_t - step_size * grad_{x_t} L(decode(x_t))``.
+    """A correction before the prediction: ``x_t <- x_t - s_t * d``, ``d = grad_{x_t} L(decode(x_t))``.
 
-    The wrapped function predicts at the corrected state, and the DDIM update proceeds from it.
-    Applied where ``t_min <= t <= t_max``; to leave the last DDIM step uncorrected, set
-    ``t_min = ddim_timesteps(gen, steps)[0][-1] + 1``.
+    ``step_size`` is ``s_t``: one number for every step, or a mapping from timestep to step size
+    (a timestep it does not hold is left uncorrected). With ``normalize``, ``d`` is the gradient
+    rescaled to unit root-mean-square over the whole batch, ``grad * sqrt(n) / ||grad||_2`` (``n``
+    its number of elements), so that ``s_t`` is the RMS of the correction, whatever the loss's scale
+    (a zero gradient: no correction). The wrapped function predicts at the corrected state, and the
+    DDIM update proceeds from it. Applied where ``t_min <= t <= t_max``; to leave the last DDIM step
+    uncorrected, set ``t_min = ddim_timesteps(gen, steps)[0][-1] + 1`` or leave it out of the mapping.
     """
 
     loss_fn: LossFn
-    step_size: float = 1.0
+    step_size: float | Mapping[int, float] = 1.0
     t_min: int = 0
     t_max: int = 10**9
+    normalize: bool = False
+
+    def step_at(self, t: int) -> float:
+        """``s_t`` (0 outside ``[t_min, t_max]`` and for a timestep the mapping does not hold)."""
+        if not (self.t_min <= t <= self.t_max):
+            return 0.0
+        if isinstance(self.step_size, Mapping):
+            return float(self.step_size.get(t, 0.0))
+        return float(self.step_size)
 
     def __call__(self, eps_fn: EpsFn, gen: Generator, c: Conditioning) -> EpsFn:
         def corrected(x_t: torch.Tensor, t: int) -> Prediction:
-            if not (self.t_min <= t <= self.t_max) or self.step_size == 0:
+            step = self.step_at(t)
+            if step == 0:
                 return eps_fn(x_t, t)
             with torch.enable_grad():
                 x = x_t.detach().requires_grad_(True)
                 (grad,) = torch.autograd.grad(self.loss_fn(gen.decode(x), t), x)
-            return eps_fn(x_t - self.step_size * grad, t)
+            if self.normalize:
+                norm = torch.linalg.vector_norm(grad.float())
+                if norm == 0:
+                    return eps_fn(x_t, t)
+                grad = (grad.float() * (math.sqrt(grad.numel()) / norm)).to(grad.dtype)
+            return eps_fn(x_t - step * grad, t)
 
         return corrected
 
