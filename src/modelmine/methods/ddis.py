@@ -51,27 +51,23 @@ own tokens trained without it (``cat_only_tokens/``).
 
 Defaults (paper = arXiv:2506.15381, official = ``main_ddis.py`` / ``config.py``):
 
-=====================  ========================================  ==================================  ======================================
-setting                paper or official code                    ours                                reason
-=====================  ========================================  ==================================  ======================================
-DAG input              noisy state ``z_t``, before the UNet      ``dag_input="x_t"``                 the paper's; ``x0_hat`` kept as option
-DAG steps              all but the last (official)               all but the last                    official
-DAG step               raw ``5e-4 * grad`` (official)            RMS ``sqrt(a_{t-1} - a_t)``         raw steps do not transfer (see above)
-BN loss                every BatchNorm2d, weight 1, L2 norms     every BatchNorm layer, weight 1     same equation
-classifier input       decoded image resized to 32 / 224         resized to the teacher's size       same, for any teacher
-DDIM steps, CFG        30 steps, CFG 10 (SD 2.1, 512 px)         30 steps, the generator's CFG       embedded generator: its own scale 1.5
-CAT prompt             "A {S_c} {class name}"                    "a <cat-k> <class>"                 same
-CAT start              embedding of the word "a"                 ``cat_init = "a"``                  official ``initializer_token``
-CAT optimiser          AdamW lr 1e-4, decay 1e-2 (paper: 5e-3)   Adam lr 5e-2, no decay              64-wide embeddings move little at 5e-3
-embedding clamp        all rows to [-0.1, 0.1] after each step   none                                the bound is SD's embedding scale
-CAT updates            one class at a time, 10 images per        all active classes together,        budget: 10 classes in one loop
-                       update, up to 15 updates, best loss kept  8 per class, up to 40, last kept
-CAT start noise        the same seed every epoch                 a new seed every update             more varied samples per update
-CAT sampling           30 steps with DAG, grad through last      10 steps with DAG, grad through     cost (``cat_steps``); 10 steps apply
-                                                                 last (``cat_grad_steps = 1``)       fewer DAG corrections than 30
-early stop             70% of an epoch's images                  70% of a class's batch              same rule per class
-gradient clipping      ``clip_grad_norm_`` (1) before backward   none                                it has no effect there
-=====================  ========================================  ==================================  ======================================
+| setting | paper or official code | ours | reason |
+|---|---|---|---|
+| DAG input | the noisy state ``z_t``, before the UNet | ``dag_input = "x_t"`` | the paper's; ``"x0_hat"`` kept as an option |
+| DAG steps | all but the last (official) | all but the last | official |
+| DAG step | raw ``5e-4 * grad`` (official) | RMS ``dag_step * sqrt(a_{t-1} - a_t)``, ``dag_step = 1`` | a raw step does not transfer (see above) |
+| BN loss | every BatchNorm2d, weight 1, L2 norms | every BatchNorm layer, weight 1 | the same equation |
+| classifier input | the decoded image resized to 32 / 224 | resized to the teacher's size and channels | the same, for any teacher |
+| sampling | 30 DDIM steps, CFG 10 (SD 2.1, 512 px) | 30 steps, the generator's stored CFG | the embedded generator's own scale is 1.5 |
+| CAT prompt | "A {S_c} {class name}" | "a <cat-k> <class>" | the same |
+| CAT start | the embedding of the word "a" | ``cat_init = "a"`` | official ``initializer_token`` |
+| CAT optimiser | AdamW lr 1e-4, weight decay 1e-2 (paper: lr 5e-3) | Adam lr 5e-2, no decay | the embedded text encoder's 64-wide embeddings barely moved at 5e-3 |
+| embedding clamp | every row to [-0.1, 0.1] after each step | none | the bound fits SD's embedding scale only |
+| CAT updates | one class at a time, 10 images per update, up to 15 updates, lowest-loss token kept | all active classes together, ``cat_per_class = 8``, up to ``cat_iters = 40``, last kept | 10 classes in one loop within the CPU budget |
+| CAT start noise | the same seed every epoch | a new seed every update | more varied samples |
+| CAT sampling | 30 steps with DAG, gradient through the last | ``cat_steps = 10`` with DAG, gradient through the last (``cat_grad_steps = 1``) | cost; 10 steps apply fewer DAG corrections than 30 |
+| early stop | 70% of an epoch's images | 70% of a class's batch | the same rule, per class |
+| gradient clipping | ``clip_grad_norm_`` (1) before ``backward`` | none | it has no effect where it is called |
 
 A teacher without BatchNorm gets a one-line error for DAG; ``--set dag=false`` (CAT only) works on
 any classifier. The command also generates the ablations (``plain``: the generator's default
