@@ -20,7 +20,7 @@ guided eps function around another one, ``guide(eps_fn, gen, c) -> eps_fn``, and
 front end applies a list of them in order (each wraps the previous one). Provided:
 
 - :class:`ModelGuidance`: FineXtract (Wu et al., 2024) model guidance,
-  ``eps = eps_pre + w (eps_ft - eps_pre) + lambda eps_pre`` (:func:`model_guidance_eps`), ``eps_ft``
+  ``eps = eps_pre + w (eps_ft - eps_pre) + k eps_pre`` (:func:`model_guidance_eps`), ``eps_ft``
   from the wrapped function, ``eps_pre`` from the same UNet with its LoRA switched off
   (:func:`lora_disabled`) or from a separate pretrained generator;
 - :class:`CorrectXt`: a correction of the state *before* the prediction,
@@ -261,16 +261,14 @@ def lora_disabled(unet: nn.Module) -> Iterator[None]:
             m.enable_adapters(not was_disabled)
 
 
-def model_guidance_eps(
-    eps_pre: torch.Tensor, eps_ft: torch.Tensor, w: float, lam: float = 0.0
-) -> torch.Tensor:
-    """FineXtract's model guidance ``eps_pre + w (eps_ft - eps_pre) + lam * eps_pre``, shapes ``(B, c, h, w)``."""
-    return eps_pre + w * (eps_ft - eps_pre) + lam * eps_pre
+def model_guidance_eps(eps_pre: torch.Tensor, eps_ft: torch.Tensor, w: float, k: float = 0.0) -> torch.Tensor:
+    """FineXtract's model guidance ``eps_pre + w (eps_ft - eps_pre) + k * eps_pre``, shapes ``(B, c, h, w)``."""
+    return eps_pre + w * (eps_ft - eps_pre) + k * eps_pre
 
 
 @dataclass(frozen=True)
 class ModelGuidance:
-    """FineXtract model guidance: ``eps = eps_pre + w (eps_ft - eps_pre) + lambda * eps_pre``.
+    """FineXtract model guidance: ``eps = eps_pre + w (eps_ft - eps_pre) + k * eps_pre``.
 
     ``eps_ft`` is the wrapped function's prediction (the fine-tuned model). ``eps_pre`` comes from
 
@@ -284,12 +282,12 @@ class ModelGuidance:
     fine-tuned generator's text encoder). A string (FineXtract: ``""``) conditions the pretrained
     model on that prompt alone, without CFG, as the paper's ``eps_pre(x_t, empty)``; then sample
     with ``cfg=1`` so that the wrapped ``eps`` is ``eps_ft(x_t, c)``. Either way one extra UNet
-    evaluation per step, without a graph. ``w`` > 1 extrapolates toward the fine-tuning data;
-    ``lam`` is FineXtract's correction term.
+    evaluation per step, without a graph. ``w`` > 1 extrapolates toward the fine-tuning data
+    (the paper's ``1 / lambda``); ``k`` is the official code's correction term ``fix_term``.
     """
 
     w: float = 2.0
-    lam: float = 0.0
+    k: float = 0.0
     base: Generator | None = None
     pre_prompt: str | None = None
 
@@ -314,6 +312,6 @@ class ModelGuidance:
             pred = eps_fn(x_t, t)
             with torch.no_grad(), pretrained():
                 eps_pre = predict_eps(pre_gen, pred.x_t.detach(), t, pre_c)
-            return Prediction(pred.x_t, model_guidance_eps(eps_pre, pred.eps, self.w, self.lam))
+            return Prediction(pred.x_t, model_guidance_eps(eps_pre, pred.eps, self.w, self.k))
 
         return guided
