@@ -22,31 +22,30 @@ of github.com/Nicholas0228/FineXtract), as pure functions:
    feature, :func:`fixed_threshold`), and ``calibrated_success_rate``, the same fraction at a
    threshold calibrated on real non-members (:func:`calibrate_threshold`).
 
-Deviations from the official code:
+Defaults (official = ``Cluster.py``; paper = arXiv:2410.03039):
 
-- The largest clique is found by a greedy heuristic (:func:`largest_clique`: peel off the
-  minimum-degree node until the rest is a clique, then grow it back to a maximal clique), not
-  by enumerating all maximal cliques with networkx under a 30 s timeout: the enumeration is
-  exponential in the worst case, the heuristic is O(n^2) per clique and deterministic.
-- Exactly the ``N`` largest cliques give candidates; the official code keeps every clique at
-  the first threshold with at least ``N``, which can give more than ``N`` candidates (and
-  more chances to match).
-- The 25% quantile is over all pairwise similarities, not over a random sample of 1,000.
-- Features: SSCD ships only as a TorchScript pickle, which is not loaded (checkpoints are
-  safetensors only). Real users get DINOv2 through transformers (``"dino"``, safetensors
-  weights). The embedded default uses mean-centred, L2-normalised pixels (``"pixels"``: cosine
-  = pixel correlation): a classifier's penultimate features make every image of a class alike,
-  while extraction is about reproducing one particular image.
-- Fixed thresholds (:data:`FIXED_THRESHOLDS`): the paper's 0.7 is an SSCD score. For ``pixels``
-  (cosine = pixel correlation ``rho``) the default is 0.95, a candidate that reproduces
-  ``rho^2 >= 90%`` of the training image's pixel variance up to brightness and contrast; for DINOv2
-  the paper's 0.7, which has no copy-detection calibration behind it for that descriptor. On small
-  digits distinct real images of one class can correlate above 0.95, so no fixed number means
-  "the same image" there; hence the second, calibrated rate.
-- Threshold calibration (:func:`calibrate_threshold`, not in the paper): the 99% quantile of
-  real non-member images' best similarity to the training images; a candidate counts as an
-  extraction when it matches a training image better than 99% of real images that were not
-  trained on do. Without non-members (and no ``calibrated_threshold``) it is not reported.
+| setting | paper or official code | ours | reason |
+|---|---|---|---|
+| features | SSCD (``sscd_disc_large``) on images resized to 256 and centre-cropped to 224 | ``"pixels"``: mean-centred, L2-normalised pixels (at most 64 px); ``"dino"``: DINOv2 CLS at 224 | SSCD ships only as a TorchScript pickle, which is not loaded (safetensors only); a classifier's penultimate features would make every image of a class alike |
+| similarity | cosine | cosine (on ``pixels``: the pixel correlation) | |
+| first clustering threshold | 25% quantile of 1,000 random pairwise similarities, floored to 0.01 | 25% quantile of all pairs, floored to 0.01 | deterministic |
+| threshold step | +0.01 until at least ``N`` cliques | the same | |
+| clique search | all maximal cliques (networkx), the largest removed, repeated; 30 s timeout, then the next threshold | a greedy largest clique (:func:`largest_clique`), removed, repeated | the enumeration is exponential in the worst case; the heuristic is O(n^2) per clique and deterministic |
+| smallest clique | 1 (``min_clique_size``) | 1 | official |
+| candidates | every clique at the first threshold with at least ``N`` | the ``N`` largest | exactly ``N`` chances to match, as many as training images |
+| representative | the member nearest (L2) the clique's mean feature | the same | official |
+| AS | mean over training images of the best candidate's distance ``1 - cos`` (reported as similarity) | mean best similarity | the same quantity |
+| success rate | best SSCD similarity >= 0.7 | best similarity >= ``similarity_threshold`` (:data:`FIXED_THRESHOLDS`: 0.95 on ``pixels``, 0.7 on ``dino``) | see below |
+| calibrated rate | none | best similarity >= the 99% quantile of real non-members' best similarity | see below |
+
+The fixed thresholds: the paper's 0.7 is an SSCD score. For ``pixels`` (cosine = pixel correlation
+``rho``) 0.95 is a candidate that reproduces ``rho^2 >= 90%`` of the training image's pixel variance
+up to brightness and contrast; for DINOv2 the paper's 0.7 has no copy-detection calibration behind
+it. On small digits distinct real images of one class can correlate above 0.95, so no fixed number
+means "the same image" there; hence the second rate (:func:`calibrate_threshold`, not in the
+paper): a candidate counts as an extraction when it matches a training image better than 99% of
+real images that were not trained on do. Without non-members (and no ``calibrated_threshold``) it
+is not reported.
 
 The attack side, shared by ``modelmine extract`` (:mod:`modelmine.methods.finextract`) and
 ``modelmine audit generator`` (:mod:`modelmine.audit.generator`), takes plain arguments: the start
