@@ -5,8 +5,9 @@ folder: the embedded generator fine-tuned on 10 private digits with LoRA and ful
 FineXtract and CFG (scale 3.0, the official baseline) from the same start noise, clustered and
 scored the same way. ``--extra-cfg`` adds baselines at other CFG scales from the same noise
 (default 1.5, the embedded generator's own sampling scale). Records the metrics, the ratio of
-success rates (target: >= 2), the seed, the wall time and the machine, and copies
-``matches.png`` next to the JSON. Usage::
+success rates (the paper's, at the fixed similarity threshold; target: >= 2) and of the
+non-member-calibrated rates, the seed, the wall time and the machine, and copies ``matches.png``
+next to the JSON. Usage::
 
     python benchmarks/finextract_bench.py                 # -> results/finextract.json (~10 min, 2 cores)
     python benchmarks/finextract_bench.py --quick --results /tmp/fx_results   # smoke test, seconds
@@ -50,10 +51,11 @@ def main() -> None:
     t0 = time.time()
     metrics = finextract.run(cfg, work)
     wall = time.time() - t0
-    base = metrics["baseline_success_rate"]
+    base, cal_base = metrics["baseline_success_rate"], metrics["baseline_calibrated_success_rate"]
     results = {
         "metrics": metrics,
         "success_ratio": metrics["success_rate"] / base if base > 0 else None,
+        "calibrated_success_ratio": metrics["calibrated_success_rate"] / cal_base if cal_base > 0 else None,
         "target": "success_rate >= 2 x baseline_success_rate at the same num_generations",
         "target_met": metrics["success_rate"] >= 2 * base and metrics["success_rate"] > 0,
         "wall_seconds": wall,

@@ -130,7 +130,31 @@ def bench_methods(r: Results) -> dict[str, dict]:
     for name in b["wall_seconds"]:
         prefix = name.replace(" ", "_") + "_"
         out[name] = {k[len(prefix) :]: v for k, v in b["metrics"].items() if k.startswith(prefix)}
+    if "extract" in out:
+        out["extract"] = extraction_keys(out["extract"])
     return out
+
+
+def extraction_keys(m: dict) -> dict:
+    """FineXtract / audit generator metrics under today's names. Results from before the paper's
+    fixed-threshold ``success_rate`` existed hold the non-member-calibrated rate under that name (and
+    its threshold as ``success_threshold``): those become ``*calibrated_success_rate`` and
+    ``calibrated_threshold``."""
+    if "success_threshold" not in m or "calibrated_threshold" in m:
+        return m
+    renamed = {}
+    for k, v in m.items():
+        if k.endswith("success_rate"):
+            k = k[: -len("success_rate")] + "calibrated_success_rate"
+        renamed["calibrated_threshold" if k == "success_threshold" else k] = v
+    return renamed
+
+
+def extraction_rate(m: dict, prefix: str = "") -> str:
+    """``prefix``'s success rate at the fixed threshold, then the calibrated one: "0.40 / 0.10"
+    ("-" for a rate the results do not hold)."""
+    rates = [m.get(f"{prefix}success_rate"), m.get(f"{prefix}calibrated_success_rate")]
+    return " / ".join("-" if x is None else f"{x:.2f}" for x in rates)
 
 
 BENCH = "`modelmine bench` (the command's defaults: seed 0, default thread settings)"
@@ -147,8 +171,8 @@ def section_bench(r: Results) -> list[str] | None:
     rows = []
     for name, m in per.items():
         acc = m.get("student_acc", m.get("teacher_acc"))
-        if "success_rate" in m:
-            leak = f"extraction {m['success_rate']:.2f} (CFG {m['baseline_success_rate']:.2f})"
+        if "calibrated_success_rate" in m:  # extract (bench_methods maps older key names)
+            leak = f"extraction {extraction_rate(m)} (CFG {extraction_rate(m, 'baseline_')})"
         elif "student_auc" in m:
             leak = f"AUC {m['student_auc']:.3f} (teacher {m['teacher_auc']:.3f})"
         elif "auc" in m:
@@ -175,9 +199,10 @@ def section_bench(r: Results) -> list[str] | None:
     lines += table(["method", "accuracy", "AUC / extraction", "images/s", "wall time", "paper"], rows)
     if m := per.get("extract"):
         lines += para(
-            "The extraction rate is the mean over the two fine-tuned models:",
-            f"LoRA {m['lora_success_rate']:.2f} (CFG {m['lora_baseline_success_rate']:.2f}),",
-            f"full fine-tuning {m['full_success_rate']:.2f} (CFG {m['full_baseline_success_rate']:.2f}),",
+            "The extraction rates (at the fixed similarity threshold / at the threshold calibrated on",
+            "real non-members) are means over the two fine-tuned models:",
+            f"LoRA {extraction_rate(m, 'lora_')} (CFG {extraction_rate(m, 'lora_baseline_')}),",
+            f"full fine-tuning {extraction_rate(m, 'full_')} (CFG {extraction_rate(m, 'full_baseline_')}),",
             f"{m['num_train_images']} training images each.",
         )
     lines += para(
@@ -469,6 +494,17 @@ DDIS_VARIANTS = [
 ]
 
 
+def dag_setting(c: dict) -> str:
+    """DAG's form and strength in a DDIS config; results from before ``dag_input`` used the x0_hat form
+    (``dag_form="x_t"`` was the paper's, with ``dag_scale`` as its raw step)."""
+    dag_input = c.get("dag_input") or ("x_t" if c.get("dag_form") == "x_t" else "x0_hat")
+    if dag_input == "x_t" and "dag_step" in c:
+        return f"DAG on x_t, step {c['dag_step']:g} x the training-timestep noise gap"
+    if dag_input == "x_t":
+        return f"DAG on x_t, raw step {c['dag_scale']:g}"
+    return f"DAG on x0_hat, scale {c['dag_scale']:g}"
+
+
 def section_ddis(r: Results) -> list[str] | None:
     d = r.get("ddis.json")
     if d is None:
@@ -481,8 +517,8 @@ def section_ddis(r: Results) -> list[str] | None:
     lines += para(
         f"DDIS and its ablations on the embedded default, seeds {', '.join(map(str, seeds))} (the seed",
         "changes the teacher's initial weights, the start noise, the CAT batches and the students).",
-        f"Each variant generates {c['num_images']} images ({c['sample_steps']} DDIM steps, DAG scale",
-        f"{c['dag_scale']:g}; CAT tokens trained",
+        f"Each variant generates {c['num_images']} images ({c['sample_steps']} DDIM steps, {dag_setting(c)};",
+        "CAT tokens trained",
         "on DAG-guided samples" if c.get("cat_with_dag") else "without DAG",
         f"for up to {c['cat_iters']} iterations, until {c['cat_stop_acc']:.0%} of a class's batch is",
         "classified as the class),",
@@ -546,30 +582,37 @@ def section_finextract(r: Results) -> list[str] | None:
     f = r.get("finextract.json")
     if f is None:
         return None
-    m, c = f["metrics"], f["config"]
+    m, c = extraction_keys(f["metrics"]), f["config"]
     extra = [f"{x:g}" for x in c.get("extra_baseline_cfgs", [])]
+    fixed = (
+        f"A training image counts as extracted when its best match reaches {m['similarity_threshold']:g}"
+        " (the fixed threshold of the paper's success rate; first number) and, second number, above"
+        if "similarity_threshold" in m
+        else "This run predates the fixed-threshold rate; a training image counts as extracted above"
+    )
     lines = ["## FineXtract", ""]
     lines += para(
         f"The {c['base']} generator fine-tuned on {m['num_train_images']} private digits of class",
         f"{c['train_class']} with LoRA ({c['lora']['steps']} steps, rank {c['lora']['rank']}) and fully",
         f"({c['full']['steps']} steps); then {m['num_generations']} generations per method and model",
         f"({c['sample_steps']} DDIM steps), clustered, and every training image matched to its best",
-        f"candidate (features: `{c['features']}`). A training image counts as extracted above",
-        f"{m['success_threshold']:.3f}, the {c['calibration_quantile']:.0%} quantile of real",
+        f"candidate (features: `{c['features']}`). {fixed}",
+        f"{m['calibrated_threshold']:.3f}, the {c['calibration_quantile']:.0%} quantile of real",
         f"non-members' best match. Baselines: CFG {c['baseline_cfg']:g} of the fine-tuned model",
         (f"and CFG {', '.join(extra)}, " if extra else "") + "from the same start noise.",
         f"Seed {f['seed']}; machine: {machine(f, workers(c))}.",
     )
     lines += para(PAPER["extract"])
     modes = c["modes"]
-    header = ["method", *[f"{mode}: success rate / avg similarity" for mode in modes], "mean of both"]
+    header = ["method", *[f"{mode}: success rate fixed / calibrated, avg similarity" for mode in modes]]
+    header.append("mean of both")
 
     def row(label: str, metrics: dict, k: str) -> list[str]:
         cells = [
-            f"{metrics[f'{mo}_{k}success_rate']:.2f} / {metrics[f'{mo}_{k}avg_similarity']:.3f}"
+            f"{extraction_rate(metrics, f'{mo}_{k}')}, {metrics[f'{mo}_{k}avg_similarity']:.3f}"
             for mo in modes
         ]
-        return [label, *cells, f"{metrics[f'{k}success_rate']:.2f} / {metrics[f'{k}avg_similarity']:.3f}"]
+        return [label, *cells, f"{extraction_rate(metrics, k)}, {metrics[f'{k}avg_similarity']:.3f}"]
 
     rows = [row("FineXtract", m, ""), row(f"CFG {c['baseline_cfg']:g}", m, "baseline_")]
     rows += [row(f"CFG {x}", m, f"baseline_cfg{x}_") for x in extra]
@@ -581,7 +624,7 @@ def section_finextract(r: Results) -> list[str] | None:
     if bm := bench_methods(r).get("extract"):
         lines += para(
             f"{BENCH}, i.e. `modelmine extract` with its defaults ({bm['num_generations']} generations,",
-            f"threshold {bm['success_threshold']:.3f}, the CFG baseline only):",
+            f"calibrated threshold {bm['calibrated_threshold']:.3f}, the CFG baseline only):",
         )
         lines += table(header, [row("FineXtract", bm, ""), row("CFG baseline", bm, "baseline_")])
     lines += r.image("finextract_matches.png", "each training image beside its best FineXtract candidate")
@@ -592,7 +635,7 @@ def section_audit_generator(r: Results) -> list[str] | None:
     a = r.get("audit_generator.json")
     if a is None:
         return None
-    m, c = a["metrics"], a["config"]
+    m, c = extraction_keys(a["metrics"]), a["config"]
     n = m["num_train_images"]
     lines = ["## audit generator", ""]
     lines += para(
@@ -600,19 +643,26 @@ def section_audit_generator(r: Results) -> list[str] | None:
         f"{m['num_generations']} FineXtract generations (w = {m['w']:g}) and {m['num_generations']}",
         f"CFG {c['baseline_cfg']:g} generations from the same noise, prompted with the private images'",
         f"own captions, {c['sample_steps']} DDIM steps. A private image leaks when its best match is",
-        f"above {m['success_threshold']:.3f}, the {c['calibration_quantile']:.0%} quantile of the",
-        "held-out images' best matches.",
+        f"above {m['calibrated_threshold']:.3f}, the {c['calibration_quantile']:.0%} quantile of the",
+        "held-out images' best matches"
+        + (
+            f"; the paper's success rate counts matches of at least {m['similarity_threshold']:g}."
+            if "similarity_threshold" in m
+            else "."
+        ),
         f"Seed {a['seed']}; machine: {machine(a, n_threads(c['threads']))}.",
     )
     rows = [
-        ["FineXtract", f"{m['leaked_images']} of {n}", f3(m["avg_similarity"])],
+        ["FineXtract", f"{m['leaked_images']} of {n}", extraction_rate(m), f3(m["avg_similarity"])],
         [
             f"CFG {c['baseline_cfg']:g}",
             f"{m['baseline_leaked_images']} of {n}",
+            extraction_rate(m, "baseline_"),
             f3(m["baseline_avg_similarity"]),
         ],
     ]
-    lines += table(["method", "private images leaked", "average best similarity"], rows)
+    header = ["method", "private images leaked", "success rate fixed / calibrated", "average best similarity"]
+    lines += table(header, rows)
     lines += para(
         f"Time {secs(a['wall_seconds'])}. With {m['num_generations']} generations for {n} private",
         "images the leak count is a lower bound.",

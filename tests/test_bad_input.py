@@ -211,6 +211,7 @@ CASES = [  # (id, argv with {name} placeholders, a word the message must contain
     ("lira-members-everything", lira("{members_all}"), "non-members"),
     ("lira-target-lies", lira("{members}", "{billion_classes}"), "classes"),
     ("extract-empty-prompt", ["extract", "--data", "{ten_classes}", "--prompt", "''"], "prompt is empty"),
+    ("extract-similarity-threshold", ["extract", "--set", "similarity_threshold=2"], "similarity_threshold"),
     (
         "extract-lora-nan",
         [
@@ -222,7 +223,7 @@ CASES = [  # (id, argv with {name} placeholders, a word the message must contain
             "--prompt",
             "a digit",
             "--set",
-            "success_threshold=0.5",
+            "calibrated_threshold=0.5",
             "--set",
             "num_generations=10",
         ],

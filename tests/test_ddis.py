@@ -9,6 +9,7 @@ from _tiny import SMALL_UNET
 from modelmine.classifiers import ClassifierInfo, build_classifier, save_classifier
 from modelmine.cli import main
 from modelmine.diffusion.generator import Generator
+from modelmine.diffusion.sampler import ddim_timesteps, sample
 from modelmine.errors import UserError
 from modelmine.methods.ddis import (
     DdisConfig,
@@ -16,6 +17,8 @@ from modelmine.methods.ddis import (
     cat_prompts,
     cat_tokens,
     dag_guidance,
+    dag_guides,
+    dag_step_sizes,
     token_set,
     train_class_tokens,
 )
@@ -29,23 +32,106 @@ def test_targets_and_prompts():
 
 def test_dag_refuses_a_teacher_without_batchnorm():
     with pytest.raises(UserError, match="BatchNorm") as e:
-        dag_guidance(build_classifier("mlp", 10, 1, 8), 1.0)
+        dag_guidance(build_classifier("mlp", 10, 1, 8), steps=2)
     assert "dag=false" in str(e.value) and "\n" not in str(e.value)
-    assert dag_guidance(build_classifier("cnn_small", 10, 1, 8), 1.0) is not None
+    assert dag_guidance(build_classifier("cnn_small", 10, 1, 8), steps=2) is not None
+
+
+def _bn_teacher(num_classes: int = 3):
+    """A cnn_small with running statistics far from those of the tiny generator's images."""
+    clf = build_classifier("cnn_small", num_classes, 1, 8, seed=0).eval().requires_grad_(False)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in clf.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5, generator=g)
+                m.running_var.uniform_(0.5, 1.5, generator=g)
+    return clf
 
 
 def test_dag_forms_guide_the_samples():
-    from modelmine.diffusion.guidance import CorrectXt, LossGradient
-    from modelmine.diffusion.sampler import sample
+    from modelmine.diffusion.guidance import LossGradient
 
-    clf = build_classifier("cnn_small", 3, 1, 8).eval().requires_grad_(False)
+    clf = _bn_teacher()
     gen = _tiny_gen()
-    assert isinstance(dag_guidance(clf, 1.0), LossGradient)  # the default form: after the prediction
-    assert isinstance(dag_guidance(clf, 1.0, "x_t"), CorrectXt)  # the paper's: x_t before it
-    plain = sample(gen, ["a one"] * 4, steps=2, seed=0)
-    for form in ("eps", "x_t"):
-        guided = sample(gen, ["a one"] * 4, steps=2, seed=0, guidance=[dag_guidance(clf, 50.0, form)])
+    assert DdisConfig().dag_input == "x_t"  # the paper's form is the default
+    assert isinstance(dag_guidance(clf, "x0_hat", scale=1.0), LossGradient)  # after the prediction
+    with pytest.raises(ValueError, match="steps"):
+        dag_guidance(clf, "x_t")  # its step sizes follow the DDIM schedule
+    plain = sample(gen, ["a one"] * 4, steps=3, seed=0)
+    for guide in (dag_guidance(clf, "x0_hat", scale=50.0), dag_guidance(clf, "x_t", steps=3, step=50.0)):
+        guided = sample(gen, ["a one"] * 4, steps=3, seed=0, guidance=[guide])
         assert guided.shape == plain.shape and not torch.allclose(guided, plain)
+
+
+def test_dag_on_x_t_moves_the_sample_before_the_unet_and_not_on_the_last_step():
+    """Through DDIS's own guides for a config: a spy inside DAG sees the state the UNet predicts at,
+    a spy outside it the loop's state. They differ by the correction, of RMS ``dag_step_sizes(t)``,
+    on every step but the last, where the UNet sees the loop's state unchanged."""
+    clf = _bn_teacher()
+    gen = _tiny_gen()
+    steps = 4
+    cfg = DdisConfig(dag_step=3.0)
+    inner, outer = [], []
+
+    def spy(seen):
+        def guide(eps_fn, gen, c):
+            def eps(x_t, t):
+                seen.append((t, x_t.detach().clone()))
+                return eps_fn(x_t, t)
+
+            return eps
+
+        return guide
+
+    guides = [spy(inner), *dag_guides(clf, cfg, steps), spy(outer)]  # each wraps the one before it
+    sample(gen, ["a one"] * 4, steps=steps, seed=0, guidance=guides)
+    sizes = dag_step_sizes(gen, steps, cfg.dag_step)
+    ts, _ = ddim_timesteps(gen, steps)
+    assert [t for t, _ in inner] == [t for t, _ in outer] == ts and sorted(sizes) == sorted(ts[:-1])
+    for (t, x_in), (_, x_out) in zip(inner[:-1], outer[:-1], strict=True):
+        rms = (x_out - x_in).pow(2).mean().sqrt().item()
+        assert rms == pytest.approx(sizes[t], rel=1e-4) and sizes[t] > 0
+    assert torch.equal(inner[-1][1], outer[-1][1])  # the last step is not corrected (official code)
+
+
+def test_dag_step_sizes_follow_the_training_schedule():
+    gen = _tiny_gen()
+    a = gen.scheduler.alphas_cumprod.double()
+    ts, _ = ddim_timesteps(gen, 5)
+    sizes = dag_step_sizes(gen, 5, 2.0)
+    assert list(sizes) == ts[:-1]  # every DDIM step but the last
+    for t, s in sizes.items():
+        assert s == pytest.approx(2.0 * float(a[t - 1] - a[t]) ** 0.5)
+    assert dag_step_sizes(gen, 1) == {}  # one step: it is the last, no DAG
+
+
+# today's DAG (the gradient on x0_hat added to the prediction, every step) before dag_input existed:
+# sample(gen, ["a one"] * 4, steps=3, seed=0, guidance=[dag_guidance(clf, 50.0)]) at commit b02b09e
+PINNED_X0_HAT = (116.74592453241348, 102.8055105805397, [0.00035128, 0.00115597, 0.23654303, 0.00090384])
+
+
+def test_dag_on_x0_hat_reproduces_the_previous_default_form():
+    from modelmine.bn_statistics import BNStatistics
+    from modelmine.diffusion.guidance import LossGradient
+
+    clf = _bn_teacher()
+    gen = _tiny_gen()
+    cfg = DdisConfig(dag_input="x0_hat", dag_scale=50.0)
+    x = sample(gen, ["a one"] * 4, steps=3, seed=0, guidance=dag_guides(clf, cfg, 3))
+    total, spread, first = PINNED_X0_HAT
+    assert x.double().sum().item() == pytest.approx(total, rel=1e-6)
+    assert x.double().sub(0.5).abs().sum().item() == pytest.approx(spread, rel=1e-6)
+    assert x.flatten()[:4].tolist() == pytest.approx(first, abs=1e-6)
+    stats = BNStatistics(clf, "DAG", deferred=True)
+
+    def bn_loss(images, t):
+        with stats:
+            clf(images)
+        return stats.loss()
+
+    by_hand = sample(gen, ["a one"] * 4, steps=3, seed=0, guidance=[LossGradient(bn_loss, 50.0)])
+    assert torch.equal(x, by_hand)
 
 
 def _tiny_gen():
@@ -62,15 +148,18 @@ def test_cat_trains_only_its_tokens_and_stops_early():
     after = gen.text_encoder.get_input_embeddings().weight.detach()
     assert torch.equal(after[: before.shape[0]], before)  # the vocabulary is untouched
     assert after.shape[0] == before.shape[0] + 3 and summary["cat_iters"] >= 1
-    # with a threshold of 0 every class stops at once and keeps its starting embedding (its class word)
+    # with a threshold of 0 every class stops at once and keeps its starting embedding: the word "a"'s
+    # (the official initializer_token)
     gen = _tiny_gen()
     summary = train_class_tokens(
         gen, clf, names, DdisConfig(cat_iters=3, cat_per_class=2, cat_steps=2, cat_stop_acc=0.0)
     )
     w = gen.text_encoder.get_input_embeddings().weight.detach()
-    words = [gen.tokenizer(n, add_special_tokens=False).input_ids[0] for n in names]
+    (a,) = gen.tokenizer("a", add_special_tokens=False).input_ids
     assert summary["cat_iters"] == 2 and summary["cat_classes_stopped"] == 3  # the 2nd iteration finds none
-    assert torch.equal(w[gen.tokenizer.convert_tokens_to_ids(cat_tokens(3))], w[words])
+    assert torch.equal(w[gen.tokenizer.convert_tokens_to_ids(cat_tokens(3))], w[[a] * 3])
+    with pytest.raises(UserError, match="cat_init"):
+        train_class_tokens(_tiny_gen(), clf, names, DdisConfig(cat_init="two words"))
 
 
 def test_cat_trains_on_dag_guided_samples_and_the_ablation_gets_its_own_tokens():
@@ -78,7 +167,7 @@ def test_cat_trains_on_dag_guided_samples_and_the_ablation_gets_its_own_tokens()
     clf = build_classifier("cnn_small", 3, 1, 8).eval().requires_grad_(False)
     cfg = DdisConfig(cat_iters=1, cat_per_class=2, cat_steps=2, cat_lr=0.1, cat_stop_acc=2.0)
     rows = []
-    for guidance in ([], [dag_guidance(clf, 50.0)]):
+    for guidance in ([], dag_guides(clf, DdisConfig(dag_step=50.0), cfg.cat_steps)):
         gen = _tiny_gen()
         train_class_tokens(gen, clf, names, cfg, guidance=guidance)
         rows.append(gen.text_encoder.get_input_embeddings().weight[-3:].detach().clone())

@@ -121,6 +121,35 @@ def test_synthesis_reaches_targets():
     assert acc > 0.7
 
 
+def test_keeps_the_batch_iterate_with_the_lowest_total_loss():
+    """Official DeepInversion keeps ``best_inputs``: the whole batch at the step whose total loss (one
+    number for the batch) was the lowest, scored before that step's update; not a per-image choice."""
+    from dataclasses import replace
+
+    from modelmine.data import quantize
+
+    teacher = _quadrant_teacher()
+    cfg = DeepInversionConfig(batch_size=16, num_steps=10, jitter=1, w_bn=0.01)
+    assert DeepInversionConfig().keep_best
+    seen = []
+
+    def make(c):
+        g = torch.Generator().manual_seed(0)
+        return synthesize_batch(teacher, (1, 8, 8), 4, c, g, torch.device("cpu"), callback=record)
+
+    def record(step, loss, x):
+        seen.append((step, loss, x))
+
+    best = make(cfg)
+    assert [s for s, _, _ in seen] == list(range(10))
+    k = min(range(10), key=lambda i: seen[i][1])
+    assert k < 9  # with jitter the loss is not monotone: here the best iterate is not the last one
+    assert torch.equal(best["images"], quantize(seen[k][2]))  # every image from that one step
+    seen.clear()
+    last = make(replace(cfg, keep_best=False))
+    assert torch.equal(last["targets"], best["targets"]) and not torch.equal(last["images"], best["images"])
+
+
 def test_command_writes_metrics_and_resumes(tmp_path):
     out = tmp_path / "run"
     assert main(["deepinversion", "--out", str(out), *TINY, "--preset", "cnn_small"]) == 0

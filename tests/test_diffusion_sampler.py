@@ -1,5 +1,6 @@
 """DDIM sampler: determinism, reference equality with diffusers' DDIMScheduler, guides, gradients."""
 
+import pytest
 import torch
 
 from _tiny import tiny
@@ -117,6 +118,33 @@ def test_x_t_correction_moves_the_state_the_unet_sees_and_can_skip_the_last_step
     guided = ddim_loop(CorrectXt(loss, 0.1)(cfg_eps_fn(gen, c), gen, c), x, one)
     start = x - 0.1 * _decoded_sum_grad(gen, x)
     assert torch.allclose(guided, ddim_loop(cfg_eps_fn(gen, c), start, one), atol=1e-6)
+
+
+def test_x_t_correction_per_timestep_and_normalised():
+    """A mapping gives each timestep its own step size (absent: uncorrected); ``normalize`` makes the
+    step the correction's RMS along the gradient's direction; a zero gradient corrects nothing."""
+    gen = tiny(seed=2)
+    c = encode_conditioning(gen, PROMPTS, cfg=2.0)
+    ts, _ = ddim_timesteps(gen, 3)
+    seen = []
+
+    def unet(x_t, t):
+        seen.append(x_t.detach().clone())
+        return cfg_eps_fn(gen, c)(x_t, t)
+
+    loss = lambda im, t: im.sum()  # noqa: E731
+    guide = CorrectXt(loss, {ts[0]: 0.2}, normalize=True)
+    assert [guide.step_at(t) for t in ts] == [0.2, 0.0, 0.0]
+    x = torch.randn((2, *gen.latent_shape), generator=torch.Generator().manual_seed(0))
+    guide(unet, gen, c)(x, ts[0])
+    guide(unet, gen, c)(x, ts[1])
+    g = _decoded_sum_grad(gen, x)
+    assert torch.allclose(x - seen[0], 0.2 * g / g.pow(2).mean().sqrt(), atol=1e-6)
+    assert (x - seen[0]).pow(2).mean().sqrt().item() == pytest.approx(0.2, rel=1e-5)
+    assert torch.equal(seen[1], x)  # ts[1] is not in the mapping
+    flat = CorrectXt(lambda im, t: im.sum() * 0, 0.2, normalize=True)
+    flat(unet, gen, c)(x, ts[0])
+    assert torch.equal(seen[2], x)
 
 
 def test_grad_steps_1_reaches_prompt_embeds():

@@ -10,9 +10,11 @@ from _tiny import SMALL_UNET, tiny
 from modelmine.audit.extraction import (
     best_matches,
     calibrate_threshold,
+    choose_calibrated_threshold,
     cluster_generations,
     cluster_representatives,
     extraction_scores,
+    fixed_threshold,
     greedy_cliques,
     largest_clique,
     pixel_features,
@@ -82,12 +84,22 @@ def test_success_rate_is_the_fraction_of_training_images_matched_at_or_above_thr
     assert torch.allclose(best, torch.tensor([1.0, 0.8, 0.0])) and idx.tolist()[:2] == [0, 1]
     s = extraction_scores(best, 0.8)
     assert s["success_rate"] == pytest.approx(2 / 3)  # 1.0 and 0.8 count, 0.0 does not
-    assert s["avg_similarity"] == pytest.approx(0.6)
+    assert s["avg_similarity"] == pytest.approx(0.6) and "calibrated_success_rate" not in s
     assert extraction_scores(best, 0.81)["success_rate"] == pytest.approx(1 / 3)
+    # the paper's rate at the fixed threshold and the calibrated one side by side
+    both = extraction_scores(best, 0.8, calibrated_threshold=0.81)
+    assert both["success_rate"] == pytest.approx(2 / 3) and both["calibrated_success_rate"] == pytest.approx(
+        1 / 3
+    )
     # calibration: the quantile of real non-members' best similarity to the training images
     nonmembers = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     assert calibrate_threshold(train, nonmembers, 1.0) == pytest.approx(1.0)
     assert calibrate_threshold(train, nonmembers, 0.0) == pytest.approx(2**-0.5)
+    assert choose_calibrated_threshold(None, 0.0, train, nonmembers) == pytest.approx(2**-0.5)
+    assert choose_calibrated_threshold(0.5, 0.0, train, nonmembers) == 0.5  # given: used as is
+    assert choose_calibrated_threshold(None, 0.99, train, None) is None  # no non-members: no calibrated rate
+    # the fixed thresholds: ours on pixel correlation, the paper's SSCD value for learned features
+    assert fixed_threshold("pixels") == 0.95 and fixed_threshold("dino:some/model") == 0.7
     # pixel features: the cosine is the pixel correlation, invariant to brightness and contrast
     x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     f = pixel_features(torch.cat([x, 0.5 * x + 0.2]))
@@ -105,7 +117,7 @@ def _randomise_lora(unet, seed=0):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.3)
 
 
-def _guided_eps(ft, base, w, lam):
+def _guided_eps(ft, base, w, k):
     """(ModelGuidance's eps, the manual combination) at one state, for ft = fine-tuned generator."""
     x = torch.randn((2, *ft.latent_shape), generator=torch.Generator().manual_seed(1))
     t = 500
@@ -116,11 +128,11 @@ def _guided_eps(ft, base, w, lam):
         pre = ft if base is None else base
         with lora_disabled(ft.unet) if base is None else torch.no_grad():
             eps_pre = pre.unet(x, tt, pre.encode_prompt([""] * 2)).sample
-        guided = ModelGuidance(w, lam, base=base, pre_prompt="")(
+        guided = ModelGuidance(w, k, base=base, pre_prompt="")(
             lambda x_t, t: Prediction(x_t, eps_ft), ft, Conditioning(cond)
         )
         out = guided(x, t).eps
-    manual = eps_pre + w * (eps_ft - eps_pre) + lam * eps_pre
+    manual = eps_pre + w * (eps_ft - eps_pre) + k * eps_pre
     assert not torch.allclose(eps_ft, eps_pre, atol=1e-3)  # the two models really differ
     return out, manual
 
@@ -129,7 +141,7 @@ def test_model_guidance_formula_lora_toggle():
     ft = tiny()
     add_lora(ft.unet, rank=4, alpha=4.0)
     _randomise_lora(ft.unet, seed=2)
-    out, manual = _guided_eps(ft, None, w=5.0, lam=0.0)
+    out, manual = _guided_eps(ft, None, w=5.0, k=0.0)
     assert torch.allclose(out, manual, atol=1e-5)
     assert torch.allclose(model_guidance_eps(manual, manual, 3.0, 0.0), manual)
     # through the sampler: w = 1 is the fine-tuned model alone, w = 0 the pretrained one on ""
@@ -147,7 +159,7 @@ def test_model_guidance_formula_lora_toggle():
 
 def test_model_guidance_formula_two_generators():
     base, ft = tiny(seed=0), tiny(seed=1)  # full fine-tuning: two separate generators
-    out, manual = _guided_eps(ft, base, w=3.0, lam=-0.02)
+    out, manual = _guided_eps(ft, base, w=3.0, k=-0.02)
     assert torch.allclose(out, manual, atol=1e-5)
     z = start_noise(ft.latent_shape, 2, 0, 0)
     w0 = sample(ft, [PROMPT] * 2, steps=2, cfg=1.0, latents=z, guidance=[ModelGuidance(0.0, 0.0, base, "")])
@@ -231,11 +243,27 @@ def test_extract_command_embedded_default_and_resume(tmp_path, tiny_generator):
     m = json.loads((out / "metrics.json").read_text())
     for key in ("success_rate", "avg_similarity", "baseline_success_rate", "baseline_avg_similarity",
                 "lora_success_rate", "full_baseline_avg_similarity", "baseline_cfg1.5_success_rate",
-                "success_threshold"):  # fmt: skip
+                "calibrated_success_rate", "baseline_calibrated_success_rate", "lora_calibrated_success_rate",
+                "baseline_cfg1.5_calibrated_success_rate", "similarity_threshold", "calibrated_threshold"):  # fmt: skip
         assert key in m, key
     assert m["num_generations"] == 10 and m["num_train_images"] == 4
     assert 0 <= m["success_rate"] <= 1 and -1 <= m["avg_similarity"] <= 1
     assert m["success_rate"] == pytest.approx((m["lora_success_rate"] + m["full_success_rate"]) / 2)
+    assert m["calibrated_success_rate"] == pytest.approx(
+        (m["lora_calibrated_success_rate"] + m["full_calibrated_success_rate"]) / 2
+    )
+    # the paper's rate counts at the fixed threshold, recorded with the config (pixels: 0.95)
+    assert (
+        m["similarity_threshold"] == 0.95
+        and "similarity_threshold: 0.95" in (out / "config.yaml").read_text()
+    )
+    from safetensors.torch import load_file  # each training image's best similarity, per method
+
+    lora_best = load_file(out / "lora" / "candidates.safetensors")["finextract_best"]
+    assert m["lora_success_rate"] == pytest.approx(float((lora_best >= 0.95).float().mean()))
+    assert m["lora_calibrated_success_rate"] == pytest.approx(
+        float((lora_best >= m["calibrated_threshold"]).float().mean())
+    )
     for f in ("matches.png", "lora/pytorch_lora_weights.safetensors", "full/embedded_generator.safetensors",
               "lora/candidates.safetensors", "full/finextract/batch_00001.safetensors"):  # fmt: skip
         assert (out / f).is_file(), f
@@ -271,8 +299,11 @@ def test_audit_generator_on_a_tckr_run(tmp_path, tiny_generator, capsys):
     assert main(args) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["num_train_images"] == 1077 and m["num_generations"] == 6
-    assert m["leaked_images"] == round(m["success_rate"] * 1077)
-    assert "baseline_success_rate" in m and (out / "leaks.png").is_file()
+    # leaked_images keeps its meaning: private images above the threshold calibrated on held-out ones
+    assert m["leaked_images"] == round(m["calibrated_success_rate"] * 1077)
+    assert m["similarity_threshold"] == 0.95 and "calibrated_threshold" in m and m["k"] == 0.0
+    assert "baseline_success_rate" in m and "baseline_calibrated_success_rate" in m
+    assert (out / "leaks.png").is_file()
     assert main(["audit", "generator", "--out", str(tmp_path / "a2"), "--run", str(tmp_path)]) == 2
 
 
@@ -297,5 +328,5 @@ def test_extract_command_on_a_given_pair(tmp_path, tiny_generator, tiny_folder, 
     assert main(args) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["num_train_images"] == 12 and m["num_generations"] == 13
-    assert m["success_threshold"] == pytest.approx(1.0, abs=1e-5)  # non-members = the members here
+    assert m["calibrated_threshold"] == pytest.approx(1.0, abs=1e-5)  # non-members = the members here
     assert f"{kind}_success_rate" in m and (out / "matches.png").is_file()

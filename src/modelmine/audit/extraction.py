@@ -16,38 +16,44 @@ of github.com/Nicholas0228/FineXtract), as pure functions:
    clusters, and in each the member nearest the mean feature is the candidate
    (:func:`cluster_representatives`).
 4. Scores (:func:`best_matches`, :func:`extraction_scores`): for each training image the
-   similarity of its best-matching candidate; average similarity (the paper's AS) and the
-   extraction success rate, the fraction of training images whose best match is at least a
-   threshold (the paper's extraction success rate, on SSCD similarity).
+   similarity of its best-matching candidate; average similarity (the paper's AS), the
+   extraction success rate ``success_rate``, the fraction of training images whose best match
+   is at least a fixed ``similarity_threshold`` (the paper's, 0.7 on SSCD similarity; ours per
+   feature, :func:`fixed_threshold`), and ``calibrated_success_rate``, the same fraction at a
+   threshold calibrated on real non-members (:func:`calibrate_threshold`).
 
-Deviations from the official code:
+Defaults (official = ``Cluster.py``; paper = arXiv:2410.03039):
 
-- The largest clique is found by a greedy heuristic (:func:`largest_clique`: peel off the
-  minimum-degree node until the rest is a clique, then grow it back to a maximal clique), not
-  by enumerating all maximal cliques with networkx under a 30 s timeout: the enumeration is
-  exponential in the worst case, the heuristic is O(n^2) per clique and deterministic.
-- Exactly the ``N`` largest cliques give candidates; the official code keeps every clique at
-  the first threshold with at least ``N``, which can give more than ``N`` candidates (and
-  more chances to match).
-- The 25% quantile is over all pairwise similarities, not over a random sample of 1,000.
-- Features: SSCD ships only as a TorchScript pickle, which is not loaded (checkpoints are
-  safetensors only). Real users get DINOv2 through transformers (``"dino"``, safetensors
-  weights). The embedded default uses mean-centred, L2-normalised pixels (``"pixels"``: cosine
-  = pixel correlation): a classifier's penultimate features make every image of a class alike,
-  while extraction is about reproducing one particular image.
-- Threshold calibration (:func:`calibrate_threshold`): on 16x16 digits, distinct real digits
-  of one class correlate at 0.9-0.98, so no fixed number means "the same image". The default
-  threshold is the 99% quantile of real non-member images' best similarity to the training
-  images: a candidate counts as an extraction when it matches a training image better than
-  99% of real images that were not trained on do.
+| setting | paper or official code | ours | reason |
+|---|---|---|---|
+| features | SSCD (``sscd_disc_large``) on images resized to 256 and centre-cropped to 224 | ``"pixels"``: mean-centred, L2-normalised pixels (at most 64 px); ``"dino"``: DINOv2 CLS at 224 | SSCD ships only as a TorchScript pickle, which is not loaded (safetensors only); a classifier's penultimate features would make every image of a class alike |
+| similarity | cosine | cosine (on ``pixels``: the pixel correlation) | |
+| first clustering threshold | 25% quantile of 1,000 random pairwise similarities, floored to 0.01 | 25% quantile of all pairs, floored to 0.01 | deterministic |
+| threshold step | +0.01 until at least ``N`` cliques | the same | |
+| clique search | all maximal cliques (networkx), the largest removed, repeated; 30 s timeout, then the next threshold | a greedy largest clique (:func:`largest_clique`), removed, repeated | the enumeration is exponential in the worst case; the heuristic is O(n^2) per clique and deterministic |
+| smallest clique | 1 (``min_clique_size``) | 1 | official |
+| candidates | every clique at the first threshold with at least ``N`` | the ``N`` largest | exactly ``N`` chances to match, as many as training images |
+| representative | the member nearest (L2) the clique's mean feature | the same | official |
+| AS | mean over training images of the best candidate's distance ``1 - cos`` (reported as similarity) | mean best similarity | the same quantity |
+| success rate | best SSCD similarity >= 0.7 | best similarity >= ``similarity_threshold`` (:data:`FIXED_THRESHOLDS`: 0.95 on ``pixels``, 0.7 on ``dino``) | see below |
+| calibrated rate | none | best similarity >= the 99% quantile of real non-members' best similarity | see below |
+
+The fixed thresholds: the paper's 0.7 is an SSCD score. For ``pixels`` (cosine = pixel correlation
+``rho``) 0.95 is a candidate that reproduces ``rho^2 >= 90%`` of the training image's pixel variance
+up to brightness and contrast; for DINOv2 the paper's 0.7 has no copy-detection calibration behind
+it. On small digits distinct real images of one class can correlate above 0.95, so no fixed number
+means "the same image" there; hence the second rate (:func:`calibrate_threshold`, not in the
+paper): a candidate counts as an extraction when it matches a training image better than 99% of
+real images that were not trained on do. Without non-members (and no ``calibrated_threshold``) it
+is not reported.
 
 The attack side, shared by ``modelmine extract`` (:mod:`modelmine.methods.finextract`) and
 ``modelmine audit generator`` (:mod:`modelmine.audit.generator`), takes plain arguments: the start
 noise of every generation batch (:func:`start_noise`, the same for every method so they are
 compared on equal draws), FineXtract's model-guided samples (:func:`generate_finextract`) and the
 CFG baseline's (:func:`generate_cfg`), the resumable batch loop (:func:`generate_all`), the
-clustering and scoring of one set of generations (:func:`attack`) and the threshold choice
-(:func:`choose_threshold`).
+clustering and scoring of one set of generations (:func:`attack`) and the calibrated threshold's
+choice (:func:`choose_calibrated_threshold`).
 """
 
 from __future__ import annotations
@@ -240,13 +246,21 @@ def best_matches(
     return best, idx
 
 
-def extraction_scores(best_similarity: torch.Tensor, threshold: float) -> dict[str, float]:
-    """``avg_similarity``: mean best-match similarity over training images ``(N,)``;
-    ``success_rate``: the fraction whose best match is at least ``threshold``."""
-    return {
-        "avg_similarity": float(best_similarity.float().mean()),
-        "success_rate": float((best_similarity >= threshold).float().mean()),
+def extraction_scores(
+    best_similarity: torch.Tensor, similarity_threshold: float, calibrated_threshold: float | None = None
+) -> dict[str, float]:
+    """Scores of the training images' best-match similarities ``(N,)``: ``avg_similarity`` (their
+    mean, the paper's AS); ``success_rate``, the fraction at least ``similarity_threshold`` (the
+    paper's extraction success rate, a fixed threshold); with ``calibrated_threshold``,
+    ``calibrated_success_rate``, the fraction at least that one (:func:`calibrate_threshold`)."""
+    best = best_similarity.float()
+    scores = {
+        "avg_similarity": float(best.mean()),
+        "success_rate": float((best >= similarity_threshold).float().mean()),
     }
+    if calibrated_threshold is not None:
+        scores["calibrated_success_rate"] = float((best >= calibrated_threshold).float().mean())
+    return scores
 
 
 def calibrate_threshold(
@@ -261,46 +275,65 @@ def calibrate_threshold(
     return float(torch.quantile(best.float(), quantile))
 
 
-def choose_threshold(
+def choose_calibrated_threshold(
     threshold: float | None,
     quantile: float,
     train_features: torch.Tensor,
     nonmember_features: torch.Tensor | None,
-) -> float:
-    """The success threshold: ``threshold`` when given, else :func:`calibrate_threshold` at
-    ``quantile`` on the non-members' features ``(M, D)`` against the training images' ``(N, D)``."""
+) -> float | None:
+    """The calibrated threshold: ``threshold`` when given, else :func:`calibrate_threshold` at
+    ``quantile`` on the non-members' features ``(M, D)`` against the training images' ``(N, D)``;
+    None without either (no calibrated scores)."""
     if threshold is not None:
         return float(threshold)
     if nonmember_features is None:
-        raise UserError("set success_threshold, or give heldout_data (real non-members) to calibrate it")
+        return None
     return calibrate_threshold(train_features, nonmember_features, quantile)
+
+
+# The paper's fixed threshold, on SSCD copy-detection descriptors, and ours per feature (the module
+# docstring says what a fixed value means for each)
+PAPER_SSCD_THRESHOLD = 0.7
+FIXED_THRESHOLDS = {"pixels": 0.95, "dino": PAPER_SSCD_THRESHOLD}
+
+
+def fixed_threshold(features: str) -> float:
+    """The default ``similarity_threshold`` for a ``features`` name (``"dino:<model>"`` as ``"dino"``)."""
+    return FIXED_THRESHOLDS.get(features.split(":", 1)[0], PAPER_SSCD_THRESHOLD)
 
 
 # ------------------------------------------------------------------------------------------------
 # FineXtract's generation and attack
 # ------------------------------------------------------------------------------------------------
-# (w, lambda) of the paper per fine-tuning mode, for latent (Stable Diffusion) generators
+# (w, k) of the official runs per fine-tuning mode (LoRA: guidance 5, fix term 0; DreamBooth: 3,
+# -0.02), for latent (Stable Diffusion) generators
 PAPER_GUIDANCE = {"lora": (5.0, 0.0), "full": (3.0, -0.02)}
 # pixel-space generators fall apart under the paper's w (see modelmine.methods.finextract)
 PIXEL_SPACE_W = 1.25
 
 
-def resolve_guidance(mode: str, w: float | None, lam: float | None, pixel_space: bool) -> tuple[float, float]:
-    """``(w, lambda)``: explicit values, else the paper's per ``mode`` (``w`` 1.25 for pixel space)."""
-    pw, plam = PAPER_GUIDANCE[mode]
+def resolve_guidance(mode: str, w: float | None, k: float | None, pixel_space: bool) -> tuple[float, float]:
+    """``(w, k)``: explicit values, else the official ones per ``mode`` (``w`` 1.25 for pixel space)."""
+    pw, pk = PAPER_GUIDANCE[mode]
     if w is None:
         w = PIXEL_SPACE_W if pixel_space else pw
-    return float(w), float(plam if lam is None else lam)
+    return float(w), float(pk if k is None else k)
 
 
 def check_generation_settings(
-    num_generations: int, sample_steps: int, gen_batch_size: int, calibration_quantile: float
+    num_generations: int,
+    sample_steps: int,
+    gen_batch_size: int,
+    calibration_quantile: float,
+    similarity_threshold: float | None = None,
 ) -> None:
     """One-line UserErrors for settings no attack can run with."""
     if num_generations < 1 or sample_steps < 1 or gen_batch_size < 1:
         raise UserError("num_generations, sample_steps and gen_batch_size must be >= 1")
     if not 0.0 <= calibration_quantile <= 1.0:
         raise UserError(f"calibration_quantile must be in [0, 1], got {calibration_quantile}")
+    if similarity_threshold is not None and not -1.0 <= similarity_threshold <= 1.0:
+        raise UserError(f"similarity_threshold is a cosine similarity in [-1, 1], got {similarity_threshold}")
 
 
 def start_noise(shape: tuple[int, ...], n: int, seed: int, batch: int) -> torch.Tensor:
@@ -314,7 +347,7 @@ def generate_finextract(
     latents: torch.Tensor,
     steps: int,
     w: float,
-    lam: float,
+    k: float,
     base: Generator | None = None,
 ) -> torch.Tensor:
     """FineXtract samples ``(B, C, H, W)`` in [0, 1] from ``latents`` ``(B, *gen.latent_shape)``:
@@ -323,7 +356,7 @@ def generate_finextract(
     from ..diffusion.guidance import ModelGuidance
     from ..diffusion.sampler import sample
 
-    guidance = ModelGuidance(w, lam, base=base, pre_prompt="")
+    guidance = ModelGuidance(w, k, base=base, pre_prompt="")
     return sample(gen, list(prompts), steps=steps, cfg=1.0, guidance=[guidance], latents=latents)
 
 
@@ -361,13 +394,17 @@ def generate_all(
 
 
 def attack(
-    features_fn: FeatureFn, generated: torch.Tensor, train_features: torch.Tensor, threshold: float
+    features_fn: FeatureFn,
+    generated: torch.Tensor,
+    train_features: torch.Tensor,
+    similarity_threshold: float,
+    calibrated_threshold: float | None = None,
 ) -> dict:
     """Cluster ``generated`` (uint8 ``(M, C, H, W)``) into ``N = len(train_features)`` candidates
     (all of them when ``M <= N``: clustering would only drop some) and score them. Returns the
-    ``scores`` (:func:`extraction_scores`), the ``candidates`` indices ``(K,)``, each training
-    image's ``best`` similarity ``(N,)`` and ``best_index`` ``(N,)`` into ``generated``, and the
-    ``cluster_threshold``."""
+    ``scores`` (:func:`extraction_scores` at both thresholds), the ``candidates`` indices ``(K,)``,
+    each training image's ``best`` similarity ``(N,)`` and ``best_index`` ``(N,)`` into
+    ``generated``, and the ``cluster_threshold``."""
     feats = features_fn(generated.float() / 255)  # (M, D)
     n_train = len(train_features)
     if len(feats) <= n_train:
@@ -377,7 +414,7 @@ def attack(
         candidates = cluster_representatives(feats, cliques)
     best, idx = best_matches(train_features, feats[candidates])
     return {
-        "scores": extraction_scores(best, threshold),
+        "scores": extraction_scores(best, similarity_threshold, calibrated_threshold),
         "candidates": candidates,
         "best": best,
         "best_index": candidates[idx],

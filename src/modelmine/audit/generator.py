@@ -8,14 +8,20 @@ against the run's private training images with the blocks of :mod:`modelmine.aud
 The run folder says what was trained on: ``config.yaml`` (the ``generator``), ``split.json``
 (``{"members": {"source", "files"}, "nonmembers": {...}}``, written by TCKR with
 :func:`modelmine.data.describe_members`; the audit reads it, it never re-derives the split) and
-``captions.json`` (one caption per member, in member order). The success threshold is calibrated
-on the non-members of the members' classes, which the LoRA never saw.
+``captions.json`` (one caption per member, in member order).
+
+``leaked_images`` counts the private images whose best match reaches the threshold calibrated on
+the non-members of the members' classes, which the LoRA never saw (``calibrated_threshold``, the
+99% quantile of their best matches): the same meaning as before the paper's fixed-threshold rate
+was added. ``calibrated_success_rate`` is that count as a fraction; ``success_rate`` is the paper's
+rate at the fixed ``similarity_threshold`` (:mod:`modelmine.methods.finextract` says what the fixed
+value means for each feature).
 
 Candidates are ``N`` clusters as in FineXtract, or every generation when there are no more
 generations than private images (e.g. 500 generations for the 1,077 private digits): clustering
 would only throw candidates away, so ``leaked_images`` is the owner's worst case for this budget,
-a lower bound on what a larger budget finds. Defaults follow FineXtract's for a LoRA (``w`` 5,
-``lambda`` 0; ``w`` 1.25 for pixel-space generators, see :mod:`modelmine.methods.finextract`).
+a lower bound on what a larger budget finds. Defaults follow FineXtract's for a LoRA (``w`` 5, fix
+term ``k`` 0; ``w`` 1.25 for pixel-space generators, see :mod:`modelmine.methods.finextract`).
 Measured leaks and costs are in ``benchmarks/RESULTS.md``.
 """
 
@@ -24,7 +30,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +47,9 @@ from ..runs import Run, load_generated, run_phase
 from .extraction import (
     attack,
     build_features,
+    calibrate_threshold,
     check_generation_settings,
-    choose_threshold,
+    fixed_threshold,
     generate_all,
     generate_cfg,
     generate_finextract,
@@ -57,13 +64,17 @@ class AuditGeneratorConfig:
 
     run: str | None = None  # the TCKR run folder
     w: float | None = None  # None: 5 (paper, LoRA); 1.25 for pixel-space generators
-    lam: float = 0.0
+    k: float = 0.0  # the official fix term (0 for a LoRA)
     num_generations: int = 500
     sample_steps: int = 50
     baseline_cfg: float = 3.0
     gen_batch_size: int = 100
     features: str = "pixels"
-    success_threshold: float | None = None  # None: calibrated on the run's held-out images
+    # success_rate: best match >= similarity_threshold (the paper's, fixed; None: 0.95 for pixels,
+    # the paper's SSCD 0.7 otherwise); leaked_images and calibrated_success_rate: >=
+    # calibrated_threshold (None: the calibration_quantile of the run's held-out images' best match)
+    similarity_threshold: float | None = None
+    calibrated_threshold: float | None = None
     calibration_quantile: float = 0.99
     seed: int = 0
     threads: int = 1
@@ -129,17 +140,22 @@ def load_members(run_dir: Path, split: dict, size: int, channels: int):
 
 def run(cfg: AuditGeneratorConfig, out: Path) -> dict:
     """FineXtract (and the CFG baseline) on ``cfg.run/lora_caption``. Writes ``metrics.json``
-    (``leaked_images``, ``success_rate``, ``avg_similarity``, ``baseline_*``, ``success_threshold``,
-    ``num_generations``, ``num_train_images``, ``w``, ``lam``) and ``leaks.png`` (the 32
-    best-matched private images over their FineXtract and baseline matches)."""
+    (``leaked_images``: private images whose best match reaches the calibrated threshold;
+    ``calibrated_success_rate``, the same as a fraction; ``success_rate``, the paper's, at the fixed
+    ``similarity_threshold``; ``avg_similarity``, ``baseline_*``, both thresholds,
+    ``num_generations``, ``num_train_images``, ``w``, ``k``) and ``leaks.png`` (the 32 best-matched
+    private images over their FineXtract and baseline matches)."""
     t0 = time.time()
     torch.set_num_threads(max(1, cfg.threads))
     if cfg.run is None:
         raise UserError("give the TCKR run folder: --run DIR")
     check_generation_settings(
-        cfg.num_generations, cfg.sample_steps, cfg.gen_batch_size, cfg.calibration_quantile
-    )
+        cfg.num_generations, cfg.sample_steps, cfg.gen_batch_size, cfg.calibration_quantile,
+        cfg.similarity_threshold,
+    )  # fmt: skip
     generator, lora_dir, split = read_tckr_run(Path(cfg.run))
+    if cfg.similarity_threshold is None:  # resolved before config.yaml is written
+        cfg = replace(cfg, similarity_threshold=fixed_threshold(cfg.features))
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
@@ -149,14 +165,18 @@ def run(cfg: AuditGeneratorConfig, out: Path) -> dict:
     images, prompts, nonmembers = load_members(Path(cfg.run), split, gen.image_size, gen.channels)
     features = build_features(cfg.features, min(gen.image_size, 64), device)
     train_feats = features(images)
-    nonmember_feats = features(nonmembers) if len(nonmembers) else None
-    threshold = choose_threshold(
-        cfg.success_threshold, cfg.calibration_quantile, train_feats, nonmember_feats
-    )
-    w, lam = resolve_guidance("lora", cfg.w, cfg.lam, gen.vae is None)
+    calibrated = cfg.calibrated_threshold  # leaked_images counts against it
+    if calibrated is None and len(nonmembers) == 0:
+        raise UserError(
+            f"{cfg.run}'s split has no held-out images of the members' classes to calibrate the "
+            "leak threshold; set calibrated_threshold"
+        )
+    if calibrated is None:
+        calibrated = calibrate_threshold(train_feats, features(nonmembers), cfg.calibration_quantile)
+    w, k = resolve_guidance("lora", cfg.w, cfg.k, gen.vae is None)
     random.Random(cfg.seed).shuffle(prompts)  # generation i uses prompts[i % N] in a seeded order
     steps, s = cfg.sample_steps, cfg.baseline_cfg
-    makers = {"finextract": lambda p, z: generate_finextract(gen, p, z, steps, w, lam),
+    makers = {"finextract": lambda p, z: generate_finextract(gen, p, z, steps, w, k),
               f"cfg_{s:g}": lambda p, z: generate_cfg(gen, p, z, steps, s)}  # fmt: skip
     common = (cfg.num_generations, cfg.gen_batch_size, cfg.seed, gen.latent_shape, prompts)
     # in this process (both use its generator), each its share of the batches under a launch
@@ -168,15 +188,20 @@ def run(cfg: AuditGeneratorConfig, out: Path) -> dict:
 
     # the generations, uint8 (M, C, H, W)
     fx, bl = (load_generated(run_, f, cfg.num_generations, cfg.gen_batch_size)["images"] for f in makers)
-    res, base_res = attack(features, fx, train_feats, threshold), attack(features, bl, train_feats, threshold)
+    thresholds = (cfg.similarity_threshold, calibrated)
+    res, base_res = (
+        attack(features, fx, train_feats, *thresholds),
+        attack(features, bl, train_feats, *thresholds),
+    )
     top = res["best"].argsort(descending=True)[:32]  # the best-matched private images
     rows = [images[top], match_rows(images[top], fx, res["best_index"][top]),
             match_rows(images[top], bl, base_res["best_index"][top])]  # fmt: skip
     save_grid(run_.path("leaks.png"), torch.cat(rows), nrow=len(top))
     return run_.log_metrics(
-        **res["scores"], **{f"baseline_{k}": v for k, v in base_res["scores"].items()},
-        leaked_images=int((res["best"] >= threshold).sum()),
-        baseline_leaked_images=int((base_res["best"] >= threshold).sum()),
-        success_threshold=threshold, num_generations=cfg.num_generations, num_train_images=len(images),
-        w=w, lam=lam, seconds=time.time() - t0,
+        **res["scores"], **{f"baseline_{key}": v for key, v in base_res["scores"].items()},
+        leaked_images=int((res["best"] >= calibrated).sum()),
+        baseline_leaked_images=int((base_res["best"] >= calibrated).sum()),
+        similarity_threshold=cfg.similarity_threshold, calibrated_threshold=calibrated,
+        num_generations=cfg.num_generations, num_train_images=len(images), w=w, k=k,
+        seconds=time.time() - t0,
     )  # fmt: skip

@@ -26,7 +26,7 @@ Defaults:
 
 | setting | paper or official code | ours | reason |
 |---|---|---|---|
-| gamma | 1 in the library (``ratios > 1``); 2 in the paper's experiment configs | 1 | the library's; the configs' 2 goes with their temperature-2 soft-margin signal, which spreads the ratios: with the plain softmax a trained classifier's ratios lie close to 1, and on the digits (an 8-epoch ``cnn_small`` check) gamma = 2 left almost every x with the same count and an AUC of 0.50 |
+| gamma | 1 in the library (``ratios > 1``); 2 in the paper's experiment configs | 1 | the library's; the configs' 2 goes with their temperature-2 soft-margin signal, which spreads the ratios: with the plain softmax a trained classifier's ratios lie close to 1, so gamma = 2 is reached by almost no pair and nearly every x gets the same count (a chance-level AUC on the digits) |
 | a (offline) | 0.3 in the library, or tuned on a paired reference model; 0.2-0.33 per dataset in the paper's configs | 0.3 | the library's default; tuning needs an extra model pair |
 | signal | softmax of the true class (library, temperature 1); the paper's configs also use temperature 2 and a soft-margin Taylor softmax | softmax, temperature 1 | the library's; no extra hyper-parameters |
 | mean over models | plain (library); 20% trimmed (paper's configs) | plain | with 1-4 reference models there is nothing to trim |
@@ -49,6 +49,9 @@ separate population, and the population samples z are the audit's own non-member
 - Offline, an example that no reference model left out (few models, p > 1/2) takes ``Pr_OUT`` from
   its IN models by inverting the linear approximation, ``Pr_OUT = (Pr_IN - (1 - a)) / a`` (the
   library's rule for a single reference model), clipped at 0 so that ``Pr(x) >= (1 - a) / 2 > 0``.
+
+Measured AUCs against the number of reference models, beside LiRA's: ``benchmarks/mia_refs.py``, whose
+results ``benchmarks/RESULTS.md`` shows.
 """
 
 from __future__ import annotations

@@ -20,12 +20,13 @@ guided eps function around another one, ``guide(eps_fn, gen, c) -> eps_fn``, and
 front end applies a list of them in order (each wraps the previous one). Provided:
 
 - :class:`ModelGuidance`: FineXtract (Wu et al., 2024) model guidance,
-  ``eps = eps_pre + w (eps_ft - eps_pre) + lambda eps_pre`` (:func:`model_guidance_eps`), ``eps_ft``
+  ``eps = eps_pre + w (eps_ft - eps_pre) + k eps_pre`` (:func:`model_guidance_eps`), ``eps_ft``
   from the wrapped function, ``eps_pre`` from the same UNet with its LoRA switched off
   (:func:`lora_disabled`) or from a separate pretrained generator;
 - :class:`CorrectXt`: a correction of the state *before* the prediction,
-  ``x_t <- x_t - step_size * grad_{x_t} L(decode(x_t))`` (the paper form of DDIS's Domain Alignment
-  Guidance); the wrapped function predicts at the corrected state;
+  ``x_t <- x_t - s_t * grad_{x_t} L(decode(x_t))``, optionally with the gradient normalised so that
+  ``s_t`` is the correction's RMS (the paper form of DDIS's Domain Alignment Guidance); the wrapped
+  function predicts at the corrected state;
 - :class:`LossGradient`: a loss gradient added *after* the prediction, the classifier-guidance form
   (Dhariwal & Nichol, 2021) ``eps <- eps + sqrt(1 - a_t) * scale * grad_{x_t} L(decode(x0_hat))``,
   with ``x0_hat = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t)`` and ``eps`` held constant (the cheap
@@ -39,7 +40,8 @@ clustering) live in the methods; this module imports nothing from the sampler.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -193,26 +195,45 @@ class LossGradient:
 
 @dataclass(frozen=True)
 class CorrectXt:
-    """A correction before the prediction: ``x_t <- x_t - step_size * grad_{x_t} L(decode(x_t))``.
+    """A correction before the prediction: ``x_t <- x_t - s_t * d``, ``d = grad_{x_t} L(decode(x_t))``.
 
-    The wrapped function predicts at the corrected state, and the DDIM update proceeds from it.
-    Applied where ``t_min <= t <= t_max``; to leave the last DDIM step uncorrected, set
-    ``t_min = ddim_timesteps(gen, steps)[0][-1] + 1``.
+    ``step_size`` is ``s_t``: one number for every step, or a mapping from timestep to step size
+    (a timestep it does not hold is left uncorrected). With ``normalize``, ``d`` is the gradient
+    rescaled to unit root-mean-square over the whole batch, ``grad * sqrt(n) / ||grad||_2`` (``n``
+    its number of elements), so that ``s_t`` is the RMS of the correction, whatever the loss's scale
+    (a zero gradient: no correction). The wrapped function predicts at the corrected state, and the
+    DDIM update proceeds from it. Applied where ``t_min <= t <= t_max``; to leave the last DDIM step
+    uncorrected, set ``t_min = ddim_timesteps(gen, steps)[0][-1] + 1`` or leave it out of the mapping.
     """
 
     loss_fn: LossFn
-    step_size: float = 1.0
+    step_size: float | Mapping[int, float] = 1.0
     t_min: int = 0
     t_max: int = 10**9
+    normalize: bool = False
+
+    def step_at(self, t: int) -> float:
+        """``s_t`` (0 outside ``[t_min, t_max]`` and for a timestep the mapping does not hold)."""
+        if not (self.t_min <= t <= self.t_max):
+            return 0.0
+        if isinstance(self.step_size, Mapping):
+            return float(self.step_size.get(t, 0.0))
+        return float(self.step_size)
 
     def __call__(self, eps_fn: EpsFn, gen: Generator, c: Conditioning) -> EpsFn:
         def corrected(x_t: torch.Tensor, t: int) -> Prediction:
-            if not (self.t_min <= t <= self.t_max) or self.step_size == 0:
+            step = self.step_at(t)
+            if step == 0:
                 return eps_fn(x_t, t)
             with torch.enable_grad():
                 x = x_t.detach().requires_grad_(True)
                 (grad,) = torch.autograd.grad(self.loss_fn(gen.decode(x), t), x)
-            return eps_fn(x_t - self.step_size * grad, t)
+            if self.normalize:
+                norm = torch.linalg.vector_norm(grad.float())
+                if norm == 0:
+                    return eps_fn(x_t, t)
+                grad = (grad.float() * (math.sqrt(grad.numel()) / norm)).to(grad.dtype)
+            return eps_fn(x_t - step * grad, t)
 
         return corrected
 
@@ -240,16 +261,14 @@ def lora_disabled(unet: nn.Module) -> Iterator[None]:
             m.enable_adapters(not was_disabled)
 
 
-def model_guidance_eps(
-    eps_pre: torch.Tensor, eps_ft: torch.Tensor, w: float, lam: float = 0.0
-) -> torch.Tensor:
-    """FineXtract's model guidance ``eps_pre + w (eps_ft - eps_pre) + lam * eps_pre``, shapes ``(B, c, h, w)``."""
-    return eps_pre + w * (eps_ft - eps_pre) + lam * eps_pre
+def model_guidance_eps(eps_pre: torch.Tensor, eps_ft: torch.Tensor, w: float, k: float = 0.0) -> torch.Tensor:
+    """FineXtract's model guidance ``eps_pre + w (eps_ft - eps_pre) + k * eps_pre``, shapes ``(B, c, h, w)``."""
+    return eps_pre + w * (eps_ft - eps_pre) + k * eps_pre
 
 
 @dataclass(frozen=True)
 class ModelGuidance:
-    """FineXtract model guidance: ``eps = eps_pre + w (eps_ft - eps_pre) + lambda * eps_pre``.
+    """FineXtract model guidance: ``eps = eps_pre + w (eps_ft - eps_pre) + k * eps_pre``.
 
     ``eps_ft`` is the wrapped function's prediction (the fine-tuned model). ``eps_pre`` comes from
 
@@ -263,12 +282,12 @@ class ModelGuidance:
     fine-tuned generator's text encoder). A string (FineXtract: ``""``) conditions the pretrained
     model on that prompt alone, without CFG, as the paper's ``eps_pre(x_t, empty)``; then sample
     with ``cfg=1`` so that the wrapped ``eps`` is ``eps_ft(x_t, c)``. Either way one extra UNet
-    evaluation per step, without a graph. ``w`` > 1 extrapolates toward the fine-tuning data;
-    ``lam`` is FineXtract's correction term.
+    evaluation per step, without a graph. ``w`` > 1 extrapolates toward the fine-tuning data
+    (the paper's ``1 / lambda``); ``k`` is the official code's correction term ``fix_term``.
     """
 
     w: float = 2.0
-    lam: float = 0.0
+    k: float = 0.0
     base: Generator | None = None
     pre_prompt: str | None = None
 
@@ -293,6 +312,6 @@ class ModelGuidance:
             pred = eps_fn(x_t, t)
             with torch.no_grad(), pretrained():
                 eps_pre = predict_eps(pre_gen, pred.x_t.detach(), t, pre_c)
-            return Prediction(pred.x_t, model_guidance_eps(eps_pre, pred.eps, self.w, self.lam))
+            return Prediction(pred.x_t, model_guidance_eps(eps_pre, pred.eps, self.w, self.k))
 
         return guided

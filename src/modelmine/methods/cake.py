@@ -20,59 +20,35 @@ randomly drawn target classes ``y``; every row is one contrastive group):
   step. The saved label is the teacher's soft label ``softmax(f(x))``; the student is trained on
   the samples with the KD loss (:func:`modelmine.distill.train_student`).
 
-Where the defaults come from:
+Defaults (official = ``conf/config.yaml``, ``conf/dataset/mnist.yaml``, ``conf/experiment/mnist-cnn.yaml``
+of the official code, its MNIST run):
 
-- Official code (``conf/config.yaml``, ``conf/dataset/mnist.yaml``, ``conf/experiment/mnist-cnn.yaml``):
-  the loss and its scaling (CE scaled by ``K``; the squared-distance term is the official
-  ``0.5 K^2 * mse(z_i, z_j)`` over all ordered pairs, written as a sum over pairs above), SGD on
-  the inputs, the log-linear step-size decay over the batches, Langevin off, soft labels on,
-  ``K = num_groups = 10``, ``w_cls = 1e3``, ``w_contr = 1e-3``. The official MNIST run further uses
-  ``w_tv = 1e7``, ``noise = 0.1``, a decay by ``noise_decay_magnitude = 4`` orders of magnitude,
-  256 steps, batches of 500 and 512 batches (256,000 samples) starting at ``N(0, 1)`` in
-  MNIST-normalised space (pixel mean 0.1307, std 0.3081); its student is the teacher's
-  architecture trained 10 epochs with SGD (momentum 0.9, lr 0.1, one-cycle, batch 128, weight
-  decay 5e-4) on cross-entropy to the soft labels (temperature 1).
-- Changed for the embedded budget (16x16 digits, 2,400 samples, under 10 minutes on 2 CPU cores),
-  each measured on the default teacher (student accuracy on the real digits test set):
+| setting | official (MNIST) | ours | reason |
+|---|---|---|---|
+| losses and their scaling | CE scaled by ``K``; ``0.5 K^2 * mse(z_i, z_j)`` over ordered pairs; TV | the same (a sum over pairs above) | official |
+| ``K = num_groups`` | 10 | every class (0 = ``C``) | the same for 10 classes; any class count |
+| ``w_cls``, ``w_contr`` | 1e3, 1e-3 | 1e3, 1e-3 | official |
+| ``w_tv`` | 1e7 | 1e5 | 1e7 flattens 16x16 samples |
+| optimiser | plain SGD on the inputs, log-linear step decay over the batches | the same | official |
+| ``noise`` (first step size) | 0.1 | 0.01 | the loss is a batch mean, so a sample's step is about ``noise / batch_size`` (official 0.1 / 500, ours 0.01 / 100); at 0.1 on batches of 100 the L1 TV gradient makes pixels oscillate into a saturated checkerboard |
+| ``noise_decay_magnitude`` | 4 | 1.5 | with 24 batches of 60 steps, steps below about 1e-4 leave a sample near its noise start: with 4 the later half of the batches stays noise |
+| Langevin | off | off | official |
+| budget | 512 batches of 500 samples, 256 steps | 24 batches of 100, 60 steps | under 10 minutes on 2 CPU cores (the same as DeepInversion's) |
+| start | N(0, 1) in MNIST-normalised space | ``init_mean + init_std * N(0, 1)`` = the private digits' pixel mean / std (0.3, 0.32), clipped to [0, 1] | the official start in pixel units for these data |
+| pixel range | an unconstrained tensor in normalised space | projected onto [0, 1] after each step, 8-bit at the end | samples are images (see below) |
+| ``stretch`` | none | 0.05: each finished sample's 5% / 95% intensity quantiles go to 0 / 1 | see below |
+| soft labels | on | on (``softmax(f(x))`` of the stretched, rounded image) | official |
+| student | the teacher's architecture, SGD (momentum 0.9, lr 0.1, one-cycle), 10 epochs, batch 128, weight decay 5e-4, soft cross-entropy (T = 1) | ``cnn_small``, AdamW (lr 3e-3, one-cycle), 30 epochs, batch 64, weight decay 5e-4, 2-pixel shifts, KD at T = 4 | the data-free methods' shared recipe (:class:`modelmine.distill.StudentConfig`): a compressed student |
 
-  - 24 batches of 100 samples, 60 steps each (2,400 x 60 instead of 256,000 x 256 sample-steps).
-  - ``noise = 0.01``, not 0.1: the loss is a batch mean, so a sample's step is about
-    ``eps / batch_size`` (official 0.1 / 500 = 2e-4, here 0.01 / 100 = 1e-4). With ``eps = 0.1`` on
-    batches of 100 the L1 TV gradient makes [0, 1] pixels oscillate: one batch ends with TV 0.99,
-    83% of pixels saturated at 0 or 1 (a checkerboard) and 19% of samples on their target class,
-    against TV 0.28 and 100% at ``eps = 0.01``.
-  - ``w_tv = 1e5`` (1e7 flattens 16x16 samples).
-  - ``noise_decay_magnitude = 1.5``, not 4: with 24 batches of 60 steps, step sizes below about
-    1e-4 leave a sample close to its noise start, so with 4 orders of magnitude the last half of
-    the batches stay noise (65% of samples reach their target; 97% with 1.5). Full default with
-    ``stretch = 0.05``: 0.95 with 1.5 vs 0.91 with 4 in the experiment script (on unstretched
-    short runs the two are alike: 0.30 vs 0.34; stretched, q = 0.02: 0.84 vs 0.82). End to end
-    (``benchmarks/cake_bench.py``, 1 thread): 0.936; ``modelmine cake`` with 2 threads, whose
-    teacher differs in floating point: 0.972.
-  - Samples start at the private digits' pixel mean/std (0.3/0.32): the official start, which is
-    the data's mean/std in pixel units, for these data.
-  - ``stretch = 0.05`` (not in the official code): each finished sample is contrast-stretched
-    (:func:`stretch_contrast`: its 5% and 95% intensity quantiles go to 0 and 1) before it is
-    rounded and soft-labelled by the teacher. Without it samples are low-contrast grey images
-    whose statistics (BatchNorm ones in particular) are far from any real image's, and the
-    student does not transfer: it agrees with the teacher on 80% of held-out *synthetic*
-    samples but reaches only 0.34 on real digits (re-estimating its BatchNorm statistics on the
-    real test images, a diagnostic only, gives 0.73). The stretch is data-free (a generic image
-    prior: images use their full intensity range) and the labels describe the stretched images.
-    Measured with decay magnitude 4: 0.74 without, 0.88 with ``stretch = 0.02``, 0.91 when those
-    samples are re-stretched at 0.05. Quantile sweep on a short run (12 batches, decay magnitude 1.5,
-    960 training samples, the "short run" below): 0.30 unstretched, 0.84 / 0.84 / 0.90 / 0.81 /
-    0.71 for q = 0 / 0.02 / 0.05 / 0.1 / 0.2.
-  - The student is the compressed ``cnn_small`` (the official code uses the teacher's
-    architecture), 30 epochs, AdamW, 2-pixel random shifts, KD temperature 4 (temperature 1,
-    the official soft cross-entropy: 0.82 vs 0.84 on the short run, q = 0.02).
-
-  Tried and not kept (short runs, q = 0.02 where stretched): a student without BatchNorm on
-  unstretched samples (none / GroupNorm / MLP: 0.31 / 0.37 / 0.47 vs 0.42 with BatchNorm; 24
-  batches of 40); a dark start (``init_mean = 0``, ``init_std = 0.5``: 0.44 vs 0.30 unstretched,
-  0.72 vs 0.84 stretched); stretching inside the optimisation loop (the teacher sees the
-  stretched image: 0.83 vs 0.84, and slower). ``benchmarks/cake_bench.py`` has the full numbers
-  next to DeepInversion's and a real-data student's.
+``stretch`` (not in the official code): without it samples are low-contrast grey images whose
+statistics (BatchNorm ones in particular) are far from any real image's, and a student trained on
+them agrees with the teacher on held-out *synthetic* samples but does not transfer to real digits.
+The stretch is data-free (a generic image prior: images use their full intensity range) and the
+labels describe the stretched images. Measured results, next to DeepInversion's and a real-data
+student's: ``benchmarks/RESULTS.md`` (CAKE and DeepInversion); the short-run sweeps behind
+``noise``, ``noise_decay_magnitude`` and ``stretch`` (and the options tried and not kept: a student
+without BatchNorm, a dark start, stretching inside the loop) were written in this docstring up to
+commit b02b09e.
 
 Deviations from the official code:
 
@@ -117,8 +93,8 @@ class CakeConfig:
     """All CAKE defaults; see the module docstring for which come from the paper/official code."""
 
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    # preset=None uses the teacher's architecture (as the official code does); the student's random
-    # shifts (augment, in pixels) helped transfer to real digits (0.55 -> 0.64)
+    # the shared data-free recipe (cnn_small, KD at T = 4); preset=None: the teacher's architecture,
+    # as in the official code
     student: StudentConfig = field(default_factory=StudentConfig)
     data: str = "digits"  # the private data the default teacher trains on (built-in name or folder)
     test_data: str | None = None  # ImageFolder test set; none: the test split of `data`

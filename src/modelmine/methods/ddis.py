@@ -1,34 +1,73 @@
 """DDIS: data-free image synthesis from a BatchNorm classifier and a text-to-image diffusion model.
 
 "Data-free knowledge distillation with diffusion models" style synthesis of arXiv:2506.15381
-(official code: github.com/kdst-team/DDIS, incomplete). The classifier's training data are not
-available; its BatchNorm statistics and its decisions steer a *pretrained* generator toward its
-private domain. Two pieces, both on the shared generator and DDIM sampler:
+(official code: github.com/kdst-team/DDIS, ``DDIS_code/main_ddis.py`` and ``config.py``; its
+generation helper ``p2p/ptp_utils_distG.py`` is not published, so the DAG details below come from
+the token-training loop, which applies the same guidance). The classifier's training data are
+not available; its BatchNorm statistics and its decisions steer a *pretrained* generator toward
+its private domain. Two pieces, both on the shared generator and DDIM sampler:
 
-- **Domain Alignment Guidance (DAG)**: at every DDIM step the current clean estimate ``x0_hat``
-  is decoded to pixels (through the VAE when there is one), the classifier runs on it with hooks
-  on every BatchNorm layer, and
-  ``L_BN = sum_l ||mu_l(x) - mu_l||_2 + ||sigma^2_l(x) - sigma^2_l||_2``
-  (batch statistics of each BN layer's input vs. its running statistics; the block
-  :mod:`modelmine.bn_statistics` that DeepInversion uses too). Its gradient w.r.t. the latent
-  moves the sample: :func:`dag_guidance` builds a sampler guide
-  (:class:`modelmine.diffusion.guidance.LossGradient`) that applies it in the classifier-guidance
-  form ``eps <- eps + sqrt(1 - a_t) * dag_scale * grad`` (the same DDIM update as moving ``x_t`` by
-  ``-dag_scale (1 - a_t)/sqrt(a_t) * grad`` along the clean-estimate direction), after CFG rather
-  than before it. ``dag_form="x_t"`` uses the paper's form instead
-  (:class:`~modelmine.diffusion.guidance.CorrectXt`): ``x_t <- x_t - dag_scale * grad_{x_t}
-  L_BN(decode(x_t))`` before the noise prediction, the DDIM update proceeding from the corrected
-  state; its step size is not tuned here.
-- **Class Alignment Token (CAT)**: one new token ``S_c`` per class, prompts ``"a S_c <class>"``
-  (the paper's "A {S_c} {class name}"); only the token embeddings are trained, with the
-  classifier's cross-entropy on generated images and the gradient through the last denoising step
-  (``sample(..., grad_steps=1)``), Adam (paper: lr 5e-3; see below). The images the
-  cross-entropy is taken on are sampled *with DAG* (``cat_with_dag``, default on): the paper
-  forwards the image decoded from the DAG-guided latent to the classifier (its Fig. 2), and the
-  official code applies the BN-gradient step inside the token-training loop. A class stops
-  training once at least 70% of its batch is classified as the class (paper). Saved in
-  textual-inversion format (``cat/learned_embeds.safetensors``). The ``cat_only`` ablation has no
-  DAG anywhere, so it gets its own tokens trained without it (``cat_only_tokens/``).
+**Domain Alignment Guidance (DAG)**, paper form (``dag_input="x_t"``, the default). At DDIM step
+``t`` the current noisy state ``z_t`` is decoded, ``x = D(z_t)`` (through the VAE for latent
+models; in pixel space ``D`` maps the scheduler's [-1, 1] to [0, 1], clamped, as the official
+code clamps the VAE's output), the classifier runs on ``x`` (resized to its input size) with
+hooks on every BatchNorm layer ``l``, and
+
+    L_BN = sum_l ||mu_l(x) - mu_l||_2 + ||sigma^2_l(x) - sigma^2_l||_2
+
+(batch statistics of the layer's input vs. its running statistics; :mod:`modelmine.bn_statistics`,
+which DeepInversion uses too). Then ``z_t <- z_t - s_t * g / rms(g)``, ``g = grad_{z_t} L_BN``, and
+the UNet with CFG predicts at the corrected ``z_t``, from which the DDIM update proceeds
+(:class:`~modelmine.diffusion.guidance.CorrectXt`). Every step but the last is corrected (official).
+
+The step: the official code moves the latent by ``lambda_bn * 0.01 * grad_scale * grad`` =
+``1e-3 * 0.01 * 50 * grad`` = ``5e-4 * grad`` (``config.py``'s ``lambda_bn`` and ``grad_scale``, the
+inner step 0.01), a raw gradient step on Stable Diffusion 2.1 latents with an ImageNet ResNet-34.
+A raw gradient's size depends on the teacher, its number of BatchNorm layers, the batch size
+(the statistics average over it) and the image size, so no constant carries over to another
+teacher or generator. Ours is normalised: the correction has root-mean-square
+``s_t = dag_step * sqrt(a_{t-1} - a_t)`` (:func:`dag_step_sizes`; ``a`` the scheduler's
+``alphas_cumprod``) along the gradient's direction, i.e. with ``dag_step = 1`` it moves ``z_t`` by
+the noise-variance difference of two adjacent *training* timesteps, the finest change of noise
+level the UNet is conditioned on. It is derived from the generator's schedule alone (nothing was
+tuned on the embedded default), invariant to the loss's scale, the batch and the image size, and,
+like the official constant step, applied once per DDIM step. ``dag_step`` rescales it.
+
+``dag_input="x0_hat"`` keeps the form this module used before: the loss on the decoded clean
+estimate ``x0_hat = (z_t - sqrt(1 - a_t) eps) / sqrt(a_t)``, its gradient added to the prediction
+after CFG on every step, ``eps <- eps + sqrt(1 - a_t) * dag_scale * grad`` (classifier-guidance
+form, :class:`~modelmine.diffusion.guidance.LossGradient`); ``dag_scale = 2`` was picked for it on
+the embedded default (the larger 10 distorted the glyphs of another teacher's samples).
+
+**Class Alignment Token (CAT)**: one new token ``S_c`` per class, prompts ``"a S_c <class>"`` (the
+paper's "A {S_c} {class name}"); only the token embeddings are trained, with the classifier's
+cross-entropy on generated images and the gradient through the last denoising step
+(``sample(..., grad_steps=1)``; the official code runs every other step without a graph). The
+images the cross-entropy is taken on are sampled *with DAG* (``cat_with_dag``, default on), as in
+the official token-training loop and the paper's Fig. 2. A class stops training once at least 70%
+of its batch is classified as the class. Saved in textual-inversion format
+(``cat/learned_embeds.safetensors``). The ``cat_only`` ablation has no DAG anywhere, so it gets its
+own tokens trained without it (``cat_only_tokens/``).
+
+Defaults (paper = arXiv:2506.15381, official = ``main_ddis.py`` / ``config.py``):
+
+| setting | paper or official code | ours | reason |
+|---|---|---|---|
+| DAG input | the noisy state ``z_t``, before the UNet | ``dag_input = "x_t"`` | the paper's; ``"x0_hat"`` kept as an option |
+| DAG steps | all but the last (official) | all but the last | official |
+| DAG step | raw ``5e-4 * grad`` (official) | RMS ``dag_step * sqrt(a_{t-1} - a_t)``, ``dag_step = 1`` | a raw step does not transfer (see above) |
+| BN loss | every BatchNorm2d, weight 1, L2 norms | every BatchNorm layer, weight 1 | the same equation |
+| classifier input | the decoded image resized to 32 / 224 | resized to the teacher's size and channels | the same, for any teacher |
+| sampling | 30 DDIM steps, CFG 10 (SD 2.1, 512 px) | 30 steps, the generator's stored CFG | the embedded generator's own scale is 1.5 |
+| CAT prompt | "A {S_c} {class name}" | "a <cat-k> <class>" | the same |
+| CAT start | the embedding of the word "a" | ``cat_init = "a"`` | official ``initializer_token`` |
+| CAT optimiser | AdamW lr 1e-4, weight decay 1e-2 (paper: lr 5e-3) | Adam lr 5e-2, no decay | the embedded text encoder's 64-wide embeddings barely moved at 5e-3 |
+| embedding clamp | every row to [-0.1, 0.1] after each step | none | the bound fits SD's embedding scale only |
+| CAT updates | one class at a time, 10 images per update, up to 15 updates, lowest-loss token kept | all active classes together, ``cat_per_class = 8``, up to ``cat_iters = 40``, last kept | 10 classes in one loop within the CPU budget |
+| CAT start noise | the same seed every epoch | a new seed every update | more varied samples |
+| CAT sampling | 30 steps with DAG, gradient through the last | ``cat_steps = 10`` with DAG, gradient through the last (``cat_grad_steps = 1``) | cost; 10 steps apply fewer DAG corrections than 30 |
+| early stop | 70% of an epoch's images | 70% of a class's batch | the same rule, per class |
+| gradient clipping | ``clip_grad_norm_`` (1) before ``backward`` | none | it has no effect where it is called |
 
 A teacher without BatchNorm gets a one-line error for DAG; ``--set dag=false`` (CAT only) works on
 any classifier. The command also generates the ablations (``plain``: the generator's default
@@ -37,53 +76,10 @@ for each: a student distilled on the images with the teacher's soft labels (the 
 CAKE/DeepInversion), and quality metrics against the real private images on the penultimate
 features of a *separate* classifier trained on the private data (not the teacher, whose
 statistics DAG optimises): FID, k-NN precision/recall, and the teacher's agreement with the
-prompted class.
-
-Defaults and where they come from:
-
-- Paper: 30 DDIM steps, CAT prompt template, Adam lr 5e-3, 70% early stop.
-- Official code: BN loss weight 1e-3 with a guidance step of 50 x 0.01 on Stable Diffusion
-  latents. Our scale (``dag_scale``) acts on the classifier-guidance form above in 16x16 pixel
-  space, so the value is not comparable to the official one. Default 2, picked on the embedded
-  default for the *student* (DAG-only generations of 1,000 images with the plain prompt and the
-  plain generator's start noise; KD student accuracy on real digits, mean of 3 student seeds):
-
-  ========================  =====  =====  =====  =====
-  dag_scale                 0      2      5      10
-  ========================  =====  =====  =====  =====
-  student, seed-0 teacher   0.940  0.971  0.957  0.969
-  student, seed-1 teacher   0.899  0.908  0.880  0.784
-  teacher agreement, s0     0.49   0.53   0.55   0.46
-  teacher agreement, s1     0.47   0.52   0.54   0.39
-  ========================  =====  =====  =====  =====
-
-  The previous default, 10, had the lowest BN loss and FID on 200 seed-0 images (FID 19.8 at 0,
-  17.3 at 5, 16.4 at 10, 21.7 at 30), but with the seed-1 teacher its gradient is ~40% larger,
-  it distorts the glyphs (the teacher agrees with the prompted class less often than without
-  DAG) and the student lost 11 points. One student moves by up to 6 points with its own seed on
-  the same images, hence 3 student seeds. ``benchmarks/ddis_bench.py`` reports seeds 0, 1 and a
-  third one the scale was not picked on.
-- Measured (``benchmarks/ddis_bench.py``, seeds 0-2, 1,000 images per variant, means): student
-  DDIS 0.872, DAG only 0.870, CAT only 0.821, plain 0.835, DeepInversion 0.943; FID DDIS 18.2 vs
-  plain 19.8 (lower on every seed). DDIS and DAG alone beat plain on every seed; DDIS's lead over
-  DAG alone is inside the student-seed noise, and DeepInversion's student stays ahead. Training
-  the tokens on DAG-guided samples (``cat_with_dag``) moved DDIS from 0.855 to 0.872 (seed 1:
-  0.856 to 0.908). See the README.
-- Embedded budget: 1,000 images per variant (100 per class), CAT trained with 10-step DDIM
-  sampling (by default the gradient only flows through the last step anyway), at most 40
-  iterations.
-- ``cat_grad_steps`` (default 1, the paper's last step) lets the CE gradient flow through more
-  denoising steps. Measured with the seed-1 teacher (teacher agreement with the class on 200 CAT
-  images at 30 steps; plain prompt 0.44): last step 0.44; all 10 steps 0.465 (2.5x the CAT
-  time); all 10 steps with lr 0.2 and no early stop 0.485 (5x). Small gains for the cost, so the
-  paper's choice stays the default. On the embedded model the tokens barely move the teacher's
-  agreement either way; we have not established why (one guess: the 64-wide text encoder of a
-  model pretrained on glyphs has no direction for the private digits' style).
-- CAT learning rate 5e-2 on 8 images per class per iteration, not the paper's 5e-3 (tuned for
-  Stable Diffusion's 1024-wide embeddings; ours are 64 wide): with 5e-3 and 4 images per class
-  the 70% early stop fired on lucky 3-of-4 batches and the tokens barely moved (teacher
-  agreement with the class on 1,000 generated images 0.336, plain prompt 0.337; students 0.861
-  vs 0.828); with 5e-2 and 8 per class the agreement on 200 CAT images was 0.42.
+prompted class. Embedded budget: 1,000 images per variant (100 per class), CAT trained with
+10-step DDIM sampling, at most 40 updates. Measured results and ablations:
+``benchmarks/RESULTS.md`` (DDIS section); the one-off sweeps that chose ``dag_scale`` (x0_hat form),
+``cat_lr`` and ``cat_grad_steps = 1`` were written in this docstring up to commit b02b09e.
 """
 
 from __future__ import annotations
@@ -129,11 +125,14 @@ class DdisConfig:
     sample_steps: int = 30
     cfg: float | None = None  # None: the generator's stored default
     plain_prompt: str | None = None  # {c} = class name; None: the generator's default prompt
-    dag_scale: float = 2.0
-    # "eps": DAG's gradient added to the noise prediction (classifier-guidance form, the default the
-    # numbers below were measured with); "x_t": the paper's correction of x_t before the prediction
-    # with step size dag_scale (not tuned here)
-    dag_form: Literal["eps", "x_t"] = "eps"
+    # Domain Alignment Guidance acts on "x_t" (paper, official code: the noisy sample is corrected
+    # before the UNet, every step but the last, RMS dag_step x the noise that step removes) or on
+    # "x0_hat" (the gradient on the clean estimate added to the prediction after CFG, every step,
+    # scale dag_scale)
+    dag_input: Literal["x_t", "x0_hat"] = "x_t"
+    dag_step: float = 1.0  # x_t only
+    dag_scale: float = 2.0  # x0_hat only
+    cat_init: str = "a"  # the word whose embedding every CAT token starts from (official initializer_token)
     cat_lr: float = 5e-2
     cat_iters: int = 40
     cat_per_class: int = 8
@@ -187,10 +186,35 @@ def plain_prompts(targets: torch.Tensor, class_names: list[str], template: str) 
 DAG_INSTEAD = "run with --set dag=false (CAT only) or use `modelmine cake`"
 
 
-def dag_guidance(classifier: nn.Module, scale: float, form: Literal["eps", "x_t"] = "eps") -> Guide:
-    """DAG as a sampler guide: the BatchNorm-statistics loss of ``classifier`` (eval mode) on the
-    decoded images, as a gradient added to the prediction (``form="eps"``, our default) or as the
-    paper's correction of ``x_t`` before it (``"x_t"``). No BatchNorm: a one-line error."""
+def dag_step_sizes(gen, steps: int, step: float = 1.0) -> dict[int, float]:
+    """The x_t form's correction size (its RMS) per DDIM timestep ``t``: ``step * sqrt(a_{t-1} - a_t)``,
+    the difference in noise variance between two adjacent *training* timesteps (``a`` =
+    ``alphas_cumprod``). The last DDIM step is left out, as in the official code."""
+    from ..diffusion.sampler import ddim_timesteps
+
+    timesteps, _ = ddim_timesteps(gen, steps)
+    a = gen.scheduler.alphas_cumprod.to(torch.float64)
+    gap = {t: float(a[t - 1] - a[t]) if t >= 1 else float(1 - a[0]) for t in timesteps[:-1]}
+    return {t: step * math.sqrt(max(v, 0.0)) for t, v in gap.items()}
+
+
+def dag_guidance(
+    classifier: nn.Module,
+    dag_input: Literal["x_t", "x0_hat"] = "x_t",
+    *,
+    steps: int | None = None,
+    step: float = 1.0,
+    scale: float = 2.0,
+) -> Guide:
+    """DAG as a sampler guide: the BatchNorm-statistics loss of ``classifier`` (eval mode) on decoded images.
+
+    ``"x_t"`` (the paper's): before the UNet, ``x_t <- x_t - s_t * g / rms(g)`` with ``g`` the
+    gradient of the loss on ``decode(x_t)`` and ``s_t`` from :func:`dag_step_sizes` for ``steps``
+    DDIM steps and ``step`` (the last step uncorrected). ``"x0_hat"``: the loss on the decoded
+    clean estimate, its gradient added to the prediction with ``scale``
+    (:class:`~modelmine.diffusion.guidance.LossGradient`), on every step. No BatchNorm: a
+    one-line error.
+    """
     from ..bn_statistics import BNStatistics
     from ..diffusion.guidance import CorrectXt, LossGradient
 
@@ -202,9 +226,20 @@ def dag_guidance(classifier: nn.Module, scale: float, form: Literal["eps", "x_t"
             classifier(images)
         return stats.loss()
 
-    if form == "x_t":
-        return CorrectXt(bn_loss, scale)
-    return LossGradient(bn_loss, scale)
+    if dag_input == "x0_hat":
+        return LossGradient(bn_loss, scale)
+    if steps is None:
+        raise ValueError("DAG on x_t needs the number of DDIM steps: its step sizes follow the schedule")
+
+    def guide(eps_fn, gen, c):  # the step sizes need the generator's schedule
+        return CorrectXt(bn_loss, dag_step_sizes(gen, steps, step), normalize=True)(eps_fn, gen, c)
+
+    return guide
+
+
+def dag_guides(classifier: nn.Module, cfg: DdisConfig, steps: int) -> list[Guide]:
+    """The DAG guide of ``cfg`` (``dag_input``, ``dag_step``, ``dag_scale``) for ``steps`` DDIM steps."""
+    return [dag_guidance(classifier, cfg.dag_input, steps=steps, step=cfg.dag_step, scale=cfg.dag_scale)]
 
 
 def train_class_tokens(
@@ -229,11 +264,11 @@ def train_class_tokens(
     tokens = cat_tokens(k)
     ids = add_placeholder_tokens(gen, tokens)
     emb = gen.text_encoder.get_input_embeddings().weight
-    with torch.no_grad():  # start each token at its class name's embedding (a known word)
-        for i, name in zip(ids, class_names, strict=True):
-            word = gen.tokenizer(name, add_special_tokens=False).input_ids
-            if len(word) == 1 and word[0] != gen.tokenizer.unk_token_id:
-                emb[i] = emb[word[0]]
+    init = gen.tokenizer(cfg.cat_init, add_special_tokens=False).input_ids
+    if len(init) != 1 or init[0] == gen.tokenizer.unk_token_id:
+        raise UserError(f"cat_init '{cfg.cat_init}' must be one word the generator's tokenizer knows")
+    with torch.no_grad():  # every token starts at the embedding of cat_init (official: "a")
+        emb[ids] = emb[init[0]].clone()
     weight = token_parameter(gen, ids)
     reference = weight.detach().clone()
     opt = torch.optim.Adam([weight], lr=cfg.cat_lr)
@@ -314,7 +349,7 @@ def task_train_cat(cfg: DdisConfig, out: str, folder: str = "cat", with_dag: boo
     if path.exists():
         return json.loads(info_path.read_text())
     gen, teacher, info = _load(cfg, Path(out))
-    guidance = [dag_guidance(teacher, cfg.dag_scale, cfg.dag_form)] if with_dag else []
+    guidance = dag_guides(teacher, cfg, cfg.cat_steps) if with_dag else []
     t0 = time.time()
     summary = train_class_tokens(gen, teacher, list(info.class_names), cfg, guidance=guidance)
     summary["cat_seconds"] = time.time() - t0
@@ -336,7 +371,7 @@ def task_generate(cfg: DdisConfig, out: str, variant: str, shard: Shard | None =
     run_ = Run(out)
     gen, teacher, info = _load(cfg, run_.dir)
     use_dag, use_cat = USES[variant]
-    guidance = [dag_guidance(teacher, cfg.dag_scale, cfg.dag_form)] if use_dag else []
+    guidance = dag_guides(teacher, cfg, cfg.sample_steps) if use_dag else []
     if use_cat:
         load_learned_embeds(gen, run_.dir / token_set(cfg, variant)[0])
     names = list(info.class_names)
@@ -509,6 +544,8 @@ def run(cfg: DdisConfig, out: Path) -> dict:
     for name in ("num_images", "batch_size", "sample_steps", "cat_per_class", "cat_steps"):
         if getattr(cfg, name) < 1:
             raise UserError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.dag_step < 0 or cfg.dag_scale < 0:
+        raise UserError(f"dag_step and dag_scale must be >= 0, got {cfg.dag_step} and {cfg.dag_scale}")
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
     cfg = resolve_teacher(cfg, cfg.data)
     run_ = Run(out, cfg)

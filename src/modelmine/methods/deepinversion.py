@@ -18,15 +18,35 @@ Synthesis of a batch ``x`` ``(B, C, H, W)`` with balanced targets ``y``, Adam on
   copy ``x'`` of the batch; Adam with a cosine learning rate; pixels clipped to [0, 1] after each
   step (the official code clips to the valid image range). Soft labels ``softmax(f(x))`` are saved
   with the samples and the student is trained on them, exactly as for CAKE.
+- The batch returned is the iterate with the lowest ``L`` (``keep_best``): one number for the whole
+  batch, computed on the jittered copy before that iterate's update, so all images of a batch come
+  from the same step (the official ``best_cost`` / ``best_inputs``; not a per-image choice). The
+  official scripts mean this but, as written, return about the last iterate: the CIFAR-10 script's
+  ``best_inputs = inputs.data`` aliases the tensor being optimised, and the ImageNet script never
+  lowers ``best_cost`` from 1e4. As there, the last update's result is never scored (with the
+  cosine learning rate that update is the smallest).
 
-Where the defaults come from: ``first_bn_multiplier = 10``, Adam ``betas = (0.5, 0.9)``, cosine
-learning rate, clipping, L2 TV and L2 priors are the official ImageNet code's settings; the
-learning rate 0.1, jitter of 2 pixels and no L2 prior are its CIFAR-10 script's. Flipping is off by
-default because digits are not mirror-symmetric (the official code flips natural images). The
-budget (24 batches of 100, 60 steps, the student recipe) is the same as ``modelmine cake``'s so
-the two are compared at equal cost; ``w_bn`` and ``w_tv`` were re-tuned for 16x16 digits
-(the official CIFAR script uses 2,000 steps on batches of 256). Adaptive DeepInversion (the
-competition term with the student) is not implemented.
+Defaults (official ImageNet script ``imagenet_inversion.py`` + ``deepinversion.py``; official CIFAR-10
+script ``cifar10/deepinversion_cifar10.py``):
+
+| setting | official | ours | reason |
+|---|---|---|---|
+| ``first_bn_multiplier`` | ImageNet 10; CIFAR none (1) | 10 | the ImageNet code's |
+| optimiser | Adam; ImageNet betas (0.5, 0.9), CIFAR (0.9, 0.999) | Adam (0.5, 0.9) | the ImageNet code's |
+| learning rate | ImageNet 0.2, cosine after 100 warm-up steps; CIFAR 0.1, constant | 0.1, cosine, no warm-up | the CIFAR rate; 60 steps leave no room for a warm-up |
+| ``w_bn`` | ImageNet 0.05; CIFAR 100 (script), 10 (README's paper setting) | 1 | re-tuned for 16x16 digits |
+| ``w_tv`` (L2 TV) | ImageNet 1e-4; CIFAR 2.5e-5 | 1e-3 | re-tuned for 16x16 digits |
+| ``w_l2`` | ImageNet 1e-5; CIFAR 0 | 0 | the CIFAR code's |
+| ``jitter`` | ImageNet 30 pixels; CIFAR 2 | 2 | the CIFAR code's (small images) |
+| ``flip`` | ImageNet on; CIFAR off | off | digits are not mirror-symmetric |
+| clipping | ImageNet to the valid range; CIFAR none | [0, 1] after each step | samples are images |
+| start | N(0, 1) in the normalised input space | 0.5 + 0.5 N(0, 1), clipped to [0, 1] | pixel space, not normalised |
+| kept iterate | the batch's lowest total loss (intended, see above) | the same (``keep_best``) | the official intent |
+| budget | ImageNet 2k + 1k steps (multi-resolution); CIFAR 2,000 steps; batches 64 / 256 | 24 batches of 100, 60 steps | the same cost as ``modelmine cake`` |
+| Adaptive DeepInversion | optional competition term with the student | not implemented | the baseline is plain DeepInversion |
+
+Measured results next to CAKE and a real-data student: ``benchmarks/RESULTS.md`` (CAKE and
+DeepInversion).
 
 Run folder: as ``modelmine cake`` (``synthesis/batch_*.safetensors`` resume checkpoints,
 ``samples/`` ImageFolder with soft labels, ``samples_grid.png``, ``student.safetensors``).
@@ -34,6 +54,8 @@ Run folder: as ``modelmine cake`` (``synthesis/batch_*.safetensors`` resume chec
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +93,8 @@ class DeepInversionConfig:
     flip: bool = False
     init_mean: float = 0.5  # pixels start at init_mean + init_std * N(0, 1), clipped to [0, 1]
     init_std: float = 0.5
+    # official: the batch's iterate with the lowest total loss is kept (False: the last iterate)
+    keep_best: bool = True
     seed: int = 0
     device: str = "auto"
 
@@ -99,8 +123,14 @@ def synthesize_batch(
     cfg: DeepInversionConfig,
     generator: torch.Generator,
     device: torch.device,
+    callback: Callable[[int, float, torch.Tensor], None] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """One DeepInversion batch: ``{"images": (B, C, H, W) on the 8-bit grid, "targets": (B,)}``."""
+    """One DeepInversion batch: ``{"images": (B, C, H, W) on the 8-bit grid, "targets": (B,)}``.
+
+    With ``cfg.keep_best`` the images are the iterate whose total loss ``L`` (the whole batch's,
+    on its jittered copy, computed before that iterate's update) was the lowest, else the last
+    iterate. ``callback(step, L, x)`` sees every scored iterate ``x`` ``(B, C, H, W)`` (detached).
+    """
     b = cfg.batch_size
     targets = (torch.arange(b) % num_classes)[torch.randperm(b, generator=generator)]
     x0 = cfg.init_mean + cfg.init_std * torch.randn(b, *image_shape, generator=generator)
@@ -108,8 +138,9 @@ def synthesize_batch(
     t = targets.to(device)
     opt = torch.optim.Adam([x], lr=cfg.lr, betas=tuple(cfg.betas))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.num_steps))
+    best_loss, best = math.inf, None
     with BNStatistics(teacher, "DeepInversion") as hooks:
-        for _ in range(cfg.num_steps):
+        for step in range(cfg.num_steps):
             dx, dy = torch.randint(-cfg.jitter, cfg.jitter + 1, (2,), generator=generator).tolist()
             xj = torch.roll(x, shifts=(dx, dy), dims=(2, 3))
             if cfg.flip and torch.rand((), generator=generator) < 0.5:
@@ -119,13 +150,19 @@ def synthesize_batch(
             loss = (
                 F.cross_entropy(logits, t) + cfg.w_bn * r_bn + cfg.w_tv * tv_l2(xj) + cfg.w_l2 * l2_prior(xj)
             )
+            value = loss.item()
+            if callback is not None:
+                callback(step, value, x.detach().clone())
+            if cfg.keep_best and value < best_loss:  # the official best_cost / best_inputs
+                best_loss, best = value, x.detach().clone()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             with torch.no_grad():
                 x.clamp_(0, 1)
-    images = quantize(x.detach())  # exactly what the PNGs will hold
+    final = best if best is not None else x.detach()
+    images = quantize(final)  # exactly what the PNGs will hold
     return {"images": images.cpu(), "targets": targets}
 
 

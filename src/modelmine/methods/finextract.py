@@ -1,43 +1,59 @@
 """FineXtract: extract the fine-tuning images of a personalised text-to-image diffusion model.
 
 X. Wu, J. Zhang, S. Wu, "Leveraging Model Guidance to Extract Training Data from Personalized
-Diffusion Models" (arXiv:2410.03039; official code: github.com/Nicholas0228/FineXtract).
+Diffusion Models" (arXiv:2410.03039, ICML 2025; official code: github.com/Nicholas0228/FineXtract,
+``Trainer.py``, ``Generator.py`` / ``contrasted_sample.py``, ``Cluster.py``).
 
-Model guidance (:class:`modelmine.diffusion.guidance.ModelGuidance`): the fine-tuned distribution
-is treated as an interpolation between the pretrained model's and the fine-tuning data's, so
-extrapolating from the pretrained model toward the fine-tuned one moves samples toward the
-fine-tuning images. Every DDIM step uses
+Model guidance (:class:`modelmine.diffusion.guidance.ModelGuidance`): the paper models the
+fine-tuned distribution as an interpolation between the pretrained model's and the fine-tuning
+data's, with weight ``lambda`` on the data (``p_ft ~ p_pre^(1 - lambda) q^lambda``), so the data's
+score is reached by extrapolating from the pretrained toward the fine-tuned model with guidance
+scale ``w = 1 / lambda``. Every DDIM step uses
 
-    eps = eps_pre(x_t, empty) + w * (eps_ft(x_t, c) - eps_pre(x_t, empty)) + lambda * eps_pre(x_t, empty)
+    eps = eps_pre(x_t, "") + w * (eps_ft(x_t, c) - eps_pre(x_t, "")) + k * eps_pre(x_t, "")
 
 with ``c`` the instance prompt, ``eps_pre`` the pretrained and ``eps_ft`` the fine-tuned model,
 without CFG (a LoRA: one UNet, adapter off for ``eps_pre``; full fine-tuning: two generators).
-The generations are clustered and the candidates scored against the training images; the
-baseline is plain CFG of the fine-tuned model from the same start noise, scored the same way
-(:mod:`modelmine.audit.extraction` holds these blocks; this module is ``modelmine extract``).
-The embedded default fine-tunes the embedded pixel-space generator here, in each of ``modes``, on
-the first ``num_train_images`` private digits of ``train_class`` ("a photo of digit three"); the
-other private digits of that class calibrate the success threshold.
+``k`` is the official code's correction term ``fix_term`` (its DreamBooth runs use -0.02, its LoRA
+runs 0); it was called ``lam`` here before. The generations are clustered and the candidates
+scored against the training images; the baseline is plain CFG of the fine-tuned model from the
+same start noise, scored the same way (:mod:`modelmine.audit.extraction` holds these blocks; this
+module is ``modelmine extract``). Two success rates (:func:`~modelmine.audit.extraction.extraction_scores`):
+``success_rate``, the paper's, the fraction of training images whose best candidate's similarity
+is at least a *fixed* ``similarity_threshold``; and ``calibrated_success_rate``, at a threshold
+calibrated on real non-members (``calibrated_threshold``; the rate this command reported as
+``success_rate`` before). The embedded default fine-tunes the embedded pixel-space generator here,
+in each of ``modes``, on the first ``num_train_images`` private digits of ``train_class`` ("a photo
+of digit three"); the other private digits of that class calibrate the second threshold.
 
-Defaults (paper: the paper or the official ``Trainer.py`` / ``Generator.py`` / ``Cluster.py``):
+Defaults (paper or official code; ours; why):
 
-| setting    | paper                          | ours                          | why                          |
-|------------|--------------------------------|-------------------------------|------------------------------|
-| w, lambda  | LoRA 5, 0; DreamBooth 3, -0.02 | same; w = 1.25 in pixel space | paper's w gives noise here   |
-| sampling   | 50 DDIM steps, 500 generations | same                          |                              |
-| baseline   | CFG 3                          | CFG 3 (+ extra_baseline_cfgs) | more scales, same noise      |
-| N images   | 10                             | 10 digits of one class        |                              |
-| LoRA       | rank 64, lr 1e-4, attention    | rank 8, lr 3e-3, + convs      | attention alone barely moves |
-|            |                                | (UNET_LORA_TARGETS)           | a tiny UNet                  |
-| LoRA steps | 200 per image at batch 1       | 400 at batch 10 (400/image)   | batched; 200 extracts none   |
-| full       | lr 2e-6, 200 per image         | lr 1e-4, 300 at batch 10      | batched; fits the CPU budget |
-| features   | SSCD                           | centred pixels (or dino)      | SSCD ships only as a pickle  |
-| threshold  | fixed, on SSCD                 | 99% quantile of non-members   | a class's digits look alike  |
-| clustering | maximal cliques (networkx)     | greedy cliques, exactly N     | deterministic, O(n^2)        |
+| setting | paper or official code | ours | why |
+|---|---|---|---|
+| ``w``, ``k`` | LoRA 5, 0; DreamBooth 3, -0.02 | the same; ``w = 1.25`` in pixel space | the paper's ``w`` gives noise on the pixel-space model |
+| sampling | 50 DDIM steps, 500 generations | the same | |
+| last DDIM step | ``alpha_prev`` of ``t = 1`` (its ``prev_t`` is clipped to 1) | the scheduler's final alpha | our DDIM loop matches diffusers' ``DDIMScheduler`` |
+| ``dt`` (re-normalising ``x0_hat``) | optional, off by default | not implemented | off in the official runs |
+| baseline | CFG 3 | CFG 3 (+ ``extra_baseline_cfgs``) | more scales from the same noise |
+| N images | 10 | 10 digits of one class | |
+| LoRA | rank 64, lr 1e-4, attention | rank 8, lr 3e-3, + convolutions (``UNET_LORA_TARGETS``) | attention alone barely moves a tiny UNet |
+| LoRA steps | 200 per image at batch 1 | 400 at batch 10 (400 per image) | batched; 200 per image extracted none here |
+| full fine-tuning | lr 2e-6, 200 steps per image | lr 1e-4, 300 at batch 10 | batched; fits the CPU budget |
+| features | SSCD (``sscd_disc_large``, 224 px) | centred pixels (or DINOv2) | SSCD ships only as a TorchScript pickle |
+| ``similarity_threshold`` | 0.7 on SSCD | 0.95 on ``pixels``; 0.7 on DINOv2 | see below |
+| ``calibrated_threshold`` | none | 99% quantile of real non-members' best match | a class's digits look alike |
+| clustering | maximal cliques (networkx, 30 s timeout) | greedy cliques, exactly N candidates | deterministic, O(n^2) |
 
-Other deviations: clamping x0 and recomputing eps (the official ``dt`` option) and guiding only
-the late steps did not help on the embedded model, and there model guidance does not beat CFG at
-the model's own sampling scale. Measured sweeps, success rates and costs: ``benchmarks/RESULTS.md``.
+The fixed threshold: the paper's 0.7 is a score of SSCD, a descriptor trained for copy detection,
+whose similarities of distinct images stay low. With ``pixels`` the similarity is the pixel
+correlation ``rho`` of the two images (brightness and contrast factored out), and ``rho >= 0.95``
+means the candidate reproduces ``rho^2 >= 90%`` of the training image's pixel variance: a near-copy.
+It is stricter than SSCD in one way (a copy shifted by one pixel of a 16x16 digit already falls
+below it) and more lenient in another (distinct real digits of one class can correlate above it),
+so on the embedded default the calibrated rate is the one that separates extraction from "a digit
+of the same class"; both are reported. DINOv2 has no published copy-detection threshold; 0.7 is
+the paper's SSCD value and lenient for DINO features, so set ``similarity_threshold`` for them.
+Measured sweeps, success rates and costs: ``benchmarks/RESULTS.md`` (FineXtract).
 """
 
 from __future__ import annotations
@@ -45,7 +61,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -67,7 +83,7 @@ class ModeConfig:
     """One fine-tuning mode of the embedded default, and the guidance used to attack it."""
 
     w: float | None = None  # None: 5 (LoRA) / 3 (full) as in the paper; 1.25 for pixel-space generators
-    lam: float | None = None  # None: 0 (LoRA) / -0.02 (full), as in the paper
+    k: float | None = None  # the official fix term; None: 0 (LoRA) / -0.02 (full), as in the official runs
     steps: int = 400
     lr: float = 3e-3
     batch_size: int = 10
@@ -98,7 +114,11 @@ class ExtractConfig:
     extra_baseline_cfgs: list[float] = field(default_factory=list)  # more baselines, same noise
     gen_batch_size: int = 100
     features: str = "pixels"  # pixels, dino, dino:<model>
-    success_threshold: float | None = None  # None: calibrated on real non-members
+    # success_rate: best match >= similarity_threshold (the paper's, fixed; None: 0.95 for pixels, the
+    # paper's SSCD 0.7 otherwise); calibrated_success_rate: >= calibrated_threshold (None: the
+    # calibration_quantile of real non-members' best match; no non-members: not reported)
+    similarity_threshold: float | None = None
+    calibrated_threshold: float | None = None
     calibration_quantile: float = 0.99
     seed: int = 0
     workers: int = 2  # processes (one per mode)
@@ -138,8 +158,9 @@ def load_train_data(cfg: ExtractConfig, size: int, channels: int):
 def _check(cfg: ExtractConfig) -> list[str]:
     """Validate the config (nothing loaded yet); returns the modes to run."""
     extraction.check_generation_settings(
-        cfg.num_generations, cfg.sample_steps, cfg.gen_batch_size, cfg.calibration_quantile
-    )
+        cfg.num_generations, cfg.sample_steps, cfg.gen_batch_size, cfg.calibration_quantile,
+        cfg.similarity_threshold,
+    )  # fmt: skip
     if cfg.workers < 1:
         raise UserError(f"workers must be >= 1, got {cfg.workers}")
     if cfg.base != "embedded":
@@ -198,7 +219,7 @@ def task_mode(
     if not generate:
         return
     mcfg = cfg.lora if mode == "lora" else cfg.full
-    w, lam = extraction.resolve_guidance(mode, mcfg.w, mcfg.lam, ft.vae is None)
+    w, k = extraction.resolve_guidance(mode, mcfg.w, mcfg.k, ft.vae is None)
     pre = None if mode == "lora" else base
     if pre is not None and pre.latent_shape != ft.latent_shape:
         raise UserError(
@@ -206,7 +227,7 @@ def task_mode(
         )
     common = (cfg.num_generations, cfg.gen_batch_size, cfg.seed, ft.latent_shape, [prompt])
     steps = cfg.sample_steps
-    makers = {"finextract": lambda p, z: extraction.generate_finextract(ft, p, z, steps, w, lam, base=pre)}
+    makers = {"finextract": lambda p, z: extraction.generate_finextract(ft, p, z, steps, w, k, base=pre)}
     for s in _baselines(cfg).values():
         makers[f"cfg_{s:g}"] = lambda p, z, s=s: extraction.generate_cfg(ft, p, z, steps, s)
     for folder, make in makers.items():  # batch i starts from the same noise for every method
@@ -216,12 +237,16 @@ def task_mode(
 def run(cfg: ExtractConfig, out: Path) -> dict:
     """FineXtract and the CFG baseline on every mode. Writes ``matches.png`` (per mode: training
     images, FineXtract's and the baseline's best candidates), ``<mode>/candidates.safetensors`` and
-    ``metrics.json``: ``success_rate``, ``avg_similarity``, ``baseline_*`` (means over the modes),
-    the same prefixed by the mode (``lora_``, ``full_``), ``baseline_cfg<s>_*`` for extra baseline
-    scales, ``success_threshold``, ``num_generations`` (per method and mode), ``num_train_images``."""
+    ``metrics.json``: ``success_rate`` (the paper's, at ``similarity_threshold``),
+    ``calibrated_success_rate`` (at ``calibrated_threshold``, when there are non-members or it is
+    given), ``avg_similarity``, ``baseline_*`` (means over the modes), the same prefixed by the mode
+    (``lora_``, ``full_``), ``baseline_cfg<s>_*`` for extra baseline scales, both thresholds,
+    ``num_generations`` (per method and mode), ``num_train_images``."""
     t0 = time.time()
     torch.set_num_threads(max(1, cfg.threads))
     modes = _check(cfg)
+    if cfg.similarity_threshold is None:  # resolved before config.yaml is written
+        cfg = replace(cfg, similarity_threshold=extraction.fixed_threshold(cfg.features))
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
@@ -229,12 +254,15 @@ def run(cfg: ExtractConfig, out: Path) -> dict:
     images, _, nonmembers = load_train_data(cfg, size, channels)
     if cfg.num_generations < len(images):
         raise UserError(f"num_generations ({cfg.num_generations}) must be >= the {len(images)} train images")
-    # features and threshold first: a bad feature name or a missing calibration set fails before any work
+    # features and thresholds first: a bad feature name fails before any work
     features = extraction.build_features(cfg.features, min(size, 64), device)
     train_feats = features(images)
     nonmember_feats = None if nonmembers is None else features(nonmembers)
-    threshold = extraction.choose_threshold(
-        cfg.success_threshold, cfg.calibration_quantile, train_feats, nonmember_feats
+    thresholds = (
+        cfg.similarity_threshold,
+        extraction.choose_calibrated_threshold(
+            cfg.calibrated_threshold, cfg.calibration_quantile, train_feats, nonmember_feats
+        ),
     )
     o = str(run_.dir)
     # Several processes: the main one fine-tunes every mode, then all draw their share of the batches.
@@ -247,31 +275,35 @@ def run(cfg: ExtractConfig, out: Path) -> dict:
 
     metrics, rows = {}, []
     for mode in modes:
-        mode_metrics, mode_rows = _score_mode(cfg, run_, mode, images, features, train_feats, threshold)
+        mode_metrics, mode_rows = _score_mode(cfg, run_, mode, images, features, train_feats, thresholds)
         metrics, rows = metrics | mode_metrics, rows + mode_rows
     save_grid(run_.path("matches.png"), torch.cat(rows), nrow=len(images))
-    for key in ["success_rate", "avg_similarity"]:  # the headline numbers: means over the modes
+    for key in ["success_rate", "calibrated_success_rate", "avg_similarity"]:  # headline: means over modes
         for name in ["", *(f"{b}_" for b in _baselines(cfg))]:
-            metrics[name + key] = sum(metrics[f"{m}_{name}{key}"] for m in modes) / len(modes)
+            if f"{modes[0]}_{name}{key}" in metrics:
+                metrics[name + key] = sum(metrics[f"{m}_{name}{key}"] for m in modes) / len(modes)
+    similarity_threshold, calibrated_threshold = thresholds
+    if calibrated_threshold is not None:
+        metrics["calibrated_threshold"] = calibrated_threshold
     return run_.log_metrics(
-        **metrics, success_threshold=threshold, num_generations=cfg.num_generations,
+        **metrics, similarity_threshold=similarity_threshold, num_generations=cfg.num_generations,
         num_train_images=len(images), seconds=time.time() - t0,
     )  # fmt: skip
 
 
-def _score_mode(cfg: ExtractConfig, run_: Run, mode: str, images, features, train_feats, threshold):
+def _score_mode(cfg: ExtractConfig, run_: Run, mode: str, images, features, train_feats, thresholds):
     """Attack each method's generations of ``mode``; returns the ``<mode>_``-prefixed metrics and the
     grid rows (training images ``(N, C, H, W)``, then FineXtract's and the baseline's best
-    candidates), and saves the candidates."""
-    folders = {"finextract": "finextract"} | {k: f"cfg_{s:g}" for k, s in _baselines(cfg).items()}
+    candidates), and saves the candidates. ``thresholds``: ``(similarity, calibrated or None)``."""
+    folders = {"finextract": "finextract"} | {b: f"cfg_{s:g}" for b, s in _baselines(cfg).items()}
     metrics: dict[str, float] = {}
     rows, saved = [images], {}
     for name, folder in folders.items():
         generated = load_generated(run_, f"{mode}/{folder}", cfg.num_generations, cfg.gen_batch_size)
         x = generated["images"]  # uint8 (M, C, H, W)
-        res = extraction.attack(features, x, train_feats, threshold)
+        res = extraction.attack(features, x, train_feats, *thresholds)
         prefix = f"{mode}_" if name == "finextract" else f"{mode}_{name}_"
-        metrics |= {prefix + k: v for k, v in res["scores"].items()}
+        metrics |= {prefix + key: v for key, v in res["scores"].items()}
         metrics[prefix + "seconds"] = generated["seconds"]
         if name in ("finextract", "baseline"):
             rows.append(extraction.match_rows(images, x, res["best_index"]))

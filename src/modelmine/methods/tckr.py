@@ -10,9 +10,13 @@ official code: github.com/NicoloResmini/TCKR). The pipeline, one stage per funct
    (:func:`modelmine.diffusion.finetune.train_unet`).
 3. Generate a synthetic dataset of cardinality ``N x |private|`` (:func:`cycle_prompts`: the
    private prompts, class by class in turn, so every prefix of the dataset is class-balanced).
-4. Generative Knowledge Distillation: the teacher (trained on the private data) labels every
-   synthetic image with its softmax; a student is trained *only* on the synthetic images with
-   the KD loss (:func:`modelmine.distill.kd_loss`, Hinton et al. 2015) and tested on real images.
+4. Generative Knowledge Distillation (the paper's, the default since the student recipe follows
+   it: :data:`modelmine.distill.TCKR_STUDENT`): a student of the teacher's architecture is
+   trained *only* on the synthetic images, each augmented batch labelled by the teacher's
+   softmax (temperature 1, the teacher trained on the private data) and fitted with
+   cross-entropy to those soft targets, label smoothing 0.1; it is tested on real images. The
+   KL form of Hinton et al. 2015 (:func:`modelmine.distill.kd_loss`, T = 4, the data-free
+   methods' recipe) is an option.
 5. Privacy: LiRA (:mod:`modelmine.audit.lira`) and RMIA (:mod:`modelmine.audit.rmia`, online,
    ``*_rmia_auc``) on the teacher and on every student, with the same shadow models (each trained
    with the teacher's recipe on as many images of private train + held-out as the teacher's
@@ -25,26 +29,24 @@ Ablations (paper Sec. 4): the same synthetic images with the teacher's *hard* la
 several values gives the accuracy-vs-AUC trade-off over N (the paper's Figure 5) as
 ``tradeoff.png``; smaller cardinalities are prefixes of the largest one's dataset.
 
-Where the defaults come from:
+Defaults (paper = arXiv:2504.04582; official = ``src/run_lora.ipynb``, ``src/evaluate.py``,
+``src/mia_lira.ipynb``):
 
-- Paper / official ``run_lora.ipynb``: LoRA rank 4, UNet only, prompts ``"<class>: <caption>"``,
-  cardinality up to 20x (their students' best); LiRA with shadow models on half-splits.
-- Changed for the embedded default, each measured on it (teacher agreement with the prompt's
-  class on 100 caption prompts, cfg 1.5; ``benchmarks/tckr_bench.py`` for end-to-end numbers):
+| setting | paper or official code | ours | reason |
+|---|---|---|---|
+| prompts | ``"<class>: <caption>"`` (``className_and_blip2``), BLIP-2 captions | the same; the attribute captioner on the embedded default | BLIP-2 needs a download; ``--set captioner=blip2`` |
+| LoRA rank, layers | rank 4, UNet attention (diffusers' default) | rank 4, + ResNet convolutions, time-embedding projections, ``proj_in/out``, pooled-text projection (``UNET_LORA_TARGETS``) | the embedded UNet takes its class mostly through the pooled text and convolutions: attention-only LoRA learned the digit style but lost the class |
+| LoRA lr, steps | lr 1e-4, 3 epochs of batch 4 (10k-image datasets) | lr 1e-3, 600 steps of batch 32 | at 1e-4 the tiny model still drew printed glyphs |
+| generation | SD 2 at 224 px, 20 steps, guidance 2 | the embedded generator, 30 DDIM steps, its stored CFG (1.5) | the generator's own settings |
+| cardinality N | up to 20x (their students' best) | 1x (``--cardinality`` several values: the trade-off) | generation dominates a CPU run |
+| teacher | MobileNetV3 (OFA subnet) on the real data | ``modelmine teacher``'s default (``cnn``) | the shared teacher |
+| student | the teacher's architecture | the teacher's architecture (``preset=None``) | the paper's |
+| student loss | generative KD: the teacher's softmax (T = 1) on every augmented batch, cross-entropy with label smoothing 0.1 | the same (:data:`modelmine.distill.TCKR_STUDENT`) | the paper's; ``student.loss=kd`` (T = 4, stored labels) is the KL variant |
+| student training | AdamW lr 1e-3, batch 96, weight decay 5e-5, cosine, AugMix + flip + crop + MixUp, early stop (patience 30), the epoch with the best *test* accuracy kept | AdamW lr 3e-3, batch 64, weight decay 5e-4, one-cycle, 2-pixel shifts, 30 epochs, the last kept | the shared recipe; choosing the epoch on the test set would inflate the accuracy |
+| shadow models | 256 (official notebook) | ``num_shadows = 16``, each on as many images as the teacher | CPU budget; fixed-variance LiRA below 64 (:mod:`modelmine.audit.lira`) |
 
-  - LoRA also on the ResNet convolutions, their time-embedding projections, ``proj_in/out`` and
-    the pooled-text projection (:data:`modelmine.diffusion.finetune.UNET_LORA_TARGETS`), not only on attention (diffusers'
-    default). The embedded UNet takes its class mostly through the pooled text embedding and
-    convolutions; attention-only LoRA learned the digit style but lost the class (agreement 0.10
-    after 400 and 600 steps at lr 1e-3), the wider one kept it (0.87, 0.92, 0.98 after 400, 600,
-    800 steps).
-  - lr 1e-3 and 600 steps of batch 32 (official: lr 1e-4, 3 epochs of batch 4 on 10k-image
-    datasets; at lr 1e-4 and 400 steps the tiny model still draws printed glyphs; lr 3e-3 gave
-    0.90 after 400 steps).
-  - Cardinality 1x by default (generation dominates the run time on a CPU); the student is the
-    teacher's architecture (as in the paper, where both are MobileNetV3), trained with the
-    shared recipe (:class:`modelmine.distill.StudentConfig`, temperature 4).
-  - 16 shadow models (the official notebook uses 256).
+Measured results (student accuracy, LiRA and RMIA AUCs, the trade-off over N):
+``benchmarks/RESULTS.md`` (TCKR).
 
 Work is split into independent tasks (the two LoRA fine-tune + generate chains, the teacher,
 chunks of shadow models; then the students) that run in ``workers`` one-thread processes. Every
