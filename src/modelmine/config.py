@@ -153,20 +153,24 @@ def merge_dicts(base: dict, extra: dict) -> dict:
     return out
 
 
+def read_yaml_mapping(path: str | Path, what: str) -> dict:
+    """A YAML file (``yaml.safe_load``, never building objects) that must hold a mapping; a missing,
+    invalid or non-mapping file is a one-line UserError naming ``what`` it should be."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{what} not found: {p}")
+    try:
+        loaded = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{what} {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(loaded, dict):
+        raise UserError(f"{what} {p} must hold a mapping")
+    return loaded
+
+
 def load_config(schema: type[T], path: str | Path | None = None, overrides: dict | None = None) -> T:
     """Defaults of ``schema`` <- YAML file at ``path`` <- ``overrides`` (nested dict)."""
-    data: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"config file not found: {p}")
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UserError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
-        if not isinstance(loaded, dict):
-            raise UserError(f"config file {p} must hold a mapping of overrides")
-        data = loaded
+    data = read_yaml_mapping(path, "config file") if path is not None else {}
     data = merge_dicts(data, overrides or {})
     return _apply(schema(), data)
 

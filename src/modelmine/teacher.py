@@ -228,24 +228,28 @@ def obtain_frozen_teacher(
     return teacher, info
 
 
-def teacher_and_test_set(
-    cfg: TeacherConfig,
-    data: str,
-    test_data: str | None,
-    out_dir: Path,
-    device: str | torch.device = "cpu",
-    check: Callable[[nn.Module], None] | None = None,
-):
-    """What a data-free method starts from: ``(teacher, info, test)``, the frozen teacher of
-    :func:`obtain_frozen_teacher` (trained once on ``data``, on the main process of a launch, the
-    others load it) and the real test set its student is scored on (:func:`load_test_set`).
-    ``check(teacher)`` runs before the test set is read (e.g. the method's BatchNorm requirement),
-    so the error about the teacher itself comes first."""
+def open_data_free_run(cfg, out: Path, check: Callable[[nn.Module], None] | None = None):
+    """What a data-free method (CAKE, DeepInversion, DDIS) starts from, for a config with ``teacher``,
+    ``data``, ``test_data`` and ``device``: returns ``(cfg, run, device, teacher, info, test)``.
+
+    ``cfg`` comes back with the teacher settings derived from the data (:func:`resolve_teacher`) and
+    is written to ``run``'s ``config.yaml``; ``teacher`` is frozen (:func:`obtain_frozen_teacher`,
+    trained once on ``data`` on the main process of a launch, the others load it); ``check(teacher)``
+    runs before the test set is read (e.g. the method's BatchNorm requirement), so an error about the
+    teacher itself comes first; ``test`` is the real test set the student is scored on
+    (:func:`load_test_set`).
+    """
+    from .runs import Run
+
+    cfg = resolve_teacher(cfg, cfg.data, cfg.test_data)
+    run = Run(out, cfg)
+    device = resolve_device(cfg.device)
     with processes().main_first():
-        teacher, info = obtain_frozen_teacher(cfg, out_dir, device, data)
+        teacher, info = obtain_frozen_teacher(cfg.teacher, run.dir, device, cfg.data)
     if check is not None:
         check(teacher)
-    return teacher, info, load_test_set(test_data, info, user_teacher=cfg.path is not None, data=data)
+    test = load_test_set(cfg.test_data, info, user_teacher=cfg.teacher.path is not None, data=cfg.data)
+    return cfg, run, device, teacher, info, test
 
 
 def run_teacher(cfg: TeacherRunConfig, out: Path) -> dict:

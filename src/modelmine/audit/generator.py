@@ -91,16 +91,13 @@ def _read_json(path: Path) -> Any:
 def read_tckr_run(run_dir: Path) -> tuple[str, Path, dict]:
     """A finished TCKR run's generator (from ``config.yaml``, ``yaml.safe_load``), LoRA folder and
     member split (``split.json``); one-line UserErrors for anything else."""
-    import yaml
+    from ..config import read_yaml_mapping
 
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise UserError(f"{run_dir} is not a TCKR run folder (no config.yaml)")
-    try:
-        tcfg = yaml.safe_load(cfg_path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{cfg_path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(tcfg, dict) or "generator" not in tcfg:
+    tcfg = read_yaml_mapping(cfg_path, "TCKR config")
+    if "generator" not in tcfg:
         raise UserError(f"{cfg_path} is not a TCKR config (needs a generator: key)")
     split_path = run_dir / "split.json"
     if not split_path.is_file():

@@ -82,10 +82,10 @@ import torch.nn.functional as F
 from ..classifiers import predict_logits
 from ..data import quantize
 from ..distill import StudentConfig, distill_synthetic_batches
-from ..distributed import processes, resolve_device
+from ..distributed import processes
 from ..errors import UserError
-from ..runs import Run, synthesize_merged
-from ..teacher import TeacherConfig, resolve_teacher, teacher_and_test_set
+from ..runs import synthesize_merged
+from ..teacher import TeacherConfig, open_data_free_run, resolve_teacher
 
 
 @dataclass
@@ -259,9 +259,7 @@ def run(cfg: CakeConfig, out: Path) -> dict:
     torch.manual_seed(cfg.seed)
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
     cfg = resolve_sizes(cfg)
-    run_ = Run(out, cfg)
-    device = resolve_device(cfg.device)
-    teacher, info, test = teacher_and_test_set(cfg.teacher, cfg.data, cfg.test_data, run_.dir, device)
+    cfg, run_, device, teacher, info, test = open_data_free_run(cfg, out)
     shape = (info.in_channels, info.image_size, info.image_size)
 
     def make_batch(i: int) -> dict[str, torch.Tensor]:

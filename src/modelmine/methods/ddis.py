@@ -535,9 +535,9 @@ def run(cfg: DdisConfig, out: Path) -> dict:
     """`modelmine ddis`: CAT training, generation (DDIS + ablations), students, quality metrics."""
     from ..bn_statistics import require_batchnorm
     from ..classifiers import predict_logits
-    from ..distributed import processes, resolve_device
-    from ..runs import Run, run_tasks
-    from ..teacher import resolve_teacher, teacher_and_test_set
+    from ..distributed import processes
+    from ..runs import run_tasks
+    from ..teacher import open_data_free_run
 
     t_start = time.time()
     torch.set_num_threads(max(1, cfg.threads))
@@ -547,13 +547,11 @@ def run(cfg: DdisConfig, out: Path) -> dict:
     if cfg.dag_step < 0 or cfg.dag_scale < 0:
         raise UserError(f"dag_step and dag_scale must be >= 0, got {cfg.dag_step} and {cfg.dag_scale}")
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
-    cfg = resolve_teacher(cfg, cfg.data)
-    run_ = Run(out, cfg)
-    device = resolve_device(cfg.device)
-    teacher, info, test = teacher_and_test_set(
-        cfg.teacher, cfg.data, cfg.test_data, run_.dir, device,
+    cfg, run_, device, teacher, info, test = open_data_free_run(
+        cfg,
+        out,
         check=lambda t: require_batchnorm(t, "DAG", DAG_INSTEAD) if cfg.dag else None,  # before any work
-    )  # fmt: skip
+    )
     allowed = [v for v in VARIANTS if (cfg.dag or not USES[v][0]) and (cfg.cat or not USES[v][1])]
     main_variant = next(v for v in VARIANTS if USES[v] == (cfg.dag, cfg.cat))
     variants = allowed if cfg.ablations else [main_variant]

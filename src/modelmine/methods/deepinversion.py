@@ -67,9 +67,9 @@ from ..bn_statistics import BNStatistics, require_batchnorm
 from ..classifiers import predict_logits
 from ..data import quantize
 from ..distill import StudentConfig, distill_synthetic_batches
-from ..distributed import processes, resolve_device
-from ..runs import Run, synthesize_merged
-from ..teacher import TeacherConfig, resolve_teacher, teacher_and_test_set
+from ..distributed import processes
+from ..runs import synthesize_merged
+from ..teacher import TeacherConfig, open_data_free_run
 
 
 @dataclass
@@ -177,13 +177,11 @@ def run(cfg: DeepInversionConfig, out: Path) -> dict:
     """
     torch.manual_seed(cfg.seed)
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
-    cfg = resolve_teacher(cfg, cfg.data)
-    run_ = Run(out, cfg)
-    device = resolve_device(cfg.device)
-    teacher, info, test = teacher_and_test_set(
-        cfg.teacher, cfg.data, cfg.test_data, run_.dir, device,
+    cfg, run_, device, teacher, info, test = open_data_free_run(
+        cfg,
+        out,
         check=lambda t: require_batchnorm(t, "DeepInversion"),  # no BatchNorm: the one-line error
-    )  # fmt: skip
+    )
     shape = (info.in_channels, info.image_size, info.image_size)
 
     def make_batch(i: int) -> dict[str, torch.Tensor]:
