@@ -234,6 +234,7 @@ def teacher_lines(r: Results, name: str) -> list[str]:
     lines += para(
         f"Mean {t['teacher_acc_mean']:.3f}, minimum {t['teacher_acc_min']:.3f};",
         f"longest training {t['train_seconds_max']:.0f} s.",
+        f"Note: {t['note']}." if t.get("note") else "",
     )
     cmd = "python benchmarks/teacher_bench.py --seeds 0 1 2 --threads 2" + (
         f" --data {data}" if data != "digits" else ""

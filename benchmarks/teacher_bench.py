@@ -26,6 +26,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--data", default="digits")
+    ap.add_argument("--note", default="", help="conditions worth knowing, e.g. a CPU shared with other jobs")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     name = "teacher.json" if args.data == "digits" else f"teacher_{args.data}.json"
@@ -52,6 +53,7 @@ def main() -> None:
     accs = [r["teacher_acc"] for r in rows]
     result = {
         "data": args.data,
+        **({"note": args.note} if args.note else {}),
         "num_train": len(train),
         "image_size": cfg.image_size,
         "preset": cfg.preset,
