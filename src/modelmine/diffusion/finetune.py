@@ -39,7 +39,7 @@ from ..distributed import resolve_device
 from ..errors import UserError
 from ..report import save_grid
 from ..runs import Run, atomic_torch_save, atomic_write_text, non_finite, read_header
-from .generator import LORA_WEIGHTS, Generator
+from .generator import LORA_WEIGHTS, Generator, check_serves
 from .pretrain import train_step
 from .sampler import sample_batched
 
@@ -333,7 +333,9 @@ def load_training_set(cfg: FinetuneConfig, gen: Generator) -> tuple[ImageSet, li
         data = load_builtin(cfg.data, "train", gen.image_size)
         data.images = fit_to(data.images, gen.image_size, gen.channels)
     else:
-        data = load_image_folder(cfg.data, size=gen.image_size, channels=gen.channels)
+        data = load_image_folder(cfg.data, size=gen.image_size)  # its own channels: RGB on grey stops
+        check_serves(gen.channels, data.images.shape[1], cfg.generator)
+        data.images = fit_to(data.images, gen.image_size, gen.channels)
     if len(data) == 0:
         raise UserError("fine-tuning data is empty")
     return data, tckr_prompts(data.class_names, data.labels, captions_for(data, cfg.captioner))
@@ -347,10 +349,11 @@ def run(cfg: FinetuneConfig, out: Path) -> dict:
     torch.set_num_threads(max(1, cfg.threads))
     if cfg.lr is None:  # resolved before config.yaml is written
         cfg = dataclasses.replace(cfg, lr=1e-3 if cfg.mode == "lora" else 1e-4)
+    gen = Generator.from_pretrained(cfg.generator)
+    data, prompts = load_training_set(cfg, gen)  # before the run folder: data it cannot serve stops
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
-    gen = Generator.from_pretrained(cfg.generator).to(device)
-    data, prompts = load_training_set(cfg, gen)
+    gen = gen.to(device)
     lr = cfg.lr
 
     prior = None
