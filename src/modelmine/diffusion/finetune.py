@@ -37,7 +37,7 @@ from ..captioning import captions_for, tckr_prompts
 from ..data import ImageSet, fit_to, is_builtin, load_builtin, load_image_folder
 from ..distributed import resolve_device
 from ..errors import UserError
-from ..report import save_grid
+from ..report import GRID_MAX_CLASSES, save_grid
 from ..runs import Run, atomic_torch_save, atomic_write_text, non_finite, read_header
 from .generator import LORA_WEIGHTS, Generator, check_serves
 from .pretrain import train_step
@@ -369,7 +369,7 @@ def run(cfg: FinetuneConfig, out: Path) -> dict:
         gen, folder, cfg.mode, data.images, prompts, settings, checkpoint=run_.dir / "checkpoint.pt",
         device=device, source=cfg.generator,
     )  # fmt: skip
-    names = data.class_names
+    names = data.class_names[:GRID_MAX_CLASSES]  # one column per class
     grid_prompts = [cfg.sample_prompt.format(c=names[k % len(names)]) for k in range(len(names) * 4)]
     grid = sample_batched(
         gen, grid_prompts, batch_size=64, seed=cfg.seed, steps=gen.defaults.get("steps", 30),
