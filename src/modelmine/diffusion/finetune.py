@@ -319,7 +319,7 @@ class FinetuneConfig:
     prior_preservation: bool = False  # full mode: DreamBooth prior-preservation loss
     prior_weight: float = 1.0
     prior_images_per_class: int = 50
-    class_prompt: str = "a photo of digit {c}"  # prompt of the prior images
+    class_prompt: str | None = None  # prompt of the prior images; None: the generator's or "a photo of {c}"
     sample_prompt: str = "{c}"  # grid prompt after training ({c} = class name)
     seed: int = 0
     threads: int = 1
@@ -350,6 +350,8 @@ def run(cfg: FinetuneConfig, out: Path) -> dict:
     if cfg.lr is None:  # resolved before config.yaml is written
         cfg = dataclasses.replace(cfg, lr=1e-3 if cfg.mode == "lora" else 1e-4)
     gen = Generator.from_pretrained(cfg.generator)
+    if cfg.class_prompt is None:  # the prompt the generator was trained with names what it makes
+        cfg = dataclasses.replace(cfg, class_prompt=gen.defaults.get("prompt", "a photo of {c}"))
     data, prompts = load_training_set(cfg, gen)  # before the run folder: data it cannot serve stops
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)

@@ -113,9 +113,10 @@ def load_train_data(cfg: ExtractConfig, size: int, channels: int):
     if cfg.prompt is not None and not cfg.prompt.strip():
         raise UserError("--prompt is empty; give the instance prompt the model was fine-tuned with")
     if cfg.data is None:
-        if not 0 <= cfg.train_class <= 9:
-            raise UserError(f"train_class must be a digit 0-9, got {cfg.train_class}")
         sets = {s: load_digits(s, size) for s in ("train", "heldout", "test")}
+        k = sets["train"].num_classes
+        if not 0 <= cfg.train_class < k:
+            raise UserError(f"train_class must be a class index 0..{k - 1}, got {cfg.train_class}")
         train, heldout, test = (d.images[d.labels == cfg.train_class] for d in sets.values())
         n = cfg.num_train_images
         if not 1 <= n < len(train):
