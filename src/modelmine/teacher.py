@@ -23,7 +23,6 @@ from .classifiers import (
     check_compatible,
     evaluate,
     load_classifier,
-    read_classifier_info,
     save_classifier,
     train_classifier,
 )
@@ -112,22 +111,19 @@ def data_train_size(data: str, test_data: str | None = None) -> int:
     return n if test_data is not None else n - max(1, int(n * 0.2 + 1e-9))
 
 
-def resolve_teacher(cfg, data: str, test_data: str | None = None, model: str | None = None):
+def resolve_teacher(cfg, data: str, test_data: str | None = None):
     """``cfg`` (any config with a ``teacher`` section) with the teacher settings that depend on the
     data filled in, before ``config.yaml`` is written: ``image_size`` (a given teacher file's own,
-    else the input size of ``model``, a classifier whose recipe the teacher repeats, e.g. an audit's
-    target, else the size of the data the default teacher trains on) and ``epochs`` (about
+    else the size of the data the default teacher trains on) and ``epochs`` (about
     :data:`TEACHER_STEPS` optimiser steps on that data)."""
     import dataclasses
 
     t = cfg.teacher
     if t.image_size is None:
-        size = load_classifier(t.path, t.preset)[1].image_size if t.path is not None else None
-        if size is None and model is not None:
-            info = read_classifier_info(model, t.preset)
-            # torchvision / timm models take any size (their file may not record one): the data's then
-            size = None if info.preset.startswith(("torchvision:", "timm:")) else info.image_size
-        t = dataclasses.replace(t, image_size=size if size is not None else data_image_size(data))
+        size = (
+            load_classifier(t.path, t.preset)[1].image_size if t.path is not None else data_image_size(data)
+        )
+        t = dataclasses.replace(t, image_size=size)
     if t.epochs is None:
         steps_per_epoch = max(1, math.ceil(max(1, data_train_size(data, test_data)) / t.batch_size))
         t = dataclasses.replace(t, epochs=max(1, round(TEACHER_STEPS / steps_per_epoch)))

@@ -406,7 +406,7 @@ def prepare_audit(cfg, out: Path, resumable: tuple[str, ...] = ()) -> AuditData 
     from ..teacher import obtain_teacher, resolve_teacher
 
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
-    cfg = resolve_teacher(cfg, cfg.population, model=cfg.target)  # at the target's input size
+    cfg = resolve_teacher(cfg, cfg.population)
     run_ = Run(out, cfg, resumable=resumable)
     device = resolve_device(cfg.device)
     check_sources(cfg)
