@@ -224,18 +224,18 @@ def test_audit(command, name, folders, teachers, tmp_path):
     assert m["num_members"] + m["num_nonmembers"] == len(load_image_folder(folder))
 
 
-def test_audit_reference_models_take_the_targets_size(folders, tmp_path):
-    """A target trained at another size than the folder's: the audit derives its size from the target."""
+def test_audit_of_a_target_at_another_size(folders, tmp_path, capsys):
+    """A target trained at another size than its folder's: the audit says how to resize the population."""
     folder, target = folders["grey"], tmp_path / "teacher"
     assert main(["teacher", "--out", str(target), "--data", str(folder), "--set", "teacher.image_size=16",
                  *TINY_TEACHER]) == 0  # fmt: skip
     members = tmp_path / "members.txt"
     members.write_text("".join(f"{f}\n" for f in _members(folder)))
+    args = ["audit", "lira", "--target", str(target / "teacher.safetensors"), "--population", str(folder),
+            "--members", str(members), "--shadows", "2", *TINY_TEACHER]  # fmt: skip
+    _stops([*args, "--out", str(tmp_path / "stop")], capsys, "12x12", "--set teacher.image_size=16")
     out = tmp_path / "lira"
-    args = ["audit", "lira", "--out", str(out), "--target", str(target / "teacher.safetensors"),
-            "--population", str(folder), "--members", str(members), "--shadows", "2",
-            *TINY_TEACHER]  # fmt: skip
-    assert main(args) == 0
+    assert main([*args, "--out", str(out), "--set", "teacher.image_size=16"]) == 0
     assert _config(out)["teacher"]["image_size"] == 16 and "auc" in _metrics(out)
 
 
