@@ -445,9 +445,10 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, **kw)
 
 
 def check_compatible(
-    info: ClassifierInfo, image_shape: tuple[int, int, int], num_classes: int, what: str
+    info: ClassifierInfo, image_shape: tuple[int, int, int], num_classes: int, what: str, size_hint: str = ""
 ) -> None:
-    """One-line errors for data that does not fit a classifier (class count, channels, size)."""
+    """One-line errors for data that does not fit a classifier (class count, channels, size);
+    ``size_hint`` ends the size error (what to pass instead)."""
     if info.num_classes != num_classes:
         raise UserError(f"{what} has {num_classes} classes but the classifier outputs {info.num_classes}")
     c, h, w = image_shape
@@ -455,5 +456,5 @@ def check_compatible(
         raise UserError(f"{what} has {c}-channel images but the classifier expects {info.in_channels}")
     if not info.preset.startswith(("torchvision:", "timm:")) and (h, w) != (info.image_size, info.image_size):
         raise UserError(
-            f"{what} images are {h}x{w} but the classifier expects {info.image_size}x{info.image_size}"
+            f"{what} images are {h}x{w} but the classifier expects {info.image_size}x{info.image_size}{size_hint}"
         )

@@ -37,6 +37,24 @@ def save_grid(
     atomic_write_bytes(path, buf.getvalue())
 
 
+# A class grid shows the first this many classes (one column each): enough to judge the samples,
+# small enough to stay legible with hundreds of classes.
+GRID_MAX_CLASSES = 16
+
+
+def class_grid_index(targets: torch.Tensor, rows: int = 8) -> tuple[torch.Tensor, int]:
+    """Indices of a sample grid with one column per class, from the classes ``targets`` ``(N,)``:
+    the first :data:`GRID_MAX_CLASSES` classes that occur, each with as many samples (up to
+    ``rows``) as the rarest of them has, row-major. Returns ``(index (rows * columns,), columns)``
+    for ``save_grid(path, images[index], nrow=columns)``."""
+    classes = targets.unique()[:GRID_MAX_CLASSES]  # sorted
+    if len(classes) == 0:
+        return torch.zeros(0, dtype=torch.long), 1
+    m = min(rows, int(torch.bincount(targets)[classes].min()))
+    picks = torch.stack([torch.nonzero(targets == c).squeeze(1)[:m] for c in classes.tolist()], 1)  # (m, K)
+    return picks.flatten(), len(classes)
+
+
 def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
     """Rows of dicts -> a GitHub markdown table (floats to 4 significant digits)."""
     if not rows:

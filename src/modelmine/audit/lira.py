@@ -435,7 +435,8 @@ def prepare_audit(cfg, out: Path, resumable: tuple[str, ...] = ()) -> AuditData 
     if target is None:
         with procs.main_first():  # trained once; the other processes load it
             target, info = obtain_teacher(cfg.teacher, run_.dir, None, device)
-    check_compatible(info, tuple(population.images.shape[1:]), population.num_classes, "population")
+    resize = f"; pass --set teacher.image_size={info.image_size} to resize it to the target's input"
+    check_compatible(info, tuple(population.images.shape[1:]), population.num_classes, "population", resize)
     views = make_views(population.images, cfg.query_flip)
     t0 = time.time()
     if procs.count > 1:  # each process trains shadows index, index + count, ...; the main one scores

@@ -37,9 +37,9 @@ from ..captioning import captions_for, tckr_prompts
 from ..data import ImageSet, fit_to, is_builtin, load_builtin, load_image_folder
 from ..distributed import resolve_device
 from ..errors import UserError
-from ..report import save_grid
+from ..report import GRID_MAX_CLASSES, save_grid
 from ..runs import Run, atomic_torch_save, atomic_write_text, non_finite, read_header
-from .generator import LORA_WEIGHTS, Generator
+from .generator import LORA_WEIGHTS, Generator, check_serves
 from .pretrain import train_step
 from .sampler import sample_batched
 
@@ -319,7 +319,7 @@ class FinetuneConfig:
     prior_preservation: bool = False  # full mode: DreamBooth prior-preservation loss
     prior_weight: float = 1.0
     prior_images_per_class: int = 50
-    class_prompt: str = "a photo of digit {c}"  # prompt of the prior images
+    class_prompt: str | None = None  # prompt of the prior images; None: the generator's or "a photo of {c}"
     sample_prompt: str = "{c}"  # grid prompt after training ({c} = class name)
     seed: int = 0
     threads: int = 1
@@ -333,7 +333,9 @@ def load_training_set(cfg: FinetuneConfig, gen: Generator) -> tuple[ImageSet, li
         data = load_builtin(cfg.data, "train", gen.image_size)
         data.images = fit_to(data.images, gen.image_size, gen.channels)
     else:
-        data = load_image_folder(cfg.data, size=gen.image_size, channels=gen.channels)
+        data = load_image_folder(cfg.data, size=gen.image_size)  # its own channels: RGB on grey stops
+        check_serves(gen.channels, data.images.shape[1], cfg.generator)
+        data.images = fit_to(data.images, gen.image_size, gen.channels)
     if len(data) == 0:
         raise UserError("fine-tuning data is empty")
     return data, tckr_prompts(data.class_names, data.labels, captions_for(data, cfg.captioner))
@@ -347,10 +349,13 @@ def run(cfg: FinetuneConfig, out: Path) -> dict:
     torch.set_num_threads(max(1, cfg.threads))
     if cfg.lr is None:  # resolved before config.yaml is written
         cfg = dataclasses.replace(cfg, lr=1e-3 if cfg.mode == "lora" else 1e-4)
+    gen = Generator.from_pretrained(cfg.generator)
+    if cfg.class_prompt is None:  # the prompt the generator was trained with names what it makes
+        cfg = dataclasses.replace(cfg, class_prompt=gen.defaults.get("prompt", "a photo of {c}"))
+    data, prompts = load_training_set(cfg, gen)  # before the run folder: data it cannot serve stops
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
-    gen = Generator.from_pretrained(cfg.generator).to(device)
-    data, prompts = load_training_set(cfg, gen)
+    gen = gen.to(device)
     lr = cfg.lr
 
     prior = None
@@ -366,7 +371,7 @@ def run(cfg: FinetuneConfig, out: Path) -> dict:
         gen, folder, cfg.mode, data.images, prompts, settings, checkpoint=run_.dir / "checkpoint.pt",
         device=device, source=cfg.generator,
     )  # fmt: skip
-    names = data.class_names
+    names = data.class_names[:GRID_MAX_CLASSES]  # one column per class
     grid_prompts = [cfg.sample_prompt.format(c=names[k % len(names)]) for k in range(len(names) * 4)]
     grid = sample_batched(
         gen, grid_prompts, batch_size=64, seed=cfg.seed, steps=gen.defaults.get("steps", 30),

@@ -432,6 +432,22 @@ def _geometry(unet: Mapping[str, Any], vae: Mapping[str, Any] | None) -> tuple[i
     return int(size) * 2 ** (len(vae["block_out_channels"]) - 1), int(vae["in_channels"])
 
 
+def check_serves(
+    channels: int, data_channels: int, source: str = "embedded", flag: str = "--generator"
+) -> None:
+    """A one-line UserError where a generator that makes ``channels``-channel images would have to be
+    fine-tuned on ``data_channels``-channel ones it cannot make: RGB images on a grey generator would
+    be averaged to grey, and whatever is learned from them (a TCKR student, a FineXtract success
+    rate) would describe other data. Grey images on an RGB generator are served: their three equal
+    channels lose nothing. ``source`` names the generator, ``flag`` the option that replaces it."""
+    if data_channels > channels:
+        which = "the embedded generator" if source == "embedded" else f"the generator {source}"
+        raise UserError(
+            f"{which} makes {channels}-channel images and this data is RGB; pass {flag} with an RGB model "
+            "(e.g. a Stable Diffusion folder), or convert the images to grey"
+        )
+
+
 # ------------------------------------------------------------------------------------------------
 # checkpoints from elsewhere: safetensors only
 # ------------------------------------------------------------------------------------------------

@@ -493,7 +493,7 @@ def variant_metrics(
     the prompted class, the student's test accuracy; writes ``grid_<variant>.png``."""
     from ..classifiers import load_classifier, predict_logits
     from ..metrics import classifier_features, frechet_distance, precision_recall
-    from ..report import save_grid
+    from ..report import class_grid_index, save_grid
 
     features_model, _ = load_classifier(run_.dir / "feature_classifier.safetensors")
     extract = classifier_features(features_model, device=device)
@@ -514,9 +514,8 @@ def variant_metrics(
             f"{p}student_acc": s_acc.item(),
             f"{p}synthesis_seconds": float(b["seconds"]),
         }
-        k = min(info.num_classes, 10)
-        picks = torch.cat([torch.nonzero(b["targets"] == c).squeeze(1)[:8] for c in range(k)])
-        save_grid(run_.path(f"grid_{v}.png"), b["images"][picks.view(k, -1).T.flatten()], nrow=k)
+        index, columns = class_grid_index(b["targets"])  # up to 8 per class, one class per column
+        save_grid(run_.path(f"grid_{v}.png"), b["images"][index], nrow=columns)
     return metrics
 
 

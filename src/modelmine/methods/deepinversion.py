@@ -68,6 +68,7 @@ from ..classifiers import predict_logits
 from ..data import quantize
 from ..distill import StudentConfig, distill_synthetic_batches
 from ..distributed import processes
+from ..report import class_grid_index
 from ..runs import synthesize_merged
 from ..teacher import TeacherConfig, open_data_free_run
 
@@ -193,14 +194,9 @@ def run(cfg: DeepInversionConfig, out: Path) -> dict:
     batches = synthesize_merged(run_, cfg.num_batches, make_batch, procs)
     if batches is None:  # another process of a launch: its batches are written, the main one distills
         return {}
-    k = min(info.num_classes, 10)
-
-    def grid(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Up to 8 samples of each of the first ``k`` classes, one class per column."""
-        m = min(8, *[int((targets == c).sum()) for c in range(k)])
-        picks = torch.stack([torch.nonzero(targets == c).squeeze(1)[:m] for c in range(k)], 1)  # (m, k)
-        return images[picks.flatten()]
-
+    # up to 8 samples of each class, one class per column
+    index, columns = class_grid_index(torch.cat([b["targets"] for b in batches]))
     return distill_synthetic_batches(
-        run_, teacher, info, batches, test, cfg.student, grid=grid, nrow=k, seed=cfg.seed, device=device
-    )
+        run_, teacher, info, batches, test, cfg.student, grid=lambda images, targets: images[index],
+        nrow=columns, seed=cfg.seed, device=device,
+    )  # fmt: skip

@@ -69,7 +69,7 @@ import torch
 from ..audit import extraction
 from ..data import fit_to, load_digits, load_image_folder
 from ..diffusion.finetune import UNET_LORA_TARGETS, TrainSettings, finetune_or_load, load_lora
-from ..diffusion.generator import Generator, checkpoint_kind, refuse_pickle
+from ..diffusion.generator import Generator, check_serves, checkpoint_kind, refuse_pickle
 from ..distributed import Shard, processes, resolve_device
 from ..errors import UserError
 from ..report import save_grid
@@ -133,9 +133,10 @@ def load_train_data(cfg: ExtractConfig, size: int, channels: int):
     if cfg.prompt is not None and not cfg.prompt.strip():
         raise UserError("--prompt is empty; give the instance prompt the model was fine-tuned with")
     if cfg.data is None:
-        if not 0 <= cfg.train_class <= 9:
-            raise UserError(f"train_class must be a digit 0-9, got {cfg.train_class}")
         sets = {s: load_digits(s, size) for s in ("train", "heldout", "test")}
+        k = sets["train"].num_classes
+        if not 0 <= cfg.train_class < k:
+            raise UserError(f"train_class must be a class index 0..{k - 1}, got {cfg.train_class}")
         train, heldout, test = (d.images[d.labels == cfg.train_class] for d in sets.values())
         n = cfg.num_train_images
         if not 1 <= n < len(train):
@@ -144,12 +145,13 @@ def load_train_data(cfg: ExtractConfig, size: int, channels: int):
         nonmembers = fit_to(torch.cat([train[n:], heldout, test]), size, channels)
         prompt = (cfg.prompt or EMBEDDED_PROMPT).replace("{c}", sets["train"].class_names[cfg.train_class])
     else:
-        data = load_image_folder(cfg.data, size=size, channels=channels)
+        data = load_image_folder(cfg.data, size=size)  # its own channels: RGB on a grey base stops
         if len(data) == 0:
             raise UserError(f"{cfg.data} holds no images")
+        check_serves(channels, data.images.shape[1], cfg.base, "--base")
         if cfg.prompt is None:
             raise UserError("give the instance prompt the model was fine-tuned with: --prompt '...'")
-        images, prompt, nonmembers = data.images, cfg.prompt, None
+        images, prompt, nonmembers = fit_to(data.images, size, channels), cfg.prompt, None
     if cfg.heldout_data is not None:
         nonmembers = load_image_folder(cfg.heldout_data, size=size, channels=channels).images
     return images, prompt, nonmembers

@@ -363,6 +363,7 @@ def run(cfg: TckrConfig, out: Path) -> dict:
     ``tradeoff.png``, ``roc.png`` and ``metrics.json``."""
     from ..classifiers import check_compatible, load_classifier
     from ..data import describe_members
+    from ..diffusion.generator import Generator, check_serves
     from ..distributed import processes, resolve_device
     from ..runs import Run, atomic_write_text, run_tasks
 
@@ -371,11 +372,13 @@ def run(cfg: TckrConfig, out: Path) -> dict:
     _check(cfg)
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
     cfg = resolve_teacher(cfg, cfg.data, cfg.test_data)
-    run_ = Run(out, cfg)
-    device = resolve_device(cfg.device)
     train, test, heldout = load_private(cfg, cfg.teacher.image_size)
     if len(train) < 2:
         raise UserError("TCKR needs at least 2 private training images")
+    # the LoRA is fine-tuned on the private images themselves: RGB ones on a grey generator stop here
+    check_serves(Generator.geometry(cfg.generator)[1], train.images.shape[1], cfg.generator)
+    run_ = Run(out, cfg)
+    device = resolve_device(cfg.device)
     if cfg.teacher.path is not None:
         _, info = load_classifier(cfg.teacher.path, cfg.teacher.preset)
         check_compatible(info, train.image_shape, train.num_classes, "private data")
