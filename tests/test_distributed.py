@@ -101,3 +101,15 @@ def test_tckr_generation_and_shadows_on_two_processes_equal_one(tmp_path):
         for name in names:
             a, b = load_tensors(one / folder / name), load_tensors(two / folder / name)
             assert all(torch.equal(a[k], b[k]) for k in a if k != "seconds"), (folder, name)
+
+
+@pytest.mark.skipif(ACCELERATE is None, reason="accelerate CLI not installed")
+def test_audit_membership_shadows_on_two_processes_equal_one(tmp_path):
+    args = ["--shadows", "3", "--set", "teacher.epochs=1", "--set", "teacher.preset=mlp",
+            "--set", "teacher.image_size=8", "--set", "device=cpu"]  # fmt: skip
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["audit", "membership", "--out", str(one), *args]) == 0
+    _launch(["audit", "membership", "--out", str(two), *args])
+    assert _metrics(one) == _metrics(two)
+    names = sorted(p.name for p in (one / "shadows").glob("*.safetensors"))
+    assert len(names) == 3 and names == sorted(p.name for p in (two / "shadows").glob("*.safetensors"))

@@ -420,7 +420,7 @@ def prepare_audit(cfg, out: Path, resumable: tuple[str, ...] = ()) -> AuditData 
     """
     from ..classifiers import check_compatible, load_classifier
     from ..distributed import processes, resolve_device
-    from ..runs import Run
+    from ..runs import Run, run_phase
     from ..teacher import obtain_teacher, resolve_teacher
 
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
@@ -439,13 +439,22 @@ def prepare_audit(cfg, out: Path, resumable: tuple[str, ...] = ()) -> AuditData 
     check_compatible(info, tuple(population.images.shape[1:]), population.num_classes, "population", resize)
     views = make_views(population.images, cfg.query_flip)
     t0 = time.time()
+    shadows = run_.path("shadows")
     if procs.count > 1:  # each process trains shadows index, index + count, ...; the main one scores
-        rows = procs.shard.items(cfg.num_shadows)
-        train_shadows(population, keep, cfg.teacher, run_.path("shadows"), views, device, rows=rows)
-        procs.barrier()
+        mine = (
+            population,
+            keep,
+            cfg.teacher,
+            shadows,
+            views,
+            device,
+            True,
+            procs.shard.items(cfg.num_shadows),
+        )
+        run_phase(procs, [], [(train_shadows, mine)])
         if not procs.is_main:
             return None
-    shadow_logits = train_shadows(population, keep, cfg.teacher, run_.path("shadows"), views, device)
+    shadow_logits = train_shadows(population, keep, cfg.teacher, shadows, views, device)  # all, on disk
     return AuditData(
         run_, population, is_member, keep, shadow_logits, query_views(target, views, device), time.time() - t0
     )
