@@ -140,3 +140,19 @@ def test_full_mode_keeps_new_words_in_the_saved_generator(tmp_path, whole_encode
     saved = Generator.from_pretrained(str(tmp_path / "embedded_generator.safetensors"))
     with torch.no_grad():
         assert torch.allclose(saved.encode_prompt(PROMPTS), gen.encode_prompt(PROMPTS), atol=1e-6)
+
+
+def test_ddis_names_unknown_class_words(tmp_path, capsys):
+    from modelmine.diffusion.generator import Generator
+    from modelmine.methods.ddis import DdisConfig, note_unknown_class_words
+
+    path = tmp_path / "embedded_generator.safetensors"
+    tiny().save_embedded(path)
+    assert Generator.load_tokenizer(str(path))(KNOWN).input_ids == tiny().tokenizer(KNOWN).input_ids
+    assert note_unknown_class_words(DdisConfig(generator=str(path)), ["three", "seven"]) == []
+    assert capsys.readouterr().err == ""
+    cfg = DdisConfig(generator=str(path), plain_prompt="a {c} on grass")
+    assert note_unknown_class_words(cfg, ["brick", "three"]) == ["brick", "grass"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'brick', 'grass'" in err[0]
+    assert note_unknown_class_words(DdisConfig(generator=str(tmp_path / "missing")), ["brick"]) == []
