@@ -13,7 +13,10 @@
   from the class prompt are mixed into every batch with loss weight ``prior_weight``.
 
 TCKR fine-tunes on ``"<class>: <caption>"`` prompts (:func:`modelmine.captioning.tckr_prompts`);
-folders without ``metadata.jsonl`` are captioned by the configured captioner. The loss is the
+folders without ``metadata.jsonl`` are captioned by the configured captioner. Prompt words the
+tokenizer does not know (``"brick"`` for the embedded word-level tokenizer; never with CLIP's BPE)
+become new tokens whose embedding rows train with the fine-tuning, DreamBooth-identifier style
+(:mod:`modelmine.diffusion.tokens`), saved beside the LoRA as ``learned_embeds.safetensors``. The loss is the
 standard epsilon-prediction MSE (:func:`modelmine.diffusion.pretrain.train_step`).
 Deviation: no learning-rate warm-up, no SNR weighting, a fixed number of steps.
 """
@@ -39,6 +42,7 @@ from ..distributed import resolve_device
 from ..errors import UserError
 from ..report import GRID_MAX_CLASSES, save_grid
 from ..runs import Run, atomic_torch_save, atomic_write_text, non_finite, read_header
+from . import tokens
 from .generator import LORA_WEIGHTS, Generator, check_serves
 from .pretrain import train_step
 from .sampler import sample_batched
@@ -121,7 +125,8 @@ def save_lora(unet: torch.nn.Module, out_dir: str | Path, adapter_name: str = "d
 
 
 def load_lora(gen: Generator, path: str | Path, adapter_name: str = "default") -> None:
-    """Load a diffusers-format LoRA (a folder or the ``.safetensors`` file) into ``gen.unet``."""
+    """Load a diffusers-format LoRA (a folder or the ``.safetensors`` file) into ``gen.unet``, and the
+    new words' rows saved beside it (``learned_embeds.safetensors``) into the tokenizer and text encoder."""
     from diffusers.loaders import StableDiffusionLoraLoaderMixin
 
     p = Path(path)
@@ -152,6 +157,8 @@ def load_lora(gen: Generator, path: str | Path, adapter_name: str = "default") -
     except (ValueError, KeyError, TypeError, RuntimeError, OSError) as e:
         raise UserError(f"cannot load LoRA {p}: {str(e).splitlines()[0]}") from None
     gen.unet.to(gen.device)
+    if (p.parent / tokens.LEARNED_EMBEDS).is_file():
+        tokens.load_new_words(gen, p.parent / tokens.LEARNED_EMBEDS)
 
 
 _LORA_KEY = re.compile(r"^unet\.(?P<module>.+)\.(?P<part>lora_A|lora_B|lora\.down|lora\.up)\.weight$")
@@ -262,7 +269,9 @@ def finetune_or_load(
     .safetensors``. Full: ``gen``'s UNet (and text encoder if asked) is trained in place (pass a
     copy to keep the base) and saved at :func:`finetuned_path`. ``checkpoint`` holds the training
     state while it runs; ``folder/train_info.json`` the summary (``train_seconds``, ``final_loss``,
-    ``trainable_params``).
+    ``trainable_params``; ``new_words`` when some were added). Prompt words the tokenizer maps to its
+    unknown token become new tokens (one note on stderr) whose rows train too (:func:`new_word_rows`);
+    LoRA saves them as ``folder/learned_embeds.safetensors``, a full model holds them itself.
     """
     saved = finetuned_path(gen, folder, mode)
     info_path = folder / "train_info.json"
@@ -283,14 +292,25 @@ def finetune_or_load(
         if settings.train_text_encoder:
             gen.text_encoder.requires_grad_(True)
             params += list(gen.text_encoder.parameters())
+    whole_encoder = mode == "full" and settings.train_text_encoder
+    words, rows = new_word_rows(
+        gen, [*prompts, *(settings.prior[1] if settings.prior else [])], whole_encoder
+    )
+    n_params = sum(p.numel() for p in params) + len(rows) * gen.text_encoder.config.hidden_size
+    if rows:
+        params.append(tokens.token_parameter(gen, rows))
     info = train_unet(
         gen, params, images, prompts, steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr,
         seed=settings.seed, checkpoint=checkpoint, checkpoint_minutes=settings.checkpoint_minutes,
-        prior=settings.prior, prior_weight=settings.prior_weight, device=device,
+        prior=settings.prior, prior_weight=settings.prior_weight, device=device, token_rows=rows,
     )  # fmt: skip
-    info["trainable_params"] = sum(p.numel() for p in params)
+    info["trainable_params"] = n_params
+    if words:
+        info["new_words"] = words
     gen.requires_grad_(False)
     if mode == "lora":
+        if words:  # before the LoRA file, whose presence marks the run done
+            tokens.save_learned_embeds(gen, words, saved)
         save_lora(gen.unet, saved)
     elif gen.vae is None:
         gen.save_embedded(saved, extra={"finetuned_from": source})
@@ -298,6 +318,20 @@ def finetune_or_load(
         gen.save_pretrained(saved)
     atomic_write_text(info_path, json.dumps(info))
     return gen.eval(), info
+
+
+def new_word_rows(
+    gen: Generator, prompts: Sequence[str], whole_encoder: bool = False
+) -> tuple[list[str], list[int]]:
+    """Add the words of ``prompts`` that ``gen``'s tokenizer does not know as new tokens (one note on
+    stderr) and return ``(words, rows to train)``: their ids, or none when the whole text encoder
+    trains anyway (``whole_encoder``)."""
+    words = tokens.unknown_words(gen.tokenizer, prompts)
+    if not words:
+        return [], []
+    ids = tokens.add_new_words(gen, words)
+    tokens.note_new_words(words)
+    return words, [] if whole_encoder else ids
 
 
 # ----------------------------------------------------------------------------------------------
@@ -396,6 +430,7 @@ def train_unet(
     prior: tuple[torch.Tensor, list[str]] | None = None,
     prior_weight: float = 1.0,
     device: str | torch.device = "cpu",
+    token_rows: Sequence[int] = (),
 ) -> dict:
     """Fine-tune ``params`` (LoRA or full weights of ``gen``) on images ``(N, C, H, W)`` in [0, 1] and
     their ``prompts`` with the epsilon-prediction loss, AdamW at a constant ``lr``.
@@ -403,12 +438,15 @@ def train_unet(
     Batches are drawn with replacement from a generator seeded by ``(seed, step)``, so a resumed
     run sees the same batches. ``checkpoint`` (a ``.pt`` of our own, loaded ``weights_only``) is
     written every ``checkpoint_minutes`` and removed at the end. ``prior``: DreamBooth's
-    ``(images, prompts)`` mixed into every step with weight ``prior_weight``. Leaves ``gen`` in
-    eval mode; returns ``train_seconds``, ``final_loss`` (running mean) and ``steps``.
+    ``(images, prompts)`` mixed into every step with weight ``prior_weight``. ``token_rows``: the
+    embedding rows being trained (the embedding weight is in ``params`` with gradients masked by
+    :func:`~modelmine.diffusion.tokens.token_parameter`); every other row is restored after each step.
+    Leaves ``gen`` in eval mode; returns ``train_seconds``, ``final_loss`` (running mean) and ``steps``.
     """
     if len(images) != len(prompts):
         raise UserError(f"{len(images)} images but {len(prompts)} prompts")
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    reference = gen.text_encoder.get_input_embeddings().weight.detach().clone() if token_rows else None
     step, elapsed, running = 0, 0.0, 0.0
     if checkpoint is not None and checkpoint.exists():
         ck = torch.load(checkpoint, map_location=device, weights_only=True)
@@ -433,6 +471,8 @@ def train_unet(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        if reference is not None:
+            tokens.restore_other_rows(gen, token_rows, reference)
         step += 1
         running = loss.item() if step == 1 else 0.95 * running + 0.05 * loss.item()
         elapsed = time.time() - t_start

@@ -289,6 +289,25 @@ class Generator:
         return cls(unet, vae, text_encoder, tokenizer, scheduler, size, channels).eval()
 
     @staticmethod
+    def load_tokenizer(path_or_id: str | Path) -> Any:
+        """Only the tokenizer of what :meth:`from_pretrained` loads (no weights read)."""
+        src = str(path_or_id)
+        if src == "embedded" or src.endswith(".safetensors"):
+            from tokenizers import Tokenizer
+
+            _, cfg_path, tok_path = _embedded_files(None if src == "embedded" else src)
+            if not (cfg_path.is_file() and tok_path.is_file()):
+                raise UserError(f"embedded generator file missing: {cfg_path} or {tok_path}")
+            max_tokens = json.loads(cfg_path.read_text()).get("max_tokens", MAX_TOKENS)
+            return _wrap_tokenizer(Tokenizer.from_file(str(tok_path)), max_tokens)
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(src, subfolder="tokenizer", local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise UserError(f"cannot load the tokenizer of '{src}': {str(e).splitlines()[0]}") from None
+
+    @staticmethod
     def geometry(path_or_id: str | Path) -> tuple[int, int]:
         """``(image_size, channels)`` of the generator :meth:`from_pretrained` would load, read from
         its config files without loading weights (a hub id that is no local folder is loaded)."""

@@ -17,11 +17,22 @@ Two ways to train it:
 
 Only the new rows change: gradients of other rows are zeroed by a hook and their values are
 restored after each optimizer step, so weight decay or momentum cannot move them.
+
+**New words** (open vocabulary): a prompt word the tokenizer maps to its unknown token
+(:func:`unknown_words`; a word-level tokenizer like the embedded one, never a BPE one such as CLIP's,
+which can spell every word) becomes a token of its own (:func:`add_new_words`), starting at the
+embedding of ``"a"`` (:data:`NEW_WORD_INIT`). :func:`modelmine.diffusion.finetune.finetune_or_load`
+trains those rows with the fine-tuning, like DreamBooth's identifier or a textual-inversion token,
+and saves them beside the LoRA as ``learned_embeds.safetensors`` (``{word: (D,)}``), which
+:func:`modelmine.diffusion.finetune.load_lora` reads back (:func:`load_new_words`) and diffusers reads
+with ``pipe.load_textual_inversion([{w: v} for w, v in load_file(path).items()])`` (one word: the
+path itself).
 """
 
 from __future__ import annotations
 
 import random
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,19 +43,29 @@ from ..runs import FLOAT_DTYPES, atomic_save_tensors, load_tensors, non_finite, 
 from .generator import Generator
 
 LEARNED_EMBEDS = "learned_embeds.safetensors"
+# The word a new word's row starts from: in every vocabulary (CLIP's and the embedded one), the most
+# generic word there is, and the official CAT/textual-inversion start (DDIS's ``cat_init``). A new
+# word of a class name carries no meaning the tokenizer knows, so none of its words "fits" better.
+NEW_WORD_INIT = "a"
 
 
-def add_placeholder_tokens(gen: Generator, tokens: Sequence[str], init_word: str | None = None) -> list[int]:
+def add_placeholder_tokens(
+    gen: Generator, tokens: Sequence[str], init_word: str | None = None, *, single_word: bool = False
+) -> list[int]:
     """Add ``tokens`` to the tokenizer and text encoder; returns their ids.
 
     Each new embedding row starts as the embedding of ``init_word`` (one known word), else as the
     mean embedding. A token that already exists is an error (pick a fresh placeholder like ``<t1>``).
+    ``single_word``: the token matches whole words only (``"he"`` never splits ``"the"``).
     """
+    from tokenizers import AddedToken
+
     tok = gen.tokenizer
     for t in tokens:
         if t in tok.get_vocab():
             raise UserError(f"token '{t}' already exists in the tokenizer; choose a new placeholder")
-    added = tok.add_tokens(list(tokens))
+    new = [AddedToken(t, single_word=True) for t in tokens] if single_word else list(tokens)
+    added = tok.add_tokens(new)
     if added != len(tokens):
         raise UserError(f"could not add tokens {list(tokens)} to the tokenizer")
     emb = gen.text_encoder.get_input_embeddings()
@@ -63,6 +84,40 @@ def add_placeholder_tokens(gen: Generator, tokens: Sequence[str], init_word: str
         for i in ids:
             emb.weight[i] = init
     return ids
+
+
+def unknown_words(tokenizer, prompts: Sequence[str]) -> list[str]:
+    """The words of ``prompts`` that ``tokenizer`` maps to its unknown token, normalised as the
+    tokenizer does (e.g. lower-cased), sorted. Empty for a tokenizer without an unknown token or one
+    that spells every word (byte-level BPE such as CLIP's)."""
+    unk = tokenizer.unk_token_id
+    if unk is None:
+        return []
+    norm = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
+    words = set()
+    for p in dict.fromkeys(prompts):
+        enc = tokenizer(p, add_special_tokens=False, return_offsets_mapping=True)
+        for i, (a, b) in zip(enc.input_ids, enc.offset_mapping, strict=True):
+            if i == unk and p[a:b].strip():
+                words.add(norm.normalize_str(p[a:b]) if norm is not None else p[a:b])
+    return sorted(words)
+
+
+def add_new_words(gen: Generator, words: Sequence[str], init_word: str = NEW_WORD_INIT) -> list[int]:
+    """Add ``words`` as whole-word tokens whose rows start at ``init_word``'s embedding (the mean
+    embedding if the tokenizer does not know it as one token); returns their ids."""
+    init_ids = gen.tokenizer(init_word, add_special_tokens=False).input_ids
+    known = len(init_ids) == 1 and init_ids[0] != gen.tokenizer.unk_token_id
+    return add_placeholder_tokens(gen, words, init_word if known else None, single_word=True)
+
+
+def note_new_words(words: Sequence[str], init_word: str = NEW_WORD_INIT, what: str = "") -> None:
+    """One line on stderr naming the new words (the first 12)."""
+    shown = ", ".join(repr(w) for w in words[:12]) + (
+        f" and {len(words) - 12} more" if len(words) > 12 else ""
+    )
+    what = what or f"new tokens starting at '{init_word}', trained with the fine-tuning"
+    print(f"modelmine: note: the tokenizer does not know {shown}; {what}", file=sys.stderr)
 
 
 def token_parameter(gen: Generator, token_ids: Sequence[int]) -> torch.nn.Parameter:
@@ -113,6 +168,36 @@ def load_learned_embeds(gen: Generator, path: str | Path) -> list[str]:
     Each key is a token; a key without angle brackets (e.g. ``emb_params``) is added as
     ``<emb_params>``. Embeddings must be ``(D,)`` or ``(1, D)``. Returns the token strings.
     """
+    state = _read_embeds(gen, path)
+    tokens = [name if name.startswith("<") else f"<{name}>" for name in state]
+    _set_rows(gen, add_placeholder_tokens(gen, tokens), state.values())
+    return tokens
+
+
+def load_new_words(gen: Generator, path: str | Path) -> list[str]:
+    """Add the new words saved beside a LoRA (``{word: (D,)}``, names kept) to ``gen`` as whole-word
+    tokens; a word already added gets the saved row, a word of the base vocabulary keeps its own.
+    Returns the words whose rows were set."""
+    state = _read_embeds(gen, path)
+    vocab, added = gen.tokenizer.get_vocab(), gen.tokenizer.get_added_vocab()
+    missing = [w for w in state if w not in vocab]
+    if missing:
+        add_new_words(gen, missing)
+    state = {w: v for w, v in state.items() if w not in vocab or w in added}  # a base word keeps its row
+    _set_rows(gen, gen.tokenizer.convert_tokens_to_ids(list(state)), state.values())
+    return list(state)
+
+
+@torch.no_grad()
+def _set_rows(gen: Generator, ids: Sequence[int], vectors) -> None:
+    weight = gen.text_encoder.get_input_embeddings().weight
+    dim = weight.shape[1]
+    for i, v in zip(ids, vectors, strict=True):
+        weight[i] = v.reshape(-1)[:dim].to(weight)
+
+
+def _read_embeds(gen: Generator, path: str | Path) -> dict[str, torch.Tensor]:
+    """The checked ``{token: tensor}`` of a learned-embeddings file (a folder: its ``learned_embeds``)."""
     p = Path(path)
     if p.is_dir():
         p = p / LEARNED_EMBEDS
@@ -133,14 +218,7 @@ def load_learned_embeds(gen: Generator, path: str | Path) -> list[str]:
     bad = non_finite(state)
     if bad is not None:
         raise UserError(f"{p}: embedding '{bad}' has NaN/inf values")
-    tokens = [name if name.startswith("<") else f"<{name}>" for name in state]
-    vectors = [v.reshape(-1)[:dim] for v in state.values()]
-    ids = add_placeholder_tokens(gen, tokens)
-    with torch.no_grad():
-        weight = gen.text_encoder.get_input_embeddings().weight
-        for i, v in zip(ids, vectors, strict=True):
-            weight[i] = v.to(weight)
-    return tokens
+    return state
 
 
 def train_textual_inversion(

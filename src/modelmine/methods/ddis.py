@@ -530,6 +530,29 @@ def write_synthetic(run_dir: Path, cfg: DdisConfig, variant: str, class_names: l
     return {}
 
 
+def note_unknown_class_words(cfg: DdisConfig, class_names: list[str]) -> list[str]:
+    """One stderr line naming the class-prompt words the generator's tokenizer maps to its unknown
+    token (they cannot get trained rows here: DDIS fine-tunes nothing); returns them."""
+    from ..diffusion.generator import Generator
+    from ..diffusion.tokens import note_new_words, unknown_words
+
+    try:
+        tokenizer = Generator.load_tokenizer(cfg.generator)
+    except UserError:
+        return []  # the generator's own loading says what is wrong, in its place
+    prompts = [f"a {c}" for c in class_names]
+    if cfg.plain_prompt is not None:
+        prompts += plain_prompts(torch.arange(len(class_names)), class_names, cfg.plain_prompt)
+    words = unknown_words(tokenizer, prompts)
+    if words:
+        note_new_words(
+            words,
+            what="class prompts hold its unknown token for them (the plain variant cannot tell such classes "
+            "apart by name; CAT's learned tokens still carry the class)",
+        )
+    return words
+
+
 def run(cfg: DdisConfig, out: Path) -> dict:
     """`modelmine ddis`: CAT training, generation (DDIS + ablations), students, quality metrics."""
     from ..bn_statistics import require_batchnorm
@@ -555,6 +578,8 @@ def run(cfg: DdisConfig, out: Path) -> dict:
     main_variant = next(v for v in VARIANTS if USES[v] == (cfg.dag, cfg.cat))
     variants = allowed if cfg.ablations else [main_variant]
 
+    if procs.is_main:
+        note_unknown_class_words(cfg, list(info.class_names))
     t0 = time.time()
     cat_info = synthesize_variants(cfg, str(run_.dir), variants, main_variant, procs)
     if not procs.is_main:  # the main process trains the students and computes the metrics
