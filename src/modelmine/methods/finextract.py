@@ -281,7 +281,10 @@ def run(cfg: ExtractConfig, out: Path) -> dict:
     ``calibrated_success_rate`` (at ``calibrated_threshold``, when there are non-members or it is
     given), ``avg_similarity``, ``baseline_*`` (means over the modes), the same prefixed by the mode
     (``lora_``, ``full_``), ``baseline_cfg<s>_*`` for extra baseline scales, both thresholds,
-    ``num_generations`` (per method and mode), ``num_train_images``."""
+    ``num_generations`` (per method and mode), ``num_train_images``. ``--prompt auto``:
+    ``recovered_prompt.txt`` and ``prompt.json``; ``recovered_success_rate`` etc. (FineXtract with the
+    recovered prompt) and, when the true prompt is known, the headline rates with it and
+    ``prompt_token_accuracy``; when unknown, the headline rates are the recovered prompt's."""
     t0 = time.time()
     torch.set_num_threads(max(1, cfg.threads))
     modes = _check(cfg)
