@@ -43,6 +43,7 @@ Defaults (paper or official code; ours; why):
 | ``similarity_threshold`` | 0.7 on SSCD | 0.95 on ``pixels``; 0.7 on DINOv2 | see below |
 | ``calibrated_threshold`` | none | 99% quantile of real non-members' best match | a class's digits look alike |
 | clustering | maximal cliques (networkx, 30 s timeout) | greedy cliques, exactly N candidates | deterministic, O(n^2) |
+| unknown prompt (``--prompt auto``) | caption recovered (up to 7 words); no official code | greedy word search on the fine-tuned vs pretrained prediction shift (:mod:`modelmine.audit.prompt`) | the paper leaves the search open |
 
 The fixed threshold: the paper's 0.7 is a score of SSCD, a descriptor trained for copy detection,
 whose similarities of distinct images stay low. With ``pixels`` the similarity is the pixel
@@ -67,15 +68,17 @@ from pathlib import Path
 import torch
 
 from ..audit import extraction
+from ..audit.prompt import PromptSearchConfig, check_search, prompt_token_accuracy, recover_prompt
 from ..data import fit_to, load_digits, load_image_folder
 from ..diffusion.finetune import UNET_LORA_TARGETS, TrainSettings, finetune_or_load, load_lora
 from ..diffusion.generator import Generator, check_serves, checkpoint_kind, refuse_pickle
 from ..distributed import Shard, processes, resolve_device
 from ..errors import UserError
 from ..report import save_grid
-from ..runs import Run, atomic_save_tensors, load_generated, run_phase
+from ..runs import Run, atomic_save_tensors, atomic_write_text, load_generated, run_phase
 
 EMBEDDED_PROMPT = "a photo of digit {c}"
+AUTO = "auto"  # --prompt auto: recover the prompt from the two models (modelmine.audit.prompt)
 
 
 @dataclass
@@ -101,7 +104,10 @@ class ExtractConfig:
     finetuned: str | None = None
     data: str | None = None  # the fine-tuning images (ImageFolder); default: private digits of train_class
     heldout_data: str | None = None  # real non-members (ImageFolder) to calibrate the success threshold
-    prompt: str | None = None  # the instance prompt; default "a photo of digit {c}" ({c}: class name)
+    prompt: str | None = None  # the instance prompt; default "a photo of digit {c}" ({c}: class name);
+    # "auto": recovered from the base and fine-tuned models (prompt_search), the attack runs with it
+    true_prompt: str | None = None  # with "auto": the real prompt, if known, to score the recovery
+    prompt_search: PromptSearchConfig = field(default_factory=PromptSearchConfig)
     train_class: int = 3  # embedded default: the digit class of the fine-tuning images
     num_train_images: int = 10  # embedded default: N
     modes: list[str] = field(default_factory=lambda: ["lora", "full"])  # when fine-tuning here
@@ -127,11 +133,13 @@ class ExtractConfig:
 
 
 def load_train_data(cfg: ExtractConfig, size: int, channels: int):
-    """The fine-tuning images ``(N, C, H, W)``, their instance prompt and the real non-members
-    ``(M, C, H, W)`` (``heldout_data``; None without it). Embedded default: the first N private
-    digits of ``train_class``; non-members all other private digits of that class."""
+    """The fine-tuning images ``(N, C, H, W)``, their instance prompt (``--prompt auto``: the
+    ``true_prompt``, None when unknown) and the real non-members ``(M, C, H, W)`` (``heldout_data``;
+    None without it). Embedded default: the first N private digits of ``train_class``; non-members
+    all other private digits of that class."""
     if cfg.prompt is not None and not cfg.prompt.strip():
         raise UserError("--prompt is empty; give the instance prompt the model was fine-tuned with")
+    given = cfg.true_prompt if cfg.prompt == AUTO else cfg.prompt  # the real prompt, when known
     if cfg.data is None:
         sets = {s: load_digits(s, size) for s in ("train", "heldout", "test")}
         k = sets["train"].num_classes
@@ -143,15 +151,17 @@ def load_train_data(cfg: ExtractConfig, size: int, channels: int):
             raise UserError(f"num_train_images must be in 1..{len(train) - 1}, got {n}")
         images = fit_to(train[:n], size, channels)
         nonmembers = fit_to(torch.cat([train[n:], heldout, test]), size, channels)
-        prompt = (cfg.prompt or EMBEDDED_PROMPT).replace("{c}", sets["train"].class_names[cfg.train_class])
+        prompt = (given or EMBEDDED_PROMPT).replace("{c}", sets["train"].class_names[cfg.train_class])
     else:
         data = load_image_folder(cfg.data, size=size)  # its own channels: RGB on a grey base stops
         if len(data) == 0:
             raise UserError(f"{cfg.data} holds no images")
         check_serves(channels, data.images.shape[1], cfg.base, "--base")
         if cfg.prompt is None:
-            raise UserError("give the instance prompt the model was fine-tuned with: --prompt '...'")
-        images, prompt, nonmembers = fit_to(data.images, size, channels), cfg.prompt, None
+            raise UserError(
+                "give the instance prompt the model was fine-tuned with: --prompt '...' (or auto)"
+            )
+        images, prompt, nonmembers = fit_to(data.images, size, channels), given, None
     if cfg.heldout_data is not None:
         nonmembers = load_image_folder(cfg.heldout_data, size=size, channels=channels).images
     return images, prompt, nonmembers
@@ -165,6 +175,13 @@ def _check(cfg: ExtractConfig) -> list[str]:
     )  # fmt: skip
     if cfg.workers < 1:
         raise UserError(f"workers must be >= 1, got {cfg.workers}")
+    if cfg.prompt == AUTO:
+        check_search(cfg.prompt_search)
+        if cfg.finetuned is None and cfg.data is not None and not cfg.true_prompt:
+            raise UserError(
+                "fine-tuning here on --data needs its prompt: --set true_prompt='...' (--prompt auto "
+                "recovers the prompt of a given --finetuned model)"
+            )
     if cfg.base != "embedded":
         refuse_pickle(cfg.base, "base generator")
     if cfg.finetuned is not None:
@@ -218,22 +235,43 @@ def task_mode(
     base = Generator.from_pretrained(cfg.base).to(device).eval()
     images, prompt, _ = load_train_data(cfg, base.image_size, base.channels)
     ft = finetuned_generator(cfg, run_.dir, mode, base, images, prompt, device)
-    if not generate:
-        return
-    mcfg = cfg.lora if mode == "lora" else cfg.full
-    w, k = extraction.resolve_guidance(mode, mcfg.w, mcfg.k, ft.vae is None)
     pre = None if mode == "lora" else base
     if pre is not None and pre.latent_shape != ft.latent_shape:
         raise UserError(
             f"base and fine-tuned generator shapes differ: {pre.latent_shape} vs {ft.latent_shape}"
         )
-    common = (cfg.num_generations, cfg.gen_batch_size, cfg.seed, ft.latent_shape, [prompt])
+    recovered = recovered_prompt(cfg, run_, mode, ft, pre) if cfg.prompt == AUTO else None
+    if not generate:
+        return
+    mcfg = cfg.lora if mode == "lora" else cfg.full
+    w, k = extraction.resolve_guidance(mode, mcfg.w, mcfg.k, ft.vae is None)
+    attack_prompt = prompt if prompt is not None else recovered  # the true one when known
     steps = cfg.sample_steps
     makers = {"finextract": lambda p, z: extraction.generate_finextract(ft, p, z, steps, w, k, base=pre)}
     for s in _baselines(cfg).values():
         makers[f"cfg_{s:g}"] = lambda p, z, s=s: extraction.generate_cfg(ft, p, z, steps, s)
+    prompts = dict.fromkeys(makers, attack_prompt)
+    if recovered is not None and prompt is not None:  # the attack with the recovered prompt beside it
+        makers[RECOVERED], prompts[RECOVERED] = makers["finextract"], recovered
     for folder, make in makers.items():  # batch i starts from the same noise for every method
+        common = (cfg.num_generations, cfg.gen_batch_size, cfg.seed, ft.latent_shape, [prompts[folder]])
         extraction.generate_all(run_, f"{mode}/{folder}", *common, make, shard)
+
+
+RECOVERED = "finextract_recovered"  # folder of FineXtract's generations with the recovered prompt
+
+
+def recovered_prompt(cfg: ExtractConfig, run_: Run, mode: str, ft: Generator, pre: Generator | None) -> str:
+    """The prompt recovered from ``ft`` and its pretrained model (``pre``, or ``ft``'s LoRA off) by
+    :func:`modelmine.audit.prompt.recover_prompt`, kept in ``<mode>/recovered_prompt.txt`` (resume)
+    with the search's shifts in ``<mode>/prompt_search.json``."""
+    path = run_.path(mode, "recovered_prompt.txt")
+    if path.exists():
+        return path.read_text().strip()
+    text, history = recover_prompt(ft, pre, cfg.prompt_search, seed=cfg.seed)
+    atomic_write_text(run_.path(mode, "prompt_search.json"), json.dumps({"prompt": text, "shifts": history}))
+    atomic_write_text(path, text + "\n")
+    return text
 
 
 def run(cfg: ExtractConfig, out: Path) -> dict:
@@ -243,7 +281,10 @@ def run(cfg: ExtractConfig, out: Path) -> dict:
     ``calibrated_success_rate`` (at ``calibrated_threshold``, when there are non-members or it is
     given), ``avg_similarity``, ``baseline_*`` (means over the modes), the same prefixed by the mode
     (``lora_``, ``full_``), ``baseline_cfg<s>_*`` for extra baseline scales, both thresholds,
-    ``num_generations`` (per method and mode), ``num_train_images``."""
+    ``num_generations`` (per method and mode), ``num_train_images``. ``--prompt auto``:
+    ``recovered_prompt.txt`` and ``prompt.json``; ``recovered_success_rate`` etc. (FineXtract with the
+    recovered prompt) and, when the true prompt is known, the headline rates with it and
+    ``prompt_token_accuracy``; when unknown, the headline rates are the recovered prompt's."""
     t0 = time.time()
     torch.set_num_threads(max(1, cfg.threads))
     modes = _check(cfg)
@@ -253,7 +294,7 @@ def run(cfg: ExtractConfig, out: Path) -> dict:
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
     size, channels = Generator.geometry(cfg.base)  # without loading the generator in this process
-    images, _, nonmembers = load_train_data(cfg, size, channels)
+    images, true_prompt, nonmembers = load_train_data(cfg, size, channels)
     if cfg.num_generations < len(images):
         raise UserError(f"num_generations ({cfg.num_generations}) must be >= the {len(images)} train images")
     # features and thresholds first: a bad feature name fails before any work
@@ -277,11 +318,15 @@ def run(cfg: ExtractConfig, out: Path) -> dict:
 
     metrics, rows = {}, []
     for mode in modes:
-        mode_metrics, mode_rows = _score_mode(cfg, run_, mode, images, features, train_feats, thresholds)
+        mode_metrics, mode_rows = _score_mode(
+            cfg, run_, mode, images, features, train_feats, thresholds, true_prompt is not None
+        )
         metrics, rows = metrics | mode_metrics, rows + mode_rows
     save_grid(run_.path("matches.png"), torch.cat(rows), nrow=len(images))
+    if cfg.prompt == AUTO:
+        metrics |= _prompt_report(run_, modes, true_prompt)
     for key in ["success_rate", "calibrated_success_rate", "avg_similarity"]:  # headline: means over modes
-        for name in ["", *(f"{b}_" for b in _baselines(cfg))]:
+        for name in ["", "recovered_", *(f"{b}_" for b in _baselines(cfg))]:
             if f"{modes[0]}_{name}{key}" in metrics:
                 metrics[name + key] = sum(metrics[f"{m}_{name}{key}"] for m in modes) / len(modes)
     similarity_threshold, calibrated_threshold = thresholds
@@ -293,11 +338,29 @@ def run(cfg: ExtractConfig, out: Path) -> dict:
     )  # fmt: skip
 
 
-def _score_mode(cfg: ExtractConfig, run_: Run, mode: str, images, features, train_feats, thresholds):
+def _prompt_report(run_: Run, modes: list[str], true_prompt: str | None) -> dict[str, float]:
+    """Collect each mode's recovered prompt into ``recovered_prompt.txt`` (one line per mode, ``mode:
+    prompt`` when several) and ``prompt.json`` (recovered per mode, the true prompt or None); with the
+    true prompt, ``<mode>_prompt_token_accuracy`` and their mean ``prompt_token_accuracy``."""
+    recovered = {m: run_.path(m, "recovered_prompt.txt").read_text().strip() for m in modes}
+    lines = [recovered[modes[0]]] if len(modes) == 1 else [f"{m}: {p}" for m, p in recovered.items()]
+    atomic_write_text(run_.path("recovered_prompt.txt"), "\n".join(lines) + "\n")
+    atomic_write_text(run_.path("prompt.json"), json.dumps({"recovered": recovered, "true": true_prompt}))
+    if true_prompt is None:
+        return {}
+    acc = {f"{m}_prompt_token_accuracy": prompt_token_accuracy(p, true_prompt) for m, p in recovered.items()}
+    return acc | {"prompt_token_accuracy": sum(acc.values()) / len(acc)}
+
+
+def _score_mode(
+    cfg: ExtractConfig, run_: Run, mode: str, images, features, train_feats, thresholds, true_known: bool
+):
     """Attack each method's generations of ``mode``; returns the ``<mode>_``-prefixed metrics and the
     grid rows (training images ``(N, C, H, W)``, then FineXtract's and the baseline's best
     candidates), and saves the candidates. ``thresholds``: ``(similarity, calibrated or None)``."""
     folders = {"finextract": "finextract"} | {b: f"cfg_{s:g}" for b, s in _baselines(cfg).items()}
+    if cfg.prompt == AUTO and true_known:
+        folders["recovered"] = RECOVERED
     metrics: dict[str, float] = {}
     rows, saved = [images], {}
     for name, folder in folders.items():
@@ -306,6 +369,8 @@ def _score_mode(cfg: ExtractConfig, run_: Run, mode: str, images, features, trai
         res = extraction.attack(features, x, train_feats, *thresholds)
         prefix = f"{mode}_" if name == "finextract" else f"{mode}_{name}_"
         metrics |= {prefix + key: v for key, v in res["scores"].items()}
+        if name == "finextract" and cfg.prompt == AUTO and not true_known:  # attacked with the recovered one
+            metrics |= {f"{mode}_recovered_{key}": v for key, v in res["scores"].items()}
         metrics[prefix + "seconds"] = generated["seconds"]
         if name in ("finextract", "baseline"):
             rows.append(extraction.match_rows(images, x, res["best_index"]))

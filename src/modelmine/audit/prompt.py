@@ -1,0 +1,187 @@
+"""Recover the instance prompt of a fine-tuned text-to-image model from the (pretrained, fine-tuned)
+pair alone: ``modelmine extract --prompt auto``.
+
+FineXtract (Wu et al., arXiv:2410.03039) also treats the case where the attacker does not know the
+fine-tuning caption and reports recovering captions of up to 7 words; its official code
+(github.com/Nicholas0228/FineXtract) ships no caption extraction. The search here is a greedy,
+gradient-free word search on the *prediction shift* of the fine-tuned model:
+
+    S(p) = mean over (x, t) of  || eps_ft(x, t, p) - eps_pre(x, t, p) ||^2 / d
+
+with ``eps_ft`` / ``eps_pre`` the fine-tuned and pretrained models' conditional noise predictions
+(each with its own text encoder; a LoRA is switched off for ``eps_pre``), ``d`` the number of
+elements of one prediction, and ``(x, t)`` a fixed, seeded set of inputs: ``num_noise`` standard
+normal states (the marginal scale of a variance-preserving diffusion state) at each of the
+``timesteps``. Fine-tuning moves the model most where it was trained, i.e. under the fine-tuning
+prompt, so the shift is largest for prompts close to it. Starting from the empty prompt, each step
+appends the candidate word ``w`` that maximises ``S(p + " " + w)`` (all candidates scored in one
+batched pass: candidates x inputs rows, chunked to ``batch_size`` rows, one chunk loop per
+timestep), and the search stops at ``max_words`` or when the best extension raises ``S`` by less
+than a factor ``1 + min_gain`` (the first word is always taken: the attack needs a prompt).
+
+Candidates (:func:`candidate_words`): a given list, else the tokenizer's whole-word tokens in id
+order, the first ``max_candidates`` of them: the whole vocabulary of a small word-level tokenizer
+(the embedded one: ~97 words); for a CLIP BPE vocabulary the whole-word (``</w>``) alphabetic
+tokens in merge order, which ranks tokens roughly by their frequency in the tokenizer's training
+text (CLIP: ~49k tokens, the first 1,000 whole words by default).
+
+| setting | paper or official code | ours | reason |
+|---|---|---|---|
+| caption search | described in the paper only (up to 7 words recovered); no official code | greedy append of the word maximising ``S`` above; stop when ``S`` gains < 1% or at 7 words | gradient-free, deterministic, one batched pass per position |
+| score inputs | not given | 4 seeded N(0, I) states at t = 0.25, 0.5, 0.75 T | the fine-tuning images are unknown to the attacker |
+| candidates | not given | whole-word tokens in vocabulary order, at most 1,000 | the full CLIP vocabulary costs 49k prompts per position |
+| prompt accuracy | words recovered | word-multiset overlap / max(len true, len recovered) | greedy append does not recover word order |
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..errors import UserError
+
+if TYPE_CHECKING:
+    from ..diffusion.generator import Generator
+
+
+@dataclass
+class PromptSearchConfig:
+    """The greedy prompt search of ``--prompt auto`` (:func:`recover_prompt`)."""
+
+    max_words: int = 7  # the paper reports prompts of up to 7 words
+    candidates: list[str] | None = None  # None: candidate_words(tokenizer, max_candidates)
+    max_candidates: int = 1000
+    num_noise: int = 4  # seeded N(0, I) states per timestep
+    timesteps: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])  # fractions of T
+    min_gain: float = 0.01  # stop when the best word raises the shift by less than this fraction
+    batch_size: int = 256  # UNet rows per call
+
+
+def check_search(cfg: PromptSearchConfig) -> None:
+    """One-line UserErrors for settings the search cannot run with."""
+    if cfg.max_words < 1 or cfg.num_noise < 1 or cfg.batch_size < 1 or cfg.max_candidates < 1:
+        raise UserError("prompt_search: max_words, num_noise, batch_size and max_candidates must be >= 1")
+    if not cfg.timesteps or any(not 0.0 <= f < 1.0 for f in cfg.timesteps):
+        raise UserError(f"prompt_search.timesteps are fractions of T in [0, 1), got {cfg.timesteps}")
+    if cfg.candidates is not None and not [w for w in cfg.candidates if w.strip()]:
+        raise UserError("prompt_search.candidates is empty")
+
+
+def candidate_words(tokenizer, max_candidates: int = 1000) -> list[str]:
+    """The tokenizer's whole-word tokens in id order, at most ``max_candidates``: every non-special
+    token of a word-level vocabulary; of a BPE vocabulary (CLIP's ``</w>`` end-of-word marker) the
+    alphabetic whole words, in merge order (roughly by frequency), without the marker."""
+    vocab = tokenizer.get_vocab()
+    special = set(tokenizer.all_special_tokens)
+    bpe = any(tok.endswith("</w>") for tok in vocab)
+    words: list[str] = []
+    for tok, _ in sorted(vocab.items(), key=lambda kv: kv[1]):
+        if tok in special:
+            continue
+        if bpe:
+            if not tok.endswith("</w>") or not tok[:-4].isalpha():
+                continue
+            tok = tok[:-4]
+        words.append(tok)
+        if len(words) == max_candidates:
+            break
+    return list(dict.fromkeys(words))
+
+
+def search_inputs(shape: Sequence[int], num_noise: int, num_timesteps: int, seed: int = 0) -> torch.Tensor:
+    """The fixed states ``(num_timesteps, num_noise, *shape)`` the shift is measured at (seeded N(0, I))."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + 7919)
+    return torch.randn((num_timesteps, num_noise, *shape), generator=g)
+
+
+def _pretrained(ft: Generator, pre: Generator | None):
+    """``(generator, context factory)`` of the pretrained prediction: ``pre``, or ``ft`` with LoRA off."""
+    from ..diffusion.guidance import lora_disabled
+
+    if pre is not None:
+        return pre, contextlib.nullcontext
+    return ft, lambda: lora_disabled(ft.unet)
+
+
+@torch.no_grad()
+def prediction_shift(
+    ft: Generator,
+    pre: Generator | None,
+    prompts: Sequence[str],
+    x: torch.Tensor,
+    timesteps: Sequence[int],
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """``S(p)`` ``(P,)`` for each prompt: the mean squared difference between the fine-tuned and the
+    pretrained model's conditional noise predictions over the states ``x`` ``(len(timesteps), K,
+    *shape)`` (row ``i`` at ``timesteps[i]``). ``pre=None``: ``ft``'s LoRA switched off. Batched:
+    every (prompt, state) pair of a chunk of ``batch_size`` rows in one UNet call per model."""
+    from ..diffusion.guidance import Conditioning, predict_eps
+
+    pre_gen, pre_ctx = _pretrained(ft, pre)
+    k = x.shape[1]
+    per_chunk = max(1, batch_size // k)
+    scores = []
+    for lo in range(0, len(prompts), per_chunk):
+        chunk = list(prompts[lo : lo + per_chunk])
+        b = len(chunk)
+        cond_ft = ft.encode_prompt(chunk).to(ft.dtype).repeat_interleave(k, 0)  # (b*K, L, D)
+        with pre_ctx():
+            cond_pre = pre_gen.encode_prompt(chunk).to(pre_gen.dtype).repeat_interleave(k, 0)
+        total = torch.zeros(b, device=ft.device)
+        for i, t in enumerate(timesteps):
+            xs = x[i].to(ft.device, ft.dtype).repeat(b, *([1] * (x.dim() - 2)))  # (b*K, *shape)
+            eps_ft = predict_eps(ft, xs, int(t), Conditioning(cond_ft))
+            with pre_ctx():
+                eps_pre = predict_eps(pre_gen, xs, int(t), Conditioning(cond_pre))
+            total += (eps_ft - eps_pre).float().pow(2).flatten(1).mean(1).view(b, k).mean(1)
+        scores.append(total / len(timesteps))
+    return torch.cat(scores).cpu()
+
+
+def recover_prompt(
+    ft: Generator, pre: Generator | None, cfg: PromptSearchConfig, seed: int = 0
+) -> tuple[str, list[float]]:
+    """Greedy word-by-word search of the prompt maximising :func:`prediction_shift` (module
+    docstring). Returns the prompt and the shift after each chosen word (the empty prompt's first)."""
+    check_search(cfg)
+    words = (
+        cfg.candidates if cfg.candidates is not None else candidate_words(ft.tokenizer, cfg.max_candidates)
+    )
+    words = [w.strip() for w in words if w.strip()]
+    if not words:
+        raise UserError("the tokenizer has no whole-word tokens to search the prompt over")
+    n_t = ft.scheduler.config.num_train_timesteps
+    timesteps = [min(n_t - 1, int(f * n_t)) for f in cfg.timesteps]
+    x = search_inputs(ft.latent_shape, cfg.num_noise, len(timesteps), seed)
+    max_words = min(cfg.max_words, ft.tokenizer.model_max_length - 2)
+    chosen: list[str] = []
+    history = [float(prediction_shift(ft, pre, [""], x, timesteps, cfg.batch_size)[0])]
+    while len(chosen) < max_words:
+        prompts = [" ".join([*chosen, w]) for w in words]
+        scores = prediction_shift(ft, pre, prompts, x, timesteps, cfg.batch_size)
+        best = int(scores.argmax())
+        if chosen and float(scores[best]) <= history[-1] * (1 + cfg.min_gain):
+            break
+        chosen.append(words[best])
+        history.append(float(scores[best]))
+    return " ".join(chosen), history
+
+
+def words_of(prompt: str) -> list[str]:
+    """The lower-cased words and punctuation marks of a prompt (the candidates are whole words)."""
+    return re.findall(r"\w+|[^\w\s]", prompt.lower())
+
+
+def prompt_token_accuracy(recovered: str, true: str) -> float:
+    """Overlap of the two prompts' word multisets (:func:`words_of`) over the longer one's length:
+    1 for the same words in any order, 0 for none in common."""
+    a, b = Counter(words_of(recovered)), Counter(words_of(true))
+    longer = max(sum(a.values()), sum(b.values()))
+    return sum((a & b).values()) / longer if longer else 1.0
