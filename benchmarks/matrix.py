@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", default="benchmarks/out/matrix")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--note", default="", help="conditions worth knowing, e.g. a CPU shared with other jobs")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -78,6 +79,8 @@ def main() -> None:
             print(f"== {key}", flush=True)
             runs[key] = run_one(method, dataset, Path(args.work) / dataset / method.replace(" ", "_"))
             results.update(headline=HEADLINE, threads=args.threads, seed=0, **machine_info())
+            if args.note:
+                results["note"] = args.note
             write_results(out, results)
 
 

@@ -265,6 +265,7 @@ def section_matrix(r: Results) -> list[str] | None:
         "Each command with its defaults and `--data <dataset>` (seed 0, one run after the other),",
         f"as a user would run it. Machine: {machine(d, n_threads(d['threads']))}.",
         "Exit status 0 means the command finished; the headline is the method's own metric.",
+        f"Note: {d['note']}." if d.get("note") else "",
     )
     rows = []
     for key, run in sorted(d["runs"].items()):
