@@ -244,7 +244,7 @@ def resolve_sizes(cfg: CakeConfig) -> CakeConfig:
     nearest 100 samples."""
     from ..teacher import data_num_classes
 
-    cfg = resolve_teacher(cfg, cfg.data)
+    cfg = resolve_teacher(cfg, cfg.data, cfg.test_data)
     k = cfg.num_groups if cfg.num_groups is not None else data_num_classes(cfg.teacher, cfg.data)
     batch = cfg.batch_size if cfg.batch_size is not None else max(k, round(100 / k) * k)
     return dataclasses.replace(cfg, num_groups=k, batch_size=batch)
