@@ -1,16 +1,23 @@
-"""FineXtract vs the CFG baseline on the embedded default, 500 generations each.
+"""FineXtract vs the CFG baseline over seeds and datasets, LoRA and full fine-tuning.
 
-Runs ``modelmine.methods.finextract.run`` (the same code as ``modelmine extract``) in a fresh
-folder: the embedded generator fine-tuned on 10 private digits with LoRA and fully, then
-FineXtract and CFG (scale 3.0, the official baseline) from the same start noise, clustered and
-scored the same way. ``--extra-cfg`` adds baselines at other CFG scales from the same noise
-(default 1.5, the embedded generator's own sampling scale). Records the metrics, the ratio of
-success rates (the paper's, at the fixed similarity threshold; target: >= 2) and of the
-non-member-calibrated rates, the seed, the wall time and the machine, and copies ``matches.png``
-next to the JSON. Usage::
+Runs ``modelmine.methods.finextract.run`` (the same code as ``modelmine extract``) once per
+(dataset, seed): the embedded generator fine-tuned on the first N = 10 training images of class 3
+of the built-in dataset (``digits``, ``mnist5k``) with LoRA and fully, then FineXtract and CFG at
+the official baseline scale (3.0) from the same start noise, clustered and scored the same way.
+Every setting not given here is the command's default (fine-tuning steps derived per image).
 
-    python benchmarks/finextract_bench.py                 # -> results/finextract.json (~10 min, 2 cores)
-    python benchmarks/finextract_bench.py --quick --results /tmp/fx_results   # smoke test, seconds
+Budget: the command's default of 500 generations per method and model costs ~13 min per run on 2
+cores with an extra baseline; this script draws ``--num-generations`` (default 200) with 50 DDIM
+steps and only the official baseline, ~4-6 min per run with ``--workers 2``, so the six runs take
+about 30-40 min on 2 cores. The JSON records these settings under ``budget``.
+
+Resumable: each finished run's metrics go into the results JSON at once (``runs``), and a re-run
+with the same settings skips the runs it holds (a killed run resumes inside its ``--work`` folder).
+``--fresh`` starts over. Writes ``<name>.json`` (per-run metrics, per-dataset mean / std / min / max
+over seeds, the targets) and ``<name>_matches_<dataset>.png`` (seed ``seeds[0]``). Usage::
+
+    python benchmarks/finextract_bench.py                     # -> results/finextract.json (~35 min, 2 cores)
+    python benchmarks/finextract_bench.py --quick --results /tmp/fx_results   # smoke test, ~1 min
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -26,48 +34,134 @@ from _results import machine_info, write_results
 from modelmine.methods import finextract
 
 RESULTS = Path(__file__).parent / "results"
+METRICS = ("success_rate", "calibrated_success_rate", "avg_similarity")
+METHODS = {"finextract": "", "baseline": "baseline_"}  # name -> metric prefix
+
+
+def build_config(args, data: str, seed: int) -> finextract.ExtractConfig:
+    cfg = finextract.ExtractConfig(
+        data=data, seed=seed, num_generations=args.num_generations, sample_steps=args.sample_steps,
+        extra_baseline_cfgs=list(args.extra_cfg), workers=args.workers, identifier=args.identifier,
+        num_train_images=args.num_train_images,
+    )  # fmt: skip
+    if args.prompt_auto:
+        cfg.prompt = finextract.AUTO
+    if args.quick:
+        cfg.num_generations, cfg.gen_batch_size, cfg.sample_steps = 12, 6, 3
+        cfg.lora.steps = cfg.full.steps = 3
+        cfg.prompt_search.max_words, cfg.prompt_search.num_noise = 2, 2
+    return cfg
+
+
+def summarize(runs: dict[str, dict], datasets: list[str], modes: list[str]) -> dict:
+    """Per dataset: mean, std, min, max over seeds of every ``<mode>_<prefix><metric>`` key."""
+    out = {}
+    for data in datasets:
+        ms = [r["metrics"] for key, r in runs.items() if key.split("/")[0] == data]
+        if not ms:
+            continue
+        stats = {}
+        for key in ms[0]:
+            vals = [m[key] for m in ms if isinstance(m.get(key), int | float)]
+            if len(vals) == len(ms):
+                sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+                stats[key] = {"mean": statistics.fmean(vals), "std": sd, "min": min(vals), "max": max(vals)}
+        out[data] = {"seeds": len(ms), "stats": stats}
+    return out
+
+
+def targets(summary: dict, modes: list[str]) -> dict:
+    """The issue's targets per dataset and mode, on the means over seeds."""
+    out = {}
+    for data, s in summary.items():
+        st = s["stats"]
+        for mode in modes:
+            mean = {k: v["mean"] for k, v in st.items()}
+            fx, base = mean.get(f"{mode}_success_rate"), mean.get(f"{mode}_baseline_success_rate")
+            row = {
+                "avg_similarity_above_baseline": mean[f"{mode}_avg_similarity"]
+                > mean[f"{mode}_baseline_avg_similarity"],
+                "success_rate_2x_baseline": None if not base else fx >= 2 * base,
+            }
+            rec, true = mean.get(f"{mode}_recovered_success_rate"), mean.get(f"{mode}_success_rate")
+            if rec is not None and true:
+                row["recovered_prompt_two_thirds"] = rec >= 2 / 3 * true
+            out[f"{data}/{mode}"] = row
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workers", type=int, default=None)
-    ap.add_argument("--extra-cfg", type=float, nargs="*", default=[1.5])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--datasets", nargs="+", default=["digits", "mnist5k"])
+    ap.add_argument("--num-generations", type=int, default=200)
+    ap.add_argument("--sample-steps", type=int, default=50)
+    ap.add_argument("--num-train-images", type=int, default=10)
+    ap.add_argument("--extra-cfg", type=float, nargs="*", default=[])
+    ap.add_argument("--identifier", default=None, help="DreamBooth identifier, e.g. sks")
+    ap.add_argument("--prompt-auto", action="store_true", help="also recover the prompt (--prompt auto)")
+    ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="tiny settings, to check the script runs")
+    ap.add_argument("--fresh", action="store_true", help="forget finished runs and start over")
     ap.add_argument("--name", default=None)
     ap.add_argument("--work", default="/tmp/finextract_bench")
     ap.add_argument("--results", default=str(RESULTS))
     args = ap.parse_args()
     name = args.name or ("finextract_quick" if args.quick else "finextract")
-    cfg = finextract.ExtractConfig(seed=args.seed, extra_baseline_cfgs=list(args.extra_cfg))
-    if args.workers:
-        cfg.workers = args.workers
-    if args.quick:
-        cfg.num_generations, cfg.gen_batch_size, cfg.sample_steps = 12, 6, 3
-        cfg.lora.steps = cfg.full.steps = 3
-        cfg.workers = 1
-    work = Path(args.work) / name
-    shutil.rmtree(work, ignore_errors=True)
-    t0 = time.time()
-    metrics = finextract.run(cfg, work)
-    wall = time.time() - t0
-    base, cal_base = metrics["baseline_success_rate"], metrics["baseline_calibrated_success_rate"]
-    results = {
-        "metrics": metrics,
-        "success_ratio": metrics["success_rate"] / base if base > 0 else None,
-        "calibrated_success_ratio": metrics["calibrated_success_rate"] / cal_base if cal_base > 0 else None,
-        "target": "success_rate >= 2 x baseline_success_rate at the same num_generations",
-        "target_met": metrics["success_rate"] >= 2 * base and metrics["success_rate"] > 0,
-        "wall_seconds": wall,
-        "seed": args.seed,
-        "quick": args.quick,
-        "config": asdict(cfg),
-        **machine_info(),
-    }
-    out = Path(args.results)
-    write_results(out / f"{name}.json", results)
-    shutil.copy(work / "matches.png", out / f"{name}_matches.png")
-    print(json.dumps({k: v for k, v in results.items() if k != "config"}, indent=2))
+    out, work = Path(args.results), Path(args.work) / name
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    settings = {k: v for k, v in vars(args).items() if k not in ("seeds", "datasets", "fresh", "workers")}
+    settings = settings | {"results": None, "work": None, "name": None}
+    old = json.loads(path.read_text()) if path.exists() and not args.fresh else {}
+    runs = old.get("runs", {}) if old.get("settings") == settings else {}
+    if args.fresh:
+        shutil.rmtree(work, ignore_errors=True)
+    modes = finextract.ExtractConfig().modes
+    config = None
+    for data in args.datasets:
+        for seed in args.seeds:
+            cfg = build_config(args, data, seed)
+            config = asdict(cfg)
+            key = f"{data}/{seed}"
+            if key in runs:
+                print(f"{key}: done, skipped")
+                continue
+            folder = work / f"{data}_seed{seed}"
+            t0 = time.time()
+            metrics = finextract.run(cfg, folder)
+            runs[key] = {"metrics": metrics, "wall_seconds": time.time() - t0}
+            if seed == args.seeds[0]:
+                shutil.copy(folder / "matches.png", out / f"{name}_matches_{data}.png")
+            summary = summarize(runs, args.datasets, modes)
+            done = all(f"{d}/{s}" in runs for d in args.datasets for s in args.seeds)
+            results = {
+                "settings": settings,
+                "budget": {
+                    "num_generations": cfg.num_generations,
+                    "sample_steps": cfg.sample_steps,
+                    "baselines": [cfg.baseline_cfg, *cfg.extra_baseline_cfgs],
+                    "workers": args.workers,
+                    "expected_minutes_2_cores": "30-40 for 2 datasets x 3 seeds",
+                },  # fmt: skip
+                "seeds": args.seeds,
+                "datasets": args.datasets,
+                "modes": modes,
+                "complete": done,
+                "runs": runs,
+                "summary": summary,
+                "targets": targets(summary, modes),
+                "wall_seconds": sum(r["wall_seconds"] for r in runs.values()),
+                "quick": args.quick,
+                "config": config,
+                **machine_info(),
+            }
+            write_results(path, results)
+            print(f"{key}: {time.time() - t0:.0f} s; written to {path}")
+    if old and runs and config is None:
+        print("nothing to run")
+    final = json.loads(path.read_text())
+    print(json.dumps({"targets": final["targets"], "wall_seconds": final["wall_seconds"]}, indent=2))
 
 
 if __name__ == "__main__":

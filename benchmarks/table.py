@@ -594,10 +594,53 @@ def ddis_block(r: Results, name: str, d: dict, title: str) -> list[str]:
     )
 
 
+def section_finextract_seeds(r: Results, f: dict) -> list[str]:
+    """finextract_bench.py's multi-seed, multi-dataset results: mean +- std over seeds per dataset."""
+    c, b = f["config"], f["budget"]
+    lines = ["## FineXtract", ""]
+    lines += para(
+        f"The {c['base']} generator fine-tuned on the first {c['num_train_images']} training images of",
+        f"class {c['train_class']} of each dataset with LoRA and fully (steps per image: LoRA",
+        f"{c['lora']['steps_per_image']}, full {c['full']['steps_per_image']}), then {b['num_generations']}",
+        f"generations per method and model ({b['sample_steps']} DDIM steps), clustered, and every training",
+        "image matched to its best candidate (features: `pixels`); FineXtract against CFG",
+        f"{c['baseline_cfg']:g} of the fine-tuned model from the same start noise. Success rate at the fixed",
+        "threshold / at the threshold calibrated on real non-members, then the average similarity; mean",
+        f"+- std over seeds {', '.join(map(str, f['seeds']))}"
+        + ("" if f["complete"] else " (incomplete: some runs missing)")
+        + f". Machine: {machine(f, workers(c))}.",
+    )
+    lines += para(PAPER["extract"])
+    header = ["dataset", "mode", "method", "success rate fixed", "calibrated", "avg similarity"]
+    rows = []
+    for data, s in f["summary"].items():
+        st = s["stats"]
+        for mode in f["modes"]:
+            for label, k in (("FineXtract", ""), (f"CFG {c['baseline_cfg']:g}", "baseline_")):
+                cells = []
+                for metric in ("success_rate", "calibrated_success_rate", "avg_similarity"):
+                    v = st.get(f"{mode}_{k}{metric}")
+                    cells.append("-" if v is None else f"{v['mean']:.3f} +- {v['std']:.3f}")
+                rows.append([data, mode, label, *cells])
+    lines += table(header, rows)
+    met = [k for k, t in f["targets"].items() if t["avg_similarity_above_baseline"]]
+    lines += para(
+        f"FineXtract's mean average similarity is above the baseline's in {len(met)} of",
+        f"{len(f['targets'])} (dataset, mode) pairs. Wall time of all runs {secs(f['wall_seconds'])}.",
+    )
+    for data in f["datasets"]:
+        lines += r.image(f"finextract_matches_{data}.png", f"{data}: training images and best candidates")
+    return lines + source(
+        "finextract.json", "python benchmarks/finextract_bench.py", "; a finished (dataset, seed) run is kept"
+    )
+
+
 def section_finextract(r: Results) -> list[str] | None:
     f = r.get("finextract.json")
     if f is None:
         return None
+    if "runs" in f:
+        return section_finextract_seeds(r, f)
     m, c = extraction_keys(f["metrics"]), f["config"]
     extra = [f"{x:g}" for x in c.get("extra_baseline_cfgs", [])]
     fixed = (

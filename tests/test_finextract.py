@@ -330,3 +330,30 @@ def test_extract_command_on_a_given_pair(tmp_path, tiny_generator, tiny_folder, 
     assert m["num_train_images"] == 12 and m["num_generations"] == 13
     assert m["calibrated_threshold"] == pytest.approx(1.0, abs=1e-5)  # non-members = the members here
     assert f"{kind}_success_rate" in m and (out / "matches.png").is_file()
+
+
+def test_fine_tuning_steps_derive_from_the_number_of_images():
+    from modelmine.methods.finextract import ModeConfig, resolve_steps
+
+    assert resolve_steps(ModeConfig(), 10).steps == 400  # 400 draws per image at batch 10
+    assert resolve_steps(ModeConfig(), 20).steps == 800
+    assert resolve_steps(ModeConfig(steps_per_image=300), 4).steps == 300  # batch min(10, 4)
+    assert resolve_steps(ModeConfig(steps=7), 20).steps == 7
+
+
+def test_extract_dreambooth_identifier_on_a_builtin_dataset(tmp_path, tiny_generator):
+    """The DreamBooth setting: "a photo of sks digit", "sks" a new token trained with the LoRA; the
+    images from a built-in dataset by name; derived steps in config.yaml."""
+    out = tmp_path / "run"
+    args = ["extract", "--out", str(out), "--base", str(tiny_generator), "--data", "mnist5k",
+            "--set", "identifier=sks", "--set", "modes=[lora]", "--set", "lora.steps_per_image=2",
+            *TINY_EXTRACT]  # fmt: skip
+    for fixed in ("lora.steps=2", "full.steps=2"):  # the derived steps instead
+        i = args.index(fixed)
+        del args[i - 1 : i + 1]
+    assert main(args) == 0
+    info = json.loads((out / "lora" / "train_info.json").read_text())
+    assert info["new_words"] == ["sks"] and info["steps"] == 2  # 2 per image x 4 images / batch 4
+    assert (out / "lora" / "learned_embeds.safetensors").is_file()
+    assert "steps: 2" in (out / "config.yaml").read_text()
+    assert main(["extract", "--out", str(tmp_path / "bad"), "--set", "identifier=two words"]) == 2

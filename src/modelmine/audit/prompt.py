@@ -10,10 +10,16 @@ gradient-free word search on the *prediction shift* of the fine-tuned model:
 
 with ``eps_ft`` / ``eps_pre`` the fine-tuned and pretrained models' conditional noise predictions
 (each with its own text encoder; a LoRA is switched off for ``eps_pre``), ``d`` the number of
-elements of one prediction, and ``(x, t)`` a fixed, seeded set of inputs: ``num_noise`` standard
-normal states (the marginal scale of a variance-preserving diffusion state) at each of the
+elements of one prediction, and ``(x, t)`` a fixed, seeded set of inputs at each of the
 ``timesteps``. Fine-tuning moves the model most where it was trained, i.e. under the fine-tuning
-prompt, so the shift is largest for prompts close to it. Starting from the empty prompt, each step
+prompt *and near the fine-tuning images*, so the shift is largest for prompts close to it when it
+is measured at states like the ones it was trained on. The attacker does not have those images but
+has the fine-tuned model's own samples (``states="samples"``, the default): ``num_noise`` images
+drawn from ``eps_ft`` with the empty prompt (``sample_steps`` DDIM steps, seeded), noised to each
+timestep, ``x = sqrt(a_t) x0 + sqrt(1 - a_t) n``. ``states="noise"`` measures at standard normal
+states instead (the earlier form: on a LoRA fine-tune of the embedded generator it ranked the class
+word "three" 62nd of 93 single words; at the samples' states, first; the shift at pure noise is
+dominated by where the base model itself is sensitive to a word). Starting from the empty prompt, each step
 appends the candidate word ``w`` that maximises ``S(p + " " + w)`` (all candidates scored in one
 batched pass: candidates x inputs rows, chunked to ``batch_size`` rows, one chunk loop per
 timestep), and the search stops at ``max_words`` or when the best extension raises ``S`` by less
@@ -28,7 +34,7 @@ text (CLIP: ~49k tokens, the first 1,000 whole words by default).
 | setting | paper or official code | ours | reason |
 |---|---|---|---|
 | caption search | described in the paper only (up to 7 words recovered); no official code | greedy append of the word maximising ``S`` above; stop when ``S`` gains < 1% or at 7 words | gradient-free, deterministic, one batched pass per position |
-| score inputs | not given | 4 seeded N(0, I) states at t = 0.25, 0.5, 0.75 T | the fine-tuning images are unknown to the attacker |
+| score inputs | not given | 16 of the fine-tuned model's own unconditional samples (10 DDIM steps), noised to t = 0.1, 0.3, 0.5, 0.7 T | the fine-tuning images are unknown to the attacker; the model's samples stand in for them |
 | candidates | not given | whole-word tokens in vocabulary order, at most 1,000 | the full CLIP vocabulary costs 49k prompts per position |
 | prompt accuracy | words recovered | word-multiset overlap / max(len true, len recovered) | greedy append does not recover word order |
 """
@@ -57,16 +63,22 @@ class PromptSearchConfig:
     max_words: int = 7  # the paper reports prompts of up to 7 words
     candidates: list[str] | None = None  # None: candidate_words(tokenizer, max_candidates)
     max_candidates: int = 1000
-    num_noise: int = 4  # seeded N(0, I) states per timestep
-    timesteps: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])  # fractions of T
+    states: str = "samples"  # "samples": the fine-tuned model's own samples, noised; "noise": N(0, I)
+    num_noise: int = 16  # states per timestep (samples, or N(0, I) draws)
+    sample_steps: int = 10  # DDIM steps of the fine-tuned model's samples (states="samples")
+    timesteps: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7])  # fractions of T
     min_gain: float = 0.01  # stop when the best word raises the shift by less than this fraction
     batch_size: int = 256  # UNet rows per call
 
 
 def check_search(cfg: PromptSearchConfig) -> None:
     """One-line UserErrors for settings the search cannot run with."""
-    if cfg.max_words < 1 or cfg.num_noise < 1 or cfg.batch_size < 1 or cfg.max_candidates < 1:
-        raise UserError("prompt_search: max_words, num_noise, batch_size and max_candidates must be >= 1")
+    if min(cfg.max_words, cfg.num_noise, cfg.batch_size, cfg.max_candidates, cfg.sample_steps) < 1:
+        raise UserError(
+            "prompt_search: max_words, num_noise, sample_steps, batch_size and max_candidates must be >= 1"
+        )
+    if cfg.states not in ("samples", "noise"):
+        raise UserError(f"prompt_search.states is samples or noise, got {cfg.states!r}")
     if not cfg.timesteps or any(not 0.0 <= f < 1.0 for f in cfg.timesteps):
         raise UserError(f"prompt_search.timesteps are fractions of T in [0, 1), got {cfg.timesteps}")
     if cfg.candidates is not None and not [w for w in cfg.candidates if w.strip()]:
@@ -98,6 +110,24 @@ def search_inputs(shape: Sequence[int], num_noise: int, num_timesteps: int, seed
     """The fixed states ``(num_timesteps, num_noise, *shape)`` the shift is measured at (seeded N(0, I))."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + 7919)
     return torch.randn((num_timesteps, num_noise, *shape), generator=g)
+
+
+@torch.no_grad()
+def sample_states(
+    ft: Generator, num: int, timesteps: Sequence[int], sample_steps: int = 10, seed: int = 0
+) -> torch.Tensor:
+    """States ``(len(timesteps), num, *shape)``: ``num`` samples of ``ft`` with the empty prompt
+    (DDIM, ``sample_steps``, seeded), each noised to every timestep with seeded noise."""
+    from ..diffusion.sampler import sample
+
+    g = torch.Generator().manual_seed(seed * 1_000_003 + 104_729)
+    latents = torch.randn((num, *ft.latent_shape), generator=g)
+    x0 = sample(ft, [""] * num, steps=sample_steps, cfg=1.0, latents=latents, output="latents").cpu().float()
+    if ft.vae is None:  # pixel space: the images' range, as the fine-tuning saw them
+        x0 = x0.clamp(-1, 1)
+    noise = torch.randn((len(timesteps), num, *ft.latent_shape), generator=g)
+    a = ft.scheduler.alphas_cumprod.float()[list(timesteps)].view(-1, 1, *([1] * len(ft.latent_shape)))
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
 
 def _pretrained(ft: Generator, pre: Generator | None):
@@ -159,7 +189,10 @@ def recover_prompt(
         raise UserError("the tokenizer has no whole-word tokens to search the prompt over")
     n_t = ft.scheduler.config.num_train_timesteps
     timesteps = [min(n_t - 1, int(f * n_t)) for f in cfg.timesteps]
-    x = search_inputs(ft.latent_shape, cfg.num_noise, len(timesteps), seed)
+    if cfg.states == "samples":
+        x = sample_states(ft, cfg.num_noise, timesteps, cfg.sample_steps, seed)
+    else:
+        x = search_inputs(ft.latent_shape, cfg.num_noise, len(timesteps), seed)
     max_words = min(cfg.max_words, ft.tokenizer.model_max_length - 2)
     chosen: list[str] = []
     history = [float(prediction_shift(ft, pre, [""], x, timesteps, cfg.batch_size)[0])]

@@ -37,8 +37,9 @@ Defaults (paper or official code; ours; why):
 | baseline | CFG 3 | CFG 3 (+ ``extra_baseline_cfgs``) | more scales from the same noise |
 | N images | 10 | 10 digits of one class | |
 | LoRA | rank 64, lr 1e-4, attention | rank 8, lr 3e-3, + convolutions (``UNET_LORA_TARGETS``) | attention alone barely moves a tiny UNet |
-| LoRA steps | 200 per image at batch 1 | 400 at batch 10 (400 per image) | batched; 200 per image extracted none here |
-| full fine-tuning | lr 2e-6, 200 steps per image | lr 1e-4, 300 at batch 10 | batched; fits the CPU budget |
+| LoRA steps | 200 per image at batch 1 | 400 draws per image (``steps_per_image``): ``ceil(400 N / min(10, N))`` steps | batched; 200 per image extracted none here; derived from N, not fixed |
+| full fine-tuning | lr 2e-6, 200 steps per image | lr 1e-4, 300 draws per image, batch ``min(10, N)`` | batched; fits the CPU budget |
+| instance prompt | DreamBooth: "a photo of sks [class]" | "a photo of digit {c}"; ``identifier=sks``: "a photo of sks digit" (new token) | the embedded tokenizer knows the class words |
 | features | SSCD (``sscd_disc_large``, 224 px) | centred pixels (or DINOv2) | SSCD ships only as a TorchScript pickle |
 | ``similarity_threshold`` | 0.7 on SSCD | 0.95 on ``pixels``; 0.7 on DINOv2 | see below |
 | ``calibrated_threshold`` | none | 99% quantile of real non-members' best match | a class's digits look alike |
@@ -61,6 +62,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -69,7 +71,7 @@ import torch
 
 from ..audit import extraction
 from ..audit.prompt import PromptSearchConfig, check_search, prompt_token_accuracy, recover_prompt
-from ..data import fit_to, load_digits, load_image_folder
+from ..data import fit_to, is_builtin, load_builtin, load_image_folder
 from ..diffusion.finetune import UNET_LORA_TARGETS, TrainSettings, finetune_or_load, load_lora
 from ..diffusion.generator import Generator, check_serves, checkpoint_kind, refuse_pickle
 from ..distributed import Shard, processes, resolve_device
@@ -78,6 +80,10 @@ from ..report import save_grid
 from ..runs import Run, atomic_save_tensors, atomic_write_text, load_generated, run_phase
 
 EMBEDDED_PROMPT = "a photo of digit {c}"
+# DreamBooth's instance prompt (Ruiz et al., 2023): "a photo of [identifier] [class noun]"; the
+# embedded tokenizer does not know the identifier, so it becomes a new token trained with the
+# fine-tuning (modelmine.diffusion.tokens)
+IDENTIFIER_PROMPT = "a photo of {id} digit"
 AUTO = "auto"  # --prompt auto: recover the prompt from the two models (modelmine.audit.prompt)
 
 
@@ -87,7 +93,10 @@ class ModeConfig:
 
     w: float | None = None  # None: 5 (LoRA) / 3 (full) as in the paper; 1.25 for pixel-space generators
     k: float | None = None  # the official fix term; None: 0 (LoRA) / -0.02 (full), as in the official runs
-    steps: int = 400
+    # None: steps_per_image x N / batch_size, so every image is seen steps_per_image times (the
+    # DreamBooth/LoRA recipes give their budgets per image); resolved into config.yaml
+    steps: int | None = None
+    steps_per_image: int = 400
     lr: float = 3e-3
     batch_size: int = 10
     rank: int = 8  # LoRA only
@@ -102,17 +111,22 @@ class ExtractConfig:
     # the audited model: a LoRA (.safetensors / folder) or a fully fine-tuned generator (diffusers
     # folder, embedded .safetensors); None: fine-tune `base` here on `data` in every mode of `modes`
     finetuned: str | None = None
-    data: str | None = None  # the fine-tuning images (ImageFolder); default: private digits of train_class
+    # the fine-tuning images: an ImageFolder, or a built-in dataset (digits, mnist5k: its train_class
+    # images); None: the private digits
+    data: str | None = None
     heldout_data: str | None = None  # real non-members (ImageFolder) to calibrate the success threshold
     prompt: str | None = None  # the instance prompt; default "a photo of digit {c}" ({c}: class name);
     # "auto": recovered from the base and fine-tuned models (prompt_search), the attack runs with it
     true_prompt: str | None = None  # with "auto": the real prompt, if known, to score the recovery
     prompt_search: PromptSearchConfig = field(default_factory=PromptSearchConfig)
+    # embedded default: fine-tune with DreamBooth's rare-token prompt "a photo of <identifier> digit"
+    # (e.g. "sks") instead of "a photo of digit {c}"; ignored when a prompt is given
+    identifier: str | None = None
     train_class: int = 3  # embedded default: the digit class of the fine-tuning images
     num_train_images: int = 10  # embedded default: N
     modes: list[str] = field(default_factory=lambda: ["lora", "full"])  # when fine-tuning here
     lora: ModeConfig = field(default_factory=ModeConfig)
-    full: ModeConfig = field(default_factory=lambda: ModeConfig(steps=300, lr=1e-4))
+    full: ModeConfig = field(default_factory=lambda: ModeConfig(steps_per_image=300, lr=1e-4))
     lora_targets: list[str] = field(default_factory=lambda: list(UNET_LORA_TARGETS))
     num_generations: int = 500
     sample_steps: int = 50  # DDIM steps
@@ -140,8 +154,8 @@ def load_train_data(cfg: ExtractConfig, size: int, channels: int):
     if cfg.prompt is not None and not cfg.prompt.strip():
         raise UserError("--prompt is empty; give the instance prompt the model was fine-tuned with")
     given = cfg.true_prompt if cfg.prompt == AUTO else cfg.prompt  # the real prompt, when known
-    if cfg.data is None:
-        sets = {s: load_digits(s, size) for s in ("train", "heldout", "test")}
+    if cfg.data is None or is_builtin(cfg.data):
+        sets = {s: load_builtin(cfg.data or "digits", s, size) for s in ("train", "heldout", "test")}
         k = sets["train"].num_classes
         if not 0 <= cfg.train_class < k:
             raise UserError(f"train_class must be a class index 0..{k - 1}, got {cfg.train_class}")
@@ -151,6 +165,10 @@ def load_train_data(cfg: ExtractConfig, size: int, channels: int):
             raise UserError(f"num_train_images must be in 1..{len(train) - 1}, got {n}")
         images = fit_to(train[:n], size, channels)
         nonmembers = fit_to(torch.cat([train[n:], heldout, test]), size, channels)
+        if given is None and cfg.identifier is not None:
+            if not cfg.identifier.strip() or len(cfg.identifier.split()) != 1:
+                raise UserError(f"identifier must be one word, got {cfg.identifier!r}")
+            given = IDENTIFIER_PROMPT.replace("{id}", cfg.identifier.strip())
         prompt = (given or EMBEDDED_PROMPT).replace("{c}", sets["train"].class_names[cfg.train_class])
     else:
         data = load_image_folder(cfg.data, size=size)  # its own channels: RGB on a grey base stops
@@ -177,7 +195,12 @@ def _check(cfg: ExtractConfig) -> list[str]:
         raise UserError(f"workers must be >= 1, got {cfg.workers}")
     if cfg.prompt == AUTO:
         check_search(cfg.prompt_search)
-        if cfg.finetuned is None and cfg.data is not None and not cfg.true_prompt:
+        if (
+            cfg.finetuned is None
+            and cfg.data is not None
+            and not is_builtin(cfg.data)
+            and not cfg.true_prompt
+        ):
             raise UserError(
                 "fine-tuning here on --data needs its prompt: --set true_prompt='...' (--prompt auto "
                 "recovers the prompt of a given --finetuned model)"
@@ -192,6 +215,20 @@ def _check(cfg: ExtractConfig) -> list[str]:
     if not cfg.modes or any(m not in ("lora", "full") for m in cfg.modes):
         raise UserError(f"modes must be a non-empty list of lora/full, got {cfg.modes}")
     return list(dict.fromkeys(cfg.modes))
+
+
+def resolve_steps(m: ModeConfig, num_images: int) -> ModeConfig:
+    """``m`` with ``steps`` set: given, or ``ceil(steps_per_image * N / batch)`` with the batch
+    ``min(batch_size, N)``, so each of the ``N`` fine-tuning images is drawn ``steps_per_image`` times
+    on average whatever ``N`` is (10 images at batch 10: 400 LoRA / 300 full steps)."""
+    if m.steps is not None:
+        if m.steps < 1:
+            raise UserError(f"fine-tuning steps must be >= 1, got {m.steps}")
+        return m
+    if m.steps_per_image < 1 or m.batch_size < 1:
+        raise UserError("steps_per_image and batch_size must be >= 1")
+    batch = min(m.batch_size, num_images)
+    return replace(m, steps=math.ceil(m.steps_per_image * num_images / batch))
 
 
 def _baselines(cfg: ExtractConfig) -> dict[str, float]:
@@ -291,10 +328,11 @@ def run(cfg: ExtractConfig, out: Path) -> dict:
     if cfg.similarity_threshold is None:  # resolved before config.yaml is written
         cfg = replace(cfg, similarity_threshold=extraction.fixed_threshold(cfg.features))
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
-    run_ = Run(out, cfg)
-    device = resolve_device(cfg.device)
     size, channels = Generator.geometry(cfg.base)  # without loading the generator in this process
     images, true_prompt, nonmembers = load_train_data(cfg, size, channels)
+    cfg = replace(cfg, lora=resolve_steps(cfg.lora, len(images)), full=resolve_steps(cfg.full, len(images)))
+    run_ = Run(out, cfg)
+    device = resolve_device(cfg.device)
     if cfg.num_generations < len(images):
         raise UserError(f"num_generations ({cfg.num_generations}) must be >= the {len(images)} train images")
     # features and thresholds first: a bad feature name fails before any work
