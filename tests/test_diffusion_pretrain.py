@@ -50,7 +50,9 @@ def test_public_batch_mixes_glyphs_letters_and_procedural_images_in_known_words(
     assert images.shape == (64, 1, 16, 16) and len(prompts) == 64
     assert any("letter" in p or "symbol" in p for p in prompts[32:48])
     ids = gen.tokenize(prompts)
-    assert (ids != gen.tokenizer.unk_token_id).all(), [p for p, r in zip(prompts, ids) if (r == 1).any()]
+    assert (ids != gen.tokenizer.unk_token_id).all(), [
+        p for p, r in zip(prompts, ids, strict=True) if (r == 1).any()
+    ]
     assert (ids == gen.tokenizer.pad_token_id).any(1).all()  # every prompt fits the context
     again, prompts2 = public_batch(64, 7, (0.5, 0.25, 0.25), AttributeCaptioner(), random.Random(0))
     assert torch.equal(images, again) and prompts == prompts2

@@ -52,7 +52,9 @@ def _shape_masks(kind: torch.Tensor, x, y, g: torch.Generator) -> torch.Tensor:
         [
             rad - r,
             torch.maximum(a.abs(), b.abs()) - 0.8 * r,
-            torch.maximum(torch.maximum(b - 0.5 * r, (s3 * a - b) / 2 - 0.5 * r), (-s3 * a - b) / 2 - 0.5 * r),
+            torch.maximum(
+                torch.maximum(b - 0.5 * r, (s3 * a - b) / 2 - 0.5 * r), (-s3 * a - b) / 2 - 0.5 * r
+            ),
             (rad - 0.75 * r).abs() - 0.18 * r,
             torch.minimum(
                 torch.maximum(a.abs() - 0.22 * r, b.abs() - r), torch.maximum(b.abs() - 0.22 * r, a.abs() - r)
@@ -88,7 +90,9 @@ def _textures(kind: torch.Tensor, x, y, g: torch.Generator, res: int) -> tuple[t
     coarse = torch.randint(3, 9, (1,), generator=g).item()
     noise = torch.rand(n, 1, coarse, coarse, generator=g)
     noise = F.interpolate(noise, size=(res, res), mode="bicubic", align_corners=False)[:, 0]
-    noise = (noise - noise.amin((1, 2), keepdim=True)) / (noise.amax((1, 2), keepdim=True) - noise.amin((1, 2), keepdim=True)).clamp_min(1e-6)
+    noise = (noise - noise.amin((1, 2), keepdim=True)) / (
+        noise.amax((1, 2), keepdim=True) - noise.amin((1, 2), keepdim=True)
+    ).clamp_min(1e-6)
     # dead leaves: 24 discs, later ones on top; radii ~ r^-3 between 0.1 and 0.7
     k = 24
     cx, cy = torch.rand(n, k, 1, 1, generator=g) * 2.4 - 1.2, torch.rand(n, k, 1, 1, generator=g) * 2.4 - 1.2
@@ -105,7 +109,9 @@ def _textures(kind: torch.Tensor, x, y, g: torch.Generator, res: int) -> tuple[t
     return out, torch.where(kind == 0, o, -1)
 
 
-def render_procedural(n: int, size: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def render_procedural(
+    n: int, size: int = 16, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``n`` procedural images ``(n, 1, size, size)`` in [0, 1], their kinds ``(n,)`` (indices into
     :data:`KINDS`, balanced) and orientations ``(n,)`` (index into :data:`ORIENTATIONS`, -1 if none)."""
     g = torch.Generator().manual_seed(seed)

@@ -52,10 +52,10 @@ from ..classifiers import (
 )
 from ..config import config_to_dict
 from ..data import DIGIT_NAMES, render_glyphs
-from ..procedural import KINDS, ORIENTATIONS, SHAPES, render_procedural
 from ..distributed import resolve_device
 from ..errors import UserError
 from ..metrics import classification_accuracy_score
+from ..procedural import KINDS, ORIENTATIONS, SHAPES, render_procedural
 from ..report import save_grid
 from ..runs import Run, atomic_torch_save, atomic_write_text
 from ..teacher import TeacherConfig, obtain_teacher, resolve_teacher
@@ -82,7 +82,9 @@ SYMBOL_NAMES = {"+": "plus", "=": "equals", "#": "hash", "*": "star", "?": "ques
 LOWER = "abcdefghijklmnopqrstuvwxyz"
 CHARS = LOWER + LOWER.upper() + "".join(SYMBOL_NAMES)
 CHAR_NAMES = (
-    [f"letter {c}" for c in LOWER] + [f"capital letter {c}" for c in LOWER] + [f"symbol {n}" for n in SYMBOL_NAMES.values()]
+    [f"letter {c}" for c in LOWER]
+    + [f"capital letter {c}" for c in LOWER]
+    + [f"symbol {n}" for n in SYMBOL_NAMES.values()]
 )
 OTHER_TEMPLATES = (("a photo of {name}", 3), ("{kind}: {cap}", 1), ("{name}", 1))
 
@@ -405,7 +407,9 @@ def run(cfg: PretrainConfig, out: Path) -> dict:
     if cfg.steps < 1 or cfg.batch_size < 2:
         raise UserError("pretrain needs steps >= 1 and batch_size >= 2")
     if len(cfg.mix) != 3 or min(cfg.mix) < 0 or sum(cfg.mix[1:]) >= 1:
-        raise UserError(f"mix must be three shares >= 0 (digits, glyphs, procedural) with digits > 0, got {cfg.mix}")
+        raise UserError(
+            f"mix must be three shares >= 0 (digits, glyphs, procedural) with digits > 0, got {cfg.mix}"
+        )
     torch.set_num_threads(max(1, cfg.threads))
     cfg = resolve_teacher(cfg, "digits")  # cas_private is measured on the private digits
     run_ = Run(out, cfg)
