@@ -272,11 +272,15 @@ def section_matrix(r: Results) -> list[str] | None:
         dataset, method = key.split("/", 1)
         m = run.get("metrics", {})
         metric, what = d["headline"].get(method, ["-", "-"])
+        argv = run.get("argv", [])
+        changed = ", ".join(argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--set") or "defaults"
         rows.append([
             dataset, method, run.get("exit_status", "-"), f3(m.get("teacher_acc")),
-            f"{what} {f3(m.get(metric))}" if metric in m else "-", secs(run.get("wall_seconds", 0.0)),
+            f"{what} {f3(m.get(metric))}" if metric in m else "-", changed, secs(run.get("wall_seconds", 0.0)),
         ])  # fmt: skip
-    lines += table(["dataset", "method", "exit", "teacher accuracy", "headline", "wall time"], rows)
+    lines += table(
+        ["dataset", "method", "exit", "teacher accuracy", "headline", "settings", "wall time"], rows
+    )
     return lines + source("matrix.json", "python benchmarks/matrix.py --threads 2")
 
 
