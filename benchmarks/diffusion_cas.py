@@ -84,7 +84,11 @@ def main() -> None:
             cas, per = classification_accuracy_score(
                 clf, fit_to(images, size, 1), labels, per_class=True, num_classes=10
             )
-            col = "cas_public" if key == "public" else ("cas_private" if key == "digits" else f"cas_private_{key}")
+            col = (
+                "cas_public"
+                if key == "public"
+                else ("cas_private" if key == "digits" else f"cas_private_{key}")
+            )
             entry[col] = cas
             entry[f"{col}_per_class"] = per
         grid = images.view(10, args.per_class, *images.shape[1:])[:, :10].transpose(0, 1).flatten(0, 1)
@@ -92,7 +96,9 @@ def main() -> None:
         results[name] = entry
         results.update(per_class=args.per_class, threads=args.threads, **machine_info())
         write_results(out, results)
-        print(name, {k: round(v, 3) for k, v in entry.items() if k.startswith("cas_") and "per_class" not in k})
+        print(
+            name, {k: round(v, 3) for k, v in entry.items() if k.startswith("cas_") and "per_class" not in k}
+        )
 
 
 if __name__ == "__main__":
