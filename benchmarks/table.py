@@ -272,11 +272,15 @@ def section_matrix(r: Results) -> list[str] | None:
         dataset, method = key.split("/", 1)
         m = run.get("metrics", {})
         metric, what = d["headline"].get(method, ["-", "-"])
+        argv = run.get("argv", [])
+        changed = ", ".join(argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--set") or "defaults"
         rows.append([
             dataset, method, run.get("exit_status", "-"), f3(m.get("teacher_acc")),
-            f"{what} {f3(m.get(metric))}" if metric in m else "-", secs(run.get("wall_seconds", 0.0)),
+            f"{what} {f3(m.get(metric))}" if metric in m else "-", changed, secs(run.get("wall_seconds", 0.0)),
         ])  # fmt: skip
-    lines += table(["dataset", "method", "exit", "teacher accuracy", "headline", "wall time"], rows)
+    lines += table(
+        ["dataset", "method", "exit", "teacher accuracy", "headline", "settings", "wall time"], rows
+    )
     return lines + source("matrix.json", "python benchmarks/matrix.py --threads 2")
 
 
@@ -315,12 +319,74 @@ def section_pretrain(r: Results) -> list[str] | None:
         ]
         lines += table(["phase", "steps", "time", "command"], rows)
     lines += r.image("diffusion_pretrain_samples.png", "embedded generator samples, one column per digit")
-    return lines + source(
+    lines += source(
         "diffusion_pretrain.json",
         "python benchmarks/diffusion_pretrain.py --out DIR",
-        ", which runs or resumes `modelmine pretrain --out DIR`; `benchmarks/diffusion_cas.py` generates"
-        " and scores the CAS images split over processes by class",
+        ", which runs or resumes `modelmine pretrain --out DIR`",
     )
+    return lines + (cas_comparison(r) or [])
+
+
+def cas_comparison(r: Results) -> list[str] | None:
+    """CAS of weight files side by side (diffusion_cas.json), on public glyphs, digits and mnist5k."""
+    d = r.get("diffusion_cas.json")
+    if d is None:
+        return None
+    lines = ["", "### Generator weights compared", ""]
+    lines += para(
+        f"The same prompts and seeds for every file ({d['per_class']} images per digit, each file's stored",
+        "sampling settings), scored by the public-glyph classifier and by the default teachers of the two",
+        "private datasets (mnist5k: images resized to 28x28). `cas_private_mnist5k` is the domain gap",
+        "from the public glyphs to real MNIST.",
+    )
+    rows = [
+        [name, f3(e["cas_public"]), f3(e["cas_private"]), f3(e.get("cas_private_mnist5k")), e.get("steps"),
+         e.get("cfg")]
+        for name, e in d.items() if isinstance(e, dict) and "cas_public" in e
+    ]  # fmt: skip
+    lines += table(
+        ["weights", "cas_public", "cas_private (digits)", "cas_private (mnist5k)", "steps", "cfg"], rows
+    )
+    return lines + source("diffusion_cas.json", "python benchmarks/diffusion_cas.py --weights NAME=FILE ...")
+
+
+def section_renamed(r: Results) -> list[str] | None:
+    d = r.get("renamed_classes.json")
+    if d is None:
+        return None
+    lines = ["## TCKR on class names the tokenizer does not know", ""]
+    lines += para(
+        f"The digits of classes {d.get('classes')} as an ImageFolder, once with their digit names and once",
+        "renamed; unknown names become new tokens trained with the LoRA. `modelmine tckr --data DIR` with",
+        f"its defaults except the reference-model count (see argv). Machine: {machine(d)}.",
+        "Target: agreement within 0.1 of the digit-named run, student within 3 points of its teacher.",
+        f"Note: {d['note']}." if d.get("note") else "",
+    )
+    rows = [
+        [k, ", ".join(v["class_names"]), v["exit_status"], f3(v["teacher_acc"]), f3(v["student_acc"]),
+         f3(v["synthetic_teacher_agreement"]), ", ".join(v.get("added_words", [])) or "-",
+         secs(v["wall_seconds"])]
+        for k, v in d["runs"].items()
+    ]  # fmt: skip
+    lines += table(
+        [
+            "naming",
+            "classes",
+            "exit",
+            "teacher",
+            "student",
+            "synthetic-teacher agreement",
+            "words added",
+            "wall",
+        ],
+        rows,
+    )
+    if "target_met" in d:
+        lines += para(
+            f"Agreement gap {d['agreement_gap']:+.3f}, renamed student {d['renamed_student_gap'] * 100:.1f}",
+            f"points below its teacher: target {'met' if d['target_met'] else 'missed'}.",
+        )
+    return lines + source("renamed_classes.json", "python benchmarks/renamed_classes.py")
 
 
 def section_sampler(r: Results) -> list[str] | None:
@@ -845,6 +911,7 @@ SECTIONS: list[Callable[[Results], list[str] | None]] = [
     section_cake,
     section_moons,
     section_tckr,
+    section_renamed,
     section_ddis,
     section_finextract,
     section_audit_generator,

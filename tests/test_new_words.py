@@ -156,3 +156,24 @@ def test_ddis_names_unknown_class_words(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'brick', 'grass'" in err[0]
     assert note_unknown_class_words(DdisConfig(generator=str(tmp_path / "missing")), ["brick"]) == []
+
+
+def test_extract_names_the_prompt_words_it_adds(tmp_path, capsys):
+    """FineXtract on a folder whose prompt the tokenizer does not know: one line names the words,
+    which train with the fine-tuning as in tckr."""
+    import json
+
+    from modelmine.cli import main
+    from modelmine.data import ImageSet, save_image_folder
+
+    gen_path = tmp_path / "tiny_generator.safetensors"
+    tiny().save_embedded(gen_path)
+    images = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    save_image_folder(tmp_path / "apples", ImageSet(images, torch.zeros(4, dtype=torch.long), ["apple"]))
+    args = ["extract", "--out", str(tmp_path / "run"), "--base", str(gen_path), "--data", str(tmp_path / "apples"),
+            "--prompt", "a photo of apple", "--set", "modes=[lora]", "--set", "num_generations=6",
+            "--set", "gen_batch_size=6", "--set", "sample_steps=2", "--set", "lora.steps=2",
+            "--set", "workers=1", "--set", "device=cpu"]  # fmt: skip
+    assert main(args) == 0
+    assert "does not know 'apple'" in capsys.readouterr().err
+    assert 0 <= json.loads((tmp_path / "run" / "metrics.json").read_text())["success_rate"] <= 1

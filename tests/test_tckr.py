@@ -103,3 +103,28 @@ def test_tckr_bad_input(tmp_path, tiny_generator, capsys):
     assert "cardinality" in err and len(err.strip().splitlines()) == 1
     assert main(["tckr", "--out", str(tmp_path / "b2"), "--data", str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_tckr_on_class_names_the_tokenizer_does_not_know(tmp_path, tiny_generator, capsys):
+    """Three digit classes renamed apple / bus / cat: the run names the words it adds, trains their
+    rows with the LoRA and saves them beside it (the measured agreement: benchmarks/renamed_classes.py)."""
+    from modelmine.data import ImageSet, save_image_folder
+    from modelmine.diffusion.tokens import LEARNED_EMBEDS
+    from modelmine.runs import load_tensors
+
+    d = load_digits("train", 8)
+    keep = d.labels < 3
+    save_image_folder(
+        tmp_path / "data", ImageSet(d.images[keep][:60], d.labels[keep][:60], ["apple", "bus", "cat"])
+    )
+    out = tmp_path / "run"
+    assert main(["tckr", "--out", str(out), "--data", str(tmp_path / "data"), "--cardinality", "0.2",
+                 *tiny_args(tiny_generator), "--set", "ablations=false"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "does not know 'apple', 'bus', 'cat'" in err
+    rows = load_tensors(out / "lora_caption" / LEARNED_EMBEDS)
+    assert sorted(rows) == ["apple", "bus", "cat"]
+    init = Generator.embedded(tiny_generator)
+    a = init.text_encoder.get_input_embeddings().weight[init.tokenizer.convert_tokens_to_ids("a")]
+    assert all(not torch.allclose(v.flatten(), a.detach()) for v in rows.values())  # trained away from "a"
+    assert 0 <= json.loads((out / "metrics.json").read_text())["synthetic_teacher_agreement"] <= 1

@@ -4,9 +4,10 @@ TCKR (Text-Conditioned Knowledge Recycling) captions every training image with B
 the generator with ``"<class>: <caption>"``. A captioner here is any callable
 ``captioner(images (B, C, H, W) in [0, 1], labels (B,), class_names) -> list[str]``.
 
-- :class:`AttributeCaptioner` (the embedded default): measures four per-image properties with
-  batched tensor maths and names each with a word from a fixed small vocabulary
-  (:data:`ATTRIBUTE_WORDS`) that the embedded tiny text encoder knows:
+- :class:`AttributeCaptioner` (the embedded default): measures per-image properties with batched
+  tensor maths and names each with a word from a fixed small vocabulary (:data:`ATTRIBUTE_WORDS`)
+  that the embedded tiny text encoder knows. Images that look like strokes (a dark background
+  covering most of the image, as digits and letters) get four stroke words:
 
   * stroke thickness: ``2 * ink mass / total gradient magnitude`` (a stroke of width ``w`` and
     length ``L`` has mass ``w L`` and two edges of length ``L``), -> thin / regular / thick;
@@ -15,8 +16,20 @@ the generator with ``"<class>: <caption>"``. A captioner here is any callable
   * size from the bounding box of pixels above 0.3, -> small / medium / large;
   * position from the centre of mass, -> centered / left / right / high / low.
 
-  Thresholds are fixed numbers (roughly the terciles on the public glyph corpus), so a caption
-  means the same thing for every dataset.
+  Any other image (textures, objects, photographs, colour) gets six general words:
+
+  * brightness (mean intensity) -> dark / grey / bright;
+  * contrast (intensity standard deviation) -> faint / moderate / strong;
+  * edge density (mean absolute finite difference) -> smooth / detailed / busy;
+  * dominant orientation from the structure tensor (coherence below 0.3 -> mixed) -> horizontal /
+    vertical / diagonal / mixed (the direction the edges run);
+  * size and position of the foreground: pixels far from the background level (the median of the
+    border), as above;
+  * for colour images with saturated pixels, the mean hue: red / yellow / green / cyan / blue /
+    magenta.
+
+  Thresholds are fixed numbers (roughly the terciles on the public corpus of glyphs and procedural
+  images), so a caption means the same thing for every dataset.
 - :func:`class_name_captions`: the ablation captioner, the class name only.
 - :class:`Blip2Captioner`: the real captioner (transformers' BLIP-2); it is built only when a user
   asks for it and needs locally available weights.
@@ -37,13 +50,28 @@ THICKNESS_WORDS = ("thin", "regular", "thick")
 SLANT_WORDS = ("leaning left", "upright", "leaning right")
 SIZE_WORDS = ("small", "medium", "large")
 POSITION_WORDS = ("centered", "left", "right", "high", "low")
-ATTRIBUTE_WORDS: tuple[str, ...] = THICKNESS_WORDS + SLANT_WORDS + SIZE_WORDS + POSITION_WORDS
+BRIGHTNESS_WORDS = ("dark", "grey", "bright")
+CONTRAST_WORDS = ("faint", "moderate", "strong")
+EDGE_WORDS = ("smooth", "detailed", "busy")
+ORIENTATION_WORDS = ("horizontal", "vertical", "diagonal", "mixed")
+HUE_WORDS = ("red", "yellow", "green", "cyan", "blue", "magenta")
+STROKE_WORDS: tuple[str, ...] = THICKNESS_WORDS + SLANT_WORDS + SIZE_WORDS + POSITION_WORDS
+ATTRIBUTE_WORDS: tuple[str, ...] = (
+    STROKE_WORDS + BRIGHTNESS_WORDS + CONTRAST_WORDS + EDGE_WORDS + ORIENTATION_WORDS + HUE_WORDS
+)
 
 # Cut points (low, high) between the three words of each graded attribute; see module docstring.
 THICKNESS_CUTS = (1.7, 2.45)  # pixels
 SLANT_CUTS = (-0.06, 0.12)  # dx/dy shear of the ink
 SIZE_CUTS = (0.65, 0.72)  # bbox max side / image side
 POSITION_CUT = 0.045  # centre-of-mass offset / image side beyond which the digit is off-centre
+BRIGHTNESS_CUTS = (0.3, 0.5)  # mean intensity
+CONTRAST_CUTS = (0.14, 0.2)  # intensity standard deviation
+EDGE_CUTS = (0.045, 0.08)  # mean absolute difference between neighbouring pixels
+COHERENCE_CUT = 0.3  # structure-tensor coherence below which no orientation dominates
+STROKE_BACKGROUND = 0.25  # border median below which (with little ink) an image is strokes
+STROKE_INK = 0.6  # largest fraction of pixels above 0.3 in a stroke image
+SATURATION_CUT = 0.15  # mean saturation above which a colour image gets a hue word
 
 
 def measure_attributes(images: torch.Tensor, threshold: float = 0.3) -> dict[str, torch.Tensor]:
@@ -69,14 +97,7 @@ def measure_attributes(images: torch.Tensor, threshold: float = 0.3) -> dict[str
     ink = x > threshold
     rows, cols = ink.any(2), ink.any(1)  # (B, H), (B, W)
 
-    def extent(m: torch.Tensor) -> torch.Tensor:
-        n = m.shape[1]
-        idx = torch.arange(n).expand_as(m)
-        first = torch.where(m, idx, n).amin(1)
-        last = torch.where(m, idx, -1).amax(1)
-        return (last - first + 1).clamp_min(0).float() / n
-
-    size = torch.maximum(extent(rows), extent(cols))
+    size = torch.maximum(_extent(rows), _extent(cols))
     return {
         "thickness": thickness,
         "slant": slant,
@@ -96,22 +117,110 @@ def attribute_words(images: torch.Tensor) -> list[tuple[str, str, str, str]]:
     t = _grade(a["thickness"], THICKNESS_CUTS).tolist()
     s = _grade(a["slant"], SLANT_CUTS).tolist()
     z = _grade(a["size"], SIZE_CUTS).tolist()
-    cx, cy = a["cx"], a["cy"]
-    horiz = cx.abs() >= cy.abs()
-    pos = torch.zeros_like(cx, dtype=torch.long)  # centered
-    off = torch.maximum(cx.abs(), cy.abs()) > POSITION_CUT
-    pos = torch.where(off & horiz & (cx < 0), 1, pos)
-    pos = torch.where(off & horiz & (cx >= 0), 2, pos)
-    pos = torch.where(off & ~horiz & (cy < 0), 3, pos)
-    pos = torch.where(off & ~horiz & (cy >= 0), 4, pos)
+    pos = _position_index(a["cx"], a["cy"])
     return [
         (THICKNESS_WORDS[i], SLANT_WORDS[j], SIZE_WORDS[k], POSITION_WORDS[p])
         for i, j, k, p in zip(t, s, z, pos.tolist(), strict=True)
     ]
 
 
+def _position_index(cx: torch.Tensor, cy: torch.Tensor) -> torch.Tensor:
+    """Index into :data:`POSITION_WORDS` from centre offsets ``(B,)`` (fractions of the side)."""
+    horiz = cx.abs() >= cy.abs()
+    pos = torch.zeros_like(cx, dtype=torch.long)  # centered
+    off = torch.maximum(cx.abs(), cy.abs()) > POSITION_CUT
+    pos = torch.where(off & horiz & (cx < 0), 1, pos)
+    pos = torch.where(off & horiz & (cx >= 0), 2, pos)
+    pos = torch.where(off & ~horiz & (cy < 0), 3, pos)
+    return torch.where(off & ~horiz & (cy >= 0), 4, pos)
+
+
+def _extent(m: torch.Tensor) -> torch.Tensor:
+    """Bounding-box extent of the True entries of each row of ``m`` ``(B, N)``, as a fraction of N."""
+    n = m.shape[1]
+    idx = torch.arange(n).expand_as(m)
+    first = torch.where(m, idx, n).amin(1)
+    last = torch.where(m, idx, -1).amax(1)
+    return (last - first + 1).clamp_min(0).float() / n
+
+
+def measure_general(images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """General attributes of images ``(B, C, H, W)`` in [0, 1]; a dict of ``(B,)`` tensors:
+    ``brightness``, ``contrast``, ``edges``, ``coherence``, ``orientation`` (radians of the edge
+    direction, 0 = horizontal), ``size``, ``cx``, ``cy`` (foreground), ``saturation``, ``hue``
+    (in [0, 1)), ``stroke`` (bool: dark background, little ink)."""
+    rgb = images.float()
+    x = rgb.mean(1)  # (B, H, W)
+    b, h, w = x.shape
+    border = torch.cat([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], 1)  # (B, 2H + 2W)
+    bg = border.median(1).values
+    gy, gx = x[:, 1:, :-1] - x[:, :-1, :-1], x[:, :-1, 1:] - x[:, :-1, :-1]
+    jxx, jyy, jxy = (gx * gx).sum((1, 2)), (gy * gy).sum((1, 2)), (gx * gy).sum((1, 2))
+    coherence = ((jxx - jyy) ** 2 + 4 * jxy**2).sqrt() / (jxx + jyy).clamp_min(1e-8)
+    # dominant gradient angle; edges run perpendicular to it
+    grad_angle = 0.5 * torch.atan2(2 * jxy, jxx - jyy)
+    dev = (x - bg.view(b, 1, 1)).abs()
+    fg = dev > torch.maximum(dev.amax((1, 2)) * 0.5, torch.full_like(bg, 0.1)).view(b, 1, 1)
+    wts = dev * fg
+    mass = wts.sum((1, 2)).clamp_min(1e-6)
+    ys = torch.arange(h, dtype=x.dtype).view(1, h, 1)
+    xs = torch.arange(w, dtype=x.dtype).view(1, 1, w)
+    mx, my = (wts * xs).sum((1, 2)) / mass, (wts * ys).sum((1, 2)) / mass
+    mx_, mn_ = rgb.amax(1), rgb.amin(1)  # (B, H, W)
+    sat = ((mx_ - mn_) / mx_.clamp_min(1e-6)).mean((1, 2))
+    # mean hue as a circular mean over pixels, weighted by their saturation
+    r, g_, bl = rgb[:, 0], rgb[:, min(1, rgb.shape[1] - 1)], rgb[:, -1]
+    hx = (2 * r - g_ - bl) / 2
+    hy = (g_ - bl) * (3**0.5) / 2
+    hue = (torch.atan2(hy.sum((1, 2)), hx.sum((1, 2))) / (2 * torch.pi)) % 1.0
+    return {
+        "brightness": x.mean((1, 2)),
+        "contrast": x.std((1, 2)),
+        "edges": 0.5 * (gx.abs().mean((1, 2)) + gy.abs().mean((1, 2))),
+        "coherence": coherence,
+        "orientation": grad_angle + torch.pi / 2,
+        "size": torch.maximum(_extent(fg.any(2)), _extent(fg.any(1))),
+        "cx": (mx - (w - 1) / 2) / w,
+        "cy": (my - (h - 1) / 2) / h,
+        "saturation": sat if rgb.shape[1] == 3 else torch.zeros(b),
+        "hue": hue,
+        "stroke": (bg < STROKE_BACKGROUND) & ((x > 0.3).float().mean((1, 2)) < STROKE_INK),
+    }
+
+
+def general_words(images: torch.Tensor) -> list[tuple[str, ...]]:
+    """(brightness, contrast, edges, orientation, size, position[, hue]) words per image ``(B, C, H, W)``."""
+    a = measure_general(images)
+    br = _grade(a["brightness"], BRIGHTNESS_CUTS).tolist()
+    co = _grade(a["contrast"], CONTRAST_CUTS).tolist()
+    ed = _grade(a["edges"], EDGE_CUTS).tolist()
+    # edge direction folded to [0, pi): within 22.5 deg of 0/pi horizontal, of pi/2 vertical
+    ang = a["orientation"] % torch.pi
+    near_h = (ang < torch.pi / 8) | (ang > 7 * torch.pi / 8)
+    near_v = (ang - torch.pi / 2).abs() < torch.pi / 8
+    ori = torch.where(near_h, 0, torch.where(near_v, 1, 2))
+    ori = torch.where(a["coherence"] < COHERENCE_CUT, 3, ori).tolist()
+    sz = _grade(a["size"], SIZE_CUTS).tolist()
+    pos = _position_index(a["cx"], a["cy"]).tolist()
+    hue = (a["hue"] * 6 + 0.5).long() % 6
+    coloured = (a["saturation"] > SATURATION_CUT).tolist()
+    out = []
+    for i in range(len(br)):
+        words = (
+            BRIGHTNESS_WORDS[br[i]],
+            CONTRAST_WORDS[co[i]],
+            EDGE_WORDS[ed[i]],
+            ORIENTATION_WORDS[ori[i]],
+            SIZE_WORDS[sz[i]],
+            POSITION_WORDS[pos[i]],
+        )
+        out.append(words + ((HUE_WORDS[hue[i]],) if coloured[i] else ()))
+    return out
+
+
 class AttributeCaptioner:
-    """The embedded captioner: ``"thick leaning right small centered"`` style captions.
+    """The embedded captioner: ``"thick leaning right small centered"`` for stroke images,
+    ``"bright strong busy horizontal large centered"`` (plus a hue word for colour) for others.
 
     Call it as ``captioner(images (B, C, H, W), labels=None, class_names=None) -> list[str]``;
     labels are ignored (the caption describes the image, the class word is added by the prompt).
@@ -123,7 +232,17 @@ class AttributeCaptioner:
         labels: torch.Tensor | None = None,
         class_names: Sequence[str] | None = None,
     ) -> list[str]:
-        return [" ".join(words) for words in attribute_words(images)]
+        stroke = measure_general(images)["stroke"].tolist()
+        out = [""] * len(stroke)
+        idx_s = [i for i, s in enumerate(stroke) if s]
+        idx_g = [i for i, s in enumerate(stroke) if not s]
+        if idx_s:
+            for i, words in zip(idx_s, attribute_words(images[idx_s]), strict=True):
+                out[i] = " ".join(words)
+        if idx_g:
+            for i, words in zip(idx_g, general_words(images[idx_g]), strict=True):
+                out[i] = " ".join(words)
+        return out
 
 
 def class_name_captions(images: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str]) -> list[str]:

@@ -365,17 +365,21 @@ def _render_glyph(font_path: Path | None, char: str, stroke: int) -> np.ndarray:
     return np.asarray(out, dtype=np.float32) / 255.0
 
 
-@lru_cache(maxsize=1)
-def glyph_bank() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """All (font, digit, stroke) glyphs: images ``(M, 1, 48, 48)``, digit labels, font ids.
+DIGIT_CHARS = "0123456789"
 
-    Rendered once per process (a few seconds); the random part of the corpus is batched torch.
+
+@lru_cache(maxsize=4)
+def glyph_bank(chars: str = DIGIT_CHARS) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All (font, character, stroke) glyphs of ``chars``: images ``(M, 1, 48, 48)``, the index of
+    each glyph's character in ``chars`` (the digit itself for the default), font ids.
+
+    Rendered once per process (a few seconds per 10 characters); the random part is batched torch.
     """
     imgs, labels, font_ids = [], [], []
     for fi, path in enumerate(_font_files()):
-        for d in range(10):
+        for d, ch in enumerate(chars):
             for s in _STROKES:
-                imgs.append(_render_glyph(path, str(d), s))
+                imgs.append(_render_glyph(path, ch, s))
                 labels.append(d)
                 font_ids.append(fi)
     x = torch.from_numpy(np.stack(imgs))[:, None]
@@ -413,22 +417,25 @@ def render_glyphs(
     seed: int = 0,
     labels: torch.Tensor | None = None,
     params: GlyphParams | None = None,
+    chars: str = DIGIT_CHARS,
+    names: list[str] | None = None,
 ) -> ImageSet:
-    """``n`` random digit glyphs ``(n, 1, size, size)``, balanced over classes unless ``labels`` given.
-
-    The same seed always gives the same images.
+    """``n`` random glyphs ``(n, 1, size, size)`` of ``chars`` (default the ten digits, labelled by
+    :data:`DIGIT_NAMES`), balanced over the characters unless ``labels`` (indices into ``chars``) are
+    given. The same seed always gives the same images.
     """
     p = params or GlyphParams()
-    bank, bank_labels, _ = glyph_bank()
+    k = len(chars)
+    bank, bank_labels, _ = glyph_bank(chars)
     g = torch.Generator().manual_seed(seed)
     if labels is None:
-        labels = torch.arange(n) % 10
+        labels = torch.arange(n) % k
         labels = labels[torch.randperm(n, generator=g)]
     labels = torch.as_tensor(labels, dtype=torch.long)
-    # pick a random bank entry of the right digit for each sample
-    per_digit = torch.stack([torch.nonzero(bank_labels == d).squeeze(1) for d in range(10)])  # (10, M/10)
-    choice = torch.randint(per_digit.shape[1], (n,), generator=g)
-    src = bank[per_digit[labels, choice]]  # (n, 1, 48, 48)
+    # pick a random bank entry of the right character for each sample
+    per_char = torch.stack([torch.nonzero(bank_labels == d).squeeze(1) for d in range(k)])  # (k, M/k)
+    choice = torch.randint(per_char.shape[1], (n,), generator=g)
+    src = bank[per_char[labels, choice]]  # (n, 1, 48, 48)
 
     def u(lo: float, hi: float) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(n, generator=g)
@@ -447,7 +454,8 @@ def render_glyphs(
     x = F.avg_pool2d(F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False), 2)
     x = _gaussian_blur(x, u(*p.blur_sigma))
     x = x / x.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6) * u(*p.contrast)[:, None, None, None]
-    return ImageSet(x.clamp(0, 1), labels, list(DIGIT_NAMES))
+    names = names if names is not None else (list(DIGIT_NAMES) if chars == DIGIT_CHARS else list(chars))
+    return ImageSet(x.clamp(0, 1), labels, names)
 
 
 # --------------------------------------------------------------------------------------------

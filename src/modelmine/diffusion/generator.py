@@ -51,6 +51,11 @@ BASE_WORDS = (
     "thin regular thick leaning left upright right small medium large centered high low "
     "bold light italic slanted big tiny tall wide narrow round sharp clean blurry "
     ": , . - ! ? ' \" ( ) / * + = _ # < >"
+    # the broader public prior: letters, symbols, procedural shapes and textures, general captions
+    " b c d e f g h i j k l m n o p q r s t u v w x y z letter capital symbol plus equals hash star"
+    " question exclamation percent ampersand at dollar circle square triangle ring cross line stripes"
+    " checkerboard dots noise leaves shape texture pattern dark bright faint moderate strong smooth"
+    " detailed busy horizontal vertical diagonal mixed red yellow green cyan blue magenta"
 ).split()
 
 

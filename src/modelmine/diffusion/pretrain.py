@@ -1,12 +1,23 @@
-"""`modelmine pretrain`: train the embedded tiny text-to-image generator on public glyphs only.
+"""`modelmine pretrain`: train the embedded tiny text-to-image generator on public data only.
 
 Standard DDPM training (Ho et al., 2020: epsilon-prediction MSE at uniformly drawn timesteps) of
-the UNet and the text encoder together, from scratch, on freshly rendered glyphs every step
-(:func:`modelmine.data.render_glyphs`; private digits are never seen). Prompts mix the templates
-later methods use: ``"a photo of digit three"`` variants, TCKR's ``"three: <attribute caption>"``
-and ``"a <word> three"`` (the slot textual inversion / class alignment tokens later fill).
-Classifier-free guidance is learned by dropping 10% of prompts to ``""`` (Ho & Salimans, 2022);
-an EMA of the weights is what ships.
+the UNet and the text encoder together, from scratch, on a freshly generated public batch every
+step (private images are never seen). Each batch mixes (:func:`public_batch`, shares ``mix``):
+
+- digit glyphs rendered from the shipped fonts (:func:`modelmine.data.render_glyphs`), prompted with
+  the templates later methods use: ``"a photo of digit three"`` variants, TCKR's
+  ``"three: <attribute caption>"`` and ``"a <word> three"`` (the slot textual inversion / class
+  alignment tokens later fill);
+- other glyphs of the same fonts: lower- and upper-case letters and symbols (``"a photo of capital
+  letter k"``, ``"a photo of symbol plus"``, ``"letter k: <caption>"``);
+- procedural shapes and textures (:mod:`modelmine.procedural`: ``"a photo of a circle"``,
+  ``"a photo of horizontal stripes"``, ``"leaves: <caption>"``).
+
+Captions come from the attribute captioner (:class:`modelmine.captioning.AttributeCaptioner`), so
+its words (stroke words for glyphs, brightness / contrast / edges / orientation for the rest) mean
+something to the text encoder. Classifier-free guidance is learned by dropping 10% of prompts to
+``""`` (Ho & Salimans, 2022); an EMA of the weights is what ships. One command with the shipped
+defaults (seed 0, 1 thread) reproduces the shipped weights.
 
 What makes conditioning learn fast here (measured, see ``benchmarks/results``): the pooled text
 embedding added to the time embedding of every ResNet block (diffusers' ``addition_embed_type=
@@ -44,6 +55,7 @@ from ..data import DIGIT_NAMES, render_glyphs
 from ..distributed import resolve_device
 from ..errors import UserError
 from ..metrics import classification_accuracy_score
+from ..procedural import KINDS, ORIENTATIONS, SHAPES, render_procedural
 from ..report import save_grid
 from ..runs import Run, atomic_torch_save, atomic_write_text
 from ..teacher import TeacherConfig, obtain_teacher, resolve_teacher
@@ -64,16 +76,29 @@ TEMPLATES = (  # (template, weight); {c} class word, {cap} attribute caption, {w
     ("a photo of digit {c}, {w}", 1),
 )
 
+# letters and symbols of the shipped fonts, and the words that name them in prompts
+SYMBOL_NAMES = {"+": "plus", "=": "equals", "#": "hash", "*": "star", "?": "question",
+                "!": "exclamation", "%": "percent", "&": "ampersand", "@": "at", "$": "dollar"}  # fmt: skip
+LOWER = "abcdefghijklmnopqrstuvwxyz"
+CHARS = LOWER + LOWER.upper() + "".join(SYMBOL_NAMES)
+CHAR_NAMES = (
+    [f"letter {c}" for c in LOWER]
+    + [f"capital letter {c}" for c in LOWER]
+    + [f"symbol {n}" for n in SYMBOL_NAMES.values()]
+)
+OTHER_TEMPLATES = (("a photo of {name}", 3), ("{kind}: {cap}", 1), ("{name}", 1))
+
 
 @dataclass
 class PretrainConfig:
-    steps: int = 1000
+    steps: int = 4000
     batch_size: int = 64
     lr: float = 2e-3  # UNet
     text_lr: float = 4e-3  # text encoder (from scratch; twice the UNet's)
     warmup: int = 50
     min_lr_frac: float = 0.05  # cosine decay to this fraction of lr
     cond_dropout: float = 0.1  # prompts replaced by "" (unconditional) for CFG
+    mix: tuple[float, float, float] = (0.5, 0.25, 0.25)  # shares of digits, other glyphs, procedural
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     seed: int = 0
@@ -107,6 +132,46 @@ def class_prompts(per_class: int, template: str = EVAL_TEMPLATE) -> tuple[list[s
     """``per_class`` prompts for each digit, class-major; labels ``(10 * per_class,)``."""
     labels = torch.arange(10).repeat_interleave(per_class)
     return [template.format(c=DIGIT_NAMES[y]) for y in labels.tolist()], labels
+
+
+def _other_prompts(kinds: list[str], names: list[str], captions: list[str], rng: random.Random) -> list[str]:
+    """Prompts for non-digit images from :data:`OTHER_TEMPLATES`: ``kinds`` are one-word handles
+    (``"k"``, ``"circle"``), ``names`` the phrases that name them (``"letter k"``, ``"a circle"``)."""
+    temps, weights = zip(*OTHER_TEMPLATES, strict=True)
+    return [
+        rng.choices(temps, weights)[0].format(name=n, kind=k, cap=c)
+        for k, n, c in zip(kinds, names, captions, strict=True)
+    ]
+
+
+def public_batch(
+    n: int, seed: int, mix: tuple[float, float, float], captioner, rng: random.Random
+) -> tuple[torch.Tensor, list[str]]:
+    """One pretraining batch: images ``(n, 1, 16, 16)`` and their prompts, ``mix`` = shares of digit
+    glyphs, letter/symbol glyphs and procedural images (rounded; digits take the remainder)."""
+    n_chr, n_proc = round(mix[1] * n), round(mix[2] * n)
+    n_dig = n - n_chr - n_proc
+    digits = render_glyphs(n_dig, seed=seed)
+    prompts = make_prompts(digits.labels, captioner(digits.images), rng)
+    images = [digits.images]
+    if n_chr:
+        chars = render_glyphs(n_chr, seed=seed + 1, chars=CHARS, names=CHAR_NAMES)
+        names = [CHAR_NAMES[i] for i in chars.labels.tolist()]
+        kinds = [nm.split()[-1] for nm in names]
+        prompts += _other_prompts(kinds, names, captioner(chars.images), rng)
+        images.append(chars.images)
+    if n_proc:
+        proc, kind, orient = render_procedural(n_proc, seed=seed + 2)
+        kinds = [KINDS[k] for k in kind.tolist()]
+        names = [
+            (f"a {k}" if k in SHAPES or k == "checkerboard" else k)
+            if o < 0 or rng.random() < 0.3
+            else f"{ORIENTATIONS[o]} {k}"
+            for k, o in zip(kinds, orient.tolist(), strict=True)
+        ]
+        prompts += _other_prompts(kinds, names, captioner(proc), rng)
+        images.append(proc)
+    return torch.cat(images), prompts
 
 
 def public_cas_classifier(out_dir: Path, n_train: int, seed: int = 0, device="cpu", epochs: int = 8):
@@ -248,15 +313,16 @@ def _start_training(cfg: PretrainConfig, ckpt_path: Path, device: torch.device) 
 
 
 def _optimizer_step(tr: _Training, cfg: PretrainConfig, captioner: AttributeCaptioner, device) -> None:
-    """One step on freshly rendered glyphs, seeded by the step index (a resumed run sees the same data)."""
-    batch = render_glyphs(cfg.batch_size, seed=10_000_000 * (cfg.seed + 1) + tr.step)
+    """One step on a fresh public batch, seeded by the step index (a resumed run sees the same data)."""
     rng = random.Random(tr.step * 7919 + cfg.seed)
-    prompts = make_prompts(batch.labels, captioner(batch.images), rng)
+    images, prompts = public_batch(
+        cfg.batch_size, 10_000_000 * (cfg.seed + 1) + 3 * tr.step, tuple(cfg.mix), captioner, rng
+    )
     prompts = ["" if rng.random() < cfg.cond_dropout else p for p in prompts]
     g = torch.Generator().manual_seed(tr.step + 1_000_003 * cfg.seed)
     for group, base in zip(tr.opt.param_groups, (cfg.lr, cfg.text_lr), strict=True):
         group["lr"] = base * _lr_factor(tr.step, cfg)
-    loss = train_step(tr.gen, batch.images.to(device), prompts, g)
+    loss = train_step(tr.gen, images.to(device), prompts, g)
     tr.opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(tr.params, cfg.grad_clip)
@@ -340,6 +406,10 @@ def run(cfg: PretrainConfig, out: Path) -> dict:
     """Pretrain, evaluate (CAS public/private), write weights + grid; metrics in ``out/metrics.json``."""
     if cfg.steps < 1 or cfg.batch_size < 2:
         raise UserError("pretrain needs steps >= 1 and batch_size >= 2")
+    if len(cfg.mix) != 3 or min(cfg.mix) < 0 or sum(cfg.mix[1:]) >= 1:
+        raise UserError(
+            f"mix must be three shares >= 0 (digits, glyphs, procedural) with digits > 0, got {cfg.mix}"
+        )
     torch.set_num_threads(max(1, cfg.threads))
     cfg = resolve_teacher(cfg, "digits")  # cas_private is measured on the private digits
     run_ = Run(out, cfg)
@@ -355,7 +425,7 @@ def run(cfg: PretrainConfig, out: Path) -> dict:
         "command": f"modelmine pretrain --out {out}",
         "config": config_to_dict(cfg),
         "train_seconds": round(tr.elapsed, 1),
-        "data": "public glyph corpus only (modelmine.data.render_glyphs)",
+        "data": "public corpus only: font glyphs (digits, letters, symbols) and procedural images",
     }
     tr.gen.save_embedded(weights, extra={"provenance": provenance})
     gen = Generator.embedded(weights).to(device)
