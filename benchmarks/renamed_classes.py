@@ -66,7 +66,7 @@ def main() -> None:
         root = Path(args.work) / key
         f = build_folders(root / "data", args.classes, names)
         argv = ["tckr", "--out", str(root / "run"), "--data", str(f["train"]), "--test-data", str(f["test"]),
-                "--heldout-data", str(f["heldout"]), "--set", f"num_shadows={args.shadows}",
+                "--set", f"heldout_data={f['heldout']}", "--set", f"num_shadows={args.shadows}",
                 "--set", "ablations=false"]  # fmt: skip
         print("==", key, " ".join(argv), flush=True)
         err = io.StringIO()
@@ -74,6 +74,8 @@ def main() -> None:
         with contextlib.redirect_stderr(err):
             rc = cli(argv)
         wall = time.time() - t0
+        if rc != 0:
+            print(err.getvalue()[-2000:], flush=True)
         notes = [line for line in err.getvalue().splitlines() if "new token" in line or "not know" in line]
         embeds = sorted((root / "run").rglob(LEARNED_EMBEDS))
         added = sorted(load_tensors(embeds[0])) if embeds else []
