@@ -340,8 +340,8 @@ def cas_comparison(r: Results) -> list[str] | None:
         "from the public glyphs to real MNIST.",
     )
     rows = [
-        [name, f3(e["cas_public"]), f3(e["cas_private"]), f3(e.get("cas_private_mnist5k")), e.get("steps"),
-         e.get("cfg")]
+        [f"{name}: {e['weights']}", f3(e["cas_public"]), f3(e["cas_private"]), f3(e.get("cas_private_mnist5k")),
+         e.get("steps"), e.get("cfg")]
         for name, e in d.items() if isinstance(e, dict) and "cas_public" in e
     ]  # fmt: skip
     lines += table(
