@@ -1,7 +1,8 @@
 """CAKE vs DeepInversion vs a real-data student on the embedded default, at one budget.
 
 Runs ``modelmine.methods.cake.run`` and ``modelmine.methods.deepinversion.run`` with their default
-configs (the same synthesis budget: batches x batch size x steps, and the same student recipe),
+configs (the same synthesis budget: batches x batch size x steps, and the shared student recipe,
+CAKE's with the teacher's architecture as in its official code, DeepInversion's ``cnn_small``),
 both distilling the same default teacher, then trains the same student on the real private
 training images with the teacher's soft labels (the upper bound). Writes
 ``benchmarks/results/cake.json``. Usage::

@@ -14,6 +14,7 @@ from modelmine.methods.cake import (
     cake_loss,
     contrastive_loss,
     sample_group_targets,
+    start_statistics,
     step_size_schedule,
     stretch_contrast,
     synthesize_batch,
@@ -85,12 +86,46 @@ def test_cake_on_teacher_without_batchnorm():
     assert not has_batchnorm(teacher)
     for p in teacher.parameters():
         p.requires_grad_(False)
-    cfg = CakeConfig(batch_size=40, num_groups=4, num_steps=60, w_tv=1.0)
+    # the official full-resolution pixels, unjittered (6x6 leaves no room for the image priors)
+    cfg = CakeConfig(batch_size=40, num_groups=4, num_steps=60, w_tv=1.0, downsample=1, jitter=0)
     b = synthesize_batch(
         teacher, (1, 6, 6), 4, cfg, 0.05, torch.Generator().manual_seed(0), torch.device("cpu")
     )
     assert b["images"].shape == (40, 1, 6, 6)
     assert 0 <= b["images"].min() and b["images"].max() <= 1
+    with torch.no_grad():
+        acc = (teacher(b["images"]).argmax(1) == b["targets"]).float().mean().item()
+    assert acc > 0.8
+
+
+def test_start_statistics_from_first_batchnorm():
+    """The first BatchNorm layer's running statistics give back the pixel mean / std it was fit on."""
+    torch.manual_seed(0)
+    model = build_classifier("cnn_small", 3, 1, 8)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the batches below
+    model.train()
+    with torch.no_grad():
+        for _ in range(20):
+            model(0.2 + 0.1 * torch.randn(32, 1, 8, 8))  # i.i.d. pixels: mean 0.2, std 0.1
+    mean, std = start_statistics(model.eval(), (1, 8, 8), torch.device("cpu"))
+    assert mean == pytest.approx(0.2, abs=0.02) and std == pytest.approx(0.1, abs=0.02)
+    assert start_statistics(build_classifier("mlp", 3, 1, 8), (1, 8, 8), torch.device("cpu")) is None
+
+
+def test_cake_downsampled_and_jittered_synthesis():
+    """Optimised at half resolution and seen jittered: full-size images, still driven to their targets."""
+    torch.manual_seed(0)
+    teacher = build_classifier("mlp", num_classes=4, in_channels=1, image_size=8).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    cfg = CakeConfig(batch_size=40, num_groups=4, num_steps=60, w_tv=1.0, downsample=2, jitter=1)
+    b = synthesize_batch(
+        teacher, (1, 8, 8), 4, cfg, 0.05, torch.Generator().manual_seed(0), torch.device("cpu")
+    )
+    assert b["images"].shape == (40, 1, 8, 8)
     with torch.no_grad():
         acc = (teacher(b["images"]).argmax(1) == b["targets"]).float().mean().item()
     assert acc > 0.8

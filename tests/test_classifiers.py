@@ -26,6 +26,18 @@ def test_presets_shapes(preset):
     assert has_batchnorm(m) == (preset != "mlp")
 
 
+def test_cake_cnn_preset():
+    """The official CAKE MNIST Cnn: no BatchNorm, its parameter count, a 1x1 map at 28 and 21 pixels."""
+    m = build_classifier("cake_cnn", num_classes=10, in_channels=1, image_size=28).eval()
+    assert not has_batchnorm(m)
+    # conv 1->32 (3x3), 32->64 (4x4), 64->64 (3x3) twice, linear 64->10, with biases
+    assert sum(p.numel() for p in m.parameters()) == 320 + 32832 + 36928 * 2 + 650
+    assert m(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    assert build_classifier("cake_cnn", 3, 3, 21)(torch.rand(2, 3, 21, 21)).shape == (2, 3)
+    with pytest.raises(UserError, match="21 pixels"):
+        build_classifier("cake_cnn", 10, 1, 20)
+
+
 def test_unknown_preset():
     with pytest.raises(UserError, match="unknown classifier preset"):
         build_classifier("vgg99")

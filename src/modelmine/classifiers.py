@@ -7,6 +7,10 @@ methods (CAKE, DeepInversion, DDIS) all work in the same pixel range. Presets:
 - ``cnn_small``: the same shape at half width, a compressed student.
 - ``resnet``: a ResNet-8 style network (BasicBlocks, BatchNorm, widths 16/32/64).
 - ``mlp``: two hidden layers, no BatchNorm, for model-agnostic methods (CAKE).
+- ``cake_cnn``: the official CAKE code's MNIST ``Cnn`` (``src/models/cnn.py``: convolutions 32-64-64-64
+  of sizes 3-4-3-3 without padding, ReLU, three 2x2 max-pools, one linear layer), no BatchNorm; the
+  last max-pool is adaptive: the official 2x2 pool on 28-pixel MNIST (a 2x2 map there), the whole map on
+  other sizes (the official one would drop rows at 32 pixels). Images of 21 pixels or more.
 - ``torchvision:<name>`` / ``timm:<name>``: users' real models, when those packages are installed.
 
 Checkpoints are safetensors with the preset, class names and input shape in their metadata, so a
@@ -80,9 +84,10 @@ class Classifier(nn.Module):
         return self.head(self.features(x))
 
 
-PRESETS = ("cnn", "cnn_small", "resnet", "mlp")
+PRESETS = ("cnn", "cnn_small", "resnet", "mlp", "cake_cnn")
 MAX_CLASSES = 100_000
 MIN_IMAGE_SIZE = 4  # the CNN presets pool twice
+CAKE_CNN_MIN_SIZE = 21  # cake_cnn's unpadded convolutions leave a 1x1 map at 21 pixels
 
 
 def build_classifier(
@@ -122,6 +127,17 @@ def build_classifier(
             *_conv_bn(in_channels, 16),
             BasicBlock(16, 16, 1), BasicBlock(16, 32, 2), BasicBlock(32, 64, 2),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )  # fmt: skip
+        return Classifier(body, 64, num_classes, mean, std)
+    if preset == "cake_cnn":
+        if image_size < CAKE_CNN_MIN_SIZE:
+            raise UserError(
+                f"preset cake_cnn needs images of {CAKE_CNN_MIN_SIZE} pixels or more, got {image_size}"
+            )
+        body = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 4), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(64, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(64, 64, 3), nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
         )  # fmt: skip
         return Classifier(body, 64, num_classes, mean, std)
     if preset == "mlp":
