@@ -190,7 +190,11 @@ def measure_general(images: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def general_words(images: torch.Tensor) -> list[tuple[str, ...]]:
     """(brightness, contrast, edges, orientation, size, position[, hue]) words per image ``(B, C, H, W)``."""
-    a = measure_general(images)
+    return _general_words(measure_general(images))
+
+
+def _general_words(a: dict[str, torch.Tensor]) -> list[tuple[str, ...]]:
+    """:func:`general_words` from the attributes :func:`measure_general` returned."""
     br = _grade(a["brightness"], BRIGHTNESS_CUTS).tolist()
     co = _grade(a["contrast"], CONTRAST_CUTS).tolist()
     ed = _grade(a["edges"], EDGE_CUTS).tolist()
@@ -232,15 +236,11 @@ class AttributeCaptioner:
         labels: torch.Tensor | None = None,
         class_names: Sequence[str] | None = None,
     ) -> list[str]:
-        stroke = measure_general(images)["stroke"].tolist()
-        out = [""] * len(stroke)
-        idx_s = [i for i, s in enumerate(stroke) if s]
-        idx_g = [i for i, s in enumerate(stroke) if not s]
+        a = measure_general(images)  # once: its stroke flag and, for the other images, their words
+        out = [" ".join(words) for words in _general_words(a)]
+        idx_s = [i for i, s in enumerate(a["stroke"].tolist()) if s]
         if idx_s:
             for i, words in zip(idx_s, attribute_words(images[idx_s]), strict=True):
-                out[i] = " ".join(words)
-        if idx_g:
-            for i, words in zip(idx_g, general_words(images[idx_g]), strict=True):
                 out[i] = " ".join(words)
         return out
 
