@@ -49,8 +49,9 @@ def augmented_teacher(data: str, cfg, size: int):
     images, labels = torch.cat([train.images, noisy]), torch.cat([train.labels, train.labels])
     epochs = max(1, cfg.epochs // 2)  # twice the images: the same number of steps
     return train_classifier(
-        model, images, labels, epochs=epochs, lr=cfg.lr, seed=cfg.seed, batch_size=cfg.batch_size
-    )
+        model, images, labels, epochs=epochs, lr=cfg.lr, seed=cfg.seed, batch_size=cfg.batch_size,
+        weight_decay=cfg.weight_decay, augment=cfg.augment,
+    )  # fmt: skip
 
 
 def main() -> None:
