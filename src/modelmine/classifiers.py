@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import MAX_IMAGE_SIZE, check_class_names
+from .data import MAX_IMAGE_SIZE, check_class_names, fit_to
 from .errors import UserError
 from .runs import FLOAT_DTYPES, atomic_save_tensors, load_tensors, non_finite, read_header
 
@@ -203,6 +203,24 @@ class ClassifierInfo:
     class_names: list[str]
 
 
+class FitInput(nn.Module):
+    """:func:`modelmine.data.fit_to` as a module: images ``(B, C, H, W)`` of any size resized and
+    channel-matched to what a classifier takes (differentiable, so DAG and CAT can use it)."""
+
+    def __init__(self, size: int, channels: int):
+        super().__init__()
+        self.size, self.channels = size, channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fit_to(x, self.size, self.channels)
+
+
+def taking_any_size(model: nn.Module, info: ClassifierInfo) -> nn.Module:
+    """``model`` behind a :class:`FitInput` to its own ``info.image_size``: a student trained at the
+    generator's resolution then reads test images of the teacher's."""
+    return nn.Sequential(FitInput(info.image_size, info.in_channels), model).eval()
+
+
 def save_classifier(path: str | Path, model: nn.Module, info: ClassifierInfo) -> None:
     meta = {
         "preset": info.preset,
@@ -368,7 +386,19 @@ def random_shift(x: torch.Tensor, max_shift: float, generator: torch.Generator |
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def check_training(*, epochs: int, lr: float, batch_size: int, weight_decay: float, augment: float) -> None:
+def faint_noise(x: torch.Tensor, amplitude: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Half of the batch ``(B, C, H, W)`` gets additive uniform pixel noise of a random amplitude in
+    ``[0, amplitude]`` (clamped to [0, 1]): a classifier trained on clean, exactly black backgrounds
+    otherwise reads the faint residue a generator leaves as evidence for one class."""
+    b = x.shape[0]
+    level = torch.rand(b, 1, 1, 1, generator=generator) * amplitude
+    level = level * (torch.rand(b, 1, 1, 1, generator=generator) < 0.5)  # the other half stays clean
+    return (x + level.to(x) * torch.rand(x.shape, generator=generator).to(x)).clamp(0, 1)
+
+
+def check_training(
+    *, epochs: int, lr: float, batch_size: int, weight_decay: float, augment: float, noise: float = 0.0
+) -> None:
     """One-line errors for training settings that cannot train anything (or train on nonsense)."""
     if epochs < 1 or batch_size < 1:
         raise UserError(f"training needs epochs >= 1 and batch_size >= 1, got {epochs} and {batch_size}")
@@ -376,6 +406,8 @@ def check_training(*, epochs: int, lr: float, batch_size: int, weight_decay: flo
         raise UserError(f"learning rate must be a positive number, got {lr}")
     if not (math.isfinite(weight_decay) and weight_decay >= 0 and math.isfinite(augment) and augment >= 0):
         raise UserError(f"weight_decay and augment must be >= 0, got {weight_decay} and {augment}")
+    if not (math.isfinite(noise) and 0 <= noise <= 1):
+        raise UserError(f"noise must be an amplitude in [0, 1], got {noise}")
 
 
 def fit(
@@ -389,6 +421,7 @@ def fit(
     batch_size: int = 64,
     weight_decay: float = 5e-4,
     augment: float = 1.0,
+    noise: float = 0.0,
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = False,
@@ -398,13 +431,16 @@ def fit(
     """The one training loop: AdamW, cosine schedule, batched random shifts.
 
     ``images`` ``(N, C, H, W)`` in [0, 1]; ``targets`` ``(N,)`` labels or ``(N, K)`` soft labels,
-    passed with the logits to ``loss_fn(logits, targets)``. ``augment`` is the max shift in pixels.
+    passed with the logits to ``loss_fn(logits, targets)``. ``augment`` is the max shift in pixels;
+    ``noise`` the max amplitude of :func:`faint_noise` (0: none).
     ``targets_of(x) -> (B, ...)``, when given, makes each batch's targets from the augmented batch
     ``x`` itself (e.g. a teacher queried on exactly what the student sees) instead of ``targets``.
     """
     if len(images) == 0:
         raise UserError("cannot train a classifier on an empty dataset")
-    check_training(epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, augment=augment)
+    check_training(
+        epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, augment=augment, noise=noise
+    )
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     model.to(device).train()
@@ -422,6 +458,8 @@ def fit(
             x = images[idx]
             if augment > 0:
                 x = random_shift(x, augment, g)
+            if noise > 0:
+                x = faint_noise(x, noise, g)
             x = x.to(device)
             if targets_of is None:
                 y = targets[idx].to(device)

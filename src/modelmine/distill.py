@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -21,12 +21,15 @@ import torch.nn.functional as F
 
 from .classifiers import (
     ClassifierInfo,
+    FitInput,
     build_classifier,
     fit,
     load_classifier,
     predict_logits,
     save_classifier,
+    taking_any_size,
 )
+from .data import fit_to
 from .errors import UserError
 
 if TYPE_CHECKING:
@@ -105,6 +108,9 @@ class StudentConfig:
     """
 
     preset: str | None = "cnn_small"  # None: the teacher's architecture
+    # None: the teacher's input size; TCKR and DDIS derive the generator's when it is smaller
+    # (:func:`resolve_student_size`): a student cannot learn detail its training images do not have
+    image_size: int | None = None
     epochs: int = 30
     lr: float = 3e-3
     batch_size: int = 64
@@ -115,6 +121,17 @@ class StudentConfig:
     label_smoothing: float = 0.0  # soft_ce and hard labels
     teacher_on_augmented: bool = False  # query the teacher on every augmented batch (needs the teacher)
     hard_labels: bool = False
+
+
+def resolve_student_size(student: StudentConfig, teacher_size: int, generated_size: int) -> StudentConfig:
+    """``student`` with ``image_size`` derived when unset: the generator's resolution where it is below
+    the teacher's (a 16x16 generator's images upsampled to 28x28 teach a student blur that real test
+    digits do not have), else the teacher's."""
+    if student.image_size is not None:
+        if student.image_size < 1:
+            raise UserError(f"student.image_size must be >= 1, got {student.image_size}")
+        return student
+    return replace(student, image_size=min(teacher_size, generated_size))
 
 
 def fit_student(
@@ -140,7 +157,11 @@ def fit_student(
     preset = cfg.preset or info.preset
     if cfg.teacher_on_augmented and teacher is None:
         raise UserError("student.teacher_on_augmented needs the teacher model")
-    student = build_classifier(preset, info.num_classes, info.in_channels, info.image_size, seed=seed)
+    size = cfg.image_size or info.image_size
+    images = fit_to(images, size, info.in_channels)  # (N, C, size, size)
+    if cfg.teacher_on_augmented and size != info.image_size:  # the teacher reads at its own size
+        teacher = nn.Sequential(FitInput(info.image_size, info.in_channels), teacher)
+    student = build_classifier(preset, info.num_classes, info.in_channels, size, seed=seed)
     train_student(
         student, images, probs, temperature=cfg.temperature,
         hard_labels=cfg.hard_labels if hard_labels is None else hard_labels, loss=cfg.loss,
@@ -148,9 +169,7 @@ def fit_student(
         labels=labels, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, weight_decay=cfg.weight_decay,
         augment=cfg.augment, seed=seed, device=device, **fit_kwargs,
     )  # fmt: skip
-    student_info = ClassifierInfo(
-        preset, info.num_classes, info.in_channels, info.image_size, list(info.class_names)
-    )
+    student_info = ClassifierInfo(preset, info.num_classes, info.in_channels, size, list(info.class_names))
     save_classifier(path, student.cpu(), student_info)
     return student
 
@@ -208,7 +227,7 @@ def distill_from_samples(
         return {"student_seconds": time.time() - t0}
 
     fitted = run.stage("student", fit)
-    student, _ = load_classifier(run.dir / "student.safetensors")
+    student = taking_any_size(*load_classifier(run.dir / "student.safetensors"))
     t_pred = predict_logits(teacher, test.images, device=device).argmax(1)
     s_pred = predict_logits(student, test.images, device=device).argmax(1)
     return {

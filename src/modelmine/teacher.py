@@ -42,7 +42,10 @@ class TeacherConfig:
     lr: float = 3e-3
     batch_size: int = 64
     weight_decay: float = 5e-4
-    augment: float = 1.0
+    augment: float = 1.0  # max random shift in pixels
+    # max amplitude of faint uniform pixel noise on half of each batch: generated images have faint
+    # backgrounds that a teacher trained only on black ones reads as one class (background_noise.py)
+    noise: float = 0.1
     image_size: int | None = None  # None: derived from the data (resolved before config.yaml is written)
     seed: int = 0
 
@@ -208,7 +211,8 @@ def obtain_teacher(
     model = build_classifier(cfg.preset, train.num_classes, c, cfg.image_size, seed=cfg.seed)
     train_classifier(
         model, train.images, train.labels, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size,
-        weight_decay=cfg.weight_decay, augment=cfg.augment, seed=cfg.seed, device=device,
+        weight_decay=cfg.weight_decay, augment=cfg.augment, noise=cfg.noise, seed=cfg.seed,
+        device=device,
         progress=True, desc="teacher",
     )  # fmt: skip
     info = ClassifierInfo(cfg.preset, train.num_classes, c, cfg.image_size, list(train.class_names))
@@ -228,7 +232,9 @@ def obtain_frozen_teacher(
     return teacher, info
 
 
-def open_data_free_run(cfg, out: Path, check: Callable[[nn.Module], None] | None = None):
+def open_data_free_run(
+    cfg, out: Path, check: Callable[[nn.Module], None] | None = None, derive: Callable | None = None
+):
     """What a data-free method (CAKE, DeepInversion, DDIS) starts from, for a config with ``teacher``,
     ``data``, ``test_data`` and ``device``: returns ``(cfg, run, device, teacher, info, test)``.
 
@@ -236,12 +242,15 @@ def open_data_free_run(cfg, out: Path, check: Callable[[nn.Module], None] | None
     is written to ``run``'s ``config.yaml``; ``teacher`` is frozen (:func:`obtain_frozen_teacher`,
     trained once on ``data`` on the main process of a launch, the others load it); ``check(teacher)``
     runs before the test set is read (e.g. the method's BatchNorm requirement), so an error about the
-    teacher itself comes first; ``test`` is the real test set the student is scored on
+    teacher itself comes first; ``derive(cfg) -> cfg`` resolves the method's own data-dependent
+    settings once the teacher's are known, before ``config.yaml`` is written; ``test`` is the real test set the student is scored on
     (:func:`load_test_set`).
     """
     from .runs import Run
 
     cfg = resolve_teacher(cfg, cfg.data, cfg.test_data)
+    if derive is not None:
+        cfg = derive(cfg)
     run = Run(out, cfg)
     device = resolve_device(cfg.device)
     with processes().main_first():

@@ -88,7 +88,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -97,7 +97,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data import quantize
-from ..distill import StudentConfig
+from ..distill import StudentConfig, resolve_student_size
 from ..distributed import Shard
 from ..errors import UserError
 from ..teacher import TeacherConfig
@@ -150,20 +150,6 @@ class DdisConfig:
 # ------------------------------------------------------------------------------------------------
 # pieces
 # ------------------------------------------------------------------------------------------------
-class FitInput(nn.Module):
-    """:func:`modelmine.data.fit_to` as a module: generated images ``(B, C, H, W)`` resized and
-    channel-matched to what a classifier takes, inside the graph DAG and CAT differentiate."""
-
-    def __init__(self, size: int, channels: int):
-        super().__init__()
-        self.size, self.channels = size, channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from ..data import fit_to
-
-        return fit_to(x, self.size, self.channels)
-
-
 def balanced_targets(n: int, num_classes: int) -> torch.Tensor:
     """``(n,)`` class targets ``0, 1, ..., K-1, 0, 1, ...`` (every batch of K is balanced)."""
     return torch.arange(n) % num_classes
@@ -313,7 +299,7 @@ def train_class_tokens(
 # ------------------------------------------------------------------------------------------------
 def _load(cfg: DdisConfig, out: Path):
     """``(generator, teacher, info)`` in eval mode, the teacher frozen."""
-    from ..classifiers import load_classifier
+    from ..classifiers import FitInput, load_classifier
     from ..diffusion.generator import Generator
     from ..distributed import resolve_device
 
@@ -441,7 +427,7 @@ def task_feature_classifier(cfg: DdisConfig, out: str) -> None:
     )
     train_classifier(
         model, train.images, train.labels, epochs=t.epochs, lr=t.lr, batch_size=t.batch_size,
-        weight_decay=t.weight_decay, augment=t.augment, seed=t.seed + 1,
+        weight_decay=t.weight_decay, augment=t.augment, noise=t.noise, seed=t.seed + 1,
     )  # fmt: skip
     info = ClassifierInfo(
         cfg.feature_preset, train.num_classes, train.images.shape[1], t.image_size, list(train.class_names)
@@ -491,7 +477,7 @@ def variant_metrics(
 ) -> dict:
     """Per variant: FID, precision/recall on the feature classifier, the teacher's agreement with
     the prompted class, the student's test accuracy; writes ``grid_<variant>.png``."""
-    from ..classifiers import load_classifier, predict_logits
+    from ..classifiers import load_classifier, predict_logits, taking_any_size
     from ..metrics import classifier_features, frechet_distance, precision_recall
     from ..report import class_grid_index, save_grid
 
@@ -503,7 +489,7 @@ def variant_metrics(
         b = load_generated(run_.dir, v, cfg)
         fake = extract(b["images"])
         precision, recall = precision_recall(real, fake)
-        student, _ = load_classifier(run_.dir / "students" / f"{v}.safetensors")
+        student = taking_any_size(*load_classifier(run_.dir / "students" / f"{v}.safetensors"))
         s_acc = (predict_logits(student, test.images, device=device).argmax(1) == test.labels).float().mean()
         p = "" if v == main_variant else PREFIX[v]
         metrics |= {
@@ -553,6 +539,14 @@ def note_unknown_class_words(cfg: DdisConfig, class_names: list[str]) -> list[st
     return words
 
 
+def _derive_student_size(cfg: DdisConfig) -> DdisConfig:
+    """``student.image_size`` from the generator's resolution and the teacher's (recorded in config.yaml)."""
+    from ..diffusion.generator import Generator
+
+    size = Generator.geometry(cfg.generator)[0]
+    return replace(cfg, student=resolve_student_size(cfg.student, cfg.teacher.image_size, size))
+
+
 def run(cfg: DdisConfig, out: Path) -> dict:
     """`modelmine ddis`: CAT training, generation (DDIS + ablations), students, quality metrics."""
     from ..bn_statistics import require_batchnorm
@@ -573,6 +567,7 @@ def run(cfg: DdisConfig, out: Path) -> dict:
         cfg,
         out,
         check=lambda t: require_batchnorm(t, "DAG", DAG_INSTEAD) if cfg.dag else None,  # before any work
+        derive=_derive_student_size,
     )
     allowed = [v for v in VARIANTS if (cfg.dag or not USES[v][0]) and (cfg.cat or not USES[v][1])]
     main_variant = next(v for v in VARIANTS if USES[v] == (cfg.dag, cfg.cat))

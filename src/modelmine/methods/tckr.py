@@ -61,13 +61,13 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from ..diffusion.finetune import UNET_LORA_TARGETS
-from ..distill import TCKR_STUDENT, StudentConfig
+from ..distill import TCKR_STUDENT, StudentConfig, resolve_student_size
 from ..distributed import Shard
 from ..errors import UserError
 from ..teacher import TeacherConfig, resolve_teacher
@@ -282,14 +282,18 @@ def _teacher_path(cfg: TckrConfig, out: str | Path) -> Path:
 
 
 def labelled_synthetic(cfg: TckrConfig, out: str | Path, teacher, info, variant: str, n: int, device):
-    """The first ``n`` ``variant`` images at the teacher's input ``(n, C, H, W)``, their prompt
-    classes ``(n,)``, the teacher's softmax on them ``(n, K)`` and the generation seconds."""
+    """The first ``n`` ``variant`` images at the student's input size ``(n, C, S, S)``, their prompt
+    classes ``(n,)``, the teacher's softmax on them at its own size ``(n, K)`` and the generation
+    seconds."""
     from ..classifiers import predict_logits
     from ..data import fit_to
 
     images, prompt_labels, seconds = load_generated(cfg, Path(out), variant, n)
-    images = fit_to(images, info.image_size, info.in_channels)
-    return images, prompt_labels, predict_logits(teacher, images, device=device).softmax(1), seconds
+    probs = predict_logits(teacher, fit_to(images, info.image_size, info.in_channels), device=device).softmax(
+        1
+    )
+    images = fit_to(images, cfg.student.image_size or info.image_size, info.in_channels)
+    return images, prompt_labels, probs, seconds
 
 
 def task_student(cfg: TckrConfig, out: str, name: str, variant: str, n: int, hard: bool) -> None:
@@ -372,6 +376,8 @@ def run(cfg: TckrConfig, out: Path) -> dict:
     _check(cfg)
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
     cfg = resolve_teacher(cfg, cfg.data, cfg.test_data)
+    gen_size = Generator.geometry(cfg.generator)[0]
+    cfg = replace(cfg, student=resolve_student_size(cfg.student, cfg.teacher.image_size, gen_size))
     train, test, heldout = load_private(cfg, cfg.teacher.image_size)
     if len(train) < 2:
         raise UserError("TCKR needs at least 2 private training images")
@@ -447,7 +453,7 @@ def _audit(cfg: TckrConfig, run_, teacher, info, plan, test, device) -> dict:
         shifted_views,
         train_shadows,
     )
-    from ..classifiers import load_classifier, predict_logits
+    from ..classifiers import load_classifier, predict_logits, taking_any_size
     from ..metrics import membership_metrics, roc_curve
     from ..report import plot_roc, plot_tradeoff
     from ..runs import atomic_save_tensors
@@ -478,7 +484,7 @@ def _audit(cfg: TckrConfig, run_, teacher, info, plan, test, device) -> dict:
     key_of = {"hard": "student_hard_", "fixed_prompt": "student_fixed_prompt_"}
     top = max(p[2] for p in plan)
     for name, _variant, n, _hard in plan:
-        student, _ = load_classifier(run_.dir / "students" / f"{name}.safetensors")
+        student = taking_any_size(*load_classifier(run_.dir / "students" / f"{name}.safetensors"))
         prefix = key_of.get(name, f"student_x{name[len('soft_x') :]}_")
         m, sc = audit(student, prefix)
         metrics |= m
