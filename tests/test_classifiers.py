@@ -101,3 +101,18 @@ def test_teacher_seed_does_not_move_the_private_splits():
         train, test = load_train_test("digits", None, 16, seed)
         assert torch.equal(train.images, load_digits("train").images)
         assert torch.equal(test.images, load_digits("test").images)
+
+
+def test_faint_noise_touches_half_the_batch_within_its_amplitude():
+    from modelmine.classifiers import faint_noise
+
+    x = torch.zeros(400, 1, 6, 6)
+    y = faint_noise(x, 0.1, torch.Generator().manual_seed(0))
+    touched = (y > 0).flatten(1).any(1).float().mean()
+    assert 0.4 < touched < 0.6 and y.max() <= 0.1 and y.min() >= 0
+    assert torch.equal(y, faint_noise(x, 0.1, torch.Generator().manual_seed(0)))  # seeded
+    assert faint_noise(torch.ones(4, 1, 3, 3), 1.0).max() <= 1  # clamped to the image range
+    with pytest.raises(UserError, match="noise"):
+        train_classifier(
+            build_classifier("mlp", 2, 1, 4), torch.rand(8, 1, 4, 4), torch.arange(8) % 2, noise=2.0
+        )

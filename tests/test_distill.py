@@ -76,3 +76,29 @@ def test_hard_labels_train_on_the_given_classes():
     s = train_student(build_classifier("mlp", 2, 1, 8), x, wrong_teacher, hard_labels=True, labels=y,
                       label_smoothing=0.1, epochs=10, lr=5e-3, batch_size=32, augment=0.0)  # fmt: skip
     assert evaluate(s, x, y) > 0.9
+
+
+def test_student_size_is_derived_from_the_generator_and_the_teacher(tmp_path):
+    from modelmine.classifiers import ClassifierInfo, load_classifier, taking_any_size
+    from modelmine.distill import StudentConfig, fit_student, resolve_student_size
+
+    assert resolve_student_size(StudentConfig(), 28, 16).image_size == 16  # a smaller generator
+    assert resolve_student_size(StudentConfig(), 28, 64).image_size == 28  # a larger one is resized down
+    assert resolve_student_size(StudentConfig(image_size=20), 28, 16).image_size == 20  # the user's
+    seen = []
+
+    class Spy(torch.nn.Module):  # a 12-pixel teacher
+        def forward(self, x):
+            seen.append(tuple(x.shape[-2:]))
+            return torch.zeros(len(x), 2)
+
+    info = ClassifierInfo("mlp", 2, 1, 12, ["a", "b"])
+    cfg = StudentConfig(
+        preset="mlp", image_size=8, epochs=1, batch_size=8, loss="soft_ce", teacher_on_augmented=True
+    )
+    fit_student(tmp_path / "s.safetensors", info, torch.rand(16, 1, 12, 12), torch.full((16, 2), 0.5), cfg,
+                teacher=Spy())  # fmt: skip
+    assert seen and set(seen) == {(12, 12)}  # the teacher reads at its own size
+    student, sinfo = load_classifier(tmp_path / "s.safetensors")
+    assert sinfo.image_size == 8
+    assert taking_any_size(student, sinfo)(torch.rand(3, 1, 12, 12)).shape == (3, 2)  # reads test images

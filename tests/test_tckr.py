@@ -128,3 +128,23 @@ def test_tckr_on_class_names_the_tokenizer_does_not_know(tmp_path, tiny_generato
     a = init.text_encoder.get_input_embeddings().weight[init.tokenizer.convert_tokens_to_ids("a")]
     assert all(not torch.allclose(v.flatten(), a.detach()) for v in rows.values())  # trained away from "a"
     assert 0 <= json.loads((out / "metrics.json").read_text())["synthetic_teacher_agreement"] <= 1
+
+
+def test_tckr_student_learns_at_the_generators_resolution(tmp_path, tiny_generator):
+    """An 8-pixel generator and a 12-pixel teacher: the student is derived at 8 pixels (config.yaml),
+    trained on the generated images as they are, and tested on the 12-pixel test images."""
+    import yaml
+
+    from modelmine.classifiers import read_classifier_info
+    from modelmine.data import ImageSet, save_image_folder
+
+    d = load_digits("train", 12)
+    keep = d.labels < 2
+    save_image_folder(tmp_path / "data", ImageSet(d.images[keep][:40], d.labels[keep][:40], ["zero", "one"]))
+    out = tmp_path / "run"
+    assert main(["tckr", "--out", str(out), "--data", str(tmp_path / "data"), "--cardinality", "0.5",
+                 *tiny_args(tiny_generator), "--set", "teacher.image_size=12", "--set", "ablations=false"]) == 0  # fmt: skip
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["teacher"]["image_size"] == 12 and cfg["student"]["image_size"] == 8
+    assert read_classifier_info(out / "students" / "soft_x0.5.safetensors").image_size == 8
+    assert 0 <= json.loads((out / "metrics.json").read_text())["student_acc"] <= 1

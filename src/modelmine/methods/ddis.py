@@ -68,6 +68,7 @@ Defaults (paper = arXiv:2506.15381, official = ``main_ddis.py`` / ``config.py``)
 | CAT sampling | 30 steps with DAG, gradient through the last | ``cat_steps = 10`` with DAG, gradient through the last (``cat_grad_steps = 1``) | cost; 10 steps apply fewer DAG corrections than 30 |
 | early stop | 70% of an epoch's images | 70% of a class's batch | the same rule, per class |
 | gradient clipping | ``clip_grad_norm_`` (1) before ``backward`` | none | it has no effect where it is called |
+| student input size | the teacher's | ``min(generator, teacher)`` resolution (``student.image_size``, derived) | images of a 16 px generator upsampled to a 28 px teacher teach the student blur (as in TCKR) |
 
 A teacher without BatchNorm gets a one-line error for DAG; ``--set dag=false`` (CAT only) works on
 any classifier. The command also generates the ablations (``plain``: the generator's default
