@@ -124,15 +124,19 @@ def main() -> None:
             cfg = build_config(args, data, seed)
             config = asdict(cfg)
             key = f"{data}/{seed}"
+            folder = work / f"{data}_seed{seed}"
             if key in runs:
                 print(f"{key}: done, skipped")
-                continue
-            folder = work / f"{data}_seed{seed}"
-            t0 = time.time()
-            metrics = finextract.run(cfg, folder)
-            runs[key] = {"metrics": metrics, "wall_seconds": time.time() - t0}
-            if seed == args.seeds[0]:
-                shutil.copy(folder / "matches.png", out / f"{name}_matches_{data}.png")
+                if "prompts" in runs[key] or not (folder / "prompt.json").exists():
+                    continue
+            else:
+                t0 = time.time()
+                metrics = finextract.run(cfg, folder)
+                runs[key] = {"metrics": metrics, "wall_seconds": time.time() - t0}
+                if seed == args.seeds[0]:
+                    shutil.copy(folder / "matches.png", out / f"{name}_matches_{data}.png")
+            if (folder / "prompt.json").exists():  # --prompt-auto: the recovered prompt per mode
+                runs[key]["prompts"] = json.loads((folder / "prompt.json").read_text())
             summary = summarize(runs, args.datasets, modes)
             done = all(f"{d}/{s}" in runs for d in args.datasets for s in args.seeds)
             results = {
@@ -157,7 +161,7 @@ def main() -> None:
                 **machine_info(),
             }
             write_results(path, results)
-            print(f"{key}: {time.time() - t0:.0f} s; written to {path}")
+            print(f"{key}: {runs[key]['wall_seconds']:.0f} s; written to {path}")
     if old and runs and config is None:
         print("nothing to run")
     final = json.loads(path.read_text())

@@ -817,6 +817,61 @@ def section_finextract(r: Results) -> list[str] | None:
     return lines + source("finextract.json", "python benchmarks/finextract_bench.py")
 
 
+def section_prompt_recovery(r: Results) -> list[str] | None:
+    f = r.get("finextract_prompt_auto.json")
+    if f is None:
+        return None
+    c = f["config"]
+    true = next((run["prompts"]["true"] for run in f["runs"].values() if "prompts" in run), "-")
+    lines = ["## FineXtract with a recovered prompt", ""]
+    lines += para(
+        "`modelmine extract --prompt auto`: the fine-tuning prompt is searched from the pretrained and",
+        "fine-tuned models alone (greedy words by the prediction shift), then FineXtract runs with it, beside",
+        f"FineXtract with the true prompt (`{true}`), from the same",
+        "start noise. The same runs as the FineXtract section's settings (its script with `--prompt-auto`);",
+        f"mean +- std over seeds {', '.join(map(str, f['seeds']))}"
+        + ("" if f["complete"] else " (incomplete: some runs missing)")
+        + f". Machine: {machine(f, workers(c))}.",
+    )
+
+    def cell(st: dict, key: str) -> str:
+        v = st.get(key)
+        return "-" if v is None else f"{v['mean']:.3f} +- {v['std']:.3f}"
+
+    rows = []
+    for data, s in f["summary"].items():
+        st = s["stats"]
+        for mode in f["modes"]:
+            found = [
+                run["prompts"]["recovered"][mode]
+                for key, run in sorted(f["runs"].items())
+                if key.split("/")[0] == data and "prompts" in run
+            ]
+            rows.append([
+                data, mode, cell(st, f"{mode}_success_rate"), cell(st, f"{mode}_recovered_success_rate"),
+                cell(st, f"{mode}_calibrated_success_rate"), cell(st, f"{mode}_recovered_calibrated_success_rate"),
+                cell(st, f"{mode}_prompt_token_accuracy"), "; ".join(f"'{p}'" for p in found) or "-",
+            ])  # fmt: skip
+    lines += table(
+        ["dataset", "mode", "true prompt: rate", "recovered: rate", "true: calibrated", "recovered: calibrated",
+         "token accuracy", "recovered prompts (by seed)"],
+        rows,
+    )  # fmt: skip
+    checks = {k: t.get("recovered_prompt_two_thirds") for k, t in f["targets"].items()}
+    met = [k for k, v in checks.items() if v]
+    judged = [k for k, v in checks.items() if v is not None]
+    lines += para(
+        "The recovered prompt reaches 2/3 of the true prompt's fixed-threshold rate (mean over seeds) in",
+        f"{len(met)} of {len(judged)} (dataset, mode) pairs"
+        + (f"; missed: {', '.join(sorted(set(judged) - set(met)))}" if len(met) < len(judged) else "")
+        + ". Token accuracy: the overlap of the recovered and the true prompt's words.",
+    )
+    return lines + source(
+        "finextract_prompt_auto.json",
+        "python benchmarks/finextract_bench.py --prompt-auto --name finextract_prompt_auto",
+    )
+
+
 def section_audit_generator(r: Results) -> list[str] | None:
     a = r.get("audit_generator.json")
     if a is None:
@@ -976,6 +1031,7 @@ SECTIONS: list[Callable[[Results], list[str] | None]] = [
     section_renamed,
     section_ddis,
     section_finextract,
+    section_prompt_recovery,
     section_audit_generator,
     section_lira,
     section_mia_refs,
