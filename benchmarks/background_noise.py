@@ -53,16 +53,16 @@ def generated(run: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def resolution_students(info, images, labels, test, work: Path) -> dict:
-    """Hard-label students on the generated images at their own size and upsampled to the teacher's."""
+    """Hard-label students on the generated images ``(N, 1, 16, 16)`` at their own size and upsampled to
+    the teacher's size."""
     out = {}
     for name, size in (("generator_size", images.shape[-1]), ("teacher_size", info.image_size)):
         cfg = StudentConfig(**{**TCKR_STUDENT, "teacher_on_augmented": False}, image_size=size)
         path = work / f"student_{name}.safetensors"
         if not path.exists():
             probs = torch.nn.functional.one_hot(labels, info.num_classes).float()
-            fit_student(
-                path, info, fit_to(images, info.image_size, 1), probs, cfg, hard_labels=True, labels=labels
-            )
+            # native 16x16 images: fit_student resizes them to student.image_size itself
+            fit_student(path, info, images, probs, cfg, hard_labels=True, labels=labels)
         student = taking_any_size(*load_classifier(path))
         out[name] = {"image_size": int(size), **scores(student, test.images, test.labels, info.image_size)}
     return out
