@@ -45,8 +45,8 @@ EARLIER_TEACHER = {
     "ddis_xt.json", "lira_teacher.json", "mia_refs.json", "renamed_classes.json", "shard.json",
 }  # fmt: skip
 EARLIER_NOTE = (
-    "Measured with the earlier default teacher recipe (shifts only; `--set teacher.noise=0` today): "
-    "the [matrix](#every-method-on-every-built-in-dataset) has every method with the current defaults."
+    "Measured with the earlier default teacher recipe (shifts only; `--set teacher.noise=0` today): {files}. "
+    "The [matrix](#every-method-on-every-built-in-dataset) has every method with the current defaults."
 )
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -292,7 +292,27 @@ def section_matrix(r: Results) -> list[str] | None:
     lines += table(
         ["dataset", "method", "exit", "teacher accuracy", "headline", "settings", "wall time"], rows
     )
-    return lines + source("matrix.json", "python benchmarks/matrix.py --threads 2")
+    return (
+        lines + matrix_targets(d["runs"]) + source("matrix.json", "python benchmarks/matrix.py --threads 2")
+    )
+
+
+def matrix_targets(runs: dict) -> list[str]:
+    """The any-dataset targets on mnist5k: TCKR within 3 points of its teacher, CAKE at 0.90 of it."""
+    parts = [f"{sum(r.get('exit_status') == 0 for r in runs.values())} of {len(runs)} runs finished"]
+    tckr, cake = (
+        runs.get("mnist5k/tckr", {}).get("metrics", {}),
+        runs.get("mnist5k/cake", {}).get("metrics", {}),
+    )
+    if "student_acc" in tckr:
+        gap = 100 * (tckr["teacher_acc"] - tckr["student_acc"])
+        parts.append(f"mnist5k TCKR student {gap:.1f} points below its teacher (target: within 3, "
+                     f"{'met' if gap <= 3 else 'missed'})")  # fmt: skip
+    if "student_acc" in cake:
+        ratio = cake["student_acc"] / cake["teacher_acc"]
+        parts.append(f"mnist5k CAKE student at {ratio:.3f} of its teacher (target: 0.90, "
+                     f"{'met' if ratio >= 0.9 else 'missed'})")  # fmt: skip
+    return para("Targets: " + "; ".join(parts) + ".")
 
 
 def section_background_noise(r: Results) -> list[str] | None:
@@ -333,7 +353,7 @@ def section_background_noise(r: Results) -> list[str] | None:
         ["dataset", "teacher", "real", *[f"16x16 + {lv}" for lv in levels], "tckr synthetic"], rows
     )
     for line in students:
-        lines += ["", line]
+        lines += para(line)
     return lines + source(
         "background_noise.json", "python benchmarks/background_noise.py --synthetic mnist5k=TCKR_RUN"
     )
@@ -1047,7 +1067,10 @@ def render(folder: Path = RESULTS) -> str:
         before = set(r.used)
         if lines := section(r):
             earlier = sorted((r.used - before) & EARLIER_TEACHER)
-            bodies.append(lines + (para(f"{EARLIER_NOTE} ({', '.join(earlier)})") if earlier else []))
+            bodies.append(
+                lines
+                + (para(EARLIER_NOTE.format(files=", ".join(f"`{e}`" for e in earlier))) if earlier else [])
+            )
     toc = []
     for lines in bodies:
         title = lines[0].removeprefix("## ")
