@@ -157,6 +157,8 @@ def fit_student(
     preset = cfg.preset or info.preset
     if cfg.teacher_on_augmented and teacher is None:
         raise UserError("student.teacher_on_augmented needs the teacher model")
+    if cfg.image_size is not None and cfg.image_size < 1:
+        raise UserError(f"student.image_size must be >= 1, got {cfg.image_size}")
     size = cfg.image_size or info.image_size
     images = fit_to(images, size, info.in_channels)  # (N, C, size, size)
     if cfg.teacher_on_augmented and size != info.image_size:  # the teacher reads at its own size

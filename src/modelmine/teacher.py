@@ -8,11 +8,11 @@ trains and tests it on its own (:func:`run_teacher`).
 The default recipe: AdamW, one-cycle, about ``TEACHER_STEPS`` steps, random shifts of up to one
 pixel, and faint uniform pixel noise (amplitude up to ``noise`` = 0.1) added to half of each batch.
 The noise is there because every generative method labels *generated* images with this teacher:
-trained only on exactly black backgrounds, the mnist5k teacher read 98% of real test digits with a
-faint background (mean 0.05) as one class, and agreed with 0.18 of TCKR's generated digits;
-with the noise it keeps its real test accuracy on both built-in datasets
-(``benchmarks/background_noise.py``). ``--set teacher.noise=0`` is the plain recipe. LiRA's shadow
-models take the same recipe.
+trained only on exactly black backgrounds, the mnist5k teacher read real test digits with a faint
+background (what a tiny pixel-space generator leaves) as one class, and so disagreed with most of
+TCKR's generated digits; with the noise it keeps its real test accuracy on both built-in datasets
+(``benchmarks/background_noise.py``, RESULTS.md). ``--set teacher.noise=0`` is the plain recipe.
+LiRA's shadow models take the same recipe.
 """
 
 from __future__ import annotations

@@ -292,8 +292,8 @@ def train_shadows(
         idx = torch.nonzero(keep[m]).squeeze(1)
         train_classifier(
             model, population.images[idx], population.labels[idx], epochs=recipe.epochs, lr=recipe.lr,
-            batch_size=recipe.batch_size, weight_decay=recipe.weight_decay, augment=recipe.augment, noise=recipe.noise,
-            seed=recipe.seed + 1000 + m, device=device,
+            batch_size=recipe.batch_size, weight_decay=recipe.weight_decay, augment=recipe.augment,
+            noise=recipe.noise, seed=recipe.seed + 1000 + m, device=device,
         )  # fmt: skip
         logits = query_views(model, views, device)
         weights = {f"model.{k}": v for k, v in model.state_dict().items()}

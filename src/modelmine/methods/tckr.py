@@ -41,7 +41,7 @@ Defaults (paper = arXiv:2504.04582; official = ``src/run_lora.ipynb``, ``src/eva
 | cardinality N | up to 20x (their students' best) | 1x (``--cardinality`` several values: the trade-off) | generation dominates a CPU run |
 | teacher | MobileNetV3 (OFA subnet) on the real data | ``modelmine teacher``'s default (``cnn``) | the shared teacher |
 | student | the teacher's architecture | the teacher's architecture (``preset=None``) | the paper's |
-| student input size | the teacher's (SD's 224 px images resized down to it) | ``min(generator, teacher)`` resolution (``student.image_size``, derived, in ``config.yaml``); test images are resized to it | a student trained on 16 px images upsampled to 28 px learns blur real test digits lack: 0.32 on sharp mnist5k test digits, 0.94 on the same digits passed through 16 px |
+| student input size | the teacher's (SD's 224 px images resized down to it) | ``min(generator, teacher)`` resolution (``student.image_size``, derived, in ``config.yaml``); test images are resized to it | a student trained on 16 px images upsampled to 28 px learns blur that sharp real test digits lack (``benchmarks/background_noise.py``) |
 | student loss | generative KD: the teacher's softmax (T = 1) on every augmented batch, cross-entropy with label smoothing 0.1 | the same (:data:`modelmine.distill.TCKR_STUDENT`) | the paper's; ``student.loss=kd`` (T = 4, stored labels) is the KL variant |
 | student training | AdamW lr 1e-3, batch 96, weight decay 5e-5, cosine, AugMix + flip + crop + MixUp, early stop (patience 30), the epoch with the best *test* accuracy kept | AdamW lr 3e-3, batch 64, weight decay 5e-4, one-cycle, 2-pixel shifts, 30 epochs, the last kept | the shared recipe; choosing the epoch on the test set would inflate the accuracy |
 | shadow models | 256 (official notebook) | ``num_shadows = 16``, each on as many images as the teacher | CPU budget; fixed-variance LiRA below 64 (:mod:`modelmine.audit.lira`) |
@@ -290,9 +290,8 @@ def labelled_synthetic(cfg: TckrConfig, out: str | Path, teacher, info, variant:
     from ..data import fit_to
 
     images, prompt_labels, seconds = load_generated(cfg, Path(out), variant, n)
-    probs = predict_logits(teacher, fit_to(images, info.image_size, info.in_channels), device=device).softmax(
-        1
-    )
+    at_teacher = fit_to(images, info.image_size, info.in_channels)  # (n, C, H, W)
+    probs = predict_logits(teacher, at_teacher, device=device).softmax(1)
     images = fit_to(images, cfg.student.image_size or info.image_size, info.in_channels)
     return images, prompt_labels, probs, seconds
 
