@@ -1,6 +1,6 @@
 """Speed of sharding one command across processes with `accelerate launch` on this machine.
 
-Runs ``modelmine cake`` (default config: teacher training, 24 synthesis batches, student) three
+Runs ``modelmine cake`` (default config: teacher training, its synthesis batches, student) three
 ways, each in a fresh folder, end to end:
 
 - ``one_process_1_thread``: ``python -m modelmine cake`` with ``OMP_NUM_THREADS=1``;
