@@ -216,8 +216,9 @@ class FitInput(nn.Module):
 
 
 def taking_any_size(model: nn.Module, info: ClassifierInfo) -> nn.Module:
-    """``model`` behind a :class:`FitInput` to its own ``info.image_size``: a student trained at the
-    generator's resolution then reads test images of the teacher's."""
+    """``model`` (eval mode) behind a :class:`FitInput` to its own ``info.image_size`` and channels:
+    a student trained at the generator's resolution reads test images of the teacher's, a teacher
+    reads generated images (index ``[1]`` is ``model``)."""
     return nn.Sequential(FitInput(info.image_size, info.in_channels), model).eval()
 
 

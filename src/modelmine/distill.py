@@ -21,7 +21,6 @@ import torch.nn.functional as F
 
 from .classifiers import (
     ClassifierInfo,
-    FitInput,
     build_classifier,
     fit,
     load_classifier,
@@ -162,7 +161,7 @@ def fit_student(
     size = cfg.image_size or info.image_size
     images = fit_to(images, size, info.in_channels)  # (N, C, size, size)
     if cfg.teacher_on_augmented and size != info.image_size:  # the teacher reads at its own size
-        teacher = nn.Sequential(FitInput(info.image_size, info.in_channels), teacher)
+        teacher = taking_any_size(teacher, info)
     student = build_classifier(preset, info.num_classes, info.in_channels, size, seed=seed)
     train_student(
         student, images, probs, temperature=cfg.temperature,

@@ -252,8 +252,8 @@ def open_data_free_run(
     trained once on ``data`` on the main process of a launch, the others load it); ``check(teacher)``
     runs before the test set is read (e.g. the method's BatchNorm requirement), so an error about the
     teacher itself comes first; ``derive(cfg) -> cfg`` resolves the method's own data-dependent
-    settings once the teacher's are known, before ``config.yaml`` is written; ``test`` is the real test set the student is scored on
-    (:func:`load_test_set`).
+    settings once the teacher's are known, before ``config.yaml`` is written; ``test`` is the real test
+    set the student is scored on (:func:`load_test_set`).
     """
     from .runs import Run
 

@@ -300,7 +300,7 @@ def train_class_tokens(
 # ------------------------------------------------------------------------------------------------
 def _load(cfg: DdisConfig, out: Path):
     """``(generator, teacher, info)`` in eval mode, the teacher frozen."""
-    from ..classifiers import FitInput, load_classifier
+    from ..classifiers import load_classifier, taking_any_size
     from ..diffusion.generator import Generator
     from ..distributed import resolve_device
 
@@ -308,7 +308,7 @@ def _load(cfg: DdisConfig, out: Path):
     gen = Generator.from_pretrained(cfg.generator).to(device)
     path = Path(cfg.teacher.path) if cfg.teacher.path is not None else out / "teacher.safetensors"
     teacher, info = load_classifier(path, cfg.teacher.preset if cfg.teacher.path else None)
-    teacher = nn.Sequential(FitInput(info.image_size, info.in_channels), teacher).to(device).eval()
+    teacher = taking_any_size(teacher, info).to(device)  # [0]: the resize, [1]: the classifier
     teacher.requires_grad_(False)
     return gen, teacher, info
 

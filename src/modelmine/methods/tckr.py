@@ -376,13 +376,13 @@ def run(cfg: TckrConfig, out: Path) -> dict:
     _check(cfg)
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
     cfg = resolve_teacher(cfg, cfg.data, cfg.test_data)
-    gen_size = Generator.geometry(cfg.generator)[0]
+    gen_size, gen_channels = Generator.geometry(cfg.generator)  # read once, from its config files
     cfg = replace(cfg, student=resolve_student_size(cfg.student, cfg.teacher.image_size, gen_size))
     train, test, heldout = load_private(cfg, cfg.teacher.image_size)
     if len(train) < 2:
         raise UserError("TCKR needs at least 2 private training images")
     # the LoRA is fine-tuned on the private images themselves: RGB ones on a grey generator stop here
-    check_serves(Generator.geometry(cfg.generator)[1], train.images.shape[1], cfg.generator)
+    check_serves(gen_channels, train.images.shape[1], cfg.generator)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
     if cfg.teacher.path is not None:
