@@ -18,6 +18,8 @@ over seeds, the targets) and ``<name>_matches_<dataset>.png`` (seed ``seeds[0]``
 
     python benchmarks/finextract_bench.py                     # -> results/finextract.json (~35 min, 2 cores)
     python benchmarks/finextract_bench.py --quick --results /tmp/fx_results   # smoke test, ~1 min
+    python benchmarks/finextract_bench.py --prompt-auto --name finextract_prompt_auto   # + --prompt auto
+    python benchmarks/finextract_bench.py --prompt-auto --prompt-score shift --name finextract_prompt_shift
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ def build_config(args, data: str, seed: int) -> finextract.ExtractConfig:
     )  # fmt: skip
     if args.prompt_auto:
         cfg.prompt = finextract.AUTO
+        if args.prompt_score is not None:
+            cfg.prompt_search.score = args.prompt_score
     if args.quick:
         cfg.num_generations, cfg.gen_batch_size, cfg.sample_steps = 12, 6, 3
         cfg.lora.steps = cfg.full.steps = 3
@@ -100,6 +104,9 @@ def main() -> None:
     ap.add_argument("--extra-cfg", type=float, nargs="*", default=[])
     ap.add_argument("--identifier", default=None, help="DreamBooth identifier, e.g. sks")
     ap.add_argument("--prompt-auto", action="store_true", help="also recover the prompt (--prompt auto)")
+    ap.add_argument(
+        "--prompt-score", default=None, choices=["response", "shift"], help="the search score (default: the command's)"
+    )
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="tiny settings, to check the script runs")
     ap.add_argument("--fresh", action="store_true", help="forget finished runs and start over")

@@ -11,11 +11,13 @@ from modelmine.audit.prompt import (
     PromptSearchConfig,
     candidate_words,
     prediction_shift,
+    prompt_scores,
     prompt_token_accuracy,
     recover_prompt,
     search_inputs,
 )
 from modelmine.cli import main
+from modelmine.errors import UserError
 from modelmine.diffusion.finetune import add_lora
 from modelmine.diffusion.generator import MAX_TOKENS, Generator, tiny_text_config
 from modelmine.diffusion.guidance import Conditioning, lora_disabled, predict_eps
@@ -29,14 +31,15 @@ def _tiny(seed=0):
 
 @torch.no_grad()
 def _plant(base: Generator, word: str, scale: float = 3.0) -> Generator:
-    """A "fine-tuned" copy of ``base`` whose text encoder embeds ``word`` differently (seeded, large):
-    its predictions differ from the base model's exactly for prompts with ``word``."""
+    """A "fine-tuned" copy of ``base`` whose text encoder embeds ``word`` ``scale`` times longer: its
+    predictions differ from the base model's exactly for prompts with ``word``, and respond more
+    strongly to it (as a fine-tune binding the word to its images does)."""
     import copy
 
     ft = copy.deepcopy(base)
     emb = ft.text_encoder.get_input_embeddings().weight
     (i,) = ft.tokenizer.convert_tokens_to_ids(ft.tokenizer.tokenize(word))
-    emb[i] += torch.randn(emb.shape[1], generator=torch.Generator().manual_seed(0)) * scale
+    emb[i] *= scale
     return ft
 
 
@@ -81,16 +84,45 @@ def test_batched_shift_equals_a_looped_reference():
     assert float((e[0] - e[1]).pow(2).mean()) > 0
 
 
+def test_response_gain_equals_a_looped_reference():
+    """G(p) = R_ft(p) - R_pre(p): each model's mean squared response to p over the empty prompt."""
+    ft = _lora(_tiny())
+    prompts = ["seven", "", "a photo of digit three"]
+    x = search_inputs(ft.latent_shape, 2, 2, seed=2)
+    ts = [300, 700]
+    got = prompt_scores(ft, None, prompts, x, ts, "response", batch_size=2)
+    assert torch.allclose(got, prompt_scores(ft, None, prompts, x, ts, "response", batch_size=64), atol=1e-6)
+    ref = torch.zeros(len(prompts))
+    with torch.no_grad():
+
+        def eps(prompt, xs, t):
+            return predict_eps(ft, xs, t, Conditioning(ft.encode_prompt([prompt])))
+
+        for p, prompt in enumerate(prompts):
+            for i, t in enumerate(ts):
+                for j in range(x.shape[1]):
+                    xs = x[i, j : j + 1]
+                    r_ft = (eps(prompt, xs, t) - eps("", xs, t)).pow(2).mean()
+                    with lora_disabled(ft.unet):
+                        r_pre = (eps(prompt, xs, t) - eps("", xs, t)).pow(2).mean()
+                    ref[p] += (r_ft - r_pre) / (len(ts) * x.shape[1])
+    assert torch.allclose(got, ref, rtol=1e-4, atol=1e-7)
+    assert float(got[1]) == pytest.approx(0.0, abs=1e-9)  # the empty prompt is its own reference
+    with pytest.raises(UserError, match="prompt_search.score"):
+        prompt_scores(ft, None, prompts, x, ts, "loss")
+
+
 def test_greedy_search_recovers_the_planted_word_with_the_word_tokenizer():
     ft = _tiny()
     words = candidate_words(ft.tokenizer)
     assert "seven" in words and "<pad>" not in words and "<|endoftext|>" not in words
     assert candidate_words(ft.tokenizer, 5) == words[:5]
     ft = _plant(ft, "seven")
-    cfg = PromptSearchConfig(max_words=3, num_noise=2, timesteps=[0.5])
-    prompt, history = recover_prompt(ft, _tiny(), cfg)
-    assert prompt.split()[0] == "seven"
-    assert len(history) == len(prompt.split()) + 1 and history[1] > history[0]
+    for score in ("response", "shift"):
+        cfg = PromptSearchConfig(max_words=3, num_noise=2, timesteps=[0.5], score=score)
+        prompt, history = recover_prompt(ft, _tiny(), cfg)
+        assert prompt.split()[0] == "seven", score
+        assert len(history) == len(prompt.split()) + 1 and history[1] > history[0]
     assert prompt_token_accuracy(prompt, "seven") == pytest.approx(1 / len(prompt.split()))
     assert prompt_token_accuracy("digit three", "a photo of digit three") == pytest.approx(2 / 5)
     assert prompt_token_accuracy("Three, digit", "digit three ,") == 1.0
@@ -127,9 +159,10 @@ def test_greedy_search_with_a_small_bpe_tokenizer(tmp_path):
     assert candidate_words(gen.tokenizer, 3) == words[:3]
     assert gen.tokenizer.tokenize("red cat") == ["red</w>", "cat</w>"]
     ft = _plant(gen, "dog")
-    cfg = PromptSearchConfig(max_words=2, num_noise=2, timesteps=[0.5])
-    prompt, _ = recover_prompt(ft, gen, cfg)
-    assert prompt.split()[0] == "dog"
+    for score in ("response", "shift"):
+        cfg = PromptSearchConfig(max_words=2, num_noise=2, timesteps=[0.5], score=score)
+        prompt, _ = recover_prompt(ft, gen, cfg)
+        assert prompt.split()[0] == "dog", score
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +213,4 @@ def test_extract_prompt_auto_end_to_end(tmp_path, tiny_generator, tiny_folder):
     # fine-tuning here on a folder needs the real prompt
     bad = ["extract", "--out", str(tmp_path / "r3"), "--base", str(tiny_generator), "--data", str(root)]
     assert main([*bad, "--prompt", "auto"]) == 2
+    assert main([*bad, "--prompt", "auto", "--set", "true_prompt=seven", "--set", "prompt_search.score=loss"]) == 2

@@ -4,36 +4,47 @@ pair alone: ``modelmine extract --prompt auto``.
 FineXtract (Wu et al., arXiv:2410.03039) also treats the case where the attacker does not know the
 fine-tuning caption and reports recovering captions of up to 7 words; its official code
 (github.com/Nicholas0228/FineXtract) ships no caption extraction. The search here is a greedy,
-gradient-free word search on the *prediction shift* of the fine-tuned model:
+gradient-free word search on how the fine-tuning changed the two models' conditional noise
+predictions ``eps_ft`` / ``eps_pre`` (each with its own text encoder; a LoRA is switched off for
+``eps_pre``). With ``R_m(p) = mean over (x, t) of || eps_m(x, t, p) - eps_m(x, t, "") ||^2 / d``, how
+strongly model ``m`` responds to the prompt ``p`` (the size of its classifier-free guidance
+direction; ``d`` the number of elements of one prediction), the default score is the *response
+gain*
 
-    S(p) = mean over (x, t) of  || eps_ft(x, t, p) - eps_pre(x, t, p) ||^2 / d
+    G(p) = R_ft(p) - R_pre(p)
 
-with ``eps_ft`` / ``eps_pre`` the fine-tuned and pretrained models' conditional noise predictions
-(each with its own text encoder; a LoRA is switched off for ``eps_pre``), ``d`` the number of
-elements of one prediction, and ``(x, t)`` a fixed, seeded set of inputs at each of the
-``timesteps``. Fine-tuning moves the model most where it was trained, i.e. under the fine-tuning
-prompt *and near the fine-tuning images*, so the shift is largest for prompts close to it when it
-is measured at states like the ones it was trained on. The attacker does not have those images but
-has the fine-tuned model's own samples (``states="samples"``, the default): ``num_noise`` images
-drawn from ``eps_ft`` with the empty prompt (``sample_steps`` DDIM steps, seeded), noised to each
-timestep, ``x = sqrt(a_t) x0 + sqrt(1 - a_t) n``. ``states="noise"`` measures at standard normal
-states instead (the earlier form: on a LoRA fine-tune of the embedded generator it ranked the class
-word "three" 62nd of 93 single words; at the samples' states, first; the shift at pure noise is
-dominated by where the base model itself is sensitive to a word). Starting from the empty prompt, each step
-appends the candidate word ``w`` that maximises ``S(p + " " + w)`` (all candidates scored in one
-batched pass: candidates x inputs rows, chunked to ``batch_size`` rows, one chunk loop per
-timestep), and the search stops at ``max_words`` or when the best extension raises ``S`` by less
-than a factor ``1 + min_gain`` (the first word is always taken: the attack needs a prompt).
+Fine-tuning on (images, p*) binds p* to the images, so the fine-tuned model responds to p* more than
+the pretrained one did (a DreamBooth identifier goes from almost no response to a strong one), while
+words it never saw keep or lose their response. ``score="shift"`` is the raw prediction shift
+
+    S(p) = mean over (x, t) of || eps_ft(x, t, p) - eps_pre(x, t, p) ||^2 / d
+
+(the earlier default), which also grows for prior concepts the fine-tune overwrote: a LoRA that
+makes every prompt draw the fine-tuning digit leaves ``eps_pre`` drawing, say, a checkerboard, so S
+ranks "checkerboard" high although the fine-tuned model no longer responds to it (G ranks it near
+last; benchmarks/RESULTS.md compares the two). Both are averaged over a fixed, seeded set of inputs
+``(x, t)`` at each of the ``timesteps``. Fine-tuning moves the model most near the fine-tuning
+images; the attacker does not have them but has the fine-tuned model's own samples
+(``states="samples"``, the default): ``num_noise`` images drawn from ``eps_ft`` with the empty
+prompt (``sample_steps`` DDIM steps, seeded), noised to each timestep, ``x = sqrt(a_t) x0 +
+sqrt(1 - a_t) n``. ``states="noise"`` measures at standard normal states instead (where both scores
+are dominated by where the base model itself is sensitive to a word). Starting from the empty
+prompt, each step appends the candidate word ``w`` that maximises the score of ``p + " " + w`` (all
+candidates scored in one batched pass: candidates x inputs rows, chunked to ``batch_size`` rows,
+one chunk loop per timestep), and the search stops at ``max_words`` or when the best extension
+raises the score by less than ``min_gain`` times its current size (the first word is always taken:
+the attack needs a prompt).
 
 Candidates (:func:`candidate_words`): a given list, else the tokenizer's whole-word tokens in id
 order, the first ``max_candidates`` of them: the whole vocabulary of a small word-level tokenizer
-(the embedded one: ~97 words); for a CLIP BPE vocabulary the whole-word (``</w>``) alphabetic
+(the embedded one: ~160 words); for a CLIP BPE vocabulary the whole-word (``</w>``) alphabetic
 tokens in merge order, which ranks tokens roughly by their frequency in the tokenizer's training
 text (CLIP: ~49k tokens, the first 1,000 whole words by default).
 
 | setting | paper or official code | ours | reason |
 |---|---|---|---|
-| caption search | described in the paper only (up to 7 words recovered); no official code | greedy append of the word maximising ``S`` above; stop when ``S`` gains < 1% or at 7 words | gradient-free, deterministic, one batched pass per position |
+| caption search | described in the paper only (up to 7 words recovered); no official code | greedy append of the word maximising ``G`` above; stop when ``G`` gains < 1% or at 7 words | gradient-free, deterministic, one batched pass per position |
+| score | not given | ``G``, the shift in each model's conditional response; ``S`` as ``score="shift"`` | ``S`` also rewards overwritten prior concepts (above) |
 | score inputs | not given | 16 of the fine-tuned model's own unconditional samples (10 DDIM steps), noised to t = 0.1, 0.3, 0.5, 0.7 T | the fine-tuning images are unknown to the attacker; the model's samples stand in for them |
 | candidates | not given | whole-word tokens in vocabulary order, at most 1,000 | the full CLIP vocabulary costs 49k prompts per position |
 | prompt accuracy | words recovered | word-multiset overlap / max(len true, len recovered) | greedy append does not recover word order |
@@ -56,11 +67,15 @@ if TYPE_CHECKING:
     from ..diffusion.generator import Generator
 
 
+SCORES = ("response", "shift")  # the search scores: G (default) and the raw prediction shift S
+
+
 @dataclass
 class PromptSearchConfig:
     """The greedy prompt search of ``--prompt auto`` (:func:`recover_prompt`)."""
 
     max_words: int = 7  # the paper reports prompts of up to 7 words
+    score: str = "response"  # "response": G(p), the gain in conditional response; "shift": S(p)
     candidates: list[str] | None = None  # None: candidate_words(tokenizer, max_candidates)
     max_candidates: int = 1000
     states: str = "samples"  # "samples": the fine-tuned model's own samples, noised; "noise": N(0, I)
@@ -77,6 +92,8 @@ def check_search(cfg: PromptSearchConfig) -> None:
         raise UserError(
             "prompt_search: max_words, num_noise, sample_steps, batch_size and max_candidates must be >= 1"
         )
+    if cfg.score not in SCORES:
+        raise UserError(f"prompt_search.score is one of {', '.join(SCORES)}, got {cfg.score!r}")
     if cfg.states not in ("samples", "noise"):
         raise UserError(f"prompt_search.states is samples or noise, got {cfg.states!r}")
     if not cfg.timesteps or any(not 0.0 <= f < 1.0 for f in cfg.timesteps):
@@ -139,47 +156,70 @@ def _pretrained(ft: Generator, pre: Generator | None):
     return ft, lambda: lora_disabled(ft.unet)
 
 
+def _predictions(ft, pre_gen, pre_ctx, prompts: Sequence[str], xs: torch.Tensor, t: int, k: int):
+    """Both models' conditional predictions ``(len(prompts) * k, *shape)`` at the states ``xs``
+    ``(k, *shape)`` at timestep ``t``, every prompt against every state, in one UNet call per model."""
+    from ..diffusion.guidance import Conditioning, predict_eps
+
+    b = len(prompts)
+    rows = xs.to(ft.device, ft.dtype).repeat(b, *([1] * (xs.dim() - 1)))  # (b*K, *shape)
+    cond_ft = ft.encode_prompt(list(prompts)).to(ft.dtype).repeat_interleave(k, 0)  # (b*K, L, D)
+    eps_ft = predict_eps(ft, rows, int(t), Conditioning(cond_ft)).float()
+    with pre_ctx():
+        cond_pre = pre_gen.encode_prompt(list(prompts)).to(pre_gen.dtype).repeat_interleave(k, 0)
+        eps_pre = predict_eps(pre_gen, rows, int(t), Conditioning(cond_pre)).float()
+    return eps_ft, eps_pre
+
+
 @torch.no_grad()
-def prediction_shift(
+def prompt_scores(
     ft: Generator,
     pre: Generator | None,
     prompts: Sequence[str],
     x: torch.Tensor,
     timesteps: Sequence[int],
+    score: str = "response",
     batch_size: int = 256,
 ) -> torch.Tensor:
-    """``S(p)`` ``(P,)`` for each prompt: the mean squared difference between the fine-tuned and the
-    pretrained model's conditional noise predictions over the states ``x`` ``(len(timesteps), K,
-    *shape)`` (row ``i`` at ``timesteps[i]``). ``pre=None``: ``ft``'s LoRA switched off. Batched:
-    every (prompt, state) pair of a chunk of ``batch_size`` rows in one UNet call per model."""
-    from ..diffusion.guidance import Conditioning, predict_eps
-
+    """The search score ``(P,)`` of each prompt over the states ``x`` ``(len(timesteps), K, *shape)``
+    (row ``i`` at ``timesteps[i]``), averaged over states and timesteps: ``"response"`` ``G(p)``, or
+    ``"shift"`` ``S(p)`` (module docstring). ``pre=None``: ``ft``'s LoRA switched off. Batched: every
+    (prompt, state) pair of a chunk of ``batch_size`` rows in one UNet call per model."""
+    if score not in SCORES:
+        raise UserError(f"prompt_search.score is one of {', '.join(SCORES)}, got {score!r}")
     pre_gen, pre_ctx = _pretrained(ft, pre)
     k = x.shape[1]
     per_chunk = max(1, batch_size // k)
+    mse = lambda d, b: d.pow(2).flatten(1).mean(1).view(b, k).mean(1)  # noqa: E731  (b*K, ...) -> (b,)
+    empty = None  # the empty prompt's predictions per timestep, the reference of G
+    if score == "response":
+        empty = [_predictions(ft, pre_gen, pre_ctx, [""], x[i], t, k) for i, t in enumerate(timesteps)]
     scores = []
     for lo in range(0, len(prompts), per_chunk):
         chunk = list(prompts[lo : lo + per_chunk])
         b = len(chunk)
-        cond_ft = ft.encode_prompt(chunk).to(ft.dtype).repeat_interleave(k, 0)  # (b*K, L, D)
-        with pre_ctx():
-            cond_pre = pre_gen.encode_prompt(chunk).to(pre_gen.dtype).repeat_interleave(k, 0)
         total = torch.zeros(b, device=ft.device)
         for i, t in enumerate(timesteps):
-            xs = x[i].to(ft.device, ft.dtype).repeat(b, *([1] * (x.dim() - 2)))  # (b*K, *shape)
-            eps_ft = predict_eps(ft, xs, int(t), Conditioning(cond_ft))
-            with pre_ctx():
-                eps_pre = predict_eps(pre_gen, xs, int(t), Conditioning(cond_pre))
-            total += (eps_ft - eps_pre).float().pow(2).flatten(1).mean(1).view(b, k).mean(1)
+            eps_ft, eps_pre = _predictions(ft, pre_gen, pre_ctx, chunk, x[i], t, k)
+            if empty is None:
+                total += mse(eps_ft - eps_pre, b)
+            else:
+                reps = (b, *([1] * (eps_ft.dim() - 1)))
+                total += mse(eps_ft - empty[i][0].repeat(reps), b) - mse(eps_pre - empty[i][1].repeat(reps), b)
         scores.append(total / len(timesteps))
     return torch.cat(scores).cpu()
+
+
+def prediction_shift(ft, pre, prompts, x, timesteps, batch_size: int = 256) -> torch.Tensor:
+    """``S(p)`` ``(P,)``: :func:`prompt_scores` with ``score="shift"``."""
+    return prompt_scores(ft, pre, prompts, x, timesteps, "shift", batch_size)
 
 
 def recover_prompt(
     ft: Generator, pre: Generator | None, cfg: PromptSearchConfig, seed: int = 0
 ) -> tuple[str, list[float]]:
-    """Greedy word-by-word search of the prompt maximising :func:`prediction_shift` (module
-    docstring). Returns the prompt and the shift after each chosen word (the empty prompt's first)."""
+    """Greedy word-by-word search of the prompt maximising the score ``cfg.score`` (module
+    docstring). Returns the prompt and the score after each chosen word (the empty prompt's first)."""
     check_search(cfg)
     words = (
         cfg.candidates if cfg.candidates is not None else candidate_words(ft.tokenizer, cfg.max_candidates)
@@ -194,13 +234,17 @@ def recover_prompt(
     else:
         x = search_inputs(ft.latent_shape, cfg.num_noise, len(timesteps), seed)
     max_words = min(cfg.max_words, ft.tokenizer.model_max_length - 2)
+
+    def score(prompts: list[str]) -> torch.Tensor:
+        return prompt_scores(ft, pre, prompts, x, timesteps, cfg.score, cfg.batch_size)
+
     chosen: list[str] = []
-    history = [float(prediction_shift(ft, pre, [""], x, timesteps, cfg.batch_size)[0])]
+    history = [float(score([""])[0])]  # G("") = 0 by definition
     while len(chosen) < max_words:
-        prompts = [" ".join([*chosen, w]) for w in words]
-        scores = prediction_shift(ft, pre, prompts, x, timesteps, cfg.batch_size)
+        scores = score([" ".join([*chosen, w]) for w in words])
         best = int(scores.argmax())
-        if chosen and float(scores[best]) <= history[-1] * (1 + cfg.min_gain):
+        # G can be negative, so the gain is measured against |current score|
+        if chosen and float(scores[best]) - history[-1] <= cfg.min_gain * abs(history[-1]):
             break
         chosen.append(words[best])
         history.append(float(scores[best]))

@@ -301,12 +301,13 @@ RECOVERED = "finextract_recovered"  # folder of FineXtract's generations with th
 def recovered_prompt(cfg: ExtractConfig, run_: Run, mode: str, ft: Generator, pre: Generator | None) -> str:
     """The prompt recovered from ``ft`` and its pretrained model (``pre``, or ``ft``'s LoRA off) by
     :func:`modelmine.audit.prompt.recover_prompt`, kept in ``<mode>/recovered_prompt.txt`` (resume)
-    with the search's shifts in ``<mode>/prompt_search.json``."""
+    with the search's scores in ``<mode>/prompt_search.json``."""
     path = run_.path(mode, "recovered_prompt.txt")
     if path.exists():
         return path.read_text().strip()
     text, history = recover_prompt(ft, pre, cfg.prompt_search, seed=cfg.seed)
-    atomic_write_text(run_.path(mode, "prompt_search.json"), json.dumps({"prompt": text, "shifts": history}))
+    search = {"prompt": text, "score": cfg.prompt_search.score, "scores": history}
+    atomic_write_text(run_.path(mode, "prompt_search.json"), json.dumps(search))
     atomic_write_text(path, text + "\n")
     return text
 
