@@ -105,7 +105,10 @@ def main() -> None:
     ap.add_argument("--identifier", default=None, help="DreamBooth identifier, e.g. sks")
     ap.add_argument("--prompt-auto", action="store_true", help="also recover the prompt (--prompt auto)")
     ap.add_argument(
-        "--prompt-score", default=None, choices=["response", "shift"], help="the search score (default: the command's)"
+        "--prompt-score",
+        default=None,
+        choices=["response", "shift"],
+        help="the search score (default: the command's)",
     )
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="tiny settings, to check the script runs")

@@ -837,59 +837,131 @@ def section_finextract(r: Results) -> list[str] | None:
     return lines + source("finextract.json", "python benchmarks/finextract_bench.py")
 
 
+def _recovered_prompts(f: dict, data: str, mode: str) -> str:
+    """The recovered prompts of one (dataset, mode), by seed, quoted."""
+    found = [
+        run["prompts"]["recovered"][mode]
+        for key, run in sorted(f["runs"].items())
+        if key.split("/")[0] == data and "prompts" in run
+    ]
+    return "; ".join(f"'{p}'" for p in found) or "-"
+
+
 def section_prompt_recovery(r: Results) -> list[str] | None:
-    f = r.get("finextract_prompt_auto.json")
-    if f is None:
+    f, shift = r.get("finextract_prompt_auto.json"), r.get("finextract_prompt_shift.json")
+    if f is None and shift is None:
         return None
-    c = f["config"]
-    true = next((run["prompts"]["true"] for run in f["runs"].values() if "prompts" in run), "-")
+    main_ = f or shift
+    c = main_["config"]
+    true = next((run["prompts"]["true"] for run in main_["runs"].values() if "prompts" in run), "-")
     lines = ["## FineXtract with a recovered prompt", ""]
     lines += para(
         "`modelmine extract --prompt auto`: the fine-tuning prompt is searched from the pretrained and",
-        "fine-tuned models alone (greedy words by the prediction shift), then FineXtract runs with it, beside",
-        f"FineXtract with the true prompt (`{true}`), from the same",
-        "start noise. The same runs as the FineXtract section's settings (its script with `--prompt-auto`);",
-        f"mean +- std over seeds {', '.join(map(str, f['seeds']))}"
+        "fine-tuned models alone (greedy words by the gain in each model's conditional response, `G`;",
+        "the variant `prompt_search.score=shift` scores by the raw prediction shift `S`), then FineXtract",
+        f"runs with it, beside FineXtract with the true prompt (`{true}`), from the same start noise. The",
+        "same runs and fine-tunes as the FineXtract section's settings (its script with `--prompt-auto`);",
+        f"mean +- std over seeds {', '.join(map(str, main_['seeds']))}"
+        + ("" if main_["complete"] else " (incomplete: some runs missing)")
+        + f". Machine: {machine(main_, workers(c))}.",
+    )
+
+    def cell(g: dict | None, data: str, key: str) -> str:
+        v = None if g is None else g["summary"].get(data, {}).get("stats", {}).get(key)
+        return "-" if v is None else f"{v['mean']:.3f} +- {v['std']:.3f}"
+
+    rows = []
+    for data in main_["summary"]:
+        for mode in main_["modes"]:
+            rows.append([
+                data, mode, cell(main_, data, f"{mode}_success_rate"),
+                cell(f, data, f"{mode}_recovered_success_rate"), cell(shift, data, f"{mode}_recovered_success_rate"),
+                cell(main_, data, f"{mode}_calibrated_success_rate"),
+                cell(f, data, f"{mode}_recovered_calibrated_success_rate"),
+                cell(f, data, f"{mode}_prompt_token_accuracy"),
+                "-" if f is None else _recovered_prompts(f, data, mode),
+            ])  # fmt: skip
+    lines += table(
+        ["dataset", "mode", "true prompt: rate", "recovered (G): rate", "recovered (S): rate",
+         "true: calibrated", "recovered (G): calibrated", "token accuracy (G)", "recovered prompts, G (by seed)"],
+        rows,
+    )  # fmt: skip
+    if f is not None:
+        checks = {k: t.get("recovered_prompt_two_thirds") for k, t in f["targets"].items()}
+        met = [k for k, v in checks.items() if v]
+        judged = [k for k, v in checks.items() if v is not None]
+        lines += para(
+            "With `G` (the default) the recovered prompt reaches 2/3 of the true prompt's fixed-threshold rate",
+            f"(mean over seeds) in {len(met)} of {len(judged)} (dataset, mode) pairs"
+            + (f"; missed: {', '.join(sorted(set(judged) - set(met)))}" if len(met) < len(judged) else "")
+            + ". Token accuracy: the overlap of the recovered and the true prompt's words.",
+        )
+    if shift is not None:
+        rows = [
+            [data, mode, cell(shift, data, f"{mode}_recovered_avg_similarity"),
+             cell(f, data, f"{mode}_recovered_avg_similarity"), _recovered_prompts(shift, data, mode)]
+            for data in shift["summary"] for mode in shift["modes"]
+        ]  # fmt: skip
+        lines += para("The variant `S` on the same fine-tunes: average similarity and the prompts it found.")
+        lines += table(
+            ["dataset", "mode", "avg similarity (S)", "avg similarity (G)", "recovered prompts, S (by seed)"],
+            rows,
+        )
+    out = []
+    if f is not None:
+        out += source(
+            "finextract_prompt_auto.json",
+            "python benchmarks/finextract_bench.py --prompt-auto --name finextract_prompt_auto",
+        )
+    if shift is not None:
+        out += source(
+            "finextract_prompt_shift.json",
+            "python benchmarks/finextract_bench.py --prompt-auto --prompt-score shift --name finextract_prompt_shift",
+        )
+    return lines + out
+
+
+def section_finextract_identifier(r: Results) -> list[str] | None:
+    f = r.get("finextract_sks.json")
+    if f is None:
+        return None
+    c, ident = f["config"], f["settings"]["identifier"]
+    true = next((run["prompts"]["true"] for run in f["runs"].values() if "prompts" in run), None)
+    lines = ["## FineXtract with a DreamBooth identifier", ""]
+    lines += para(
+        f"DreamBooth's setting: the same runs as the FineXtract section, fine-tuned on `{true or ident}`",
+        f"(`--set identifier={ident}`; the embedded tokenizer does not know the identifier, so it becomes a",
+        "new token trained with the fine-tuning)"
+        + (
+            ", and the prompt recovered with `--prompt auto` beside it"
+            if f["settings"]["prompt_auto"]
+            else ""
+        )
+        + f". Mean +- std over seeds {', '.join(map(str, f['seeds']))}"
         + ("" if f["complete"] else " (incomplete: some runs missing)")
         + f". Machine: {machine(f, workers(c))}.",
     )
 
-    def cell(st: dict, key: str) -> str:
-        v = st.get(key)
+    def cell(data: str, key: str) -> str:
+        v = f["summary"].get(data, {}).get("stats", {}).get(key)
         return "-" if v is None else f"{v['mean']:.3f} +- {v['std']:.3f}"
 
-    rows = []
-    for data, s in f["summary"].items():
-        st = s["stats"]
-        for mode in f["modes"]:
-            found = [
-                run["prompts"]["recovered"][mode]
-                for key, run in sorted(f["runs"].items())
-                if key.split("/")[0] == data and "prompts" in run
-            ]
-            rows.append([
-                data, mode, cell(st, f"{mode}_success_rate"), cell(st, f"{mode}_recovered_success_rate"),
-                cell(st, f"{mode}_calibrated_success_rate"), cell(st, f"{mode}_recovered_calibrated_success_rate"),
-                cell(st, f"{mode}_prompt_token_accuracy"), "; ".join(f"'{p}'" for p in found) or "-",
-            ])  # fmt: skip
+    rows = [
+        [data, mode, *(cell(data, f"{mode}_{k}") for k in (
+            "success_rate", "baseline_success_rate", "calibrated_success_rate", "baseline_calibrated_success_rate",
+            "avg_similarity", "baseline_avg_similarity", "recovered_success_rate")),
+         _recovered_prompts(f, data, mode)]
+        for data in f["summary"] for mode in f["modes"]
+    ]  # fmt: skip
     lines += table(
-        ["dataset", "mode", "true prompt: rate", "recovered: rate", "true: calibrated", "recovered: calibrated",
-         "token accuracy", "recovered prompts (by seed)"],
+        ["dataset", "mode", "FineXtract: rate", f"CFG {c['baseline_cfg']:g}: rate", "FineXtract: calibrated",
+         "CFG: calibrated", "FineXtract: avg similarity", "CFG: avg similarity", "recovered prompt: rate",
+         "recovered prompts (by seed)"],
         rows,
     )  # fmt: skip
-    checks = {k: t.get("recovered_prompt_two_thirds") for k, t in f["targets"].items()}
-    met = [k for k, v in checks.items() if v]
-    judged = [k for k, v in checks.items() if v is not None]
-    lines += para(
-        "The recovered prompt reaches 2/3 of the true prompt's fixed-threshold rate (mean over seeds) in",
-        f"{len(met)} of {len(judged)} (dataset, mode) pairs"
-        + (f"; missed: {', '.join(sorted(set(judged) - set(met)))}" if len(met) < len(judged) else "")
-        + ". Token accuracy: the overlap of the recovered and the true prompt's words.",
-    )
-    return lines + source(
-        "finextract_prompt_auto.json",
-        "python benchmarks/finextract_bench.py --prompt-auto --name finextract_prompt_auto",
-    )
+    cmd = f"python benchmarks/finextract_bench.py --identifier {ident}"
+    cmd += " --prompt-auto" if f["settings"]["prompt_auto"] else ""
+    return lines + source("finextract_sks.json", cmd + " --name finextract_sks")
 
 
 def section_audit_generator(r: Results) -> list[str] | None:
@@ -1052,6 +1124,7 @@ SECTIONS: list[Callable[[Results], list[str] | None]] = [
     section_ddis,
     section_finextract,
     section_prompt_recovery,
+    section_finextract_identifier,
     section_audit_generator,
     section_lira,
     section_mia_refs,

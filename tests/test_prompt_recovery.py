@@ -17,10 +17,10 @@ from modelmine.audit.prompt import (
     search_inputs,
 )
 from modelmine.cli import main
-from modelmine.errors import UserError
 from modelmine.diffusion.finetune import add_lora
 from modelmine.diffusion.generator import MAX_TOKENS, Generator, tiny_text_config
 from modelmine.diffusion.guidance import Conditioning, lora_disabled, predict_eps
+from modelmine.errors import UserError
 
 CROSS_ATTENTION = ["attn2.to_k", "attn2.to_v"]  # text-dependent paths only
 
@@ -213,4 +213,5 @@ def test_extract_prompt_auto_end_to_end(tmp_path, tiny_generator, tiny_folder):
     # fine-tuning here on a folder needs the real prompt
     bad = ["extract", "--out", str(tmp_path / "r3"), "--base", str(tiny_generator), "--data", str(root)]
     assert main([*bad, "--prompt", "auto"]) == 2
-    assert main([*bad, "--prompt", "auto", "--set", "true_prompt=seven", "--set", "prompt_search.score=loss"]) == 2
+    unknown_score = ["--set", "true_prompt=seven", "--set", "prompt_search.score=loss"]
+    assert main([*bad, "--prompt", "auto", *unknown_score]) == 2

@@ -205,7 +205,9 @@ def prompt_scores(
                 total += mse(eps_ft - eps_pre, b)
             else:
                 reps = (b, *([1] * (eps_ft.dim() - 1)))
-                total += mse(eps_ft - empty[i][0].repeat(reps), b) - mse(eps_pre - empty[i][1].repeat(reps), b)
+                r_ft = mse(eps_ft - empty[i][0].repeat(reps), b)  # R_ft(p) at this timestep
+                r_pre = mse(eps_pre - empty[i][1].repeat(reps), b)
+                total += r_ft - r_pre
         scores.append(total / len(timesteps))
     return torch.cat(scores).cpu()
 
