@@ -19,7 +19,7 @@ over seeds, the targets) and ``<name>_matches_<dataset>.png`` (seed ``seeds[0]``
     python benchmarks/finextract_bench.py                     # -> results/finextract.json (~35 min, 2 cores)
     python benchmarks/finextract_bench.py --quick --results /tmp/fx_results   # smoke test, ~1 min
     python benchmarks/finextract_bench.py --prompt-auto --name finextract_prompt_auto   # + --prompt auto
-    python benchmarks/finextract_bench.py --prompt-auto --prompt-score shift --name finextract_prompt_shift
+    python benchmarks/finextract_bench.py --prompt-auto --prompt-score response --name finextract_prompt_response
 """
 
 from __future__ import annotations

@@ -847,76 +847,78 @@ def _recovered_prompts(f: dict, data: str, mode: str) -> str:
     return "; ".join(f"'{p}'" for p in found) or "-"
 
 
+def _two_thirds(f: dict) -> str:
+    """How many judged (dataset, mode) pairs meet the recovered-prompt target, and which missed."""
+    checks = {k: t.get("recovered_prompt_two_thirds") for k, t in f["targets"].items()}
+    met = [k for k, v in checks.items() if v]
+    judged = [k for k, v in checks.items() if v is not None]
+    missed = sorted(set(judged) - set(met))
+    return f"{len(met)} of {len(judged)} pairs" + (f" (missed: {', '.join(missed)})" if missed else "")
+
+
 def section_prompt_recovery(r: Results) -> list[str] | None:
-    f, shift = r.get("finextract_prompt_auto.json"), r.get("finextract_prompt_shift.json")
-    if f is None and shift is None:
+    f, g = r.get("finextract_prompt_auto.json"), r.get("finextract_prompt_response.json")
+    main_ = f or g
+    if main_ is None:
         return None
-    main_ = f or shift
     c = main_["config"]
     true = next((run["prompts"]["true"] for run in main_["runs"].values() if "prompts" in run), "-")
     lines = ["## FineXtract with a recovered prompt", ""]
     lines += para(
         "`modelmine extract --prompt auto`: the fine-tuning prompt is searched from the pretrained and",
-        "fine-tuned models alone (greedy words by the gain in each model's conditional response, `G`;",
-        "the variant `prompt_search.score=shift` scores by the raw prediction shift `S`), then FineXtract",
-        f"runs with it, beside FineXtract with the true prompt (`{true}`), from the same start noise. The",
-        "same runs and fine-tunes as the FineXtract section's settings (its script with `--prompt-auto`);",
-        f"mean +- std over seeds {', '.join(map(str, main_['seeds']))}"
+        "fine-tuned models alone, greedy words by the conditional prediction shift `S` (the default) or by",
+        "the response gain `G` (`--set prompt_search.score=response`), then FineXtract runs with it, beside",
+        f"FineXtract with the true prompt (`{true}`), from the same start noise. The same runs and",
+        "fine-tunes as the FineXtract section's settings (its script with `--prompt-auto`); mean +- std",
+        f"over seeds {', '.join(map(str, main_['seeds']))}"
         + ("" if main_["complete"] else " (incomplete: some runs missing)")
         + f". Machine: {machine(main_, workers(c))}.",
     )
 
-    def cell(g: dict | None, data: str, key: str) -> str:
-        v = None if g is None else g["summary"].get(data, {}).get("stats", {}).get(key)
+    def cell(res: dict | None, data: str, key: str) -> str:
+        v = None if res is None else res["summary"].get(data, {}).get("stats", {}).get(key)
         return "-" if v is None else f"{v['mean']:.3f} +- {v['std']:.3f}"
 
-    rows = []
+    rows, prompts = [], []
     for data in main_["summary"]:
         for mode in main_["modes"]:
-            rows.append([
-                data, mode, cell(main_, data, f"{mode}_success_rate"),
-                cell(f, data, f"{mode}_recovered_success_rate"), cell(shift, data, f"{mode}_recovered_success_rate"),
-                cell(main_, data, f"{mode}_calibrated_success_rate"),
-                cell(f, data, f"{mode}_recovered_calibrated_success_rate"),
-                cell(f, data, f"{mode}_prompt_token_accuracy"),
-                "-" if f is None else _recovered_prompts(f, data, mode),
+            row = [data, mode]
+            for metric in ("success_rate", "calibrated_success_rate", "avg_similarity"):
+                row.append(cell(main_, data, f"{mode}_{metric}"))
+                row += [cell(res, data, f"{mode}_recovered_{metric}") for res in (f, g)]
+            rows.append(row)
+            prompts.append([
+                data, mode, *("-" if res is None else _recovered_prompts(res, data, mode) for res in (f, g)),
+                cell(f, data, f"{mode}_prompt_token_accuracy"), cell(g, data, f"{mode}_prompt_token_accuracy"),
             ])  # fmt: skip
     lines += table(
-        ["dataset", "mode", "true prompt: rate", "recovered (G): rate", "recovered (S): rate",
-         "true: calibrated", "recovered (G): calibrated", "token accuracy (G)", "recovered prompts, G (by seed)"],
+        ["dataset", "mode", "rate: true", "S", "G", "calibrated: true", "S", "G", "avg similarity: true", "S", "G"],
         rows,
     )  # fmt: skip
-    if f is not None:
-        checks = {k: t.get("recovered_prompt_two_thirds") for k, t in f["targets"].items()}
-        met = [k for k, v in checks.items() if v]
-        judged = [k for k, v in checks.items() if v is not None]
-        lines += para(
-            "With `G` (the default) the recovered prompt reaches 2/3 of the true prompt's fixed-threshold rate",
-            f"(mean over seeds) in {len(met)} of {len(judged)} (dataset, mode) pairs"
-            + (f"; missed: {', '.join(sorted(set(judged) - set(met)))}" if len(met) < len(judged) else "")
-            + ". Token accuracy: the overlap of the recovered and the true prompt's words.",
-        )
-    if shift is not None:
-        rows = [
-            [data, mode, cell(shift, data, f"{mode}_recovered_avg_similarity"),
-             cell(f, data, f"{mode}_recovered_avg_similarity"), _recovered_prompts(shift, data, mode)]
-            for data in shift["summary"] for mode in shift["modes"]
-        ]  # fmt: skip
-        lines += para("The variant `S` on the same fine-tunes: average similarity and the prompts it found.")
-        lines += table(
-            ["dataset", "mode", "avg similarity (S)", "avg similarity (G)", "recovered prompts, S (by seed)"],
-            rows,
-        )
+    lines += table(
+        ["dataset", "mode", "recovered prompts, S (by seed)", "recovered prompts, G (by seed)",
+         "token accuracy S", "G"],
+        prompts,
+    )  # fmt: skip
+    lines += para(
+        "The recovered prompt reaches 2/3 of the true prompt's fixed-threshold rate (mean over seeds; judged",
+        "where the true prompt's rate is above zero) with `S` in",
+        (f"{_two_thirds(f)}" if f else "-")
+        + ("; " if f and g else "")
+        + (f"with `G` in {_two_thirds(g)}" if g else "")
+        + ". Token accuracy: the overlap of the recovered and the true prompt's words.",
+    )
     out = []
     if f is not None:
         out += source(
             "finextract_prompt_auto.json",
             "python benchmarks/finextract_bench.py --prompt-auto --name finextract_prompt_auto",
         )
-    if shift is not None:
+    if g is not None:
         out += source(
-            "finextract_prompt_shift.json",
-            "python benchmarks/finextract_bench.py --prompt-auto --prompt-score shift --name finextract_prompt_shift",
+            "finextract_prompt_response.json",
+            "python benchmarks/finextract_bench.py --prompt-auto --prompt-score response"
+            " --name finextract_prompt_response",
         )
     return lines + out
 

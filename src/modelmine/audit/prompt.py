@@ -4,36 +4,36 @@ pair alone: ``modelmine extract --prompt auto``.
 FineXtract (Wu et al., arXiv:2410.03039) also treats the case where the attacker does not know the
 fine-tuning caption and reports recovering captions of up to 7 words; its official code
 (github.com/Nicholas0228/FineXtract) ships no caption extraction. The search here is a greedy,
-gradient-free word search on how the fine-tuning changed the two models' conditional noise
-predictions ``eps_ft`` / ``eps_pre`` (each with its own text encoder; a LoRA is switched off for
-``eps_pre``). With ``R_m(p) = mean over (x, t) of || eps_m(x, t, p) - eps_m(x, t, "") ||^2 / d``, how
-strongly model ``m`` responds to the prompt ``p`` (the size of its classifier-free guidance
-direction; ``d`` the number of elements of one prediction), the default score is the *response
-gain*
+gradient-free word search on the *prediction shift* of the fine-tuned model (the default,
+``score="shift"``):
 
-    G(p) = R_ft(p) - R_pre(p)
+    S(p) = mean over (x, t) of  || eps_ft(x, t, p) - eps_pre(x, t, p) ||^2 / d
 
-Fine-tuning on (images, p*) binds p* to the images, so the fine-tuned model responds to p* more than
-the pretrained one did (a DreamBooth identifier goes from almost no response to a strong one), while
-words it never saw keep or lose their response. ``score="shift"`` is the raw prediction shift
+with ``eps_ft`` / ``eps_pre`` the fine-tuned and pretrained models' conditional noise predictions
+(each with its own text encoder; a LoRA is switched off for ``eps_pre``), ``d`` the number of
+elements of one prediction, and ``(x, t)`` a fixed, seeded set of inputs at each of the
+``timesteps``. Fine-tuning moves the model most where it was trained, i.e. under the fine-tuning
+prompt *and near the fine-tuning images*, so the shift is largest for prompts close to it when it
+is measured at states like the ones it was trained on. The attacker does not have those images but
+has the fine-tuned model's own samples (``states="samples"``, the default): ``num_noise`` images
+drawn from ``eps_ft`` with the empty prompt (``sample_steps`` DDIM steps, seeded), noised to each
+timestep, ``x = sqrt(a_t) x0 + sqrt(1 - a_t) n``. ``states="noise"`` measures at standard normal
+states instead (where the shift is dominated by where the base model itself is sensitive to a
+word). S also grows for a prior concept the fine-tune overwrote (``eps_pre`` still draws, say, a
+checkerboard where ``eps_ft`` draws the fine-tuning digit), and such a word can win.
 
-    S(p) = mean over (x, t) of || eps_ft(x, t, p) - eps_pre(x, t, p) ||^2 / d
+``score="response"`` is the variant built against that: with ``R_m(p) = mean || eps_m(x, t, p) -
+eps_m(x, t, "") ||^2 / d``, how strongly model ``m`` responds to ``p`` (the size of its
+classifier-free guidance direction), ``G(p) = R_ft(p) - R_pre(p)``, the gain in response a fine-tune
+that binds p to its images should show. It ranks overwritten concepts last and helps a LoRA, but a
+full fine-tune also moves the empty prompt's prediction toward the images, so the trained word's
+response can shrink and G misses it (benchmarks/RESULTS.md compares the two).
 
-(the earlier default), which also grows for prior concepts the fine-tune overwrote: a LoRA that
-makes every prompt draw the fine-tuning digit leaves ``eps_pre`` drawing, say, a checkerboard, so S
-ranks "checkerboard" high although the fine-tuned model no longer responds to it (G ranks it near
-last; benchmarks/RESULTS.md compares the two). Both are averaged over a fixed, seeded set of inputs
-``(x, t)`` at each of the ``timesteps``. Fine-tuning moves the model most near the fine-tuning
-images; the attacker does not have them but has the fine-tuned model's own samples
-(``states="samples"``, the default): ``num_noise`` images drawn from ``eps_ft`` with the empty
-prompt (``sample_steps`` DDIM steps, seeded), noised to each timestep, ``x = sqrt(a_t) x0 +
-sqrt(1 - a_t) n``. ``states="noise"`` measures at standard normal states instead (where both scores
-are dominated by where the base model itself is sensitive to a word). Starting from the empty
-prompt, each step appends the candidate word ``w`` that maximises the score of ``p + " " + w`` (all
-candidates scored in one batched pass: candidates x inputs rows, chunked to ``batch_size`` rows,
-one chunk loop per timestep), and the search stops at ``max_words`` or when the best extension
-raises the score by less than ``min_gain`` times its current size (the first word is always taken:
-the attack needs a prompt).
+Starting from the empty prompt, each step appends the candidate word ``w`` that maximises the score
+of ``p + " " + w`` (all candidates scored in one batched pass: candidates x inputs rows, chunked to
+``batch_size`` rows, one chunk loop per timestep), and the search stops at ``max_words`` or when the
+best extension raises the score by less than ``min_gain`` times its current size (the first word is
+always taken: the attack needs a prompt).
 
 Candidates (:func:`candidate_words`): a given list, else the tokenizer's whole-word tokens in id
 order, the first ``max_candidates`` of them: the whole vocabulary of a small word-level tokenizer
@@ -43,8 +43,8 @@ text (CLIP: ~49k tokens, the first 1,000 whole words by default).
 
 | setting | paper or official code | ours | reason |
 |---|---|---|---|
-| caption search | described in the paper only (up to 7 words recovered); no official code | greedy append of the word maximising ``G`` above; stop when ``G`` gains < 1% or at 7 words | gradient-free, deterministic, one batched pass per position |
-| score | not given | ``G``, the shift in each model's conditional response; ``S`` as ``score="shift"`` | ``S`` also rewards overwritten prior concepts (above) |
+| caption search | described in the paper only (up to 7 words recovered); no official code | greedy append of the word maximising ``S`` above; stop when ``S`` gains < 1% or at 7 words | gradient-free, deterministic, one batched pass per position |
+| score | not given | ``S``, the conditional prediction shift; ``G`` (response gain) as ``score="response"`` | ``S`` ranked the trained word first on more fine-tunes; ``G`` fails on full fine-tunes (above) |
 | score inputs | not given | 16 of the fine-tuned model's own unconditional samples (10 DDIM steps), noised to t = 0.1, 0.3, 0.5, 0.7 T | the fine-tuning images are unknown to the attacker; the model's samples stand in for them |
 | candidates | not given | whole-word tokens in vocabulary order, at most 1,000 | the full CLIP vocabulary costs 49k prompts per position |
 | prompt accuracy | words recovered | word-multiset overlap / max(len true, len recovered) | greedy append does not recover word order |
@@ -67,7 +67,7 @@ if TYPE_CHECKING:
     from ..diffusion.generator import Generator
 
 
-SCORES = ("response", "shift")  # the search scores: G (default) and the raw prediction shift S
+SCORES = ("shift", "response")  # the search scores: the prediction shift S (default), the response gain G
 
 
 @dataclass
@@ -75,7 +75,7 @@ class PromptSearchConfig:
     """The greedy prompt search of ``--prompt auto`` (:func:`recover_prompt`)."""
 
     max_words: int = 7  # the paper reports prompts of up to 7 words
-    score: str = "response"  # "response": G(p), the gain in conditional response; "shift": S(p)
+    score: str = "shift"  # "shift": S(p), the prediction shift; "response": G(p), the response gain
     candidates: list[str] | None = None  # None: candidate_words(tokenizer, max_candidates)
     max_candidates: int = 1000
     states: str = "samples"  # "samples": the fine-tuned model's own samples, noised; "noise": N(0, I)
@@ -178,12 +178,12 @@ def prompt_scores(
     prompts: Sequence[str],
     x: torch.Tensor,
     timesteps: Sequence[int],
-    score: str = "response",
+    score: str = "shift",
     batch_size: int = 256,
 ) -> torch.Tensor:
     """The search score ``(P,)`` of each prompt over the states ``x`` ``(len(timesteps), K, *shape)``
-    (row ``i`` at ``timesteps[i]``), averaged over states and timesteps: ``"response"`` ``G(p)``, or
-    ``"shift"`` ``S(p)`` (module docstring). ``pre=None``: ``ft``'s LoRA switched off. Batched: every
+    (row ``i`` at ``timesteps[i]``), averaged over states and timesteps: ``"shift"`` ``S(p)`` or
+    ``"response"`` ``G(p)`` (module docstring). ``pre=None``: ``ft``'s LoRA switched off. Batched: every
     (prompt, state) pair of a chunk of ``batch_size`` rows in one UNet call per model."""
     if score not in SCORES:
         raise UserError(f"prompt_search.score is one of {', '.join(SCORES)}, got {score!r}")
@@ -241,7 +241,7 @@ def recover_prompt(
         return prompt_scores(ft, pre, prompts, x, timesteps, cfg.score, cfg.batch_size)
 
     chosen: list[str] = []
-    history = [float(score([""])[0])]  # G("") = 0 by definition
+    history = [float(score([""])[0])]  # S(""): the unconditional shift; G("") = 0
     while len(chosen) < max_words:
         scores = score([" ".join([*chosen, w]) for w in words])
         best = int(scores.argmax())

@@ -44,7 +44,7 @@ Defaults (paper or official code; ours; why):
 | ``similarity_threshold`` | 0.7 on SSCD | 0.95 on ``pixels``; 0.7 on DINOv2 | see below |
 | ``calibrated_threshold`` | none | 99% quantile of real non-members' best match | a class's digits look alike |
 | clustering | maximal cliques (networkx, 30 s timeout) | greedy cliques, exactly N candidates | deterministic, O(n^2) |
-| unknown prompt (``--prompt auto``) | caption recovered (up to 7 words); no official code | greedy word search on the gain in the fine-tuned over the pretrained model's conditional response (:mod:`modelmine.audit.prompt`) | the paper leaves the search open |
+| unknown prompt (``--prompt auto``) | caption recovered (up to 7 words); no official code | greedy word search on the fine-tuned vs pretrained conditional prediction shift (:mod:`modelmine.audit.prompt`; the response gain as an option) | the paper leaves the search open |
 
 The fixed threshold: the paper's 0.7 is a score of SSCD, a descriptor trained for copy detection,
 whose similarities of distinct images stay low. With ``pixels`` the similarity is the pixel
