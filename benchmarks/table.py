@@ -923,6 +923,48 @@ def section_prompt_recovery(r: Results) -> list[str] | None:
     return lines + out
 
 
+def prompt_rank_lines(r: Results, name: str) -> list[str]:
+    """prompt_rank_bench.py's ranks of the true prompt's words per score, from ``name`` ([] without it)."""
+    f = r.get(name)
+    if f is None or not f["runs"]:
+        return []
+    runs = f["runs"]
+    lines = ["### The first word of the search, by score", ""]
+    lines += para(
+        f"Each candidate word alone (the {next(iter(runs.values()))['candidates']} whole words of the",
+        "tokenizer), scored at the search's own states on the fine-tunes of the runs above: the rank of",
+        "every word of the true prompt (1 = the word the search takes first) and the top three, per score.",
+        f"Machine: {machine(f)}.",
+    )
+
+    def cell(run: dict, score: str) -> str:
+        return " ".join(f"{w} {k if k is not None else '-'}" for w, k in run[score]["ranks"].items())
+
+    rows = [
+        [key, cell(run, "shift"), ", ".join(run["shift"]["top"]), cell(run, "response"), ", ".join(run["response"]["top"])]
+        for key, run in sorted(runs.items())
+    ]  # fmt: skip
+    lines += table(["dataset/mode/seed", "S: ranks", "S: top 3", "G: ranks", "G: top 3"], rows)
+    firsts = {
+        score: sum(1 for run in runs.values() if 1 in run[score]["ranks"].values())
+        for score in ("shift", "response")
+    }
+    lines += para(
+        f"A word of the true prompt ranks first on {firsts['shift']} of {len(runs)} fine-tunes with `S`",
+        f"and on {firsts['response']} with `G`.",
+    )
+    extra = "" if name == "prompt_rank.json" else f" --name {name.removesuffix('.json')}"
+    return lines + source(
+        name,
+        f"python benchmarks/prompt_rank_bench.py --work <finextract_bench work folder>/{f['work']}{extra}",
+        ", after that `finextract_bench.py` run has left its fine-tunes",
+    )
+
+
+def section_prompt_rank(r: Results) -> list[str] | None:
+    return prompt_rank_lines(r, "prompt_rank.json") or None
+
+
 def section_finextract_identifier(r: Results) -> list[str] | None:
     f = r.get("finextract_sks.json")
     if f is None:
@@ -961,9 +1003,20 @@ def section_finextract_identifier(r: Results) -> list[str] | None:
          "recovered prompts (by seed)"],
         rows,
     )  # fmt: skip
+    t = f["targets"]
+    above = [k for k, v in t.items() if v["avg_similarity_above_baseline"]]
+    judged = {
+        k: v["success_rate_2x_baseline"] for k, v in t.items() if v["success_rate_2x_baseline"] is not None
+    }
+    lines += para(
+        f"FineXtract's average similarity is above CFG's in {len(above)} of {len(t)} (dataset, mode) pairs;",
+        f"its rate is at least twice CFG's in {sum(judged.values())} of the {len(judged)} pairs where CFG's is",
+        f"above zero; the recovered prompt reaches 2/3 of the true prompt's rate in {_two_thirds(f)}.",
+    )
     cmd = f"python benchmarks/finextract_bench.py --identifier {ident}"
     cmd += " --prompt-auto" if f["settings"]["prompt_auto"] else ""
-    return lines + source("finextract_sks.json", cmd + " --name finextract_sks")
+    lines += source("finextract_sks.json", cmd + " --name finextract_sks")
+    return lines + prompt_rank_lines(r, "prompt_rank_sks.json")
 
 
 def section_audit_generator(r: Results) -> list[str] | None:
@@ -1126,6 +1179,7 @@ SECTIONS: list[Callable[[Results], list[str] | None]] = [
     section_ddis,
     section_finextract,
     section_prompt_recovery,
+    section_prompt_rank,
     section_finextract_identifier,
     section_audit_generator,
     section_lira,
