@@ -920,7 +920,7 @@ def section_prompt_recovery(r: Results) -> list[str] | None:
             "python benchmarks/finextract_bench.py --prompt-auto --prompt-score response"
             " --name finextract_prompt_response",
         )
-    return lines + out
+    return lines + out + prompt_rank_lines(r, "prompt_rank.json")
 
 
 def prompt_rank_lines(r: Results, name: str) -> list[str]:
@@ -959,10 +959,6 @@ def prompt_rank_lines(r: Results, name: str) -> list[str]:
         f"python benchmarks/prompt_rank_bench.py --work <finextract_bench work folder>/{f['work']}{extra}",
         ", after that `finextract_bench.py` run has left its fine-tunes",
     )
-
-
-def section_prompt_rank(r: Results) -> list[str] | None:
-    return prompt_rank_lines(r, "prompt_rank.json") or None
 
 
 def section_finextract_identifier(r: Results) -> list[str] | None:
@@ -1179,7 +1175,6 @@ SECTIONS: list[Callable[[Results], list[str] | None]] = [
     section_ddis,
     section_finextract,
     section_prompt_recovery,
-    section_prompt_rank,
     section_finextract_identifier,
     section_audit_generator,
     section_lira,
