@@ -156,18 +156,25 @@ def _pretrained(ft: Generator, pre: Generator | None):
     return ft, lambda: lora_disabled(ft.unet)
 
 
-def _predictions(ft, pre_gen, pre_ctx, prompts: Sequence[str], xs: torch.Tensor, t: int, k: int):
-    """Both models' conditional predictions ``(len(prompts) * k, *shape)`` at the states ``xs``
-    ``(k, *shape)`` at timestep ``t``, every prompt against every state, in one UNet call per model."""
-    from ..diffusion.guidance import Conditioning, predict_eps
-
-    b = len(prompts)
-    rows = xs.to(ft.device, ft.dtype).repeat(b, *([1] * (xs.dim() - 1)))  # (b*K, *shape)
-    cond_ft = ft.encode_prompt(list(prompts)).to(ft.dtype).repeat_interleave(k, 0)  # (b*K, L, D)
-    eps_ft = predict_eps(ft, rows, int(t), Conditioning(cond_ft)).float()
+def _encode(ft, pre_gen, pre_ctx, prompts: Sequence[str], k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each model's prompt embeddings ``(len(prompts) * k, L, D)``, every prompt repeated ``k`` times."""
+    cond_ft = ft.encode_prompt(list(prompts)).to(ft.dtype).repeat_interleave(k, 0)
     with pre_ctx():
         cond_pre = pre_gen.encode_prompt(list(prompts)).to(pre_gen.dtype).repeat_interleave(k, 0)
-        eps_pre = predict_eps(pre_gen, rows, int(t), Conditioning(cond_pre)).float()
+    return cond_ft, cond_pre
+
+
+def _predictions(ft, pre_gen, pre_ctx, conds: tuple[torch.Tensor, torch.Tensor], xs: torch.Tensor, t: int):
+    """Both models' conditional predictions ``(b * K, *shape)`` at the states ``xs`` ``(K, *shape)``
+    at timestep ``t`` for the ``b`` prompts of ``conds`` (:func:`_encode`), every prompt against every
+    state, in one UNet call per model."""
+    from ..diffusion.guidance import Conditioning, predict_eps
+
+    b = conds[0].shape[0] // xs.shape[0]
+    rows = xs.to(ft.device, ft.dtype).repeat(b, *([1] * (xs.dim() - 1)))  # (b*K, *shape)
+    eps_ft = predict_eps(ft, rows, int(t), Conditioning(conds[0])).float()
+    with pre_ctx():
+        eps_pre = predict_eps(pre_gen, rows, int(t), Conditioning(conds[1])).float()
     return eps_ft, eps_pre
 
 
@@ -193,14 +200,16 @@ def prompt_scores(
     mse = lambda d, b: d.pow(2).flatten(1).mean(1).view(b, k).mean(1)  # noqa: E731  (b*K, ...) -> (b,)
     empty = None  # the empty prompt's predictions per timestep, the reference of G
     if score == "response":
-        empty = [_predictions(ft, pre_gen, pre_ctx, [""], x[i], t, k) for i, t in enumerate(timesteps)]
+        conds = _encode(ft, pre_gen, pre_ctx, [""], k)
+        empty = [_predictions(ft, pre_gen, pre_ctx, conds, x[i], t) for i, t in enumerate(timesteps)]
     scores = []
     for lo in range(0, len(prompts), per_chunk):
         chunk = list(prompts[lo : lo + per_chunk])
         b = len(chunk)
         total = torch.zeros(b, device=ft.device)
+        conds = _encode(ft, pre_gen, pre_ctx, chunk, k)  # once per chunk, reused at every timestep
         for i, t in enumerate(timesteps):
-            eps_ft, eps_pre = _predictions(ft, pre_gen, pre_ctx, chunk, x[i], t, k)
+            eps_ft, eps_pre = _predictions(ft, pre_gen, pre_ctx, conds, x[i], t)
             if empty is None:
                 total += mse(eps_ft - eps_pre, b)
             else:
