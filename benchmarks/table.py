@@ -42,7 +42,7 @@ PAPER_SHORT = {  # the same, for the bench table's column
 # set when its script is run again.
 EARLIER_TEACHER = {
     "bench.json", "cake.json", "cake_2threads.json", "tckr.json", "tckr_tradeoff.json", "ddis.json",
-    "ddis_xt.json", "mia_refs.json",
+    "mia_refs.json",
 }  # fmt: skip
 EARLIER_NOTE = (
     "Measured with the earlier default teacher recipe (shifts only; `--set teacher.noise=0` today): {files}. "
