@@ -33,6 +33,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from _results import machine_info, write_results
+from modelmine.audit.prompt import SCORES
 from modelmine.methods import finextract
 
 RESULTS = Path(__file__).parent / "results"
@@ -107,7 +108,7 @@ def main() -> None:
     ap.add_argument(
         "--prompt-score",
         default=None,
-        choices=["response", "shift"],
+        choices=SCORES,
         help="the search score (default: the command's)",
     )
     ap.add_argument("--workers", type=int, default=2)

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from _results import machine_info, write_results
-from modelmine.audit.prompt import SCORES, PromptSearchConfig, candidate_words, prompt_scores, sample_states
+from modelmine.audit.prompt import SCORES, PromptSearchConfig, prompt_scores, search_setup
 from modelmine.diffusion.finetune import load_lora
 from modelmine.diffusion.generator import Generator
 
@@ -46,10 +46,7 @@ def load_pair(folder: Path, mode: str, base: str) -> tuple[Generator, Generator 
 @torch.inference_mode()
 def ranks(ft: Generator, pre: Generator | None, true: str, seed: int, cfg: PromptSearchConfig) -> dict:
     """Per score: the 1-based rank of each word of ``true`` among the candidates, and the top 3."""
-    words = candidate_words(ft.tokenizer, cfg.max_candidates)
-    n_t = ft.scheduler.config.num_train_timesteps
-    timesteps = [min(n_t - 1, int(f * n_t)) for f in cfg.timesteps]
-    x = sample_states(ft, cfg.num_noise, timesteps, cfg.sample_steps, seed)  # the search's own states
+    words, x, timesteps = search_setup(ft, cfg, seed)  # the search's own candidates and states
     out = {}
     for score in SCORES:
         s = prompt_scores(ft, pre, words, x, timesteps, score, cfg.batch_size)

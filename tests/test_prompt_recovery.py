@@ -10,7 +10,6 @@ from _tiny import SMALL_UNET
 from modelmine.audit.prompt import (
     PromptSearchConfig,
     candidate_words,
-    prediction_shift,
     prompt_scores,
     prompt_token_accuracy,
     recover_prompt,
@@ -59,8 +58,10 @@ def test_batched_shift_equals_a_looped_reference():
     prompts = ["seven", "a photo of digit three", "", "thin"]
     x = search_inputs(ft.latent_shape, 3, 2, seed=1)
     ts = [250, 750]
-    batched = prediction_shift(ft, None, prompts, x, ts, batch_size=4)  # chunks of one prompt
-    assert torch.allclose(batched, prediction_shift(ft, None, prompts, x, ts, batch_size=100), atol=1e-6)
+    batched = prompt_scores(ft, None, prompts, x, ts, "shift", batch_size=4)  # chunks of one prompt
+    assert torch.allclose(
+        batched, prompt_scores(ft, None, prompts, x, ts, "shift", batch_size=100), atol=1e-6
+    )
     ref = torch.zeros(len(prompts))
     with torch.no_grad():
         for p, prompt in enumerate(prompts):
@@ -74,7 +75,7 @@ def test_batched_shift_equals_a_looped_reference():
     assert torch.allclose(batched, ref, rtol=1e-4, atol=1e-7)
     # full fine-tuning: a separate pretrained generator, each with its own text encoder
     base, other = _tiny(seed=0), _tiny(seed=1)
-    two = prediction_shift(other, base, prompts[:2], x, ts)
+    two = prompt_scores(other, base, prompts[:2], x, ts, "shift")
     with torch.no_grad():
         e = [
             predict_eps(g, x[0], 250, Conditioning(g.encode_prompt([prompts[0]]).expand(3, -1, -1)))

@@ -92,14 +92,19 @@ def check_search(cfg: PromptSearchConfig) -> None:
         raise UserError(
             "prompt_search: max_words, num_noise, sample_steps, batch_size and max_candidates must be >= 1"
         )
-    if cfg.score not in SCORES:
-        raise UserError(f"prompt_search.score is one of {', '.join(SCORES)}, got {cfg.score!r}")
+    check_score(cfg.score)
     if cfg.states not in ("samples", "noise"):
         raise UserError(f"prompt_search.states is samples or noise, got {cfg.states!r}")
     if not cfg.timesteps or any(not 0.0 <= f < 1.0 for f in cfg.timesteps):
         raise UserError(f"prompt_search.timesteps are fractions of T in [0, 1), got {cfg.timesteps}")
     if cfg.candidates is not None and not [w for w in cfg.candidates if w.strip()]:
         raise UserError("prompt_search.candidates is empty")
+
+
+def check_score(score: str) -> None:
+    """A one-line UserError for a score the search does not know."""
+    if score not in SCORES:
+        raise UserError(f"prompt_search.score is one of {', '.join(SCORES)}, got {score!r}")
 
 
 def candidate_words(tokenizer, max_candidates: int = 1000) -> list[str]:
@@ -192,8 +197,7 @@ def prompt_scores(
     (row ``i`` at ``timesteps[i]``), averaged over states and timesteps: ``"shift"`` ``S(p)`` or
     ``"response"`` ``G(p)`` (module docstring). ``pre=None``: ``ft``'s LoRA switched off. Batched: every
     (prompt, state) pair of a chunk of ``batch_size`` rows in one UNet call per model."""
-    if score not in SCORES:
-        raise UserError(f"prompt_search.score is one of {', '.join(SCORES)}, got {score!r}")
+    check_score(score)
     pre_gen, pre_ctx = _pretrained(ft, pre)
     k = x.shape[1]
     per_chunk = max(1, batch_size // k)
@@ -221,16 +225,11 @@ def prompt_scores(
     return torch.cat(scores).cpu()
 
 
-def prediction_shift(ft, pre, prompts, x, timesteps, batch_size: int = 256) -> torch.Tensor:
-    """``S(p)`` ``(P,)``: :func:`prompt_scores` with ``score="shift"``."""
-    return prompt_scores(ft, pre, prompts, x, timesteps, "shift", batch_size)
-
-
-def recover_prompt(
-    ft: Generator, pre: Generator | None, cfg: PromptSearchConfig, seed: int = 0
-) -> tuple[str, list[float]]:
-    """Greedy word-by-word search of the prompt maximising the score ``cfg.score`` (module
-    docstring). Returns the prompt and the score after each chosen word (the empty prompt's first)."""
+def search_setup(
+    ft: Generator, cfg: PromptSearchConfig, seed: int = 0
+) -> tuple[list[str], torch.Tensor, list[int]]:
+    """What the search scores over: the candidate words, the states ``x`` ``(len(timesteps), K,
+    *shape)`` and the timesteps (``cfg.timesteps`` as fractions of ``T``), seeded by ``seed``."""
     check_search(cfg)
     words = (
         cfg.candidates if cfg.candidates is not None else candidate_words(ft.tokenizer, cfg.max_candidates)
@@ -244,6 +243,15 @@ def recover_prompt(
         x = sample_states(ft, cfg.num_noise, timesteps, cfg.sample_steps, seed)
     else:
         x = search_inputs(ft.latent_shape, cfg.num_noise, len(timesteps), seed)
+    return words, x, timesteps
+
+
+def recover_prompt(
+    ft: Generator, pre: Generator | None, cfg: PromptSearchConfig, seed: int = 0
+) -> tuple[str, list[float]]:
+    """Greedy word-by-word search of the prompt maximising the score ``cfg.score`` (module
+    docstring). Returns the prompt and the score after each chosen word (the empty prompt's first)."""
+    words, x, timesteps = search_setup(ft, cfg, seed)
     max_words = min(cfg.max_words, ft.tokenizer.model_max_length - 2)
 
     def score(prompts: list[str]) -> torch.Tensor:
