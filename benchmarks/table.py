@@ -741,6 +741,12 @@ def ddis_block(r: Results, name: str, d: dict, title: str) -> list[str]:
     )
 
 
+def seed_cell(res: dict | None, data: str, key: str) -> str:
+    """``mean +- std`` over seeds of one ``finextract_bench.py`` summary key ("-" when missing)."""
+    v = None if res is None else res["summary"].get(data, {}).get("stats", {}).get(key)
+    return "-" if v is None else f"{v['mean']:.3f} +- {v['std']:.3f}"
+
+
 def section_finextract_seeds(r: Results, f: dict) -> list[str]:
     """finextract_bench.py's multi-seed, multi-dataset results: mean +- std over seeds per dataset."""
     c, b = f["config"], f["budget"]
@@ -760,14 +766,11 @@ def section_finextract_seeds(r: Results, f: dict) -> list[str]:
     lines += para(PAPER["extract"])
     header = ["dataset", "mode", "method", "success rate fixed", "calibrated", "avg similarity"]
     rows = []
-    for data, s in f["summary"].items():
-        st = s["stats"]
+    for data in f["summary"]:
         for mode in f["modes"]:
             for label, k in (("FineXtract", ""), (f"CFG {c['baseline_cfg']:g}", "baseline_")):
-                cells = []
-                for metric in ("success_rate", "calibrated_success_rate", "avg_similarity"):
-                    v = st.get(f"{mode}_{k}{metric}")
-                    cells.append("-" if v is None else f"{v['mean']:.3f} +- {v['std']:.3f}")
+                metrics = ("success_rate", "calibrated_success_rate", "avg_similarity")
+                cells = [seed_cell(f, data, f"{mode}_{k}{metric}") for metric in metrics]
                 rows.append([data, mode, label, *cells])
     lines += table(header, rows)
     met = [k for k, t in f["targets"].items() if t["avg_similarity_above_baseline"]]
@@ -875,21 +878,18 @@ def section_prompt_recovery(r: Results) -> list[str] | None:
         + f". Machine: {machine(main_, workers(c))}.",
     )
 
-    def cell(res: dict | None, data: str, key: str) -> str:
-        v = None if res is None else res["summary"].get(data, {}).get("stats", {}).get(key)
-        return "-" if v is None else f"{v['mean']:.3f} +- {v['std']:.3f}"
-
     rows, prompts = [], []
     for data in main_["summary"]:
         for mode in main_["modes"]:
             row = [data, mode]
             for metric in ("success_rate", "calibrated_success_rate", "avg_similarity"):
-                row.append(cell(main_, data, f"{mode}_{metric}"))
-                row += [cell(res, data, f"{mode}_recovered_{metric}") for res in (f, g)]
+                row.append(seed_cell(main_, data, f"{mode}_{metric}"))
+                row += [seed_cell(res, data, f"{mode}_recovered_{metric}") for res in (f, g)]
             rows.append(row)
             prompts.append([
                 data, mode, *("-" if res is None else _recovered_prompts(res, data, mode) for res in (f, g)),
-                cell(f, data, f"{mode}_prompt_token_accuracy"), cell(g, data, f"{mode}_prompt_token_accuracy"),
+                seed_cell(f, data, f"{mode}_prompt_token_accuracy"),
+                seed_cell(g, data, f"{mode}_prompt_token_accuracy"),
             ])  # fmt: skip
     lines += table(
         ["dataset", "mode", "rate: true", "S", "G", "calibrated: true", "S", "G", "avg similarity: true", "S", "G"],
@@ -982,12 +982,8 @@ def section_finextract_identifier(r: Results) -> list[str] | None:
         + f". Machine: {machine(f, workers(c))}.",
     )
 
-    def cell(data: str, key: str) -> str:
-        v = f["summary"].get(data, {}).get("stats", {}).get(key)
-        return "-" if v is None else f"{v['mean']:.3f} +- {v['std']:.3f}"
-
     rows = [
-        [data, mode, *(cell(data, f"{mode}_{k}") for k in (
+        [data, mode, *(seed_cell(f, data, f"{mode}_{k}") for k in (
             "success_rate", "baseline_success_rate", "calibrated_success_rate", "baseline_calibrated_success_rate",
             "avg_similarity", "baseline_avg_similarity", "recovered_success_rate")),
          _recovered_prompts(f, data, mode)]
