@@ -13,6 +13,8 @@ $(BIN)/modelmine: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
 	$(BIN)/pip install -q -e ".[dev]"
+	# test-only: CLIP's BPE merge list for the tiny SD-format fixtures; no deps (they would pull torchvision)
+	$(BIN)/pip install -q --no-deps "open_clip_torch>=2.20"
 	touch $@
 
 demo: $(BIN)/modelmine

@@ -24,3 +24,51 @@ def tiny_folder(tmp_path):
     root = tmp_path / "folder"
     save_image_folder(root, data)
     return root, data
+
+
+@pytest.fixture(scope="session")
+def sd_folder(tmp_path_factory):
+    """``sd_folder(style, clip_sample=None)``: a tiny SD-format folder (:mod:`modelmine.diffusion.tiny_sd`),
+    built once per style; other ``clip_sample`` entries are copies with that scheduler entry."""
+    import json
+    import shutil
+
+    from modelmine.diffusion.tiny_sd import build_tiny_sd
+
+    root = tmp_path_factory.mktemp("sd")
+    built: dict = {}
+
+    def get(style: str = "sd1", clip_sample: bool | None = None):
+        key = (style, clip_sample)
+        if key in built:
+            return built[key]
+        if (style, None) not in built:
+            built[(style, None)] = build_tiny_sd(root / style, style)
+        if clip_sample is not None:
+            dst = root / f"{style}-clip-{clip_sample}"
+            shutil.copytree(built[(style, None)], dst)
+            path = dst / "scheduler" / "scheduler_config.json"
+            path.write_text(json.dumps(json.loads(path.read_text()) | {"clip_sample": clip_sample}))
+            built[key] = dst
+        return built[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def blip2_folder(tmp_path_factory):
+    """A tiny ``Blip2ForConditionalGeneration`` folder with its processor."""
+    from modelmine.diffusion.tiny_sd import build_tiny_blip2
+
+    return build_tiny_blip2(tmp_path_factory.mktemp("blip2") / "blip2")
+
+
+@pytest.fixture(scope="session")
+def tiny_generator_path(tmp_path_factory):
+    """A tiny embedded-format (pixel-space, 8x8) generator file."""
+    from _tiny import SMALL_UNET
+    from modelmine.diffusion.generator import Generator
+
+    path = tmp_path_factory.mktemp("embedded") / "tiny_generator.safetensors"
+    Generator.build_tiny(image_size=8, seed=0, unet_overrides=SMALL_UNET, text_width=32).save_embedded(path)
+    return path

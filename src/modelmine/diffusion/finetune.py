@@ -17,7 +17,8 @@ folders without ``metadata.jsonl`` are captioned by the configured captioner. Pr
 tokenizer does not know (``"brick"`` for the embedded word-level tokenizer; never with CLIP's BPE)
 become new tokens whose embedding rows train with the fine-tuning, DreamBooth-identifier style
 (:mod:`modelmine.diffusion.tokens`), saved beside the LoRA as ``learned_embeds.safetensors``. The loss is the
-standard epsilon-prediction MSE (:func:`modelmine.diffusion.pretrain.train_step`).
+standard denoising MSE against the target of the scheduler's ``prediction_type`` (epsilon, v or
+sample; :func:`modelmine.diffusion.pretrain.train_step`), as diffusers' training scripts compute it.
 Deviation: no learning-rate warm-up, no SNR weighting, a fixed number of steps.
 """
 
@@ -433,7 +434,7 @@ def train_unet(
     token_rows: Sequence[int] = (),
 ) -> dict:
     """Fine-tune ``params`` (LoRA or full weights of ``gen``) on images ``(N, C, H, W)`` in [0, 1] and
-    their ``prompts`` with the epsilon-prediction loss, AdamW at a constant ``lr``.
+    their ``prompts`` with the denoising loss of the model's ``prediction_type``, AdamW at a constant ``lr``.
 
     Batches are drawn with replacement from a generator seeded by ``(seed, step)``, so a resumed
     run sees the same batches. ``checkpoint`` (a ``.pt`` of our own, loaded ``weights_only``) is

@@ -164,6 +164,8 @@ class Generator:
     image_size: int
     channels: int
     defaults: dict = field(default_factory=dict)  # recommended sampling settings (steps, cfg)
+    # the folder's own scheduler config as read (class and entries), written back by save_pretrained
+    scheduler_source: dict | None = None
 
     # construction ----------------------------------------------------------------------------
     @classmethod
@@ -264,7 +266,9 @@ class Generator:
         """A diffusers Stable Diffusion folder (``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``,
         ``scheduler/``; SD 2.x and 1.x). ``"embedded"`` gives :meth:`embedded`, and a
         ``.safetensors`` file one written by :meth:`save_embedded`. The sampling scheduler is
-        always DDIM built from the folder's scheduler config. Pickle weights are refused
+        always DDIM built from the folder's scheduler config with the corrections
+        ``StableDiffusionPipeline`` applies to the scheduler it is given (:func:`pipeline_scheduler`);
+        the folder's own config is kept for :meth:`save_pretrained`. Pickle weights are refused
         (:func:`refuse_pickle`).
         """
         if str(path_or_id) == "embedded":
@@ -284,14 +288,18 @@ class Generator:
             unet = UNet2DConditionModel.from_pretrained(src, subfolder="unet", torch_dtype=dtype, **kw)
             text_encoder = CLIPTextModel.from_pretrained(src, subfolder="text_encoder", dtype=dtype, **kw)
             tokenizer = AutoTokenizer.from_pretrained(src, subfolder="tokenizer", **kw)
-            scheduler = DDIMScheduler.from_pretrained(src, subfolder="scheduler", **kw)
+            source = DDIMScheduler.load_config(src, subfolder="scheduler", **kw)
             vae = None
             if not root.exists() or (root / "vae").is_dir():
                 vae = AutoencoderKL.from_pretrained(src, subfolder="vae", torch_dtype=dtype, **kw)
         except (OSError, ValueError) as e:
             raise UserError(f"cannot load generator '{src}': {str(e).splitlines()[0]}") from None
+        scheduler = DDIMScheduler.from_config(pipeline_scheduler(source, latent=vae is not None))
         size, channels = _geometry(unet.config, None if vae is None else vae.config)
-        return cls(unet, vae, text_encoder, tokenizer, scheduler, size, channels).eval()
+        gen = cls(
+            unet, vae, text_encoder, tokenizer, scheduler, size, channels, scheduler_source=dict(source)
+        )
+        return gen.eval()
 
     @staticmethod
     def load_tokenizer(path_or_id: str | Path) -> Any:
@@ -338,13 +346,20 @@ class Generator:
         self.unet.save_pretrained(path / "unet")
         self.text_encoder.save_pretrained(path / "text_encoder")
         self.tokenizer.save_pretrained(path / "tokenizer")
-        self.scheduler.save_pretrained(path / "scheduler")
+        sched_class = "DDIMScheduler"
+        if self.scheduler_source is not None:  # the loaded folder's scheduler, entries unchanged
+            sched_class = self.scheduler_source.get("_class_name", sched_class)
+            (path / "scheduler").mkdir(parents=True, exist_ok=True)
+            text = json.dumps(self.scheduler_source, indent=2, sort_keys=True)
+            (path / "scheduler" / "scheduler_config.json").write_text(text + "\n")
+        else:
+            self.scheduler.save_pretrained(path / "scheduler")
         index = {
             "_class_name": "StableDiffusionPipeline",
             "unet": ["diffusers", "UNet2DConditionModel"],
             "text_encoder": ["transformers", "CLIPTextModel"],
             "tokenizer": ["transformers", type(self.tokenizer).__name__],
-            "scheduler": ["diffusers", "DDIMScheduler"],
+            "scheduler": ["diffusers", sched_class],
             "vae": [None, None],
             "safety_checker": [None, None],
             "feature_extractor": [None, None],
@@ -437,6 +452,20 @@ class Generator:
             for name, m in (("unet", self.unet), ("vae", self.vae), ("text_encoder", self.text_encoder))
             if m is not None
         }
+
+
+def pipeline_scheduler(config: Mapping[str, Any], latent: bool) -> dict:
+    """The DDIM sampling config for a folder's scheduler ``config``, corrected as
+    ``StableDiffusionPipeline.__init__`` corrects the scheduler it is built with: ``steps_offset``
+    becomes 1, and ``clip_sample`` becomes False for latent models (a DDIM config without the entry
+    defaults to True, which would clamp the latent ``x0_hat`` to [-1, 1]). Pixel-space models keep
+    the entry their config asks for (the embedded model clamps its pixels)."""
+    cfg = {k: v for k, v in config.items() if not k.startswith("_")}
+    if cfg.get("steps_offset", 0) != 1:
+        cfg["steps_offset"] = 1
+    if latent:
+        cfg["clip_sample"] = False
+    return cfg
 
 
 def _embedded_files(weights: str | Path | None) -> tuple[Path, Path, Path]:

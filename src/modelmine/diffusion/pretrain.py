@@ -1,6 +1,7 @@
 """`modelmine pretrain`: train the embedded tiny text-to-image generator on public data only.
 
-Standard DDPM training (Ho et al., 2020: epsilon-prediction MSE at uniformly drawn timesteps) of
+Standard DDPM training (Ho et al., 2020: MSE at uniformly drawn timesteps against the target of the
+scheduler's ``prediction_type``, :func:`training_target`; epsilon for the embedded model) of
 the UNet and the text encoder together, from scratch, on a freshly generated public batch every
 step (private images are never seen). Each batch mixes (:func:`public_batch`, shares ``mix``):
 
@@ -248,8 +249,25 @@ def _lr_factor(step: int, cfg: PretrainConfig) -> float:
     return cfg.min_lr_frac + (1 - cfg.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
 
 
+def training_target(
+    prediction_type: str, x0: torch.Tensor, noise: torch.Tensor, a: torch.Tensor
+) -> torch.Tensor:
+    """What the UNet learns to output for ``x_t = sqrt(a) x0 + sqrt(1 - a) noise``, per the
+    scheduler's ``prediction_type``, as diffusers' training scripts compute it: ``epsilon`` -> the
+    noise; ``v_prediction`` -> ``v = sqrt(a) noise - sqrt(1 - a) x0`` (Salimans & Ho, 2022, the
+    scheduler's ``get_velocity``); ``sample`` -> ``x0``. Shapes ``(B, c, h, w)``, ``a`` ``(B, 1, 1, 1)``."""
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "v_prediction":
+        return a.sqrt() * noise - (1 - a).sqrt() * x0
+    if prediction_type == "sample":
+        return x0
+    raise UserError(f"unsupported prediction type '{prediction_type}' (epsilon, v_prediction or sample)")
+
+
 def train_step(gen: Generator, images: torch.Tensor, prompts: list[str], g: torch.Generator) -> torch.Tensor:
-    """Epsilon-prediction loss for images ``(B, C, H, W)`` in [0, 1] and their prompts (scalar)."""
+    """The denoising loss for images ``(B, C, H, W)`` in [0, 1] and their prompts (scalar): MSE between
+    the UNet output and :func:`training_target` for the scheduler's ``prediction_type``."""
     x0 = gen.encode_images(images)
     b = x0.shape[0]
     t = torch.randint(0, gen.scheduler.config.num_train_timesteps, (b,), generator=g).to(x0.device)
@@ -258,7 +276,8 @@ def train_step(gen: Generator, images: torch.Tensor, prompts: list[str], g: torc
     x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
     states = gen.encode_prompt(prompts)
     pred = gen.unet(x_t, t, states).sample
-    return F.mse_loss(pred.float(), noise.float())
+    target = training_target(gen.scheduler.config.prediction_type, x0, noise, a)
+    return F.mse_loss(pred.float(), target.float())
 
 
 @dataclass

@@ -8,8 +8,10 @@ DDIM (Song et al., 2021, "Denoising Diffusion Implicit Models", eq. 12):
 
 with ``a`` the scheduler's ``alphas_cumprod`` and the timesteps of diffusers' ``DDIMScheduler``
 (so ``eta=0``, ``cfg=1`` reproduces ``DDIMScheduler.step`` exactly; a test checks this). When the
-scheduler config has ``clip_sample`` (the embedded pixel-space model), ``x0_hat`` is clamped to
-``[-clip_sample_range, clip_sample_range]`` before the update, as ``DDIMScheduler`` does.
+scheduler config of a pixel-space model has ``clip_sample`` (the embedded model), ``x0_hat`` is
+clamped to ``[-clip_sample_range, clip_sample_range]`` before the update, as ``DDIMScheduler``
+does; latents are never clamped, whatever the config says, as in ``StableDiffusionPipeline``
+(which sets ``clip_sample=False`` on its scheduler), so the loop equals the pipeline on SD folders.
 
 As in k-diffusion, :func:`ddim_loop` knows nothing about prompts or guidance: it calls one eps
 function ``eps_fn(x_t, t) -> Prediction(x_t, eps)`` per step (:mod:`modelmine.diffusion.guidance`)
@@ -70,7 +72,8 @@ def ddim_schedule(gen: Generator, steps: int) -> DDIMSchedule:
     sc = gen.scheduler.config
     ac = gen.scheduler.alphas_cumprod.to(device=gen.device, dtype=torch.float64)
     final = ac[0] if not sc.set_alpha_to_one else torch.tensor(1.0, dtype=ac.dtype)
-    clip = float(sc.get("clip_sample_range", 1.0)) if sc.get("clip_sample", False) else None
+    clamps = sc.get("clip_sample", False) and gen.vae is None  # never a latent (as the SD pipeline)
+    clip = float(sc.get("clip_sample_range", 1.0)) if clamps else None
     return DDIMSchedule(timesteps, step, ac, final, clip)
 
 
