@@ -1,19 +1,22 @@
 # Two commands for a fresh machine: `make demo` and `make test`.
-# GPU users: `make demo TORCH_SPEC="torch"` (or any pip requirement) picks their CUDA build of torch.
+# GPU users: `make demo TORCH_SPEC="torch"` (any pip requirements, space-separated) picks their CUDA
+# build of torch; `TORCH_SPEC="torch==X torchvision==Y" EXTRAS=dev,vision` adds a matching torchvision and timm.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= dev
 BIN := $(VENV)/bin
 OUT ?= runs
 
 .PHONY: demo test lint bench clean
 
+# open_clip_torch (tests only) ships CLIP's BPE merge list for the tiny SD-format fixtures; installed
+# without its dependencies, which would pull a torchvision build that does not match the CPU torch.
 $(BIN)/modelmine: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[dev]"
-	# test-only: CLIP's BPE merge list for the tiny SD-format fixtures; no deps (they would pull torchvision)
+	$(BIN)/pip install -q $(foreach r,$(TORCH_SPEC),"$(r)")
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
 	$(BIN)/pip install -q --no-deps "open_clip_torch>=2.20"
 	touch $@
 

@@ -25,8 +25,11 @@ the generator with ``"<class>: <caption>"``. A captioner here is any callable
     vertical / diagonal / mixed (the direction the edges run);
   * size and position of the foreground: pixels far from the background level (the median of the
     border), as above;
-  * for colour images with saturated pixels, the mean hue: red / yellow / green / cyan / blue /
-    magenta.
+
+  Colour images, strokes or not, end with two colour words when their saturation (value-weighted,
+  ``sum(max - min) / sum(max)`` over pixels and channels, so a dark background does not dilute a
+  vivid shape) passes a cut: saturation -> light / bold, then the mean hue (a circular mean,
+  weighted by each pixel's chroma) -> red / yellow / green / cyan / blue / magenta.
 
   Thresholds are fixed numbers (roughly the terciles on the public corpus of glyphs and procedural
   images), so a caption means the same thing for every dataset.
@@ -55,9 +58,16 @@ CONTRAST_WORDS = ("faint", "moderate", "strong")
 EDGE_WORDS = ("smooth", "detailed", "busy")
 ORIENTATION_WORDS = ("horizontal", "vertical", "diagonal", "mixed")
 HUE_WORDS = ("red", "yellow", "green", "cyan", "blue", "magenta")
+SATURATION_WORDS = ("light", "bold")  # words the embedded tokenizer knows
 STROKE_WORDS: tuple[str, ...] = THICKNESS_WORDS + SLANT_WORDS + SIZE_WORDS + POSITION_WORDS
 ATTRIBUTE_WORDS: tuple[str, ...] = (
-    STROKE_WORDS + BRIGHTNESS_WORDS + CONTRAST_WORDS + EDGE_WORDS + ORIENTATION_WORDS + HUE_WORDS
+    STROKE_WORDS
+    + BRIGHTNESS_WORDS
+    + CONTRAST_WORDS
+    + EDGE_WORDS
+    + ORIENTATION_WORDS
+    + SATURATION_WORDS
+    + HUE_WORDS
 )
 
 # Cut points (low, high) between the three words of each graded attribute; see module docstring.
@@ -71,7 +81,7 @@ EDGE_CUTS = (0.045, 0.08)  # mean absolute difference between neighbouring pixel
 COHERENCE_CUT = 0.3  # structure-tensor coherence below which no orientation dominates
 STROKE_BACKGROUND = 0.25  # border median below which (with little ink) an image is strokes
 STROKE_INK = 0.6  # largest fraction of pixels above 0.3 in a stroke image
-SATURATION_CUT = 0.15  # mean saturation above which a colour image gets a hue word
+SATURATION_CUTS = (0.15, 0.5)  # value-weighted saturation: below the first no colour words, then light / bold
 
 
 def measure_attributes(images: torch.Tensor, threshold: float = 0.3) -> dict[str, torch.Tensor]:
@@ -167,7 +177,7 @@ def measure_general(images: torch.Tensor) -> dict[str, torch.Tensor]:
     xs = torch.arange(w, dtype=x.dtype).view(1, 1, w)
     mx, my = (wts * xs).sum((1, 2)) / mass, (wts * ys).sum((1, 2)) / mass
     mx_, mn_ = rgb.amax(1), rgb.amin(1)  # (B, H, W)
-    sat = ((mx_ - mn_) / mx_.clamp_min(1e-6)).mean((1, 2))
+    sat = (mx_ - mn_).sum((1, 2)) / mx_.sum((1, 2)).clamp_min(1e-6)  # value-weighted saturation
     # mean hue as a circular mean over pixels, weighted by their saturation
     r, g_, bl = rgb[:, 0], rgb[:, min(1, rgb.shape[1] - 1)], rgb[:, -1]
     hx = (2 * r - g_ - bl) / 2
@@ -189,7 +199,8 @@ def measure_general(images: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def general_words(images: torch.Tensor) -> list[tuple[str, ...]]:
-    """(brightness, contrast, edges, orientation, size, position[, hue]) words per image ``(B, C, H, W)``."""
+    """(brightness, contrast, edges, orientation, size, position[, saturation, hue]) words per image
+    ``(B, C, H, W)``."""
     return _general_words(measure_general(images))
 
 
@@ -206,8 +217,7 @@ def _general_words(a: dict[str, torch.Tensor]) -> list[tuple[str, ...]]:
     ori = torch.where(a["coherence"] < COHERENCE_CUT, 3, ori).tolist()
     sz = _grade(a["size"], SIZE_CUTS).tolist()
     pos = _position_index(a["cx"], a["cy"]).tolist()
-    hue = (a["hue"] * 6 + 0.5).long() % 6
-    coloured = (a["saturation"] > SATURATION_CUT).tolist()
+    colour = colour_words(a)
     out = []
     for i in range(len(br)):
         words = (
@@ -218,13 +228,24 @@ def _general_words(a: dict[str, torch.Tensor]) -> list[tuple[str, ...]]:
             SIZE_WORDS[sz[i]],
             POSITION_WORDS[pos[i]],
         )
-        out.append(words + ((HUE_WORDS[hue[i]],) if coloured[i] else ()))
+        out.append(words + colour[i])
     return out
+
+
+def colour_words(a: dict[str, torch.Tensor]) -> list[tuple[str, ...]]:
+    """``(saturation, hue)`` words per image from :func:`measure_general`'s attributes, ``()`` for an
+    image below the first saturation cut (grey images, one-channel images)."""
+    hue = ((a["hue"] * 6 + 0.5).long() % 6).tolist()
+    grade = _grade(a["saturation"], (SATURATION_CUTS[0], SATURATION_CUTS[1])).tolist()
+    return [
+        () if g == 0 else (SATURATION_WORDS[g - 1], HUE_WORDS[h]) for g, h in zip(grade, hue, strict=True)
+    ]
 
 
 class AttributeCaptioner:
     """The embedded captioner: ``"thick leaning right small centered"`` for stroke images,
-    ``"bright strong busy horizontal large centered"`` (plus a hue word for colour) for others.
+    ``"bright strong busy horizontal large centered"`` for others, both followed by saturation and hue
+    words (``"bold red"``) on colour images.
 
     Call it as ``captioner(images (B, C, H, W), labels=None, class_names=None) -> list[str]``;
     labels are ignored (the caption describes the image, the class word is added by the prompt).
@@ -240,8 +261,9 @@ class AttributeCaptioner:
         out = [" ".join(words) for words in _general_words(a)]
         idx_s = [i for i, s in enumerate(a["stroke"].tolist()) if s]
         if idx_s:
+            colour = colour_words(a)  # strokes in colour keep their colour
             for i, words in zip(idx_s, attribute_words(images[idx_s]), strict=True):
-                out[i] = " ".join(words)
+                out[i] = " ".join(words + colour[i])
         return out
 
 
@@ -261,14 +283,17 @@ def tckr_prompts(class_names: Sequence[str], labels: torch.Tensor, captions: Seq
 class Blip2Captioner:
     """BLIP-2 captions via transformers (``Blip2ForConditionalGeneration``), for real datasets.
 
-    ``model`` is a local folder (or a hub id already in the local cache; nothing is downloaded
-    when the machine is offline). Built lazily: importing this module never loads BLIP-2.
+    ``model`` is a local folder or a hub id already in the local cache (``local_files_only``: nothing
+    is downloaded, and a missing model is a one-line error at once). It runs on ``device`` in
+    ``dtype`` (None: float16 on CUDA, else float32), as the run's generator does. Built lazily:
+    importing this module never loads BLIP-2.
     """
 
     def __init__(
         self,
         model: str = "Salesforce/blip2-opt-2.7b",
         device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
         max_new_tokens: int = 20,
         batch_size: int = 16,
     ):
@@ -277,11 +302,18 @@ class Blip2Captioner:
         except ImportError:  # pragma: no cover - transformers is a dependency
             raise UserError("the BLIP-2 captioner needs transformers: pip install transformers") from None
         try:
-            self.processor = Blip2Processor.from_pretrained(model)
-            dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
-            self.model = Blip2ForConditionalGeneration.from_pretrained(model, dtype=dtype).to(device).eval()
-        except OSError as e:
-            raise UserError(f"cannot load BLIP-2 captioner '{model}': {str(e).splitlines()[0]}") from None
+            self.processor = Blip2Processor.from_pretrained(model, local_files_only=True)
+            if dtype is None:
+                dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
+            self.model = Blip2ForConditionalGeneration.from_pretrained(
+                model, dtype=dtype, local_files_only=True
+            )
+            self.model = self.model.to(device).eval()
+        except (OSError, ValueError) as e:
+            raise UserError(
+                f"cannot load BLIP-2 captioner '{model}' (a local folder or a model in the local "
+                f"Hugging Face cache; nothing is downloaded): {str(e).splitlines()[0]}"
+            ) from None
         self.device = torch.device(device)
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
@@ -308,7 +340,8 @@ class Blip2Captioner:
 
 
 def build_captioner(name: str, **kw):
-    """``"attributes"`` (default), ``"class_name"`` or ``"blip2"`` (or ``"blip2:<model path>"``)."""
+    """``"attributes"`` (default), ``"class_name"`` or ``"blip2"`` (or ``"blip2:<model path>"``);
+    ``kw`` (``device``, ``dtype``, ...) go to a model captioner."""
     if name == "attributes":
         return AttributeCaptioner()
     if name == "class_name":
@@ -319,12 +352,19 @@ def build_captioner(name: str, **kw):
     raise UserError(f"unknown captioner '{name}' (use attributes, class_name, blip2 or blip2:<model>)")
 
 
-def captions_for(data, captioner: str, chunk: int = 256) -> list[str]:
+def captions_for(
+    data,
+    captioner: str,
+    chunk: int = 256,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+) -> list[str]:
     """One caption per image of an ImageSet ``data``: its own (``metadata.jsonl``), else made by the
-    named ``captioner`` (:func:`build_captioner`) in chunks of ``chunk`` images."""
+    named ``captioner`` (:func:`build_captioner`; a model runs on ``device`` in ``dtype``) in chunks
+    of ``chunk`` images."""
     if data.captions is not None:
         return list(data.captions)
-    fn = build_captioner(captioner)
+    fn = build_captioner(captioner, device=device, dtype=dtype)
     captions: list[str] = []
     for i in range(0, len(data), chunk):
         captions += fn(data.images[i : i + chunk], data.labels[i : i + chunk], data.class_names)

@@ -39,7 +39,7 @@ import torch
 from ..captioning import tckr_prompts
 from ..data import load_described, read_caption_list
 from ..diffusion.finetune import load_lora
-from ..diffusion.generator import LORA_WEIGHTS, Generator, refuse_pickle
+from ..diffusion.generator import LORA_WEIGHTS, GeneratorOptions, open_generator, refuse_pickle
 from ..distributed import processes, resolve_device
 from ..errors import UserError
 from ..report import save_grid
@@ -59,7 +59,7 @@ from .extraction import (
 
 
 @dataclass
-class AuditGeneratorConfig:
+class AuditGeneratorConfig(GeneratorOptions):
     """`modelmine audit generator`: FineXtract on the LoRA generator of a TCKR run."""
 
     run: str | None = None  # the TCKR run folder
@@ -156,7 +156,7 @@ def run(cfg: AuditGeneratorConfig, out: Path) -> dict:
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
     run_ = Run(out, cfg)
     device = resolve_device(cfg.device)
-    gen = Generator.from_pretrained(generator).to(device)
+    gen = open_generator(generator, cfg, device)
     load_lora(gen, lora_dir)
     gen.eval()
     images, prompts, nonmembers = load_members(Path(cfg.run), split, gen.image_size, gen.channels)

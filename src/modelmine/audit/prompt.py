@@ -35,18 +35,19 @@ of ``p + " " + w`` (all candidates scored in one batched pass: candidates x inpu
 best extension raises the score by less than ``min_gain`` times its current size (the first word is
 always taken: the attack needs a prompt).
 
-Candidates (:func:`candidate_words`): a given list, else the tokenizer's whole-word tokens in id
-order, the first ``max_candidates`` of them: the whole vocabulary of a small word-level tokenizer
-(the embedded one: ~160 words); for a CLIP BPE vocabulary the whole-word (``</w>``) alphabetic
-tokens in merge order, which ranks tokens roughly by their frequency in the tokenizer's training
-text (CLIP: ~49k tokens, the first 1,000 whole words by default).
+Candidates (:func:`candidate_words`): a given list, else the tokenizer's whole words in id order,
+the first ``max_candidates`` of them: lower-case ASCII words of letters only that tokenize back to
+their one token. Of a small word-level tokenizer (the embedded one) that is its vocabulary less
+digits and punctuation; of a CLIP BPE vocabulary the whole-word (``</w>``) tokens in merge order,
+which ranks tokens roughly by their frequency in the tokenizer's training text (CLIP: ~49k
+tokens, the first ``max_candidates`` words), without byte aliases (``Ċ``) or case duplicates.
 
 | setting | paper or official code | ours | reason |
 |---|---|---|---|
 | caption search | described in the paper only (up to 7 words recovered); no official code | greedy append of the word maximising ``S`` above; stop when ``S`` gains < 1% or at 7 words | gradient-free, deterministic, one batched pass per position |
 | score | not given | ``S``, the conditional prediction shift; ``G`` (response gain) as ``score="response"`` | ``S`` ranked the trained word first on more fine-tunes; ``G`` fails on full fine-tunes (above) |
 | score inputs | not given | 16 of the fine-tuned model's own unconditional samples (10 DDIM steps), noised to t = 0.1, 0.3, 0.5, 0.7 T | the fine-tuning images are unknown to the attacker; the model's samples stand in for them |
-| candidates | not given | whole-word tokens in vocabulary order, at most 1,000 | the full CLIP vocabulary costs 49k prompts per position |
+| candidates | not given | lower-case whole words that tokenize back to one token, in vocabulary order, at most `max_candidates` | the full CLIP vocabulary costs 49k prompts per position |
 | prompt accuracy | words recovered | word-multiset overlap / max(len true, len recovered) | greedy append does not recover word order |
 """
 
@@ -108,24 +109,27 @@ def check_score(score: str) -> None:
 
 
 def candidate_words(tokenizer, max_candidates: int = 1000) -> list[str]:
-    """The tokenizer's whole-word tokens in id order, at most ``max_candidates``: every non-special
-    token of a word-level vocabulary; of a BPE vocabulary (CLIP's ``</w>`` end-of-word marker) the
-    alphabetic whole words, in merge order (roughly by frequency), without the marker."""
+    """The tokenizer's whole words in id order, at most ``max_candidates``: tokens that are a lower-case
+    ASCII word (letters only; a BPE token only with CLIP's ``</w>`` end-of-word marker, which is
+    dropped) and that tokenize back to that one token. This leaves out specials, punctuation, byte
+    aliases such as ``Ċ``, word pieces and case duplicates, for a word-level vocabulary (the
+    embedded one) as for CLIP's BPE, where the order is merge order (roughly by frequency)."""
     vocab = tokenizer.get_vocab()
     special = set(tokenizer.all_special_tokens)
     bpe = any(tok.endswith("</w>") for tok in vocab)
     words: list[str] = []
-    for tok, _ in sorted(vocab.items(), key=lambda kv: kv[1]):
-        if tok in special:
+    for tok, idx in sorted(vocab.items(), key=lambda kv: kv[1]):
+        if tok in special or (bpe and not tok.endswith("</w>")):
             continue
-        if bpe:
-            if not tok.endswith("</w>") or not tok[:-4].isalpha():
-                continue
-            tok = tok[:-4]
-        words.append(tok)
+        word = tok[:-4] if bpe else tok
+        if not (word.isascii() and word.isalpha() and word.islower()) or word in words:
+            continue
+        if tokenizer(word, add_special_tokens=False).input_ids != [idx]:  # must round-trip
+            continue
+        words.append(word)
         if len(words) == max_candidates:
             break
-    return list(dict.fromkeys(words))
+    return words
 
 
 def search_inputs(shape: Sequence[int], num_noise: int, num_timesteps: int, seed: int = 0) -> torch.Tensor:

@@ -44,7 +44,14 @@ from ..errors import UserError
 from ..report import GRID_MAX_CLASSES, save_grid
 from ..runs import Run, atomic_torch_save, atomic_write_text, non_finite, read_header
 from . import tokens
-from .generator import LORA_WEIGHTS, Generator, check_serves
+from .generator import (
+    LORA_WEIGHTS,
+    Generator,
+    GeneratorOptions,
+    check_serves,
+    open_generator,
+    upcast_trainable,
+)
 from .pretrain import train_step
 from .sampler import sample_batched
 
@@ -281,7 +288,9 @@ def finetune_or_load(
         if mode == "lora":
             load_lora(gen, saved)
         else:
-            gen = Generator.from_pretrained(str(saved)).to(device)
+            dtype = gen.compute_dtype
+            gen = Generator.from_pretrained(str(saved)).to(device, dtype)
+            gen.compute_dtype = dtype
         info = json.loads(info_path.read_text()) if info_path.exists() else {}
         return gen.eval(), info
     gen.requires_grad_(False)
@@ -339,7 +348,7 @@ def new_word_rows(
 # the `finetune` command
 # ----------------------------------------------------------------------------------------------
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(GeneratorOptions):
     data: str = "digits"  # built-in dataset (its train split) or ImageFolder (+ metadata.jsonl captions)
     generator: str = "embedded"  # "embedded" or a diffusers Stable Diffusion folder
     mode: Literal["lora", "full"] = "lora"
@@ -373,7 +382,8 @@ def load_training_set(cfg: FinetuneConfig, gen: Generator) -> tuple[ImageSet, li
         data.images = fit_to(data.images, gen.image_size, gen.channels)
     if len(data) == 0:
         raise UserError("fine-tuning data is empty")
-    return data, tckr_prompts(data.class_names, data.labels, captions_for(data, cfg.captioner))
+    captions = captions_for(data, cfg.captioner, device=gen.device, dtype=gen.compute_dtype)
+    return data, tckr_prompts(data.class_names, data.labels, captions)
 
 
 def run(cfg: FinetuneConfig, out: Path) -> dict:
@@ -384,13 +394,12 @@ def run(cfg: FinetuneConfig, out: Path) -> dict:
     torch.set_num_threads(max(1, cfg.threads))
     if cfg.lr is None:  # resolved before config.yaml is written
         cfg = dataclasses.replace(cfg, lr=1e-3 if cfg.mode == "lora" else 1e-4)
-    gen = Generator.from_pretrained(cfg.generator)
+    device = resolve_device(cfg.device)
+    gen = open_generator(cfg.generator, cfg, device)
     if cfg.class_prompt is None:  # the prompt the generator was trained with names what it makes
         cfg = dataclasses.replace(cfg, class_prompt=gen.defaults.get("prompt", "a photo of {c}"))
     data, prompts = load_training_set(cfg, gen)  # before the run folder: data it cannot serve stops
     run_ = Run(out, cfg)
-    device = resolve_device(cfg.device)
-    gen = gen.to(device)
     lr = cfg.lr
 
     prior = None
@@ -446,7 +455,7 @@ def train_unet(
     """
     if len(images) != len(prompts):
         raise UserError(f"{len(images)} images but {len(prompts)} prompts")
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(upcast_trainable(params), lr=lr, weight_decay=0.0)
     reference = gen.text_encoder.get_input_embeddings().weight.detach().clone() if token_rows else None
     step, elapsed, running = 0, 0.0, 0.0
     if checkpoint is not None and checkpoint.exists():

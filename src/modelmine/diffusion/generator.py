@@ -22,6 +22,7 @@ the VAE's scaling factor for latent models).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ EMBEDDED_CONFIG = ASSETS / "embedded_generator.json"
 EMBEDDED_TOKENIZER = ASSETS / "embedded_tokenizer.json"
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' file name for LoRA weights
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 BOS, EOS, PAD, UNK = "<|startoftext|>", "<|endoftext|>", "<pad>", "<unk>"
 MAX_TOKENS = 16  # the embedded text encoder's context length
@@ -153,6 +156,39 @@ def scheduler_config(num_train_timesteps: int = 1000) -> dict:
 
 
 @dataclass
+class GeneratorOptions:
+    """How a command runs its generator (the configs of the generator commands take these fields).
+
+    ``dtype``: the weights of UNet, VAE and text encoder, and the autocast precision of sampling and
+    training (:meth:`Generator.autocast`); weights being trained stay float32 (:func:`upcast_trainable`),
+    as diffusers' training scripts keep them. ``gradient_checkpointing``: the UNet (and text encoder)
+    recompute activations in backward passes (fine-tuning, DAG, CAT). ``vae_slicing``: the VAE
+    encodes and decodes a batch one image at a time. Attention uses PyTorch's
+    ``scaled_dot_product_attention``, diffusers' default processor where torch has it.
+    """
+
+    dtype: str = "float32"  # float32, float16 or bfloat16
+    gradient_checkpointing: bool = False
+    vae_slicing: bool = False
+
+
+def check_dtype(name: str) -> torch.dtype:
+    """The torch dtype named by a ``dtype`` setting; a one-line UserError for any other name."""
+    if name not in DTYPES:
+        raise UserError(f"dtype is one of {', '.join(DTYPES)}, got {name!r}")
+    return DTYPES[name]
+
+
+def upcast_trainable(params: list[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
+    """Keep the weights an optimiser updates in float32 (a half-precision generator's LoRA, tokens or
+    full UNet), as diffusers' training scripts do; returns ``params``."""
+    for p in params:
+        if p.is_floating_point() and p.dtype != torch.float32:
+            p.data = p.data.float()
+    return params
+
+
+@dataclass
 class Generator:
     """UNet + (VAE | None) + text encoder + tokenizer + scheduler; see the module docstring."""
 
@@ -166,6 +202,7 @@ class Generator:
     defaults: dict = field(default_factory=dict)  # recommended sampling settings (steps, cfg)
     # the folder's own scheduler config as read (class and entries), written back by save_pretrained
     scheduler_source: dict | None = None
+    compute_dtype: torch.dtype = torch.float32  # autocast precision of sampling and training (configure)
 
     # construction ----------------------------------------------------------------------------
     @classmethod
@@ -369,6 +406,24 @@ class Generator:
             index["vae"] = ["diffusers", "AutoencoderKL"]
         (path / "model_index.json").write_text(json.dumps(index, indent=2))
 
+    def configure(self, options: GeneratorOptions) -> Generator:
+        """Apply a command's :class:`GeneratorOptions` (call after moving to the device)."""
+        dtype = check_dtype(options.dtype)
+        self.to(dtype=dtype)
+        self.compute_dtype = dtype
+        if options.gradient_checkpointing:
+            self.unet.enable_gradient_checkpointing()
+            self.text_encoder.gradient_checkpointing_enable()
+        if options.vae_slicing and self.vae is not None:
+            self.vae.enable_slicing()
+        return self
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast to :attr:`compute_dtype` on the generator's device (nothing for float32)."""
+        if self.compute_dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.compute_dtype)
+
     # modules ---------------------------------------------------------------------------------
     def modules(self) -> list[torch.nn.Module]:
         return [m for m in (self.unet, self.vae, self.text_encoder) if m is not None]
@@ -452,6 +507,14 @@ class Generator:
             for name, m in (("unet", self.unet), ("vae", self.vae), ("text_encoder", self.text_encoder))
             if m is not None
         }
+
+
+def open_generator(
+    path_or_id: str | Path, options: GeneratorOptions, device: torch.device | str
+) -> Generator:
+    """:meth:`Generator.from_pretrained` loaded in ``options.dtype``, on ``device``, configured."""
+    gen = Generator.from_pretrained(path_or_id, dtype=check_dtype(options.dtype))
+    return gen.to(device).configure(options)
 
 
 def pipeline_scheduler(config: Mapping[str, Any], latent: bool) -> dict:

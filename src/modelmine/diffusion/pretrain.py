@@ -268,6 +268,14 @@ def training_target(
 def train_step(gen: Generator, images: torch.Tensor, prompts: list[str], g: torch.Generator) -> torch.Tensor:
     """The denoising loss for images ``(B, C, H, W)`` in [0, 1] and their prompts (scalar): MSE between
     the UNet output and :func:`training_target` for the scheduler's ``prediction_type``."""
+    with gen.autocast():
+        return _denoising_loss(gen, images, prompts, g)
+
+
+def _denoising_loss(
+    gen: Generator, images: torch.Tensor, prompts: list[str], g: torch.Generator
+) -> torch.Tensor:
+    """:func:`train_step`'s loss in the current autocast context."""
     x0 = gen.encode_images(images)
     b = x0.shape[0]
     t = torch.randint(0, gen.scheduler.config.num_train_timesteps, (b,), generator=g).to(x0.device)

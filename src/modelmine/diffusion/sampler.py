@@ -155,22 +155,23 @@ def sample(
         output: ``"images"`` ``(B, C, H, W)`` in [0, 1] or ``"latents"`` ``(B, c, h, w)``.
     """
     grad_steps = grad_steps if torch.is_grad_enabled() else 0
-    with torch.set_grad_enabled(grad_steps > 0):  # text states need a graph only if one is kept
-        c = encode_conditioning(gen, prompts, cfg)
-        eps_fn = cfg_eps_fn(gen, c)
-        for guide in guidance:
-            eps_fn = guide(eps_fn, gen, c)
-    schedule = ddim_schedule(gen, steps)
-    g = torch.Generator().manual_seed(seed)
-    if latents is None:
-        latents = torch.randn((c.cond.shape[0], *gen.latent_shape), generator=g)
-    x = ddim_loop(
-        eps_fn, latents.to(gen.device, gen.dtype), schedule, eta=eta, generator=g, grad_steps=grad_steps
-    )
-    if output == "latents":
-        return x
-    with torch.set_grad_enabled(grad_steps > 0):
-        return gen.decode(x)
+    with gen.autocast():  # the generator's precision (GeneratorOptions.dtype); float32: nothing
+        with torch.set_grad_enabled(grad_steps > 0):  # text states need a graph only if one is kept
+            c = encode_conditioning(gen, prompts, cfg)
+            eps_fn = cfg_eps_fn(gen, c)
+            for guide in guidance:
+                eps_fn = guide(eps_fn, gen, c)
+        schedule = ddim_schedule(gen, steps)
+        g = torch.Generator().manual_seed(seed)
+        if latents is None:
+            latents = torch.randn((c.cond.shape[0], *gen.latent_shape), generator=g)
+        x = ddim_loop(
+            eps_fn, latents.to(gen.device, gen.dtype), schedule, eta=eta, generator=g, grad_steps=grad_steps
+        )
+        if output == "latents":
+            return x
+        with torch.set_grad_enabled(grad_steps > 0):
+            return gen.decode(x)
 
 
 def sample_batched(

@@ -40,7 +40,7 @@ import torch
 
 from ..errors import UserError
 from ..runs import FLOAT_DTYPES, atomic_save_tensors, load_tensors, non_finite, read_header
-from .generator import Generator
+from .generator import Generator, upcast_trainable
 
 LEARNED_EMBEDS = "learned_embeds.safetensors"
 # The word a new word's row starts from: in every vocabulary (CLIP's and the embedded one), the most
@@ -127,6 +127,9 @@ def token_parameter(gen: Generator, token_ids: Sequence[int]) -> torch.nn.Parame
     :func:`restore_other_rows` after each step. The rest of the text encoder is frozen.
     """
     gen.text_encoder.requires_grad_(False)
+    # float32 under a half-precision generator: diffusers' textual-inversion script keeps the whole
+    # text encoder in float32 while it trains embeddings (a float32 row into half layers mixes dtypes)
+    upcast_trainable(list(gen.text_encoder.parameters()))
     weight = gen.text_encoder.get_input_embeddings().weight
     weight.requires_grad_(True)
     mask = torch.zeros(weight.shape[0], 1, device=weight.device, dtype=weight.dtype)

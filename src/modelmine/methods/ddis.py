@@ -98,6 +98,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data import quantize
+from ..diffusion.generator import GeneratorOptions
 from ..distill import StudentConfig, resolve_student_size
 from ..distributed import Shard
 from ..errors import UserError
@@ -112,7 +113,7 @@ USES = {"ddis": (True, True), "plain": (False, False), "dag_only": (True, False)
 
 
 @dataclass
-class DdisConfig:
+class DdisConfig(GeneratorOptions):
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)  # the CAKE / DeepInversion recipe
     data: str = "digits"  # the private data the default teacher trains on (built-in name or folder)
@@ -301,11 +302,11 @@ def train_class_tokens(
 def _load(cfg: DdisConfig, out: Path):
     """``(generator, teacher, info)`` in eval mode, the teacher frozen."""
     from ..classifiers import load_classifier, taking_any_size
-    from ..diffusion.generator import Generator
+    from ..diffusion.generator import open_generator
     from ..distributed import resolve_device
 
     device = resolve_device(cfg.device)
-    gen = Generator.from_pretrained(cfg.generator).to(device)
+    gen = open_generator(cfg.generator, cfg, device)
     path = Path(cfg.teacher.path) if cfg.teacher.path is not None else out / "teacher.safetensors"
     teacher, info = load_classifier(path, cfg.teacher.preset if cfg.teacher.path else None)
     teacher = taking_any_size(teacher, info).to(device)  # [0]: the resize, [1]: the classifier

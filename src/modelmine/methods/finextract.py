@@ -73,7 +73,14 @@ from ..audit import extraction
 from ..audit.prompt import PromptSearchConfig, check_search, prompt_token_accuracy, recover_prompt
 from ..data import fit_to, is_builtin, load_builtin, load_image_folder
 from ..diffusion.finetune import UNET_LORA_TARGETS, TrainSettings, finetune_or_load, load_lora
-from ..diffusion.generator import Generator, check_serves, checkpoint_kind, refuse_pickle
+from ..diffusion.generator import (
+    Generator,
+    GeneratorOptions,
+    check_serves,
+    checkpoint_kind,
+    open_generator,
+    refuse_pickle,
+)
 from ..distributed import Shard, processes, resolve_device
 from ..errors import UserError
 from ..report import save_grid
@@ -104,7 +111,7 @@ class ModeConfig:
 
 
 @dataclass
-class ExtractConfig:
+class ExtractConfig(GeneratorOptions):
     """`modelmine extract`: FineXtract and its CFG baseline on a (pretrained, fine-tuned) pair."""
 
     base: str = "embedded"  # pretrained generator: "embedded", an embedded .safetensors, a diffusers folder
@@ -247,7 +254,7 @@ def finetuned_generator(
             refuse_pickle(cfg.finetuned, "LoRA")
             load_lora(base, cfg.finetuned)
             return base.eval()
-        return Generator.from_pretrained(cfg.finetuned).to(device).eval()
+        return open_generator(cfg.finetuned, cfg, device).eval()
     m = cfg.lora if mode == "lora" else cfg.full
     settings = TrainSettings(
         steps=m.steps, batch_size=m.batch_size, lr=m.lr, seed=cfg.seed, rank=m.rank, alpha=m.alpha,
@@ -269,7 +276,7 @@ def task_mode(
     torch.manual_seed(cfg.seed)
     run_ = Run(out)
     device = resolve_device(cfg.device)
-    base = Generator.from_pretrained(cfg.base).to(device).eval()
+    base = open_generator(cfg.base, cfg, device).eval()
     images, prompt, _ = load_train_data(cfg, base.image_size, base.channels)
     ft = finetuned_generator(cfg, run_.dir, mode, base, images, prompt, device)
     pre = None if mode == "lora" else base

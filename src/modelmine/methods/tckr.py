@@ -68,6 +68,7 @@ from pathlib import Path
 import torch
 
 from ..diffusion.finetune import UNET_LORA_TARGETS
+from ..diffusion.generator import GeneratorOptions
 from ..distill import TCKR_STUDENT, StudentConfig, resolve_student_size
 from ..distributed import Shard
 from ..errors import UserError
@@ -87,7 +88,7 @@ class TckrLoraConfig:
 
 
 @dataclass
-class TckrConfig:
+class TckrConfig(GeneratorOptions):
     """`modelmine tckr`: private data -> captions -> LoRA -> synthetic data -> student -> LiRA."""
 
     data: str = "digits"  # private data: a built-in dataset (digits, mnist5k) or an ImageFolder (+ captions)
@@ -174,10 +175,14 @@ def load_private(cfg: TckrConfig, size: int, channels: int | None = None):
     return train, test, heldout
 
 
-def _prompts(cfg: TckrConfig, run_dir: Path, train) -> dict[str, list[str]]:
-    """Per variant, one fine-tuning prompt per private image (captions cached in ``captions.json``)."""
+def _prompts(
+    cfg: TckrConfig, run_dir: Path, train, device: torch.device | str = "cpu"
+) -> dict[str, list[str]]:
+    """Per variant, one fine-tuning prompt per private image (captions cached in ``captions.json``;
+    a model captioner runs on ``device`` in the generator's ``cfg.dtype``)."""
     from ..captioning import captions_for, tckr_prompts
     from ..data import read_caption_list
+    from ..diffusion.generator import check_dtype
     from ..runs import atomic_write_text
 
     path = run_dir / "captions.json"
@@ -186,7 +191,7 @@ def _prompts(cfg: TckrConfig, run_dir: Path, train) -> dict[str, list[str]]:
     else:
         # kept, so a resumed run fine-tunes on the same captions and the audit of its generator
         # (``modelmine audit generator``) prompts with them, one per member of split.json
-        captions = captions_for(train, cfg.captioner)
+        captions = captions_for(train, cfg.captioner, device=device, dtype=check_dtype(cfg.dtype))
         atomic_write_text(path, json.dumps(captions))
     if len(captions) != len(train):
         raise UserError(f"{path} has {len(captions)} captions for {len(train)} images; delete it")
@@ -206,16 +211,16 @@ def task_generate(cfg: TckrConfig, out: str, variant: str, n: int, shard: Shard 
     from both; with ``n = 0`` it only fine-tunes."""
     from ..data import quantize
     from ..diffusion.finetune import TrainSettings, finetune_or_load
-    from ..diffusion.generator import Generator
+    from ..diffusion.generator import open_generator
     from ..diffusion.sampler import sample
     from ..distributed import resolve_device
     from ..runs import Run, synthesize_batches
 
     run_ = Run(out)
     device = resolve_device(cfg.device)
-    gen = Generator.from_pretrained(cfg.generator).to(device)
+    gen = open_generator(cfg.generator, cfg, device)
     train, _, _ = load_private(cfg, gen.image_size, gen.channels)
-    prompts = _prompts(cfg, run_.dir, train)[variant]
+    prompts = _prompts(cfg, run_.dir, train, device)[variant]
     lc = cfg.lora
     settings = TrainSettings(lc.steps, lc.batch_size, lc.lr, cfg.seed, lc.rank, lc.alpha, lc.target_modules)
     gen, info = finetune_or_load(
