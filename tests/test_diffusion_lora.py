@@ -115,7 +115,9 @@ def test_finetune_command(tmp_path, tiny_folder, mode, monkeypatch):
     monkeypatch.setattr(
         ft.Generator,
         "from_pretrained",
-        classmethod(lambda cls, p, **kw: Generator.embedded(tmp_path / "gen" / "embedded_generator.safetensors")),
+        classmethod(
+            lambda cls, p, **kw: Generator.embedded(tmp_path / "gen" / "embedded_generator.safetensors")
+        ),
     )
     out = tmp_path / f"ft_{mode}"
     args = ["finetune", "--out", str(out), "--data", str(root), "--mode", mode,
