@@ -3,6 +3,10 @@ tokenizer, epsilon and v-prediction) and the tiny BLIP-2, each checked for what 
 precision options; the colour captions and CLIP prompt-search candidates of the real path."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -218,3 +222,14 @@ def test_clip_candidates_are_lower_case_words_that_round_trip(sd_folder):
     for w in words:
         assert w.isascii() and w.isalpha() and w.islower(), w
         assert len(tok(w, add_special_tokens=False).input_ids) == 1, w
+
+
+def test_gpu_smoke_skips_in_one_line_without_a_stable_diffusion_folder(tmp_path):
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_smoke.py"
+    env = {k: v for k, v in os.environ.items() if k != "MODELMINE_SD"}
+    out = tmp_path / "gpu_smoke.json"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--out", str(out)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0 and proc.stdout.strip().startswith("gpu_smoke: skipped:")
+    assert not out.exists()

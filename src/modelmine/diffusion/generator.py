@@ -4,7 +4,7 @@
 pixel-space model) + text encoder (``CLIPTextModel``) + tokenizer + scheduler, all plain
 diffusers/transformers objects, so LoRA, textual inversion and diffusers' loaders work on them.
 
-- :meth:`Generator.from_pretrained` loads a diffusers Stable Diffusion (2.x) folder.
+- :meth:`Generator.from_pretrained` loads a diffusers Stable Diffusion (1.x or 2.x) folder.
 - :meth:`Generator.embedded` loads the shipped tiny model: a pixel-space 16x16 greyscale UNet with
   cross-attention and a pooled-text embedding added to the time embedding (diffusers'
   ``addition_embed_type="text"``), a 2-layer 64-wide ``CLIPTextModel`` and a word-level tokenizer
