@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from modelmine.audit.extraction import dino_features
 from modelmine.audit.prompt import candidate_words
 from modelmine.captioning import AttributeCaptioner, Blip2Captioner, captions_for
 from modelmine.cli import main
@@ -119,13 +120,17 @@ def test_audit_generator_on_the_latent_tckr_run(tmp_path, tckr_run):
     assert 0 <= m["success_rate"] <= 1 and "baseline_success_rate" in m and (out / "leaks.png").is_file()
 
 
-def test_ddis_on_sd2_base_writes_tokens_diffusers_loads(tmp_path, sd_folder, colour_folder):
-    folder = sd_folder("sd2-base")
+@pytest.mark.parametrize("style, dag_input", [("sd2-base", "x_t"), ("sd2-v", "x0_hat")])
+def test_ddis_on_latent_models_writes_tokens_diffusers_loads(
+    tmp_path, sd_folder, colour_folder, style, dag_input
+):
+    """DAG (both forms) and CAT on epsilon and v-prediction: the guides work on the converted epsilon."""
+    folder = sd_folder(style)
     out = tmp_path / "ddis"
     args = ["ddis", "--out", str(out), "--data", str(colour_folder), "--generator", str(folder),
             "--set", "teacher.epochs=1", "--set", "num_images=12", "--set", "batch_size=6",
             "--set", "sample_steps=2", "--set", "cat_iters=2", "--set", "cat_steps=2", "--set", "cat_per_class=1",
-            "--set", "student.epochs=1", *QUIET]  # fmt: skip
+            "--set", "student.epochs=1", "--set", f"dag_input={dag_input}", *QUIET]  # fmt: skip
     assert main(args) == 0
     m = json.loads((out / "metrics.json").read_text())
     for p in ("", "plain_", "dag_only_", "cat_only_"):
@@ -197,13 +202,17 @@ def test_blip2_runs_on_the_given_device_and_dtype(blip2_folder):
     assert len(out) == 4 and all(isinstance(c, str) for c in out)
 
 
-def test_a_blip2_hub_id_not_in_the_cache_fails_at_once(tmp_path, monkeypatch):
+def test_hub_ids_not_in_the_cache_fail_at_once(tmp_path, monkeypatch):
     import time
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
     t = time.time()
     with pytest.raises(UserError, match="nothing is downloaded"):
         Blip2Captioner("Salesforce/blip2-opt-2.7b")
+    with pytest.raises(UserError, match="nothing is downloaded"):
+        dino_features("facebook/dinov2-small")
+    with pytest.raises(UserError, match="nothing is downloaded"):
+        Generator.from_pretrained("stabilityai/stable-diffusion-2-1-base")
     assert time.time() - t < 10  # no network retries
 
 

@@ -48,6 +48,7 @@ from collections.abc import Sequence
 import torch
 
 from .errors import UserError
+from .hub import local_model
 
 THICKNESS_WORDS = ("thin", "regular", "thick")
 SLANT_WORDS = ("leaning left", "upright", "leaning right")
@@ -302,11 +303,12 @@ class Blip2Captioner:
         except ImportError:  # pragma: no cover - transformers is a dependency
             raise UserError("the BLIP-2 captioner needs transformers: pip install transformers") from None
         try:
-            self.processor = Blip2Processor.from_pretrained(model, local_files_only=True)
+            folder = local_model(model, "BLIP-2 captioner")
+            self.processor = Blip2Processor.from_pretrained(folder, local_files_only=True)
             if dtype is None:
                 dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
             self.model = Blip2ForConditionalGeneration.from_pretrained(
-                model, dtype=dtype, local_files_only=True
+                folder, dtype=dtype, local_files_only=True
             )
             self.model = self.model.to(device).eval()
         except (OSError, ValueError) as e:

@@ -68,6 +68,7 @@ import torch.nn.functional as F
 
 from ..data import fit_to, to_uint8_tensor
 from ..errors import UserError
+from ..hub import local_model
 from ..runs import Run, synthesize_batches
 
 if TYPE_CHECKING:
@@ -96,15 +97,22 @@ def dino_features(
 ) -> FeatureFn:
     """DINOv2 CLS features through transformers (safetensors weights only), ``f(images) -> (B, D)``.
 
-    ``name`` is a hub id (downloaded on first use) or a local folder. Images are resized to 224,
+    ``name`` is a local folder or a hub id already in the local Hugging Face cache
+    (``local_files_only``: nothing is downloaded; a missing model is one line). Images are resized to 224,
     grey images repeated to RGB, ImageNet-normalised.
     """
     try:
         from transformers import AutoModel
 
-        model = AutoModel.from_pretrained(name, use_safetensors=True).to(device).eval()
+        folder = local_model(name, "DINO features")
+        model = (
+            AutoModel.from_pretrained(folder, use_safetensors=True, local_files_only=True).to(device).eval()
+        )
     except (OSError, ValueError) as e:
-        raise UserError(f"cannot load DINO features '{name}': {str(e).splitlines()[0]}") from None
+        raise UserError(
+            f"cannot load DINO features '{name}' (a local folder or a model in the local Hugging Face "
+            f"cache; nothing is downloaded): {str(e).splitlines()[0]}"
+        ) from None
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 

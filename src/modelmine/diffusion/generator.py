@@ -32,6 +32,7 @@ from typing import Any, Literal
 import torch
 
 from ..errors import UserError
+from ..hub import local_model
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 EMBEDDED_WEIGHTS = ASSETS / "embedded_generator.safetensors"
@@ -316,9 +317,9 @@ class Generator:
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
         from transformers import AutoTokenizer, CLIPTextModel
 
-        src = str(path_or_id)
+        src = local_model(str(path_or_id), "generator")  # a hub id: its cached snapshot, never a download
         root = Path(src)
-        if root.exists() and not (root / "unet").is_dir():
+        if not (root / "unet").is_dir():
             raise UserError(f"{root} is not a diffusers Stable Diffusion folder (no unet/ inside)")
         kw: dict[str, Any] = {"local_files_only": local_files_only}
         try:
@@ -327,7 +328,7 @@ class Generator:
             tokenizer = AutoTokenizer.from_pretrained(src, subfolder="tokenizer", **kw)
             source = DDIMScheduler.load_config(src, subfolder="scheduler", **kw)
             vae = None
-            if not root.exists() or (root / "vae").is_dir():
+            if (root / "vae").is_dir():
                 vae = AutoencoderKL.from_pretrained(src, subfolder="vae", torch_dtype=dtype, **kw)
         except (OSError, ValueError) as e:
             raise UserError(f"cannot load generator '{src}': {str(e).splitlines()[0]}") from None
@@ -352,6 +353,7 @@ class Generator:
             return _wrap_tokenizer(Tokenizer.from_file(str(tok_path)), max_tokens)
         from transformers import AutoTokenizer
 
+        src = local_model(src, "generator")
         try:
             return AutoTokenizer.from_pretrained(src, subfolder="tokenizer", local_files_only=True)
         except (OSError, ValueError) as e:
@@ -360,7 +362,7 @@ class Generator:
     @staticmethod
     def geometry(path_or_id: str | Path) -> tuple[int, int]:
         """``(image_size, channels)`` of the generator :meth:`from_pretrained` would load, read from
-        its config files without loading weights (a hub id that is no local folder is loaded)."""
+        its config files without loading weights."""
         src = str(path_or_id)
         if src == "embedded" or src.endswith(".safetensors"):
             _, cfg_path, _ = _embedded_files(None if src == "embedded" else src)
@@ -368,12 +370,12 @@ class Generator:
                 raise UserError(f"embedded generator config missing: {cfg_path}")
             cfg = json.loads(cfg_path.read_text())
             return int(cfg["image_size"]), int(cfg["channels"])
-        root = Path(src)
+        root = Path(local_model(src, "generator"))  # a hub id: its cached snapshot
         try:
             unet = json.loads((root / "unet" / "config.json").read_text())
             vae = json.loads((root / "vae" / "config.json").read_text()) if (root / "vae").is_dir() else None
         except (OSError, ValueError):
-            gen = Generator.from_pretrained(src)  # e.g. a cached hub id: let diffusers resolve it
+            gen = Generator.from_pretrained(root)  # let diffusers read what we could not
             return gen.image_size, gen.channels
         return _geometry(unet, vae)
 
