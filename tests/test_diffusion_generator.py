@@ -54,7 +54,8 @@ def test_from_pretrained_diffusers_folder(tmp_path):
     gen = tiny(seed=4)
     gen.save_pretrained(tmp_path / "sd")
     back = Generator.from_pretrained(tmp_path / "sd")
-    assert back.vae is None or back.vae is not None  # folder may or may not hold a VAE
+    assert back.vae is None and not (tmp_path / "sd" / "vae").exists()  # a pixel-space model: no VAE
+    assert (back.image_size, back.channels) == (gen.image_size, gen.channels)
     assert torch.allclose(_outputs(gen), _outputs(back), atol=1e-6)
     with pytest.raises(UserError):
         Generator.from_pretrained(tmp_path)  # not an SD folder
