@@ -175,9 +175,7 @@ def load_private(cfg: TckrConfig, size: int, channels: int | None = None):
     return train, test, heldout
 
 
-def _prompts(
-    cfg: TckrConfig, run_dir: Path, train, device: torch.device | str = "cpu"
-) -> dict[str, list[str]]:
+def _prompts(cfg: TckrConfig, run_dir: Path, train, device: torch.device | str) -> dict[str, list[str]]:
     """Per variant, one fine-tuning prompt per private image (captions cached in ``captions.json``;
     a model captioner runs on ``device`` in the generator's ``cfg.dtype``)."""
     from ..captioning import captions_for, tckr_prompts
@@ -394,7 +392,7 @@ def run(cfg: TckrConfig, out: Path) -> dict:
         _, info = load_classifier(cfg.teacher.path, cfg.teacher.preset)
         check_compatible(info, train.image_shape, train.num_classes, "private data")
     with procs.main_first():  # caption once, before the workers (and other processes) need them
-        _prompts(cfg, run_.dir, train)
+        _prompts(cfg, run_.dir, train, device)
         split = {"members": describe_members(train), "nonmembers": describe_members(heldout)}
         atomic_write_text(run_.dir / "split.json", json.dumps(split))
     plan = _student_plan(cfg, len(train))
