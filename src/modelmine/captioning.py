@@ -312,10 +312,7 @@ class Blip2Captioner:
             )
             self.model = self.model.to(device).eval()
         except (OSError, ValueError) as e:
-            raise UserError(
-                f"cannot load BLIP-2 captioner '{model}' (a local folder or a model in the local "
-                f"Hugging Face cache; nothing is downloaded): {str(e).splitlines()[0]}"
-            ) from None
+            raise UserError(f"cannot load BLIP-2 captioner '{model}': {str(e).splitlines()[0]}") from None
         self.device = torch.device(device)
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size

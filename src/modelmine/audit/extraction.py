@@ -98,7 +98,7 @@ def dino_features(
     """DINOv2 CLS features through transformers (safetensors weights only), ``f(images) -> (B, D)``.
 
     ``name`` is a local folder or a hub id already in the local Hugging Face cache
-    (``local_files_only``: nothing is downloaded; a missing model is one line). Images are resized to 224,
+    (:func:`~modelmine.hub.local_model`: nothing is downloaded). Images are resized to 224,
     grey images repeated to RGB, ImageNet-normalised.
     """
     try:
@@ -109,10 +109,7 @@ def dino_features(
             AutoModel.from_pretrained(folder, use_safetensors=True, local_files_only=True).to(device).eval()
         )
     except (OSError, ValueError) as e:
-        raise UserError(
-            f"cannot load DINO features '{name}' (a local folder or a model in the local Hugging Face "
-            f"cache; nothing is downloaded): {str(e).splitlines()[0]}"
-        ) from None
+        raise UserError(f"cannot load DINO features '{name}': {str(e).splitlines()[0]}") from None
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
