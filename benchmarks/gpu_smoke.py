@@ -28,22 +28,14 @@ import torch
 
 from _results import machine_info, write_results
 from modelmine.cli import main as cli
-from modelmine.data import ImageSet, save_image_folder
+from modelmine.data import save_image_folder
 from modelmine.diffusion.generator import Generator
+from modelmine.diffusion.tiny_sd import colour_squares
 
 
 def squares(root: Path, size: int) -> Path:
-    """24 RGB images at ``size``: a red, green or blue square (the class) on a dark background."""
-    g = torch.Generator().manual_seed(0)
-    labels = torch.arange(24) % 3
-    x = 0.05 * torch.rand(24, 3, size, size, generator=g)
-    side = size // 3
-    corner = torch.randint(0, size - side, (24, 2), generator=g)
-    ys, xs = torch.arange(size).view(1, size, 1), torch.arange(size).view(1, 1, size)
-    r, c = corner[:, 0].view(-1, 1, 1), corner[:, 1].view(-1, 1, 1)
-    inside = (ys >= r) & (ys < r + side) & (xs >= c) & (xs < c + side)
-    x[torch.arange(24), labels] = torch.where(inside, 0.9, x[torch.arange(24), labels])
-    save_image_folder(root, ImageSet(x, labels, ["red", "green", "blue"]))
+    """24 RGB images at ``size`` (:func:`~modelmine.diffusion.tiny_sd.colour_squares`) as an ImageFolder."""
+    save_image_folder(root, colour_squares(24, size))
     return root
 
 

@@ -31,11 +31,11 @@ from pathlib import Path
 import torch
 
 from _results import machine_info, write_results
-from modelmine.data import ImageSet, save_image_folder
+from modelmine.data import save_image_folder
 from modelmine.diffusion.finetune import add_lora, train_unet
 from modelmine.diffusion.generator import Generator
 from modelmine.diffusion.sampler import sample
-from modelmine.diffusion.tiny_sd import STYLES, build_tiny_blip2, build_tiny_sd
+from modelmine.diffusion.tiny_sd import STYLES, build_tiny_blip2, build_tiny_sd, colour_squares
 
 PROMPTS = ["a photo of a red circle", "a drawing of the digit seven"]
 ENTRIES = {"none": None, "true": True, "false": False}
@@ -102,17 +102,8 @@ def v_loss(folder: Path) -> dict:
 
 
 def colour_folder(root: Path) -> Path:
-    """24 RGB 16x16 images: a red, green or blue square (the class) on a dark background."""
-    g = torch.Generator().manual_seed(0)
-    labels = torch.arange(24) % 3
-    x = 0.05 * torch.rand(24, 3, 16, 16, generator=g)
-    rows = torch.randint(1, 9, (24,), generator=g)
-    cols = torch.randint(1, 9, (24,), generator=g)
-    ys, xs = torch.arange(16).view(1, 16, 1), torch.arange(16).view(1, 1, 16)
-    inside = (ys >= rows.view(-1, 1, 1)) & (ys < rows.view(-1, 1, 1) + 6)
-    inside = inside & (xs >= cols.view(-1, 1, 1)) & (xs < cols.view(-1, 1, 1) + 6)  # (24, 16, 16)
-    x[torch.arange(24), labels] = torch.where(inside, 0.9, x[torch.arange(24), labels])
-    save_image_folder(root, ImageSet(x, labels, ["red", "green", "blue"]))
+    """24 RGB 16x16 images (:func:`~modelmine.diffusion.tiny_sd.colour_squares`) as an ImageFolder."""
+    save_image_folder(root, colour_squares())
     return root
 
 

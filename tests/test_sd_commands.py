@@ -18,29 +18,19 @@ from modelmine.audit.extraction import dino_features
 from modelmine.audit.prompt import candidate_words
 from modelmine.captioning import AttributeCaptioner, Blip2Captioner, captions_for
 from modelmine.cli import main
-from modelmine.data import ImageSet, save_image_folder
+from modelmine.data import save_image_folder
 from modelmine.diffusion.generator import Generator
+from modelmine.diffusion.tiny_sd import colour_squares
 from modelmine.errors import UserError
 
 CPU = ["--set", "device=cpu"]
 QUIET = [*CPU, "--set", "workers=1"]  # the commands that start worker processes
 
 
-def colour_shapes(n: int = 24, size: int = 16, seed: int = 0) -> ImageSet:
-    """``n`` RGB images: a red, green or blue square (the class) at a random place on a dark background."""
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 3
-    x = 0.05 * torch.rand(n, 3, size, size, generator=g)
-    corners = torch.randint(1, size - 7, (n, 2), generator=g)
-    for i, (r, c) in enumerate(corners.tolist()):  # fixture set-up, 24 images
-        x[i, int(labels[i]), r : r + 6, c : c + 6] = 0.9
-    return ImageSet(x, labels, ["red", "green", "blue"])
-
-
 @pytest.fixture(scope="module")
 def colour_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("colour") / "shapes"
-    save_image_folder(root, colour_shapes())
+    save_image_folder(root, colour_squares())
     return root
 
 
@@ -197,7 +187,7 @@ def test_a_bad_dtype_is_one_line(tmp_path, sd_folder, capsys):
 def test_blip2_runs_on_the_given_device_and_dtype(blip2_folder):
     cap = Blip2Captioner(str(blip2_folder), device="cpu", dtype=torch.bfloat16, max_new_tokens=3)
     assert cap.model.dtype == torch.bfloat16 and cap.device == torch.device("cpu")
-    data = colour_shapes(4)
+    data = colour_squares(4)
     out = captions_for(data, f"blip2:{blip2_folder}", device="cpu", dtype=torch.float32)
     assert len(out) == 4 and all(isinstance(c, str) for c in out)
 
@@ -217,7 +207,7 @@ def test_hub_ids_not_in_the_cache_fail_at_once(tmp_path, monkeypatch):
 
 
 def test_colour_images_get_colour_words_strokes_or_not():
-    data = colour_shapes(3)  # squares on a dark background: the stroke test takes them as strokes
+    data = colour_squares(3)  # squares on a dark background: the stroke test takes them as strokes
     captions = AttributeCaptioner()(data.images)
     assert [c.split()[-2:] for c in captions] == [["bold", "red"], ["bold", "green"], ["bold", "blue"]]
     grey = data.images.mean(1, keepdim=True).expand(-1, 3, -1, -1)

@@ -28,6 +28,9 @@ by diffusers has it), so tests can check that no entry makes our sampler clamp l
 
 The VAE halves the resolution once (a real SD VAE: three times) so that a 16x16 image has 8x8
 latents; every other module has the real class and config keys, only narrower.
+
+:func:`colour_squares` is data for them: RGB images of a red, green or blue square on a dark
+background (the stroke-like colour case the attribute captioner must name).
 """
 
 from __future__ import annotations
@@ -166,6 +169,23 @@ def build_tiny_sd(
         f.replace(out / "tokenizer" / f.name)
     (out / ".tokenizer-src").rmdir()
     return out
+
+
+def colour_squares(n: int = 24, size: int = 16, seed: int = 0):
+    """An ImageSet of ``n`` RGB ``size`` x ``size`` images: a red, green or blue square (the class,
+    ``i mod 3``; side ``3 size / 8``) at a seeded place on a dark background (uniform noise up to 0.05)."""
+    from ..data import ImageSet
+
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 3
+    side = max(2, 3 * size // 8)
+    x = 0.05 * torch.rand(n, 3, size, size, generator=g)
+    rows = torch.randint(1, size - side - 1, (n, 1, 1), generator=g)
+    cols = torch.randint(1, size - side - 1, (n, 1, 1), generator=g)
+    ys, xs = torch.arange(size).view(1, size, 1), torch.arange(size).view(1, 1, size)
+    inside = (ys >= rows) & (ys < rows + side) & (xs >= cols) & (xs < cols + side)  # (n, size, size)
+    x[torch.arange(n), labels] = torch.where(inside, 0.9, x[torch.arange(n), labels])
+    return ImageSet(x, labels, ["red", "green", "blue"])
 
 
 def build_tiny_blip2(out: str | Path, seed: int = 0) -> Path:
