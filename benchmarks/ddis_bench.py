@@ -22,14 +22,13 @@ import argparse
 import copy
 import json
 import shutil
-import statistics
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from _results import machine_info, write_results
+from _results import machine_info, seed_stats, write_results
 from modelmine.methods import ddis, deepinversion
 
 RESULTS = Path(__file__).parent / "results"
@@ -69,8 +68,7 @@ def summarize(runs: list[dict]) -> dict:
     """Mean and standard deviation over seeds of every variant's metrics, and the targets."""
 
     def stats(values: list[float]) -> dict:
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return {"mean": statistics.fmean(values), "std": sd, "values": values}
+        return {**seed_stats(values), "values": values}
 
     summary: dict = {}
     for v in ddis.VARIANTS:

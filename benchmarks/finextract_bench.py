@@ -27,12 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-from _results import machine_info, write_results
+from _results import machine_info, seed_stats, write_results
 from modelmine.audit.prompt import SCORES
 from modelmine.methods import finextract
 
@@ -69,8 +68,7 @@ def summarize(runs: dict[str, dict], datasets: list[str], modes: list[str]) -> d
         for key in ms[0]:
             vals = [m[key] for m in ms if isinstance(m.get(key), int | float)]
             if len(vals) == len(ms):
-                sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-                stats[key] = {"mean": statistics.fmean(vals), "std": sd, "min": min(vals), "max": max(vals)}
+                stats[key] = {**seed_stats(vals), "min": min(vals), "max": max(vals)}
         out[data] = {"seeds": len(ms), "stats": stats}
     return out
 
