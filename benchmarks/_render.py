@@ -30,7 +30,8 @@ class Results:
         return [f"![{alt}](results/{name})", ""] if (self.folder / name).exists() else []
 
     def unused(self) -> list[str]:
-        return sorted(p.name for p in self.folder.glob("*.json") if p.name not in self.used)
+        """Result files no section read; ``golden.json`` pins tiny-run metrics for refactors, not results."""
+        return sorted(p.name for p in self.folder.glob("*.json") if p.name not in self.used | {"golden.json"})
 
 
 # --- formatting ---------------------------------------------------------------------------------

@@ -67,7 +67,9 @@ def run_all() -> dict[str, dict]:
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
         gen = tmp / "gen.safetensors"
-        Generator.build_tiny(image_size=8, seed=0, unet_overrides=SMALL_UNET, text_width=32).save_embedded(gen)
+        Generator.build_tiny(image_size=8, seed=0, unet_overrides=SMALL_UNET, text_width=32).save_embedded(
+            gen
+        )
         for name, argv in commands(gen, tmp).items():
             n = 2 if argv[0] == "audit" else 1
             run = tmp / name.replace(" ", "_")
@@ -86,7 +88,9 @@ def moved(before: dict, after: dict, tol: float = 1e-6) -> list[str]:
         for key in sorted(a.keys() | b.keys()):
             x, y = a.get(key), b.get(key)
             same = x == y or (
-                isinstance(x, float) and isinstance(y, float) and (math.isclose(x, y, abs_tol=tol) or x != x and y != y)
+                isinstance(x, float)
+                and isinstance(y, float)
+                and (math.isclose(x, y, abs_tol=tol) or x != x and y != y)
             )
             if not same and not key.endswith(("seconds", "_s", "per_second", "elapsed")):
                 lines.append(f"{cmd}: {key}: {x} -> {y}")
