@@ -4,15 +4,22 @@ Public API: datasets (:mod:`modelmine.data`), classifiers, distillation, configs
 Methods live in :mod:`modelmine.methods` and run through ``modelmine <command>``.
 """
 
-from .classifiers import build_classifier, evaluate, load_classifier, save_classifier, train_classifier
-from .data import ImageSet, load_digits, load_image_folder, render_glyphs, save_image_folder
-from .distill import kd_loss, train_student
-from .errors import UserError
+import importlib
 
-__all__ = [
-    "ImageSet", "UserError", "build_classifier", "evaluate", "kd_loss", "load_classifier", "load_digits",
-    "load_image_folder", "render_glyphs", "save_classifier", "save_image_folder", "train_classifier",
-    "train_student",
-]  # fmt: skip
+# name -> submodule; read on first access (PEP 562), so `modelmine --help` does not import torch
+_PUBLIC = {
+    "ImageSet": "data", "load_digits": "data", "load_image_folder": "data", "render_glyphs": "data",
+    "save_image_folder": "data", "build_classifier": "classifiers", "evaluate": "classifiers",
+    "load_classifier": "classifiers", "save_classifier": "classifiers", "train_classifier": "classifiers",
+    "kd_loss": "distill", "train_student": "distill", "UserError": "errors",
+}  # fmt: skip
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'modelmine' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+
 
 __version__ = "0.1.0"

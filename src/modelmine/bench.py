@@ -15,7 +15,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .commands import COMMANDS, run_command
+from .config import load_config, parse_set
+from .distributed import processes
 from .errors import UserError
+from .report import markdown_table
+from .runs import Run, atomic_write_text
 
 PAPER = {  # the papers' headline numbers, for orientation only (other data, models and budgets)
     "teacher": "-",
@@ -60,13 +65,8 @@ def _row(name: str, m: dict, seconds: float) -> dict:
 
 
 def run(cfg: BenchConfig, out: Path) -> dict:
-    from .commands import COMMANDS, run_command
-    from .config import load_config, parse_set
-    from .distributed import processes
-    from .report import markdown_table
-    from .runs import Run, atomic_write_text
 
-    unknown = [m for m in cfg.methods if m not in COMMANDS]
+    unknown = [m for m in cfg.methods if m not in COMMANDS or m == "bench"]
     if unknown:
         raise UserError(f"bench: unknown method '{unknown[0]}' (known: {', '.join(sorted(PAPER))})")
     per_method: dict[str, list[str]] = {}

@@ -46,7 +46,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
+from .data import to_uint8
 from .errors import UserError
 from .hub import local_model
 
@@ -299,10 +301,6 @@ class Blip2Captioner:
         batch_size: int = 16,
     ):
         try:
-            from transformers import Blip2ForConditionalGeneration, Blip2Processor
-        except ImportError:  # pragma: no cover - transformers is a dependency
-            raise UserError("the BLIP-2 captioner needs transformers: pip install transformers") from None
-        try:
             folder = local_model(model, "BLIP-2 captioner")
             self.processor = Blip2Processor.from_pretrained(folder, local_files_only=True)
             if dtype is None:
@@ -324,7 +322,6 @@ class Blip2Captioner:
         labels: torch.Tensor | None = None,
         class_names: Sequence[str] | None = None,
     ) -> list[str]:
-        from .data import to_uint8
 
         out: list[str] = []
         for i in range(0, len(images), self.batch_size):

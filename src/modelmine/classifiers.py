@@ -157,11 +157,11 @@ def _external_classifier(name: str, num_classes: int) -> nn.Module:
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
     try:
         if lib == "torchvision":
-            import torchvision
+            import torchvision  # optional: not installable beside the CPU torch wheel
 
             net = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
         else:
-            import timm
+            import timm  # optional dependency, only for timm: presets
 
             net = timm.create_model(arch, pretrained=False, num_classes=num_classes)
     except ImportError:

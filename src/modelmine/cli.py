@@ -12,23 +12,28 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import bench
-from .commands import COMMANDS as METHOD_COMMANDS
-from .commands import Command, run_command
+import yaml
+
+from .commands import COMMANDS, run_command
 from .config import is_list_key, load_config, merge_dicts, nest, parse_set
 from .errors import UserError
 
-COMMANDS: dict[str, Command] = {
-    **METHOD_COMMANDS,
-    "bench": Command(
-        bench.BenchConfig, bench.run,
-        "run every method on the embedded default and write one markdown table (DIR/table.md)",
-        {"methods": "methods"}, sharded=True,
-    ),
-}  # fmt: skip
+
+def _chosen(argv: list[str]) -> str | None:
+    """The command named by the first words of ``argv`` (before any option), if any."""
+    words = []
+    for a in argv:
+        if a.startswith("-"):
+            break
+        words.append(a)
+    for n in (2, 1):
+        if " ".join(words[:n]) in COMMANDS:
+            return " ".join(words[:n])
+    return None
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; only the ``chosen`` command gets its flags (and imports its module)."""
     p = argparse.ArgumentParser(
         prog="modelmine",
         description="Move knowledge between models and data, and audit what leaks.",
@@ -49,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key"
         )
-        for flag, key in cmd.flags.items():
+        for flag, key in cmd.flags.items() if name == chosen else ():
             many = is_list_key(cmd.config, key)
             sp.add_argument(
                 f"--{flag}", dest=f"flag_{key}", nargs="+" if many else None, metavar="VALUE",
@@ -61,8 +66,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def _overrides(args: argparse.Namespace) -> dict:
     """``--set`` items, then the command's flags, as one nested dict of config overrides."""
-    import yaml
-
     overrides = parse_set(args.set)
     for key, value in vars(args).items():
         if key.startswith("flag_") and value is not None:
@@ -73,7 +76,8 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 2 user error)."""
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = _parser(_chosen(argv))
     args = parser.parse_args(argv)
     name = getattr(args, "_command", None)
     if name is None:

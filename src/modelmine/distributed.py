@@ -72,7 +72,7 @@ class Processes:
     def __init__(self) -> None:
         self._state = None
         if launched():
-            from accelerate import PartialState
+            from accelerate import PartialState  # only under `accelerate launch`; slow to import
 
             # without cpu=True accelerate only forms a group when CUDA (or another accelerator) is
             # present; on a CPU-only machine the processes then meet over gloo

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from huggingface_hub import snapshot_download
+
 from .errors import UserError
 
 
@@ -19,7 +21,6 @@ def local_model(name: str, what: str) -> str:
     """The local folder of ``name`` (itself, or its cached hub snapshot); ``what`` names it in errors."""
     if Path(name).exists():
         return str(name)
-    from huggingface_hub import snapshot_download
 
     try:
         return snapshot_download(repo_id=str(name), local_files_only=True)

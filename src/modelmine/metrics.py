@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_curve as sk_roc_curve
 
+from .classifiers import penultimate, predict_logits
+from .data import check_members
 from .errors import UserError
 
 
 def roc_curve(scores: torch.Tensor, is_member: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """``(fpr, tpr)`` arrays for scores ``(N,)`` (higher = member) and membership ``(N,)`` bool."""
-    from sklearn.metrics import roc_curve as sk_roc_curve
 
     fpr, tpr, _ = sk_roc_curve(np.asarray(is_member, dtype=bool), np.asarray(scores, dtype=np.float64))
     return fpr, tpr
@@ -42,7 +44,6 @@ def membership_metrics(
     ``tpr_at_0.1pct_fpr`` and ``tpr_at_1pct_fpr``; :func:`reported_fprs` picks what a count allows).
     Refused (one-line UserError) without both members and non-members, or with non-finite scores,
     where none of them means anything."""
-    from .data import check_members
 
     check_members(torch.as_tensor(is_member, dtype=torch.bool), f"membership scoring ({prefix or 'target'})")
     if not bool(torch.isfinite(torch.as_tensor(scores, dtype=torch.float64)).all()):
@@ -92,8 +93,6 @@ def classification_accuracy_score(
     (deviation) a fixed classifier trained on real data scores the generated images, which measures
     class-conditional fidelity. ``per_class=True`` also returns each class's accuracy (NaN if absent).
     """
-    from .classifiers import predict_logits
-    from .errors import UserError
 
     if len(images) == 0:
         raise UserError("CAS needs at least one generated image")
@@ -119,7 +118,6 @@ def classification_accuracy_score(
 
 def classifier_features(model: torch.nn.Module, batch_size: int = 512, device: str | torch.device = "cpu"):
     """Feature extractor from a classifier's penultimate layer: ``f(images) -> (N, D)``."""
-    from .classifiers import penultimate
 
     @torch.inference_mode()
     def extract(images: torch.Tensor) -> torch.Tensor:
@@ -135,10 +133,9 @@ def classifier_features(model: torch.nn.Module, batch_size: int = 512, device: s
 
 def inception_features(device: str | torch.device = "cpu"):
     """Inception-v3 pool features (torchmetrics' FID network), for users whose weights are cached."""
-    from .errors import UserError
 
     try:
-        from torchmetrics.image.fid import NoTrainInceptionV3
+        from torchmetrics.image.fid import NoTrainInceptionV3  # optional: the [fid] extra
     except ImportError:
         raise UserError(
             "Inception features need torchmetrics[image]: pip install 'torchmetrics[image]'"

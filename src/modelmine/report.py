@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import torch
 from PIL import Image
@@ -17,7 +19,6 @@ def save_grid(
     path: str | Path, images: torch.Tensor, nrow: int | None = None, scale: int = 4, pad: int = 1
 ) -> None:
     """Save images ``(N, C, H, W)`` in [0, 1] as one PNG grid, ``nrow`` per row, upscaled ``scale``x."""
-    import io
 
     n, c, h, w = images.shape
     nrow = nrow or math.ceil(math.sqrt(n))
@@ -71,14 +72,18 @@ def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_roc(path: str | Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "") -> None:
-    """Log-log ROC curves (the LiRA convention: low-FPR behaviour is what matters) as a PNG."""
-    import io
-
-    import matplotlib
-
+def _pyplot():
+    """``matplotlib.pyplot`` on the file-only Agg backend, imported on first use: pyplot costs about a
+    second and most commands never plot."""
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_roc(path: str | Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "") -> None:
+    """Log-log ROC curves (the LiRA convention: low-FPR behaviour is what matters) as a PNG."""
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     for name, (fpr, tpr) in curves.items():
@@ -111,12 +116,7 @@ def save_decision_boundary(
     ``points`` ``(N, 2)`` with ``labels`` ``(N,)`` are drawn faintly; ``samples`` ``(S, 2)`` (e.g.
     synthetic ones) as large outlined markers coloured by ``sample_labels``.
     """
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     every = points if samples is None else torch.cat([points, samples])
     lo, hi = every.min(0).values, every.max(0).values
@@ -150,12 +150,7 @@ def save_decision_boundary(
 def plot_tradeoff(path: str | Path, points: list[tuple[str, float, float]], title: str = "") -> None:
     """Accuracy (y) against membership-inference AUC (x) for labelled models ``(name, auc, acc)``:
     up and to the left is better (TCKR's Figure 5)."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(4.8, 4.0))
     students = [(n, a, c) for n, a, c in points if not n.startswith("teacher")]

@@ -7,18 +7,22 @@ skips the stages whose outputs already exist.
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import multiprocessing
 import os
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .config import config_to_dict, dump_config
@@ -76,7 +80,6 @@ def atomic_save_tensors(
 def atomic_torch_save(path: str | Path, obj: object) -> None:
     """``torch.save`` through a temp file + rename, for our own resume checkpoints (read back with
     ``torch.load(..., weights_only=True)``; files from others are safetensors only)."""
-    import io
 
     buf = io.BytesIO()
     torch.save(obj, buf)
@@ -112,7 +115,6 @@ class TensorHeader:
 def read_header(path: str | Path) -> TensorHeader:
     """The header of a safetensors file (``safe_open``: nothing is loaded or built); a file that is
     missing, truncated or not safetensors is a one-line UserError naming it."""
-    from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -309,8 +311,6 @@ def run_tasks(tasks: list[tuple[Callable[..., Any], tuple]], workers: int = 1, t
     """
     if workers <= 1 or len(tasks) <= 1:
         return [fn(*args) for fn, args in tasks]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(

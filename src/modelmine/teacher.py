@@ -17,6 +17,7 @@ LiRA's shadow models take the same recipe.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from PIL import Image
 
 from .classifiers import (
     ClassifierInfo,
@@ -35,8 +37,10 @@ from .classifiers import (
     save_classifier,
     train_classifier,
 )
+from .data import BUILTIN_SIZES, IMAGE_SUFFIXES, is_builtin, load_builtin, load_image_folder, split_holdout
 from .distributed import processes, resolve_device
 from .errors import UserError
+from .runs import Run
 
 
 # --------------------------------------------------------------------------------------------
@@ -74,9 +78,6 @@ class TeacherRunConfig:
 
 def data_image_size(data: str) -> int:
     """The size a dataset is used at by default: a built-in's, else the first image's (a folder)."""
-    from PIL import Image
-
-    from .data import BUILTIN_SIZES, IMAGE_SUFFIXES, is_builtin
 
     if is_builtin(data):
         return BUILTIN_SIZES[data]
@@ -97,7 +98,6 @@ def data_image_size(data: str) -> int:
 def data_num_classes(cfg: TeacherConfig, data: str) -> int:
     """How many classes the teacher has: a given teacher file's, else the data's (a built-in
     dataset's, or a folder's class sub-folders)."""
-    from .data import is_builtin, load_builtin
 
     if cfg.path is not None:
         return load_classifier(cfg.path, cfg.preset)[1].num_classes
@@ -115,7 +115,6 @@ def data_num_classes(cfg: TeacherConfig, data: str) -> int:
 def data_train_size(data: str, test_data: str | None = None) -> int:
     """How many images the default teacher trains on: a built-in train split, or a folder's images
     (less the seeded 20% held out as the test split when there is no ``test_data``)."""
-    from .data import IMAGE_SUFFIXES, is_builtin, load_builtin
 
     if is_builtin(data):
         return len(load_builtin(data, "train"))
@@ -128,7 +127,6 @@ def resolve_teacher(cfg, data: str, test_data: str | None = None):
     data filled in, before ``config.yaml`` is written: ``image_size`` (a given teacher file's own,
     else the size of the data the default teacher trains on) and ``epochs`` (about
     :data:`TEACHER_STEPS` optimiser steps on that data)."""
-    import dataclasses
 
     t = cfg.teacher
     if t.image_size is None:
@@ -149,7 +147,6 @@ def load_train_test(data: str, test_data: str | None, image_size: int, seed: int
     ``seed`` only splits a user folder given without ``test_data``; the built-in splits never move
     (every method and audit must agree on which images are private members and which are test).
     """
-    from .data import is_builtin, load_builtin, load_image_folder, split_holdout
 
     if is_builtin(data):
         train = load_builtin(data, "train", image_size)
@@ -174,11 +171,8 @@ def load_test_set(
     It must fit the classifier ``info`` (one-line ``UserError`` otherwise, pointing a user-supplied
     teacher to ``--test-data``).
     """
-    from .data import is_builtin, load_builtin, load_image_folder
 
     if test_data is None and not is_builtin(data):
-        from .data import split_holdout
-
         test = split_holdout(load_image_folder(data, size=info.image_size, channels=info.in_channels))[1]
     elif test_data is not None:
         test = load_image_folder(
@@ -255,7 +249,6 @@ def open_data_free_run(
     settings once the teacher's are known, before ``config.yaml`` is written; ``test`` is the real test
     set the student is scored on (:func:`load_test_set`).
     """
-    from .runs import Run
 
     cfg = resolve_teacher(cfg, cfg.data, cfg.test_data)
     if derive is not None:
@@ -272,7 +265,6 @@ def open_data_free_run(
 
 def run_teacher(cfg: TeacherRunConfig, out: Path) -> dict:
     """`modelmine teacher`: train the default teacher; metrics ``teacher_acc``, ``train_seconds``."""
-    from .runs import Run
 
     cfg = resolve_teacher(cfg, cfg.data, cfg.test_data)
     run = Run(out, cfg)

@@ -65,8 +65,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.nn.functional as F
+from transformers import AutoModel
 
 from ..data import fit_to, to_uint8_tensor
+from ..diffusion.guidance import ModelGuidance
+from ..diffusion.sampler import sample
 from ..errors import UserError
 from ..hub import local_model
 from ..runs import Run, synthesize_batches
@@ -102,8 +105,6 @@ def dino_features(
     grey images repeated to RGB, ImageNet-normalised.
     """
     try:
-        from transformers import AutoModel
-
         folder = local_model(name, "DINO features")
         model = (
             AutoModel.from_pretrained(folder, use_safetensors=True, local_files_only=True).to(device).eval()
@@ -358,8 +359,6 @@ def generate_finextract(
     """FineXtract samples ``(B, C, H, W)`` in [0, 1] from ``latents`` ``(B, *gen.latent_shape)``:
     ``gen`` is the fine-tuned generator (its LoRA switched off for ``eps_pre`` when ``base`` is
     None), ``base`` the pretrained one otherwise. No CFG: model guidance replaces it."""
-    from ..diffusion.guidance import ModelGuidance
-    from ..diffusion.sampler import sample
 
     guidance = ModelGuidance(w, k, base=base, pre_prompt="")
     return sample(gen, list(prompts), steps=steps, cfg=1.0, guidance=[guidance], latents=latents)
@@ -369,7 +368,6 @@ def generate_cfg(
     gen: Generator, prompts: Sequence[str], latents: torch.Tensor, steps: int, cfg: float
 ) -> torch.Tensor:
     """Baseline samples ``(B, C, H, W)`` in [0, 1]: plain classifier-free guidance of ``gen``."""
-    from ..diffusion.sampler import sample
 
     return sample(gen, list(prompts), steps=steps, cfg=cfg, latents=latents)
 

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from ..captioning import tckr_prompts
+from ..config import read_yaml_mapping
 from ..data import load_described, read_caption_list
 from ..diffusion.finetune import load_lora
 from ..diffusion.generator import LORA_WEIGHTS, GeneratorOptions, open_generator, refuse_pickle
@@ -91,7 +92,6 @@ def _read_json(path: Path) -> Any:
 def read_tckr_run(run_dir: Path) -> tuple[str, Path, dict]:
     """A finished TCKR run's generator (from ``config.yaml``, ``yaml.safe_load``), LoRA folder and
     member split (``split.json``); one-line UserErrors for anything else."""
-    from ..config import read_yaml_mapping
 
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():

@@ -61,10 +61,22 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
-from ..data import is_builtin
+from ..classifiers import (
+    build_classifier,
+    check_compatible,
+    load_classifier,
+    predict_logits,
+    train_classifier,
+)
+from ..data import concat, is_builtin, load_builtin, load_image_folder, read_member_list
+from ..distributed import processes, resolve_device
 from ..errors import UserError
-from ..teacher import TeacherConfig
+from ..metrics import low_fpr_note, membership_metrics, reported_fprs, roc_curve
+from ..report import plot_roc
+from ..runs import Run, atomic_save_tensors, load_tensors, run_phase
+from ..teacher import TeacherConfig, obtain_teacher, resolve_teacher
 
 
 def logit_scaled_confidence(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -230,7 +242,6 @@ def query_views(
     model: torch.nn.Module, views: torch.Tensor, device: str | torch.device = "cpu"
 ) -> torch.Tensor:
     """Logits ``(N, A, K)`` of ``model`` on augmented views ``(N, A, C, H, W)``."""
-    from ..classifiers import predict_logits
 
     n, a = views.shape[:2]
     return predict_logits(model, views.flatten(0, 1), device=device).view(n, a, -1)
@@ -257,10 +268,6 @@ def train_shadows(
     keep row differs is retrained. ``rows`` trains only those shadows (and returns only theirs), so
     separate processes can share the work.
     """
-    from tqdm.auto import tqdm
-
-    from ..classifiers import build_classifier, train_classifier
-    from ..runs import atomic_save_tensors, load_tensors
 
     out_dir.mkdir(parents=True, exist_ok=True)
     c = population.images.shape[1]
@@ -307,7 +314,6 @@ def train_shadows(
 
 def shadow_seconds(out_dir: Path, num_shadows: int) -> list[float]:
     """Training seconds of shadows ``0 .. num_shadows-1`` as recorded in their files (those that have one)."""
-    from ..runs import load_tensors
 
     paths = [out_dir / f"shadow_{m:03d}.safetensors" for m in range(num_shadows)]
     return [float(t["seconds"]) for p in paths if p.exists() and "seconds" in (t := load_tensors(p))]
@@ -369,7 +375,6 @@ def check_sources(cfg: LiraConfig) -> None:
 def load_population(cfg: LiraConfig, class_names: list[str] | None = None):
     """``(population ImageSet, is_member (N,) bool)`` for the audit. ``class_names``: the target's
     classes in label order, which the population's class folders must match."""
-    from ..data import concat, load_builtin, load_image_folder, read_member_list
 
     check_sources(cfg)
     if is_builtin(cfg.population):  # members: its train split; non-members: its held-out split
@@ -418,10 +423,6 @@ def prepare_audit(cfg, out: Path, resumable: tuple[str, ...] = ()) -> AuditData 
 
     Every input check happens before any training, so a mistake never costs trained models.
     """
-    from ..classifiers import check_compatible, load_classifier
-    from ..distributed import processes, resolve_device
-    from ..runs import Run, run_phase
-    from ..teacher import obtain_teacher, resolve_teacher
 
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
     cfg = resolve_teacher(cfg, cfg.population)
@@ -462,7 +463,6 @@ def prepare_audit(cfg, out: Path, resumable: tuple[str, ...] = ()) -> AuditData 
 
 def note_low_fpr(num_nonmembers: int) -> list[float]:
     """The FPRs to report for ``num_nonmembers``, printing (once) why 0.1% is left out, if it is."""
-    from ..metrics import low_fpr_note, reported_fprs
 
     if note := low_fpr_note(num_nonmembers):
         print(f"modelmine: note: {note}", file=sys.stderr)
@@ -471,9 +471,6 @@ def note_low_fpr(num_nonmembers: int) -> list[float]:
 
 def run(cfg: LiraConfig, out: Path) -> dict:
     """Train (or reuse) shadows, score the target, write ROC metrics, scores and ``roc.png``."""
-    from ..metrics import membership_metrics, roc_curve
-    from ..report import plot_roc
-    from ..runs import atomic_save_tensors
 
     check_num_models(cfg.num_shadows, ["lira"])
     data = prepare_audit(cfg, out, resumable=("num_shadows", "fix_variance"))

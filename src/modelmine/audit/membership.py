@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
+from ..metrics import membership_metrics, roc_curve
+from ..report import plot_roc
+from ..runs import atomic_save_tensors
 from ..teacher import TeacherConfig
 from . import lira, rmia
 
@@ -71,9 +74,6 @@ def _check(cfg: MembershipConfig) -> list[str]:
 
 def run(cfg: MembershipConfig, out: Path) -> dict:
     """Train (or reuse) the reference models, run every attack on the target, write metrics, scores, ``roc.png``."""
-    from ..metrics import membership_metrics, roc_curve
-    from ..report import plot_roc
-    from ..runs import atomic_save_tensors
 
     attacks = _check(cfg)
     data = lira.prepare_audit(cfg, out, resumable=SCORING_KEYS)

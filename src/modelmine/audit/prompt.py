@@ -62,6 +62,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..diffusion.guidance import Conditioning, lora_disabled, predict_eps
+from ..diffusion.sampler import sample
 from ..errors import UserError
 
 if TYPE_CHECKING:
@@ -144,7 +146,6 @@ def sample_states(
 ) -> torch.Tensor:
     """States ``(len(timesteps), num, *shape)``: ``num`` samples of ``ft`` with the empty prompt
     (DDIM, ``sample_steps``, seeded), each noised to every timestep with seeded noise."""
-    from ..diffusion.sampler import sample
 
     g = torch.Generator().manual_seed(seed * 1_000_003 + 104_729)
     latents = torch.randn((num, *ft.latent_shape), generator=g)
@@ -158,7 +159,6 @@ def sample_states(
 
 def _pretrained(ft: Generator, pre: Generator | None):
     """``(generator, context factory)`` of the pretrained prediction: ``pre``, or ``ft`` with LoRA off."""
-    from ..diffusion.guidance import lora_disabled
 
     if pre is not None:
         return pre, contextlib.nullcontext
@@ -177,7 +177,6 @@ def _predictions(ft, pre_gen, pre_ctx, conds: tuple[torch.Tensor, torch.Tensor],
     """Both models' conditional predictions ``(b * K, *shape)`` at the states ``xs`` ``(K, *shape)``
     at timestep ``t`` for the ``b`` prompts of ``conds`` (:func:`_encode`), every prompt against every
     state, in one UNet call per model."""
-    from ..diffusion.guidance import Conditioning, predict_eps
 
     b = conds[0].shape[0] // xs.shape[0]
     rows = xs.to(ft.device, ft.dtype).repeat(b, *([1] * (xs.dim() - 1)))  # (b*K, *shape)

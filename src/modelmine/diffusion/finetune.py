@@ -36,6 +36,9 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from diffusers.loaders import StableDiffusionLoraLoaderMixin
+from peft import LoraConfig
+from peft.utils import get_peft_model_state_dict
 
 from ..captioning import captions_for, tckr_prompts
 from ..data import ImageSet, fit_to, is_builtin, load_builtin, load_image_folder
@@ -91,7 +94,6 @@ def add_lora(
     ``B`` starts at zero, so the adapted UNet starts equal to the base one; ``A``'s random start
     comes from ``seed`` alone when given (the global RNG is left as it was).
     """
-    from peft import LoraConfig
 
     if rank < 1:
         raise UserError(f"LoRA rank must be >= 1, got {rank}")
@@ -113,14 +115,12 @@ def lora_state_dict(unet: torch.nn.Module, adapter_name: str = "default") -> dic
     attention keys, and a file mixing both formats loses the other ones on load (diffusers picks
     the format from the first key). diffusers' loaders read the peft format as it is.
     """
-    from peft.utils import get_peft_model_state_dict
 
     return get_peft_model_state_dict(unet, adapter_name=adapter_name)
 
 
 def save_lora(unet: torch.nn.Module, out_dir: str | Path, adapter_name: str = "default") -> Path:
     """Write ``out_dir/pytorch_lora_weights.safetensors`` (diffusers' ``save_lora_weights`` format)."""
-    from diffusers.loaders import StableDiffusionLoraLoaderMixin
 
     cfg = unet.peft_config[adapter_name]
     meta = lora_config_kwargs(cfg.r, cfg.lora_alpha, sorted(cfg.target_modules))
@@ -135,7 +135,6 @@ def save_lora(unet: torch.nn.Module, out_dir: str | Path, adapter_name: str = "d
 def load_lora(gen: Generator, path: str | Path, adapter_name: str = "default") -> None:
     """Load a diffusers-format LoRA (a folder or the ``.safetensors`` file) into ``gen.unet``, and the
     new words' rows saved beside it (``learned_embeds.safetensors``) into the tokenizer and text encoder."""
-    from diffusers.loaders import StableDiffusionLoraLoaderMixin
 
     p = Path(path)
     if p.is_dir():

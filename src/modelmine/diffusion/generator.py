@@ -30,9 +30,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+from safetensors import safe_open
+from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordLevel
+from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
 from ..errors import UserError
 from ..hub import local_model
+from ..runs import atomic_save_tensors, atomic_write_text, load_tensors
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 EMBEDDED_WEIGHTS = ASSETS / "embedded_generator.safetensors"
@@ -70,8 +76,6 @@ def build_word_tokenizer(words: list[str] | tuple[str, ...] = BASE_WORDS, max_le
     prompt in ``<|startoftext|> ... <|endoftext|>`` and pads with ``<pad>``. ``add_tokens`` works
     as for any transformers tokenizer (textual inversion adds its placeholder this way).
     """
-    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
-    from tokenizers.models import WordLevel
 
     vocab: dict[str, int] = {}
     for w in (PAD, UNK, BOS, EOS, *words):
@@ -97,7 +101,6 @@ def embedded_tokenizer_path(path: Path) -> Path:
 
 
 def _wrap_tokenizer(tok: Any, max_length: int):
-    from transformers import PreTrainedTokenizerFast
 
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -220,8 +223,6 @@ class Generator:
 
         ``unet_overrides`` replace entries of :func:`tiny_unet_config` (tests use smaller widths).
         """
-        from diffusers import DDIMScheduler, UNet2DConditionModel
-        from transformers import CLIPTextConfig, CLIPTextModel
 
         tokenizer = build_word_tokenizer(words)
         torch.manual_seed(seed)
@@ -238,11 +239,6 @@ class Generator:
         for p in (path, cfg_path, tok_path):
             if not p.is_file():
                 raise UserError(f"embedded generator file missing: {p} (run `modelmine pretrain`)")
-        from diffusers import DDIMScheduler, UNet2DConditionModel
-        from tokenizers import Tokenizer
-        from transformers import CLIPTextConfig, CLIPTextModel
-
-        from ..runs import load_tensors
 
         cfg = json.loads(cfg_path.read_text())
         tokenizer = _wrap_tokenizer(Tokenizer.from_file(str(tok_path)), cfg.get("max_tokens", MAX_TOKENS))
@@ -266,7 +262,6 @@ class Generator:
 
         (``embedded_generator.safetensors`` goes with ``embedded_tokenizer.json``.) Pixel-space only.
         """
-        from ..runs import atomic_save_tensors, atomic_write_text
 
         if self.vae is not None:
             raise UserError("save_embedded is for pixel-space generators; use save_pretrained")
@@ -314,8 +309,6 @@ class Generator:
         if str(path_or_id).endswith(".safetensors"):
             return cls.embedded(path_or_id)
         refuse_pickle(path_or_id, "generator")
-        from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-        from transformers import AutoTokenizer, CLIPTextModel
 
         src = local_model(str(path_or_id), "generator")  # a hub id: its cached snapshot, never a download
         root = Path(src)
@@ -344,14 +337,11 @@ class Generator:
         """Only the tokenizer of what :meth:`from_pretrained` loads (no weights read)."""
         src = str(path_or_id)
         if src == "embedded" or src.endswith(".safetensors"):
-            from tokenizers import Tokenizer
-
             _, cfg_path, tok_path = _embedded_files(None if src == "embedded" else src)
             if not (cfg_path.is_file() and tok_path.is_file()):
                 raise UserError(f"embedded generator file missing: {cfg_path} or {tok_path}")
             max_tokens = json.loads(cfg_path.read_text()).get("max_tokens", MAX_TOKENS)
             return _wrap_tokenizer(Tokenizer.from_file(str(tok_path)), max_tokens)
-        from transformers import AutoTokenizer
 
         src = local_model(src, "generator")
         try:
@@ -606,7 +596,6 @@ def checkpoint_kind(path: str | Path) -> Literal["lora", "full"]:
         raise UserError(f"{p} is neither a LoRA folder ({LORA_WEIGHTS}) nor a diffusers folder (unet/)")
     if p.suffix != ".safetensors":
         raise UserError(f"fine-tuned checkpoint {p} must be .safetensors or a diffusers folder")
-    from safetensors import safe_open
 
     try:
         with safe_open(str(p), framework="pt") as f:

@@ -47,6 +47,7 @@ from typing import NamedTuple, Protocol
 
 import torch
 import torch.nn as nn
+from peft.tuners.tuners_utils import BaseTunerLayer
 
 from ..errors import UserError
 from .generator import Generator
@@ -244,7 +245,6 @@ def lora_disabled(unet: nn.Module) -> Iterator[None]:
 
     Works for diffusers' ``load_lora_weights``/``add_adapter`` UNets and for peft ``PeftModel`` s.
     """
-    from peft.tuners.tuners_utils import BaseTunerLayer
 
     if hasattr(unet, "disable_adapter") and not hasattr(unet, "disable_adapters"):
         with unet.disable_adapter():  # a peft PeftModel

@@ -33,6 +33,7 @@ LoRA/DAG later close). Resumable: a checkpoint is written atomically every few m
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 import time
@@ -241,7 +242,6 @@ def _warm_start(gen: Generator, path: Path) -> None:
 
 
 def _lr_factor(step: int, cfg: PretrainConfig) -> float:
-    import math
 
     if step < cfg.warmup:
         return (step + 1) / cfg.warmup

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from diffusers import DDIMScheduler
 from tqdm.auto import tqdm
 
 from ..errors import UserError
@@ -42,7 +43,6 @@ from .guidance import EpsFn, Guide, Prediction, cfg_eps_fn, encode_conditioning,
 
 def ddim_timesteps(gen: Generator, steps: int) -> tuple[list[int], int]:
     """DDIM timesteps (descending) as diffusers' ``DDIMScheduler.set_timesteps``, and the step size."""
-    from diffusers import DDIMScheduler
 
     if steps < 1:
         raise UserError(f"sampling steps must be >= 1, got {steps}")

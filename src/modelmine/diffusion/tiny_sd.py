@@ -43,7 +43,24 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    PNDMScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
+from transformers import (
+    Blip2Config,
+    Blip2ForConditionalGeneration,
+    Blip2Processor,
+    BlipImageProcessor,
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTokenizer,
+)
 
+from ..data import ImageSet
 from ..errors import UserError
 
 Style = Literal["sd1", "sd2-base", "sd2-v"]
@@ -101,7 +118,6 @@ def write_clip_tokenizer_files(folder: Path, bpe: Path | None = None) -> tuple[P
 
 def clip_tokenizer(work: Path, pad_token: str = "<|endoftext|>"):
     """A ``CLIPTokenizer`` (77 tokens) built from CLIP's BPE file; its source files go under ``work``."""
-    from transformers import CLIPTokenizer
 
     vocab, merges = write_clip_tokenizer_files(work)
     return CLIPTokenizer(str(vocab), str(merges), pad_token=pad_token, model_max_length=77)
@@ -109,7 +125,6 @@ def clip_tokenizer(work: Path, pad_token: str = "<|endoftext|>"):
 
 def scheduler_for(style: Style):
     """The scheduler an SD folder of ``style`` ships (scaled-linear betas, 1000 steps)."""
-    from diffusers import DDIMScheduler, PNDMScheduler
 
     common = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1)
     if style == "sd2-v":
@@ -124,8 +139,6 @@ def build_tiny_sd(
 ) -> Path:
     """Write a tiny random-weight Stable Diffusion folder of ``style`` at ``out`` (16x16 images,
     8x8x4 latents) with ``StableDiffusionPipeline.save_pretrained``; returns ``out``."""
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
 
     if style not in STYLES:
         raise UserError(f"unknown tiny SD style '{style}' (one of {', '.join(STYLES)})")
@@ -174,7 +187,6 @@ def build_tiny_sd(
 def colour_squares(n: int = 24, size: int = 16, seed: int = 0):
     """An ImageSet of ``n`` RGB ``size`` x ``size`` images: a red, green or blue square (the class,
     ``i mod 3``; side ``3 size / 8``) at a seeded place on a dark background (uniform noise up to 0.05)."""
-    from ..data import ImageSet
 
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(n) % 3
@@ -191,12 +203,6 @@ def colour_squares(n: int = 24, size: int = 16, seed: int = 0):
 def build_tiny_blip2(out: str | Path, seed: int = 0) -> Path:
     """Write a tiny random-weight ``Blip2ForConditionalGeneration`` (OPT decoder) and its
     ``Blip2Processor`` at ``out`` with ``save_pretrained``; returns ``out``."""
-    from transformers import (
-        Blip2Config,
-        Blip2ForConditionalGeneration,
-        Blip2Processor,
-        BlipImageProcessor,
-    )
 
     out = Path(out)
     tokenizer = clip_tokenizer(out / ".tokenizer-src")

@@ -37,10 +37,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from tokenizers import AddedToken
 
 from ..errors import UserError
 from ..runs import FLOAT_DTYPES, atomic_save_tensors, load_tensors, non_finite, read_header
 from .generator import Generator, upcast_trainable
+from .pretrain import train_step
 
 LEARNED_EMBEDS = "learned_embeds.safetensors"
 # The word a new word's row starts from: in every vocabulary (CLIP's and the embedded one), the most
@@ -58,7 +60,6 @@ def add_placeholder_tokens(
     mean embedding. A token that already exists is an error (pick a fresh placeholder like ``<t1>``).
     ``single_word``: the token matches whole words only (``"he"`` never splits ``"the"``).
     """
-    from tokenizers import AddedToken
 
     tok = gen.tokenizer
     for t in tokens:
@@ -241,7 +242,6 @@ def train_textual_inversion(
     ``templates`` hold ``{t}`` for the placeholder (e.g. ``"a {t} three"`` to learn a style of one
     class). The token is added first if the tokenizer does not know it yet.
     """
-    from .pretrain import train_step
 
     if token not in gen.tokenizer.get_vocab():
         add_placeholder_tokens(gen, [token], init_word)

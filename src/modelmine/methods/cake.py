@@ -106,7 +106,7 @@ from ..distill import StudentConfig, distill_synthetic_batches
 from ..distributed import processes
 from ..errors import UserError
 from ..runs import synthesize_merged
-from ..teacher import TeacherConfig, open_data_free_run, resolve_teacher
+from ..teacher import TeacherConfig, data_num_classes, open_data_free_run, resolve_teacher
 
 
 @dataclass
@@ -348,7 +348,6 @@ def resolve_sizes(cfg: CakeConfig) -> CakeConfig:
     """``cfg`` with the sizes that depend on the teacher filled in: its input size, ``num_groups`` =
     its number of classes (a group holds one sample of each), ``batch_size`` the multiple of it
     nearest 100 samples."""
-    from ..teacher import data_num_classes
 
     cfg = resolve_teacher(cfg, cfg.data, cfg.test_data)
     k = cfg.num_groups if cfg.num_groups is not None else data_num_classes(cfg.teacher, cfg.data)

@@ -97,12 +97,37 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data import quantize
-from ..diffusion.generator import GeneratorOptions
-from ..distill import StudentConfig, resolve_student_size
-from ..distributed import Shard
+from ..bn_statistics import BNStatistics, require_batchnorm
+from ..classifiers import (
+    ClassifierInfo,
+    build_classifier,
+    load_classifier,
+    predict_logits,
+    save_classifier,
+    taking_any_size,
+    train_classifier,
+)
+from ..data import ImageSet, fit_to, is_builtin, load_builtin, load_image_folder, quantize, save_image_folder
+from ..diffusion.generator import Generator, GeneratorOptions, open_generator
+from ..diffusion.guidance import CorrectXt, LossGradient
+from ..diffusion.sampler import ddim_timesteps, sample
+from ..diffusion.tokens import (
+    add_placeholder_tokens,
+    load_learned_embeds,
+    note_new_words,
+    restore_other_rows,
+    save_learned_embeds,
+    token_parameter,
+    unknown_words,
+)
+from ..distill import StudentConfig, fit_student, resolve_student_size
+from ..distributed import Shard, processes, resolve_device
 from ..errors import UserError
-from ..teacher import TeacherConfig
+from ..metrics import classifier_features, frechet_distance, precision_recall
+from ..report import class_grid_index, save_grid
+from ..runs import Run, atomic_write_text, run_phase, run_tasks, synthesize_batches
+from ..runs import load_generated as read
+from ..teacher import TeacherConfig, open_data_free_run
 
 if TYPE_CHECKING:
     from ..diffusion.guidance import Guide
@@ -178,7 +203,6 @@ def dag_step_sizes(gen, steps: int, step: float = 1.0) -> dict[int, float]:
     """The x_t form's correction size (its RMS) per DDIM timestep ``t``: ``step * sqrt(a_{t-1} - a_t)``,
     the difference in noise variance between two adjacent *training* timesteps (``a`` =
     ``alphas_cumprod``). The last DDIM step is left out, as in the official code."""
-    from ..diffusion.sampler import ddim_timesteps
 
     timesteps, _ = ddim_timesteps(gen, steps)
     a = gen.scheduler.alphas_cumprod.to(torch.float64)
@@ -203,8 +227,6 @@ def dag_guidance(
     (:class:`~modelmine.diffusion.guidance.LossGradient`), on every step. No BatchNorm: a
     one-line error.
     """
-    from ..bn_statistics import BNStatistics
-    from ..diffusion.guidance import CorrectXt, LossGradient
 
     classifier.eval()
     stats = BNStatistics(classifier, "DAG", DAG_INSTEAD, deferred=True)  # keeps DAG's rounding
@@ -245,8 +267,6 @@ def train_class_tokens(
     token rows with the classifier's cross-entropy. A class whose batch is at least
     ``cat_stop_acc`` classified as the class is frozen (early stop).
     """
-    from ..diffusion.sampler import sample
-    from ..diffusion.tokens import add_placeholder_tokens, restore_other_rows, token_parameter
 
     k = len(class_names)
     tokens = cat_tokens(k)
@@ -301,9 +321,6 @@ def train_class_tokens(
 # ------------------------------------------------------------------------------------------------
 def _load(cfg: DdisConfig, out: Path):
     """``(generator, teacher, info)`` in eval mode, the teacher frozen."""
-    from ..classifiers import load_classifier, taking_any_size
-    from ..diffusion.generator import open_generator
-    from ..distributed import resolve_device
 
     device = resolve_device(cfg.device)
     gen = open_generator(cfg.generator, cfg, device)
@@ -329,8 +346,6 @@ def token_set(cfg: DdisConfig, variant: str) -> tuple[str, bool]:
 def task_train_cat(cfg: DdisConfig, out: str, folder: str = "cat", with_dag: bool = False) -> dict:
     """Train the class alignment tokens into ``<folder>/learned_embeds.safetensors`` (skipped if
     present), on DAG-guided samples when ``with_dag``."""
-    from ..diffusion.tokens import save_learned_embeds
-    from ..runs import atomic_write_text
 
     path = Path(out) / folder / "learned_embeds.safetensors"
     info_path = path.with_name("train_info.json")
@@ -352,9 +367,6 @@ def task_generate(cfg: DdisConfig, out: str, variant: str, shard: Shard | None =
 
     Every variant uses the same targets and the same start noise per batch.
     """
-    from ..diffusion.sampler import sample
-    from ..diffusion.tokens import load_learned_embeds
-    from ..runs import Run, synthesize_batches
 
     run_ = Run(out)
     gen, teacher, info = _load(cfg, run_.dir)
@@ -383,9 +395,6 @@ def task_generate(cfg: DdisConfig, out: str, variant: str, shard: Shard | None =
 
 def task_student(cfg: DdisConfig, out: str, variant: str) -> None:
     """KD student on a variant's images (``students/<variant>.safetensors``)."""
-    from ..classifiers import load_classifier
-    from ..distill import fit_student
-    from ..distributed import resolve_device
 
     path = Path(out) / "students" / f"{variant}.safetensors"
     if path.exists():
@@ -403,7 +412,6 @@ def task_student(cfg: DdisConfig, out: str, variant: str) -> None:
 def reference_images(cfg: DdisConfig, image_size: int, channels: int, class_names: list[str]):
     """Real images the metrics compare against: the user's ``test_data`` (the only real images a
     data-free user has), else the train split of the private ``data`` the teacher learned from."""
-    from ..data import fit_to, is_builtin, load_builtin, load_image_folder
 
     if cfg.test_data is not None:
         return load_image_folder(cfg.test_data, size=image_size, channels=channels, class_names=class_names)
@@ -416,7 +424,6 @@ def reference_images(cfg: DdisConfig, image_size: int, channels: int, class_name
 
 def task_feature_classifier(cfg: DdisConfig, out: str) -> None:
     """The metric classifier: ``feature_preset`` trained on :func:`reference_images` (not the teacher)."""
-    from ..classifiers import ClassifierInfo, build_classifier, save_classifier, train_classifier
 
     path = Path(out) / "feature_classifier.safetensors"
     if path.exists():
@@ -444,8 +451,6 @@ def num_batches(cfg: DdisConfig) -> int:
 def load_generated(run_dir: Path, variant: str, cfg: DdisConfig) -> dict:
     """All of ``variant``'s images ``(N, C, H, W)``, targets ``(N,)``, teacher probabilities ``(N, K)``
     and generation ``seconds`` (a missing batch is an error, not a smaller set)."""
-    from ..runs import Run
-    from ..runs import load_generated as read
 
     keys = ("images", "targets", "probs")
     return read(Run(run_dir), f"generated_{variant}", cfg.num_images, cfg.batch_size, keys)
@@ -461,7 +466,6 @@ def synthesize_variants(cfg: DdisConfig, out: str, variants: list[str], main_var
     every process generates its share of each variant's batches. Returns the main variant's token
     training summary (``{}`` without CAT, or in other processes).
     """
-    from ..runs import run_phase
 
     token_sets = sorted({token_set(cfg, v) for v in variants if USES[v][1]})
     once = [(task_train_cat, (cfg, out, *ts)) for ts in token_sets] + [(task_feature_classifier, (cfg, out))]
@@ -479,9 +483,6 @@ def variant_metrics(
 ) -> dict:
     """Per variant: FID, precision/recall on the feature classifier, the teacher's agreement with
     the prompted class, the student's test accuracy; writes ``grid_<variant>.png``."""
-    from ..classifiers import load_classifier, predict_logits, taking_any_size
-    from ..metrics import classifier_features, frechet_distance, precision_recall
-    from ..report import class_grid_index, save_grid
 
     features_model, _ = load_classifier(run_.dir / "feature_classifier.safetensors")
     extract = classifier_features(features_model, device=device)
@@ -509,7 +510,6 @@ def variant_metrics(
 
 def write_synthetic(run_dir: Path, cfg: DdisConfig, variant: str, class_names: list[str]) -> dict:
     """``synthetic/``: ``variant``'s images as an ImageFolder labelled by the teacher, with soft labels."""
-    from ..data import ImageSet, save_image_folder
 
     b = load_generated(run_dir, variant, cfg)
     save_image_folder(
@@ -521,8 +521,6 @@ def write_synthetic(run_dir: Path, cfg: DdisConfig, variant: str, class_names: l
 def note_unknown_class_words(cfg: DdisConfig, class_names: list[str]) -> list[str]:
     """One stderr line naming the class-prompt words the generator's tokenizer maps to its unknown
     token (they cannot get trained rows here: DDIS fine-tunes nothing); returns them."""
-    from ..diffusion.generator import Generator
-    from ..diffusion.tokens import note_new_words, unknown_words
 
     try:
         tokenizer = Generator.load_tokenizer(cfg.generator)
@@ -543,7 +541,6 @@ def note_unknown_class_words(cfg: DdisConfig, class_names: list[str]) -> list[st
 
 def _derive_student_size(cfg: DdisConfig) -> DdisConfig:
     """``student.image_size`` from the generator's resolution and the teacher's (recorded in config.yaml)."""
-    from ..diffusion.generator import Generator
 
     size = Generator.geometry(cfg.generator)[0]
     return replace(cfg, student=resolve_student_size(cfg.student, cfg.teacher.image_size, size))
@@ -551,11 +548,6 @@ def _derive_student_size(cfg: DdisConfig) -> DdisConfig:
 
 def run(cfg: DdisConfig, out: Path) -> dict:
     """`modelmine ddis`: CAT training, generation (DDIS + ablations), students, quality metrics."""
-    from ..bn_statistics import require_batchnorm
-    from ..classifiers import predict_logits
-    from ..distributed import processes
-    from ..runs import run_tasks
-    from ..teacher import open_data_free_run
 
     t_start = time.time()
     torch.set_num_threads(max(1, cfg.threads))

@@ -67,12 +67,43 @@ from pathlib import Path
 
 import torch
 
-from ..diffusion.finetune import UNET_LORA_TARGETS
-from ..diffusion.generator import GeneratorOptions
-from ..distill import TCKR_STUDENT, StudentConfig, resolve_student_size
-from ..distributed import Shard
+from ..audit import rmia
+from ..audit.lira import (
+    check_num_models,
+    headline_variant,
+    keep_masks,
+    note_low_fpr,
+    query_views,
+    score_target,
+    shifted_views,
+    train_shadows,
+)
+from ..captioning import captions_for, tckr_prompts
+from ..classifiers import check_compatible, load_classifier, predict_logits, taking_any_size
+from ..data import (
+    ImageSet,
+    concat,
+    describe_members,
+    fit_to,
+    is_builtin,
+    load_builtin,
+    load_image_folder,
+    quantize,
+    read_caption_list,
+    save_image_folder,
+    split_holdout,
+)
+from ..diffusion.finetune import UNET_LORA_TARGETS, TrainSettings, finetune_or_load
+from ..diffusion.generator import Generator, GeneratorOptions, check_dtype, check_serves, open_generator
+from ..diffusion.sampler import sample
+from ..distill import TCKR_STUDENT, StudentConfig, fit_student, resolve_student_size
+from ..distributed import Shard, processes, resolve_device
 from ..errors import UserError
-from ..teacher import TeacherConfig, resolve_teacher
+from ..metrics import membership_metrics, roc_curve
+from ..report import plot_roc, plot_tradeoff, save_grid
+from ..runs import Run, atomic_save_tensors, atomic_write_text, run_phase, run_tasks, synthesize_batches
+from ..runs import load_generated as read
+from ..teacher import TeacherConfig, obtain_teacher, resolve_teacher
 
 VARIANTS = ("caption", "fixed")  # "<class>: <caption>" prompts, and the class-name-only ablation
 
@@ -153,7 +184,6 @@ def num_synthetic(cardinality: float, num_private: int) -> int:
 # ------------------------------------------------------------------------------------------------
 def load_private(cfg: TckrConfig, size: int, channels: int | None = None):
     """``(train, test, heldout)`` ImageSets at ``size`` (train = the private members)."""
-    from ..data import ImageSet, fit_to, is_builtin, load_builtin, load_image_folder, split_holdout
 
     if is_builtin(cfg.data):
         sets = [load_builtin(cfg.data, s, size) for s in ("train", "test", "heldout")]
@@ -178,10 +208,6 @@ def load_private(cfg: TckrConfig, size: int, channels: int | None = None):
 def _prompts(cfg: TckrConfig, run_dir: Path, train, device: torch.device | str) -> dict[str, list[str]]:
     """Per variant, one fine-tuning prompt per private image (captions cached in ``captions.json``;
     a model captioner runs on ``device`` in the generator's ``cfg.dtype``)."""
-    from ..captioning import captions_for, tckr_prompts
-    from ..data import read_caption_list
-    from ..diffusion.generator import check_dtype
-    from ..runs import atomic_write_text
 
     path = run_dir / "captions.json"
     if path.exists():
@@ -207,12 +233,6 @@ def task_generate(cfg: TckrConfig, out: str, variant: str, n: int, shard: Shard 
     """Fine-tune a LoRA on the ``variant`` prompts (``lora_<variant>/``), then generate ``n`` images
     into ``generated_<variant>/`` batch by batch (only ``shard``'s batches, when given). Resumes
     from both; with ``n = 0`` it only fine-tunes."""
-    from ..data import quantize
-    from ..diffusion.finetune import TrainSettings, finetune_or_load
-    from ..diffusion.generator import open_generator
-    from ..diffusion.sampler import sample
-    from ..distributed import resolve_device
-    from ..runs import Run, synthesize_batches
 
     run_ = Run(out)
     device = resolve_device(cfg.device)
@@ -241,23 +261,18 @@ def load_generated(
     cfg: TckrConfig, run_dir: Path, variant: str, n: int
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """The first ``n`` generated images ``(n, C, H, W)``, their prompt classes ``(n,)`` and seconds."""
-    from ..runs import Run
-    from ..runs import load_generated as read
 
     b = read(Run(run_dir), f"generated_{variant}", n, cfg.gen_batch_size, keys=("images", "labels"))
     return b["images"], b["labels"], b["seconds"]
 
 
 def task_teacher(cfg: TckrConfig, out: str) -> None:
-    from ..distributed import resolve_device
-    from ..teacher import obtain_teacher
 
     train, _, _ = load_private(cfg, cfg.teacher.image_size)
     obtain_teacher(cfg.teacher, Path(out), train, resolve_device(cfg.device))
 
 
 def _population(cfg: TckrConfig, size: int):
-    from ..data import concat
 
     train, _, heldout = load_private(cfg, size)
     member = torch.cat(
@@ -268,8 +283,6 @@ def _population(cfg: TckrConfig, size: int):
 
 def task_shadows(cfg: TckrConfig, out: str, rows: list[int]) -> None:
     """Train LiRA shadow models ``rows`` (files in ``shadows/``)."""
-    from ..audit.lira import check_num_models, keep_masks, shifted_views, train_shadows
-    from ..distributed import resolve_device
 
     population, is_member = _population(cfg, cfg.teacher.image_size)
     check_num_models(cfg.num_shadows, ["lira"])
@@ -289,8 +302,6 @@ def labelled_synthetic(cfg: TckrConfig, out: str | Path, teacher, info, variant:
     """The first ``n`` ``variant`` images at the student's input size ``(n, C, S, S)``, their prompt
     classes ``(n,)``, the teacher's softmax on them at its own size ``(n, K)`` and the generation
     seconds."""
-    from ..classifiers import predict_logits
-    from ..data import fit_to
 
     images, prompt_labels, seconds = load_generated(cfg, Path(out), variant, n)
     at_teacher = fit_to(images, info.image_size, info.in_channels)  # (n, C, H, W)
@@ -302,9 +313,6 @@ def labelled_synthetic(cfg: TckrConfig, out: str | Path, teacher, info, variant:
 def task_student(cfg: TckrConfig, out: str, name: str, variant: str, n: int, hard: bool) -> None:
     """Train student ``name`` on the first ``n`` ``variant`` images with the teacher's soft (or hard)
     labels; saved as ``students/<name>.safetensors``."""
-    from ..classifiers import load_classifier
-    from ..distill import fit_student
-    from ..distributed import resolve_device
 
     path = Path(out) / "students" / f"{name}.safetensors"
     if path.exists():
@@ -348,7 +356,6 @@ def _synthesize(cfg: TckrConfig, o: str, procs, top: int, variants: list[str]) -
     once on the main process while every process trains its share of the shadows, then every
     process generates its share of the batches with the LoRAs.
     """
-    from ..runs import run_phase
 
     ids = procs.shard.items(cfg.num_shadows)  # all of them, unless launched as several processes
     chunk = max(1, math.ceil(len(ids) / (2 * max(1, cfg.workers))))
@@ -368,11 +375,6 @@ def run(cfg: TckrConfig, out: Path) -> dict:
     """The whole pipeline; writes ``synthetic/`` (generated images only), ``split.json`` (which
     private images are members and which non-members), students, LiRA scores, ``samples.png``,
     ``tradeoff.png``, ``roc.png`` and ``metrics.json``."""
-    from ..classifiers import check_compatible, load_classifier
-    from ..data import describe_members
-    from ..diffusion.generator import Generator, check_serves
-    from ..distributed import processes, resolve_device
-    from ..runs import Run, atomic_write_text, run_tasks
 
     t_start = time.time()
     torch.set_num_threads(max(1, cfg.threads))
@@ -429,8 +431,6 @@ def run(cfg: TckrConfig, out: Path) -> dict:
 
 def _write_synthetic(run_, images, prompt_labels, probs, class_names: list[str]) -> None:
     """``synthetic/`` (generated images with the teacher's labels and soft labels) and ``samples.png``."""
-    from ..data import ImageSet, save_image_folder
-    from ..report import save_grid
 
     def write() -> dict:
         dataset = ImageSet(images, probs.argmax(1), class_names)
@@ -446,20 +446,6 @@ def _write_synthetic(run_, images, prompt_labels, probs, class_names: list[str])
 
 def _audit(cfg: TckrConfig, run_, teacher, info, plan, test, device) -> dict:
     """LiRA and RMIA on the teacher and every student with one set of shadows; ``roc.png``, ``tradeoff.png``."""
-    from ..audit import rmia
-    from ..audit.lira import (
-        headline_variant,
-        keep_masks,
-        note_low_fpr,
-        query_views,
-        score_target,
-        shifted_views,
-        train_shadows,
-    )
-    from ..classifiers import load_classifier, predict_logits, taking_any_size
-    from ..metrics import membership_metrics, roc_curve
-    from ..report import plot_roc, plot_tradeoff
-    from ..runs import atomic_save_tensors
 
     population, is_member = _population(cfg, info.image_size)
     views = shifted_views(population.images)
