@@ -411,6 +411,16 @@ def check_training(
         raise UserError(f"noise must be an amplitude in [0, 1], got {noise}")
 
 
+def augment_batch(x: torch.Tensor, augment: float, noise: float, g: torch.Generator) -> torch.Tensor:
+    """A training batch ``(B, C, H, W)`` shifted by up to ``augment`` pixels and given faint noise of
+    amplitude up to ``noise`` (each skipped at 0)."""
+    if augment > 0:
+        x = random_shift(x, augment, g)
+    if noise > 0:
+        x = faint_noise(x, noise, g)
+    return x
+
+
 def fit(
     model: nn.Module,
     images: torch.Tensor,
@@ -429,7 +439,8 @@ def fit(
     desc: str = "train",
     targets_of: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> nn.Module:
-    """The one training loop: AdamW, cosine schedule, batched random shifts.
+    """The one training loop: AdamW, one-cycle learning rate (15% warm-up, then cosine annealing),
+    batched random shifts.
 
     ``images`` ``(N, C, H, W)`` in [0, 1]; ``targets`` ``(N,)`` labels or ``(N, K)`` soft labels,
     passed with the logits to ``loss_fn(logits, targets)``. ``augment`` is the max shift in pixels;
@@ -456,12 +467,7 @@ def fit(
             idx = perm[i * batch_size : (i + 1) * batch_size]
             if len(idx) < 2 and len(images) >= 2:
                 continue  # BatchNorm cannot train on a batch of one
-            x = images[idx]
-            if augment > 0:
-                x = random_shift(x, augment, g)
-            if noise > 0:
-                x = faint_noise(x, noise, g)
-            x = x.to(device)
+            x = augment_batch(images[idx], augment, noise, g).to(device)
             if targets_of is None:
                 y = targets[idx].to(device)
             else:

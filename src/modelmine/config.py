@@ -74,34 +74,42 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise UserError(f"config key '{key}': expected true/false, got {value!r}")
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            else:
-                raise UserError(f"config key '{key}': expected an integer, got {value!r}")
-        if value < 0 and not key.split(".")[-1].endswith("seed"):
-            # every integer setting is a count, a size or a step number; only seeds may be negative
-            raise UserError(f"config key '{key}': must be >= 0, got {value}")
-        return value
+        return _coerce_int(value, key)
     if tp is float:
-        if isinstance(value, str):  # PyYAML reads "1e-3" as a string (YAML 1.1 wants "1.0e-3")
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise UserError(f"config key '{key}': expected a number, got {value!r}")
-        try:
-            value = float(value)
-        except OverflowError:  # an integer too large for a float
-            value = math.inf
-        if not math.isfinite(value):  # NaN or inf would only make every later number meaningless
-            raise UserError(f"config key '{key}': must be a finite number, got {value}")
-        return value
+        return _coerce_float(value, key)
     if tp is str:
         if value is None or isinstance(value, dict | list):
             raise UserError(f"config key '{key}': expected a string, got {value!r}")
         return str(value)
+    return value
+
+
+def _coerce_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise UserError(f"config key '{key}': expected an integer, got {value!r}")
+    if value < 0 and not key.split(".")[-1].endswith("seed"):
+        # every integer setting is a count, a size or a step number; only seeds may be negative
+        raise UserError(f"config key '{key}': must be >= 0, got {value}")
+    return value
+
+
+def _coerce_float(value: Any, key: str) -> float:
+    if isinstance(value, str):  # PyYAML reads "1e-3" as a string (YAML 1.1 wants "1.0e-3")
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UserError(f"config key '{key}': expected a number, got {value!r}")
+    try:
+        value = float(value)
+    except OverflowError:  # an integer too large for a float
+        value = math.inf
+    if not math.isfinite(value):  # NaN or inf would only make every later number meaningless
+        raise UserError(f"config key '{key}': must be a finite number, got {value}")
     return value
 
 

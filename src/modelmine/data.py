@@ -598,41 +598,29 @@ def _check_link(path: Path, root: Path, real_root: Path) -> None:
             raise UserError(f"{path} links outside the data folder {root}; copy the file in instead")
 
 
-def load_image_folder(
-    root: str | Path,
-    size: int | None = None,
-    channels: int | None = None,
-    class_names: list[str] | None = None,
-) -> ImageSet:
-    """Read ``root/<class>/*.<img>`` (+ optional ``metadata.jsonl`` captions).
-
-    ``size``: resize every image to ``size x size``; without it all images must share one size.
-    ``channels``: 1 (greyscale) or 3 (RGB); by default taken from the first image.
-    ``class_names``: the expected classes in label order (e.g. a teacher's); folders must match.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"data folder not found: {root}")
-    if size is not None:
-        check_image_size(size)
-    real_root = root.resolve()
+def _class_folders(root: Path, real_root: Path, class_names: list[str] | None) -> list[str]:
+    """The class names in label order: ``class_names`` when given (the folders must match them),
+    else the sorted sub-folder names."""
     found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     for c in found:
         _check_link(root / c, root, real_root)
     if not found:
         raise UserError(f"data folder {root} has no class sub-folders (expected {root}/<class>/*.png)")
-    if class_names is not None:
-        missing = [c for c in class_names if c not in found]
-        extra = [c for c in found if c not in class_names]
-        if missing or extra:
-            raise UserError(
-                f"data folder {root} classes do not match the model's {len(class_names)} classes"
-                + (f"; missing folder(s): {', '.join(missing)}" if missing else "")
-                + (f"; unexpected folder(s): {', '.join(extra)}" if extra else "")
-            )
-        names = list(class_names)
-    else:
-        names = found
+    if class_names is None:
+        return found
+    missing = [c for c in class_names if c not in found]
+    extra = [c for c in found if c not in class_names]
+    if missing or extra:
+        raise UserError(
+            f"data folder {root} classes do not match the model's {len(class_names)} classes"
+            + (f"; missing folder(s): {', '.join(missing)}" if missing else "")
+            + (f"; unexpected folder(s): {', '.join(extra)}" if extra else "")
+        )
+    return list(class_names)
+
+
+def _image_files(root: Path, real_root: Path, names: list[str]) -> list[tuple[Path, int]]:
+    """``(file, label)`` for every image of every class folder, sorted within a class."""
     files: list[tuple[Path, int]] = []
     for ci, c in enumerate(names):
         listed = [f for f in (root / c).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES]
@@ -642,14 +630,15 @@ def load_image_folder(
         if not imgs:
             raise UserError(f"class folder {root / c} holds no images")
         files += [(f, ci) for f in imgs]
-    mode = None
-    if channels is not None:
-        if channels not in (1, 3):
-            raise UserError(f"channels must be 1 or 3, got {channels}")
-        mode = "L" if channels == 1 else "RGB"
+    return files
+
+
+def _read_images(files: list[Path], size: int | None, mode: str | None) -> torch.Tensor:
+    """The images as ``(N, C, H, W)`` floats in [0, 1]: resized to ``size`` when given, else all of
+    one size; ``mode`` "L" or "RGB", by default the first image's."""
     arrays = []
     first_shape = None
-    for f, _ in files:
+    for f in files:
         if mode is None:
             with _open_image(f) as im:
                 mode = "L" if im.mode in GREY_MODES else "RGB"
@@ -667,11 +656,36 @@ def load_image_folder(
             a = np.asarray(im.resize((size, size), Image.BICUBIC), dtype=np.float32) / 255.0
         arrays.append(a)
     x = torch.from_numpy(np.stack(arrays))
-    x = x[:, None] if x.dim() == 3 else x.permute(0, 3, 1, 2)
+    return (x[:, None] if x.dim() == 3 else x.permute(0, 3, 1, 2)).contiguous()
+
+
+def load_image_folder(
+    root: str | Path,
+    size: int | None = None,
+    channels: int | None = None,
+    class_names: list[str] | None = None,
+) -> ImageSet:
+    """Read ``root/<class>/*.<img>`` (+ optional ``metadata.jsonl`` captions).
+
+    ``size``: resize every image to ``size x size``; without it all images must share one size.
+    ``channels``: 1 (greyscale) or 3 (RGB); by default taken from the first image.
+    ``class_names``: the expected classes in label order (e.g. a teacher's); folders must match.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"data folder not found: {root}")
+    if size is not None:
+        check_image_size(size)
+    if channels is not None and channels not in (1, 3):
+        raise UserError(f"channels must be 1 or 3, got {channels}")
+    real_root = root.resolve()
+    names = _class_folders(root, real_root, class_names)
+    files = _image_files(root, real_root, names)
+    mode = None if channels is None else ("L" if channels == 1 else "RGB")
+    x = _read_images([f for f, _ in files], size, mode)
     labels = torch.tensor([ci for _, ci in files], dtype=torch.long)
     rel = [f"{f.parent.name}/{f.name}" for f, _ in files]
-    captions = _read_captions(root, rel)
-    return ImageSet(x.contiguous(), labels, names, captions, rel, str(root))
+    return ImageSet(x, labels, names, _read_captions(root, rel), rel, str(root))
 
 
 def _read_captions(root: Path, rel: list[str]) -> list[str] | None:

@@ -135,6 +135,18 @@ def load_members(run_dir: Path, split: dict, size: int, channels: int):
     return members.images, prompts, nonmembers.images[keep]
 
 
+def leak_threshold(cfg: AuditGeneratorConfig, features, train_feats: torch.Tensor, nonmembers) -> float:
+    """``cfg.calibrated_threshold``, or the one calibrated on the held-out images ``(M, C, H, W)``."""
+    if cfg.calibrated_threshold is not None:
+        return cfg.calibrated_threshold
+    if len(nonmembers) == 0:
+        raise UserError(
+            f"{cfg.run}'s split has no held-out images of the members' classes to calibrate the "
+            "leak threshold; set calibrated_threshold"
+        )
+    return calibrate_threshold(train_feats, features(nonmembers), cfg.calibration_quantile)
+
+
 def run(cfg: AuditGeneratorConfig, out: Path) -> dict:
     """FineXtract (and the CFG baseline) on ``cfg.run/lora_caption``. Writes ``metrics.json``
     (``leaked_images``: private images whose best match reaches the calibrated threshold;
@@ -162,14 +174,7 @@ def run(cfg: AuditGeneratorConfig, out: Path) -> dict:
     images, prompts, nonmembers = load_members(Path(cfg.run), split, gen.image_size, gen.channels)
     features = build_features(cfg.features, min(gen.image_size, 64), device)
     train_feats = features(images)
-    calibrated = cfg.calibrated_threshold  # leaked_images counts against it
-    if calibrated is None and len(nonmembers) == 0:
-        raise UserError(
-            f"{cfg.run}'s split has no held-out images of the members' classes to calibrate the "
-            "leak threshold; set calibrated_threshold"
-        )
-    if calibrated is None:
-        calibrated = calibrate_threshold(train_feats, features(nonmembers), cfg.calibration_quantile)
+    calibrated = leak_threshold(cfg, features, train_feats, nonmembers)  # leaked_images counts against it
     w, k = resolve_guidance("lora", cfg.w, cfg.k, gen.vae is None)
     random.Random(cfg.seed).shuffle(prompts)  # generation i uses prompts[i % N] in a seeded order
     steps, s = cfg.sample_steps, cfg.baseline_cfg

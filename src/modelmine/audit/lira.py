@@ -57,6 +57,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -270,46 +271,53 @@ def train_shadows(
     """
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    c = population.images.shape[1]
     digest = views_digest(views)
-    all_logits = []
+    ms = range(keep.shape[0]) if rows is None else rows
+    return torch.stack(
+        [
+            _shadow_logits(
+                population, keep[m], recipe, m, out_dir / f"shadow_{m:03d}.safetensors", views, digest, device
+            )
+            for m in tqdm(ms, desc="shadows", disable=not progress)
+        ]
+    )
 
-    def build(m: int) -> torch.nn.Module:
-        return build_classifier(
-            recipe.preset, population.num_classes, c, recipe.image_size, seed=recipe.seed + 1000 + m
-        )
 
-    for m in tqdm(range(keep.shape[0]) if rows is None else rows, desc="shadows", disable=not progress):
-        path = out_dir / f"shadow_{m:03d}.safetensors"
-        saved = load_tensors(path) if path.exists() else {}
-        if saved and torch.equal(saved["keep"], keep[m]):
-            if torch.equal(saved.get("views", torch.zeros(0, dtype=torch.uint8)), digest):
-                all_logits.append(saved["logits"])
-                continue
-            weights = {k[len("model.") :]: v for k, v in saved.items() if k.startswith("model.")}
-            if weights:  # the same shadow asked new queries: no retraining
-                model = build(m)
-                model.load_state_dict(weights)
-                logits = query_views(model, views, device)
-                atomic_save_tensors(path, {**saved, "logits": logits, "views": digest})
-                all_logits.append(logits)
-                continue
-        t0 = time.time()
-        model = build(m)
-        idx = torch.nonzero(keep[m]).squeeze(1)
-        train_classifier(
-            model, population.images[idx], population.labels[idx], epochs=recipe.epochs, lr=recipe.lr,
-            batch_size=recipe.batch_size, weight_decay=recipe.weight_decay, augment=recipe.augment,
-            noise=recipe.noise, seed=recipe.seed + 1000 + m, device=device,
-        )  # fmt: skip
-        logits = query_views(model, views, device)
-        weights = {f"model.{k}": v for k, v in model.state_dict().items()}
-        seconds = torch.tensor(time.time() - t0, dtype=torch.float64)
-        atomic_save_tensors(
-            path, {"logits": logits, "keep": keep[m], "views": digest, "seconds": seconds, **weights}
-        )
-        all_logits.append(logits)
-    return torch.stack(all_logits)
+def _shadow_logits(
+    population, keep_m: torch.Tensor, recipe, m: int, path: Path, views: torch.Tensor, digest, device
+) -> torch.Tensor:
+    """Shadow ``m``'s logits on ``views`` ``(N, A, K)``: read from ``path`` when it was trained on
+    ``keep_m`` and asked these views, answered by its saved weights when only the views are new,
+    else trained now and saved."""
+    saved = load_tensors(path) if path.exists() else {}
+    seed = recipe.seed + 1000 + m
+    c = population.images.shape[1]
+    build = partial(build_classifier, recipe.preset, population.num_classes, c, recipe.image_size, seed=seed)
+    if saved and torch.equal(saved["keep"], keep_m):
+        if torch.equal(saved.get("views", torch.zeros(0, dtype=torch.uint8)), digest):
+            return saved["logits"]
+        weights = {k[len("model.") :]: v for k, v in saved.items() if k.startswith("model.")}
+        if weights:  # the same shadow asked new queries: no retraining
+            model = build()
+            model.load_state_dict(weights)
+            logits = query_views(model, views, device)
+            atomic_save_tensors(path, {**saved, "logits": logits, "views": digest})
+            return logits
+    t0 = time.time()
+    model = build()
+    idx = torch.nonzero(keep_m).squeeze(1)
+    train_classifier(
+        model, population.images[idx], population.labels[idx], epochs=recipe.epochs, lr=recipe.lr,
+        batch_size=recipe.batch_size, weight_decay=recipe.weight_decay, augment=recipe.augment,
+        noise=recipe.noise, seed=seed, device=device,
+    )  # fmt: skip
+    logits = query_views(model, views, device)
+    weights = {f"model.{k}": v for k, v in model.state_dict().items()}
+    seconds = torch.tensor(time.time() - t0, dtype=torch.float64)
+    atomic_save_tensors(
+        path, {"logits": logits, "keep": keep_m, "views": digest, "seconds": seconds, **weights}
+    )
+    return logits
 
 
 def shadow_seconds(out_dir: Path, num_shadows: int) -> list[float]:

@@ -282,25 +282,11 @@ def finetune_or_load(
     """
     saved = finetuned_path(gen, folder, mode)
     info_path = folder / "train_info.json"
-    done = (saved / LORA_WEIGHTS).exists() if mode == "lora" else saved.exists()
-    if done:
-        if mode == "lora":
-            load_lora(gen, saved)
-        else:
-            dtype = gen.compute_dtype
-            gen = Generator.from_pretrained(str(saved)).to(device, dtype)
-            gen.compute_dtype = dtype
+    if (saved / LORA_WEIGHTS).exists() if mode == "lora" else saved.exists():
+        gen = _load_finetuned(gen, saved, mode, device)
         info = json.loads(info_path.read_text()) if info_path.exists() else {}
         return gen.eval(), info
-    gen.requires_grad_(False)
-    if mode == "lora":
-        params = add_lora(gen.unet, settings.rank, settings.alpha, settings.targets, seed=settings.seed)
-    else:
-        gen.unet.requires_grad_(True)
-        params = list(gen.unet.parameters())
-        if settings.train_text_encoder:
-            gen.text_encoder.requires_grad_(True)
-            params += list(gen.text_encoder.parameters())
+    params = _trainable_params(gen, mode, settings)
     whole_encoder = mode == "full" and settings.train_text_encoder
     words, rows = new_word_rows(
         gen, [*prompts, *(settings.prior[1] if settings.prior else [])], whole_encoder
@@ -327,6 +313,32 @@ def finetune_or_load(
         gen.save_pretrained(saved)
     atomic_write_text(info_path, json.dumps(info))
     return gen.eval(), info
+
+
+def _load_finetuned(gen: Generator, saved: Path, mode: str, device: str | torch.device) -> Generator:
+    """The result of an earlier :func:`finetune_or_load`: the LoRA added to ``gen``, or the full model
+    loaded from ``saved`` at ``gen``'s compute dtype."""
+    if mode == "lora":
+        load_lora(gen, saved)
+        return gen
+    dtype = gen.compute_dtype
+    loaded = Generator.from_pretrained(str(saved)).to(device, dtype)
+    loaded.compute_dtype = dtype
+    return loaded
+
+
+def _trainable_params(gen: Generator, mode: str, settings: TrainSettings) -> list[torch.nn.Parameter]:
+    """Freeze ``gen``, then make trainable what ``mode`` trains: a new LoRA on the UNet, or the whole
+    UNet (and text encoder when ``settings.train_text_encoder``)."""
+    gen.requires_grad_(False)
+    if mode == "lora":
+        return add_lora(gen.unet, settings.rank, settings.alpha, settings.targets, seed=settings.seed)
+    gen.unet.requires_grad_(True)
+    params = list(gen.unet.parameters())
+    if settings.train_text_encoder:
+        gen.text_encoder.requires_grad_(True)
+        params += list(gen.text_encoder.parameters())
+    return params
 
 
 def new_word_rows(
@@ -456,13 +468,7 @@ def train_unet(
         raise UserError(f"{len(images)} images but {len(prompts)} prompts")
     opt = torch.optim.AdamW(upcast_trainable(params), lr=lr, weight_decay=0.0)
     reference = gen.text_encoder.get_input_embeddings().weight.detach().clone() if token_rows else None
-    step, elapsed, running = 0, 0.0, 0.0
-    if checkpoint is not None and checkpoint.exists():
-        ck = torch.load(checkpoint, map_location=device, weights_only=True)
-        for p, v in zip(params, ck["params"], strict=True):
-            p.data.copy_(v)
-        opt.load_state_dict(ck["opt"])
-        step, elapsed, running = ck["step"], ck["elapsed"], ck["loss"]
+    step, elapsed, running = _resume(checkpoint, params, opt, device)
     trained = {id(p) for p in params}
     for m in gen.modules():  # train mode only for modules with trainable weights (dropout etc.)
         m.train(any(id(p) in trained for p in m.parameters()))
@@ -472,10 +478,8 @@ def train_unet(
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
         idx = torch.randint(n, (min(batch_size, n),), generator=g)
         loss = train_step(gen, images[idx].to(device), [prompts[i] for i in idx.tolist()], g)
-        if prior is not None:
-            pidx = torch.randint(len(prior[1]), (min(batch_size, len(prior[1])),), generator=g)
-            ploss = train_step(gen, prior[0][pidx].to(device), [prior[1][i] for i in pidx.tolist()], g)
-            loss = loss + prior_weight * ploss
+        if prior is not None:  # DreamBooth: the prior batch is drawn from the same generator
+            loss = loss + prior_weight * _prior_loss(gen, prior, batch_size, g, device)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -493,6 +497,27 @@ def train_unet(
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)
     return {"train_seconds": elapsed, "final_loss": running, "steps": step}
+
+
+def _resume(
+    checkpoint: Path | None, params: list[torch.nn.Parameter], opt: torch.optim.Optimizer, device
+) -> tuple[int, float, float]:
+    """Load a :func:`train_unet` checkpoint into ``params`` and ``opt``; ``(step, elapsed, loss)``."""
+    if checkpoint is None or not checkpoint.exists():
+        return 0, 0.0, 0.0
+    ck = torch.load(checkpoint, map_location=device, weights_only=True)
+    for p, v in zip(params, ck["params"], strict=True):
+        p.data.copy_(v)
+    opt.load_state_dict(ck["opt"])
+    return ck["step"], ck["elapsed"], ck["loss"]
+
+
+def _prior_loss(
+    gen: Generator, prior: tuple[torch.Tensor, list[str]], batch_size: int, g: torch.Generator, device
+) -> torch.Tensor:
+    """The denoising loss on a batch of DreamBooth prior images ``(images, prompts)``."""
+    pidx = torch.randint(len(prior[1]), (min(batch_size, len(prior[1])),), generator=g)
+    return train_step(gen, prior[0][pidx].to(device), [prior[1][i] for i in pidx.tolist()], g)
 
 
 def _prior_images(cfg: FinetuneConfig, gen: Generator, class_names: list[str], run_: Run):
