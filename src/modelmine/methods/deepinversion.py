@@ -1,55 +1,43 @@
 """DeepInversion: data-free distillation by inverting a BatchNorm teacher (the CAKE baseline).
 
 Yin et al., "Dreaming to Distill: Data-free Knowledge Transfer via DeepInversion", CVPR 2020
-(arXiv:1912.08795; official code: github.com/NVlabs/DeepInversion). Unlike CAKE it needs the
-teacher's BatchNorm layers: their running statistics are the prior that makes inverted images
-look like the training data. A teacher without BatchNorm is refused with a one-line error.
+(arXiv:1912.08795; official code: github.com/NVlabs/DeepInversion, ``imagenet_inversion.py`` with
+``deepinversion.py``, and ``cifar10/deepinversion_cifar10.py``). The teacher's BatchNorm running
+statistics are the prior that makes inverted images look like its training data, so a teacher without
+BatchNorm is refused. :func:`synthesize_batch` runs Adam on the pixels of a batch ``x`` ``(B, C, H, W)``
+with balanced targets ``y``; each step:
 
-Synthesis of a batch ``x`` ``(B, C, H, W)`` with balanced targets ``y``, Adam on the pixels:
+1. ``x'``: ``x`` rolled by a random shift of up to ``jitter`` pixels (and mirrored, with ``flip``).
+2. Eq. 2 ``R_prior = w_tv * R_TV(x') + w_l2 * ||x'||_2``: :func:`tv_l2`, the official L2 total
+   variation (summed norms of the four neighbour differences); :func:`l2_prior`, per image, batch mean.
+3. Eq. 4 ``R_feature = sum_l a_l (||mu_l(x') - running_mean_l||_2 + ||sigma_l^2(x') - running_var_l||_2)``
+   over the inputs of the BatchNorm layers, ``a_1 = first_bn_multiplier``, else 1 (official code):
+   :func:`modelmine.bn_statistics.bn_statistics_loss`, shared with DDIS's DAG.
+4. ``L = CE(f(x'), y) + w_bn * R_feature + R_prior``; an Adam step with a cosine learning rate, then
+   ``x`` clipped to [0, 1]: samples are images (the ImageNet code clips to its valid range too).
+5. With ``keep_best`` the batch returned is the iterate of lowest ``L``, one number for the whole batch,
+   scored before its update (so the last update is never scored): the official ``best_cost`` /
+   ``best_inputs``. The official scripts mean this but return about the last iterate: CIFAR's
+   ``best_inputs = inputs.data`` aliases the optimised tensor, ImageNet's never lowers ``best_cost`` from 1e4.
 
-- Eq. 2 ``R_prior = w_tv * R_TV(x) + w_l2 * ||x||_2``: ``R_TV`` is the official L2 total variation,
-  the sum of the norms of the four neighbour differences (vertical, horizontal, both diagonals);
-  ``||x||_2`` the per-image L2 norm, batch mean.
-- Eq. 4 ``R_feature = sum_l a_l (||mu_l(x) - running_mean_l||_2 + ||sigma_l^2(x) - running_var_l||_2)``
-  over every BatchNorm layer ``l`` (batch statistics of the layer's input), with ``a_1 =
-  first_bn_multiplier`` for the first layer and 1 for the rest (official code); the shared block
-  :mod:`modelmine.bn_statistics`, which DDIS's DAG uses too.
-- ``L = CE(f(x'), y) + w_bn * R_feature + R_prior`` on a randomly jittered (and optionally flipped)
-  copy ``x'`` of the batch; Adam with a cosine learning rate; pixels clipped to [0, 1] after each
-  step (the official code clips to the valid image range). Soft labels ``softmax(f(x))`` are saved
-  with the samples and the student is trained on them, exactly as for CAKE.
-- The batch returned is the iterate with the lowest ``L`` (``keep_best``): one number for the whole
-  batch, computed on the jittered copy before that iterate's update, so all images of a batch come
-  from the same step (the official ``best_cost`` / ``best_inputs``; not a per-image choice). The
-  official scripts mean this but, as written, return about the last iterate: the CIFAR-10 script's
-  ``best_inputs = inputs.data`` aliases the tensor being optimised, and the ImageNet script never
-  lowers ``best_cost`` from 1e4. As there, the last update's result is never scored (with the
-  cosine learning rate that update is the smallest).
+The student learns the soft labels ``softmax(f(x))`` saved with the samples, as for CAKE, and the run
+folder is CAKE's. Adaptive DeepInversion (a competition term with the student) is not implemented: this
+is the plain baseline. Results: ``benchmarks/RESULTS.md`` (CAKE and DeepInversion).
 
-Defaults (official ImageNet script ``imagenet_inversion.py`` + ``deepinversion.py``; official CIFAR-10
-script ``cifar10/deepinversion_cifar10.py``):
-
-| setting | official | ours | reason |
-|---|---|---|---|
-| ``first_bn_multiplier`` | ImageNet 10; CIFAR none (1) | 10 | the ImageNet code's |
-| optimiser | Adam; ImageNet betas (0.5, 0.9), CIFAR (0.9, 0.999) | Adam (0.5, 0.9) | the ImageNet code's |
-| learning rate | ImageNet 0.2, cosine after 100 warm-up steps; CIFAR 0.1, constant | 0.1, cosine, no warm-up | the CIFAR rate; 60 steps leave no room for a warm-up |
-| ``w_bn`` | ImageNet 0.05; CIFAR 100 (script), 10 (README's paper setting) | 1 | re-tuned for 16x16 digits |
-| ``w_tv`` (L2 TV) | ImageNet 1e-4; CIFAR 2.5e-5 | 1e-3 | re-tuned for 16x16 digits |
-| ``w_l2`` | ImageNet 1e-5; CIFAR 0 | 0 | the CIFAR code's |
-| ``jitter`` | ImageNet 30 pixels; CIFAR 2 | 2 | the CIFAR code's (small images) |
-| ``flip`` | ImageNet on; CIFAR off | off | digits are not mirror-symmetric |
-| clipping | ImageNet to the valid range; CIFAR none | [0, 1] after each step | samples are images |
-| start | N(0, 1) in the normalised input space | 0.5 + 0.5 N(0, 1), clipped to [0, 1] | pixel space, not normalised |
-| kept iterate | the batch's lowest total loss (intended, see above) | the same (``keep_best``) | the official intent |
-| budget | ImageNet 2k + 1k steps (multi-resolution); CIFAR 2,000 steps; batches 64 / 256 | 24 batches of 100, 60 steps | the same cost as ``modelmine cake`` |
-| Adaptive DeepInversion | optional competition term with the student | not implemented | the baseline is plain DeepInversion |
-
-Measured results next to CAKE and a real-data student: ``benchmarks/RESULTS.md`` (CAKE and
-DeepInversion).
-
-Run folder: as ``modelmine cake`` (``synthesis/batch_*.safetensors`` resume checkpoints,
-``samples/`` ImageFolder with soft labels, ``samples_grid.png``, ``student.safetensors``).
+| field | paper or official code | why ours differs |
+|---|---|---|
+| ``first_bn_multiplier`` | ImageNet 10; CIFAR none (1) | the ImageNet code's |
+| ``betas`` | Adam; ImageNet (0.5, 0.9), CIFAR (0.9, 0.999) | the ImageNet code's |
+| ``lr`` | ImageNet 0.2, cosine, 100 warm-up steps; CIFAR 0.1, constant | CIFAR's; too few steps to warm up |
+| ``w_bn`` | ImageNet 0.05; CIFAR 100 (script), 10 (README's paper setting) | re-tuned for 16x16 digits |
+| ``w_tv`` | ImageNet 1e-4; CIFAR 2.5e-5 | re-tuned for 16x16 digits |
+| ``w_l2`` | ImageNet 1e-5; CIFAR 0 | the CIFAR code's |
+| ``jitter`` | ImageNet 30 pixels; CIFAR 2 | the CIFAR code's (small images) |
+| ``flip`` | ImageNet on; CIFAR off | digits are not mirror-symmetric |
+| ``init_mean``, ``init_std`` | N(0, 1) in the normalised input space | pixel space, not normalised, clipped |
+| ``keep_best`` | the batch's lowest ``L`` (intended, step 5) | the official intent |
+| ``num_steps`` | ImageNet 2k + 1k (two resolutions); CIFAR 2k | fewer: the cost of ``modelmine cake`` |
+| ``num_batches``, ``batch_size`` | batches of 64 (ImageNet), 256 (CIFAR) | the cost of ``modelmine cake`` |
 """
 
 from __future__ import annotations

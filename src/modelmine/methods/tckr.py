@@ -1,58 +1,46 @@
 """TCKR: Text-Conditioned Knowledge Recycling, a private dataset replaced by a synthetic one.
 
 Resmini, Di Martino, et al., "Your Image Generator Is Your New Private Dataset" (arXiv:2504.04582;
-official code: github.com/NicoloResmini/TCKR). The pipeline, one stage per function:
+official code: github.com/NicoloResmini/TCKR, ``src/run_lora.ipynb``, ``src/evaluate.py``,
+``src/mia_lira.ipynb``). The pipeline, one stage per function:
 
-1. Caption every private training image (BLIP-2 in the paper; :mod:`modelmine.captioning`: BLIP-2
-   for real data, the attribute captioner on the embedded default) and build the prompt
-   ``"<class>: <caption>"`` (the paper's ``className_and_blip2`` prompt type).
-2. LoRA fine-tune the generator's UNet on (image, prompt) pairs with the epsilon-prediction loss
-   (:func:`modelmine.diffusion.finetune.train_unet`).
-3. Generate a synthetic dataset of cardinality ``N x |private|`` (:func:`cycle_prompts`: the
-   private prompts, class by class in turn, so every prefix of the dataset is class-balanced).
-4. Generative Knowledge Distillation (the paper's, the default since the student recipe follows
-   it: :data:`modelmine.distill.TCKR_STUDENT`): a student of the teacher's architecture is
-   trained *only* on the synthetic images, each augmented batch labelled by the teacher's
-   softmax (temperature 1, the teacher trained on the private data) and fitted with
-   cross-entropy to those soft targets, label smoothing 0.1; it is tested on real images. The
-   KL form of Hinton et al. 2015 (:func:`modelmine.distill.kd_loss`, T = 4, the data-free
-   methods' recipe) is an option.
-5. Privacy: LiRA (:mod:`modelmine.audit.lira`) and RMIA (:mod:`modelmine.audit.rmia`, online,
-   ``*_rmia_auc``) on the teacher and on every student, with the same shadow models (each trained
-   with the teacher's recipe on as many images of private train + held-out as the teacher's
-   training set: the attacker's model of "a classifier trained on this data"). Members are the
-   private training images, non-members held-out images of the same distribution.
+1. Caption every private image (:mod:`modelmine.captioning`) and prompt with ``"<class>: <caption>"``
+   (the paper's ``className_and_blip2`` prompt type).
+2. LoRA fine-tune the generator's UNet on (image, prompt) pairs with ``E ||eps - eps_theta(z_t, t, c)||^2``
+   (:func:`modelmine.diffusion.finetune.train_unet`); the LoRA also covers convolutions and the
+   pooled-text projection (``UNET_LORA_TARGETS``), where the embedded UNet takes most of its class.
+3. Generate ``N x |private|`` images (``N``: ``cardinality``) from the private prompts, cycled class by
+   class so every prefix of the dataset is class-balanced (:func:`cycle_prompts`).
+4. Generative knowledge distillation: a student sees *only* synthetic images; each augmented batch
+   ``x`` gets targets ``p = softmax(f_T(x))`` from the teacher (trained on the private data) and the
+   loss ``CE(f_S(x), (1 - ls) p + ls / K)`` (:func:`modelmine.distill.soft_target_ce`); it is tested
+   on real images resized to its input size, the smaller of generator's and teacher's: a student
+   trained on upsampled images learns a blur that sharp real images lack. ``student.loss=kd`` is the
+   KL form of Hinton et al. 2015 (:func:`modelmine.distill.kd_loss`).
+5. Privacy: LiRA (:mod:`modelmine.audit.lira`) and online RMIA (:mod:`modelmine.audit.rmia`) on the
+   teacher and every student, with shared shadow models trained with the teacher's recipe on
+   teacher-sized draws from private train + held-out. Members: the private training images;
+   non-members: held-out images of the same distribution.
 
-Ablations (paper Sec. 4): the same synthetic images with the teacher's *hard* labels
-(``student_hard_acc``), and a second LoRA fine-tuned and sampled with class-name prompts only
-(the paper's ``only_className`` prompts, ``student_fixed_prompt_acc``). ``--cardinality`` with
-several values gives the accuracy-vs-AUC trade-off over N (the paper's Figure 5) as
-``tradeoff.png``; smaller cardinalities are prefixes of the largest one's dataset.
+Ablations (paper Sec. 4, ``ablations``): the teacher's hard labels, and a second LoRA with class-name
+prompts only (``only_className``). Several ``cardinality`` values give the accuracy-vs-AUC trade-off
+(paper Fig. 5), smaller ones as prefixes of the largest. Tasks run in ``workers`` processes and save
+as they go, so a killed run resumes. Results: ``benchmarks/RESULTS.md`` (TCKR).
 
-Defaults (paper = arXiv:2504.04582; official = ``src/run_lora.ipynb``, ``src/evaluate.py``,
-``src/mia_lira.ipynb``):
-
-| setting | paper or official code | ours | reason |
-|---|---|---|---|
-| prompts | ``"<class>: <caption>"`` (``className_and_blip2``), BLIP-2 captions | the same; the attribute captioner on the embedded default | BLIP-2 needs a download; ``--set captioner=blip2`` |
-| LoRA rank, layers | rank 4, UNet attention (diffusers' default) | rank 4, + ResNet convolutions, time-embedding projections, ``proj_in/out``, pooled-text projection (``UNET_LORA_TARGETS``) | the embedded UNet takes its class mostly through the pooled text and convolutions: attention-only LoRA learned the digit style but lost the class |
-| LoRA lr, steps | lr 1e-4, 3 epochs of batch 4 (10k-image datasets) | lr 1e-3, 600 steps of batch 32 | at 1e-4 the tiny model still drew printed glyphs |
-| generation | SD 2 at 224 px, 20 steps, guidance 2 | the embedded generator, 30 DDIM steps, its stored CFG (1.5) | the generator's own settings |
-| cardinality N | up to 20x (their students' best) | 1x (``--cardinality`` several values: the trade-off) | generation dominates a CPU run |
-| teacher | MobileNetV3 (OFA subnet) on the real data | ``modelmine teacher``'s default (``cnn``) | the shared teacher |
-| student | the teacher's architecture | the teacher's architecture (``preset=None``) | the paper's |
-| student input size | the teacher's (SD's 224 px images resized down to it) | ``min(generator, teacher)`` resolution (``student.image_size``, derived, in ``config.yaml``); test images are resized to it | a student trained on 16 px images upsampled to 28 px learns blur that sharp real test digits lack (``benchmarks/background_noise.py``) |
-| student loss | generative KD: the teacher's softmax (T = 1) on every augmented batch, cross-entropy with label smoothing 0.1 | the same (:data:`modelmine.distill.TCKR_STUDENT`) | the paper's; ``student.loss=kd`` (T = 4, stored labels) is the KL variant |
-| student training | AdamW lr 1e-3, batch 96, weight decay 5e-5, cosine, AugMix + flip + crop + MixUp, early stop (patience 30), the epoch with the best *test* accuracy kept | AdamW lr 3e-3, batch 64, weight decay 5e-4, one-cycle, 2-pixel shifts, 30 epochs, the last kept | the shared recipe; choosing the epoch on the test set would inflate the accuracy |
-| shadow models | 256 (official notebook) | ``num_shadows = 16``, each on as many images as the teacher | CPU budget; fixed-variance LiRA below 64 (:mod:`modelmine.audit.lira`) |
-
-Measured results (student accuracy, LiRA and RMIA AUCs, the trade-off over N):
-``benchmarks/RESULTS.md`` (TCKR).
-
-Work is split into independent tasks (the two LoRA fine-tune + generate chains, the teacher,
-chunks of shadow models; then the students) that run in ``workers`` one-thread processes. Every
-task writes its results to the run folder as it goes (LoRA checkpoints, generation batches,
-shadow files, student files), so a killed run resumes where it stopped.
+| field | paper or official code | why ours differs |
+|---|---|---|
+| ``captioner`` | BLIP-2 | BLIP-2 needs a download; ``captioner=blip2`` is the paper's |
+| ``lora.target_modules`` | UNet attention (diffusers' default) | wider: where the tiny UNet's class enters |
+| ``lora.lr``, ``lora.steps`` | 1e-4, 3 epochs, batch 4 | larger: at 1e-4 the tiny UNet drew printed glyphs |
+| ``generator``, ``sample_steps``, ``cfg`` | SD 2, 224 px, 20 steps, CFG 2 | the embedded generator's own |
+| ``cardinality`` | up to 20x (their best students) | smaller: generation dominates a CPU run |
+| ``teacher.preset`` | MobileNetV3 (OFA subnet) | the shared teacher of ``modelmine teacher`` |
+| ``student.preset``, ``student.loss`` | the teacher's architecture; generative KD | the paper's |
+| ``student.image_size`` | the teacher's (224 px images resized down) | derived from both sizes (stage 4) |
+| ``student.lr``, ``student.weight_decay`` | AdamW 1e-3, wd 5e-5, batch 96, cosine | the shared recipe |
+| ``student.augment`` | AugMix + flip + crop + MixUp | the shared recipe |
+| ``student.epochs`` | early stop; best *test* epoch | fixed, last kept: choosing on test inflates accuracy |
+| ``num_shadows``, ``fix_variance`` | 256 (official) | fewer (CPU); LiRA fixes the variance below 64 |
 """
 
 from __future__ import annotations
