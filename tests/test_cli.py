@@ -1,6 +1,8 @@
 """Smoke tests of the foundation commands through cli.main([...])."""
 
+import dataclasses
 import json
+import typing
 
 import pytest
 
@@ -78,10 +80,15 @@ def test_flags_take_one_value_unless_the_key_is_a_list(capsys):
     assert "--cardinality VALUE [VALUE ...]" in out
 
 
-def test_commands_map_to_callables():
-    import inspect
-
+def test_commands_resolve_and_their_flags_name_config_keys():
     for name, cmd in COMMANDS.items():
-        assert callable(cmd.run) and inspect.isclass(cmd.config), name
+        module = cmd.target.split(":")[0]
+        assert cmd.run.__module__ == cmd.config.__module__ == f"modelmine.{module}", name
+        for flag, key in cmd.flags.items():  # each flag is a shorthand for an existing config key
+            parent, _, leaf = key.rpartition(".")
+            section = cmd.config
+            for part in filter(None, parent.split(".")):
+                section = typing.get_type_hints(section)[part]
+            assert leaf in {f.name for f in dataclasses.fields(section)}, (name, flag, key)
     # --data is the training data of the model being built or audited, in every command that has it
     assert all(cmd.flags.get("data") in (None, "data") for cmd in COMMANDS.values())

@@ -34,7 +34,7 @@ def test_dag_refuses_a_teacher_without_batchnorm():
     with pytest.raises(UserError, match="BatchNorm") as e:
         dag_guidance(build_classifier("mlp", 10, 1, 8), steps=2)
     assert "dag=false" in str(e.value) and "\n" not in str(e.value)
-    assert dag_guidance(build_classifier("cnn_small", 10, 1, 8), steps=2) is not None
+    dag_guidance(build_classifier("cnn_small", 10, 1, 8), steps=2)  # with BatchNorm: no error
 
 
 def _bn_teacher(num_classes: int = 3):
