@@ -1,92 +1,48 @@
 """CAKE: Contrastive Abductive Knowledge Extraction, model-agnostic data-free distillation.
 
-Braun, Mundt, Kersting, "Deep Classifier Mimicry without Data Access", AISTATS 2024
-(arXiv:2306.02090; official code: github.com/ml-research/CAKE). Only the teacher's forward pass and
-its gradient with respect to the inputs are used: no BatchNorm statistics, no layer access, no
-architecture assumptions, so it works on any differentiable classifier (an MLP included).
+Braun, Mundt, Kersting, "Deep Classifier Mimicry without Data Access", AISTATS 2024 (arXiv:2306.02090;
+official code github.com/ml-research/CAKE: ``src/sampling.py``; its MNIST run ``conf/config.yaml``,
+``conf/dataset/mnist.yaml``, ``conf/experiment/mnist-cnn.yaml``). The method needs only the teacher's
+outputs and input gradients, so any differentiable classifier will do. The default start, though, reads
+the running statistics of the teacher's first BatchNorm layer (:func:`start_statistics`; without one,
+:data:`FALLBACK_START`); setting both ``init_mean`` and ``init_std`` avoids that layer access.
 
-Synthesis (one *batch* = ``G`` rows of ``K`` samples; the ``K`` samples of a row have distinct,
-randomly drawn target classes ``y``; every row is one contrastive group):
+A batch is ``G`` groups of ``K`` samples with distinct random target classes ``y``; with logits
+``z = f(x)`` over ``C`` classes and ``TV`` the anisotropic, per-pixel-mean total variation:
 
-- Eq. cls: ``L_cls = K * mean_{g,k} CE(f(x_gk), y_gk)`` pushes each sample to its class.
-- Eq. contr: ``L_contr = mean_g sum_{i<j} ||f(x_gi) - f(x_gj)||^2 / C`` pulls the logits of a
-  group's samples together, i.e. towards the decision boundaries between their classes.
-- Eq. tv: ``L_tv = mean_b TV(x_b)`` with the anisotropic, per-pixel-mean total variation.
-- ``L = w_cls L_cls + w_contr L_contr + w_tv L_tv``, minimised by plain SGD on the inputs for
-  ``num_steps`` steps. The step size ``eps`` decays log-linearly over the batches from ``noise`` to
-  ``noise / 10**noise_decay_magnitude``, so early batches are optimised hard (prototypical,
-  boundary-hugging samples) and late ones stay close to their noise start: a spread of samples
-  from the boundaries outwards. Optional Langevin dynamics add ``sqrt(2 eps) N(0, 1)`` after each
-  step. The saved label is the teacher's soft label ``softmax(f(x))``; the student is trained on
-  the samples with the KD loss (:func:`modelmine.distill.train_student`).
+    L = w_cls K mean_gk CE(z_gk, y_gk) + w_contr mean_g sum_{i<j} ||z_gi - z_gj||^2 / C + w_tv mean TV(x)
 
-Defaults (official = ``conf/config.yaml``, ``conf/dataset/mnist.yaml``, ``conf/experiment/mnist-cnn.yaml``
-of the official code, its MNIST run):
+The contrastive term pulls a group's samples towards the boundaries between their classes; ``w_tv``
+is scaled by ``H W / tv_reference_size^2``. The parameters are ``x`` at ``1 / downsample`` resolution,
+upsampled bilinearly; the teacher sees the image rolled by up to ``jitter`` pixels. Batch ``t`` of ``T``
+starts at ``clip_[0,1](init_mean + init_std N(0, 1))`` and takes ``num_steps`` projected SGD steps
+``x <- clip_[0,1](x - eps_t grad_x L)`` with ``eps_t = noise 10^(-noise_decay_magnitude t / (T - 1))``
+(``langevin``: ``+ sqrt(2 eps_t) N(0, 1)``): early batches hug the boundaries, late ones stay near their
+start. ``stretch`` maps each finished image's ``q`` and ``1 - q`` quantiles to 0 and 1; the label saved
+with it is ``softmax(f(x))``, learnt by the student with KD (:func:`modelmine.distill.train_student`).
 
-| setting | official (MNIST) | ours | reason |
-|---|---|---|---|
-| losses and their scaling | CE scaled by ``K``; ``0.5 K^2 * mse(z_i, z_j)`` over ordered pairs; TV | the same (a sum over pairs above) | official |
-| ``K = num_groups`` | 10 | every class (0 = ``C``) | the same for 10 classes; any class count |
-| ``w_cls``, ``w_contr`` | 1e3, 1e-3 | 1e3, 1e-3 | official |
-| ``w_tv`` | 1e7 | 1e5 at 16x16, scaled by ``H W / 16^2`` (``tv_reference_size``) | 1e7 flattens 16x16 samples; the TV is a per-pixel mean, so its pull on each pixel shrinks as ``1 / (H W)``: the scaling keeps it on 28x28 images (unscaled: ``tv_reference_size=null``) |
-| optimiser | plain SGD on the inputs, log-linear step decay over the batches | the same | official |
-| ``noise`` (first step size) | 0.1 | 0.01 | the loss is a batch mean, so a sample's step is about ``noise / batch_size`` (official 0.1 / 500, ours 0.01 / 100); at 0.1 on batches of 100 the L1 TV gradient makes pixels oscillate into a saturated checkerboard |
-| ``noise_decay_magnitude`` | 4 | 1.5 | at this budget (measured at 24 x 60 on digits and with 3 on mnist5k), steps below about 1e-4 leave a sample near its noise start: with 4 the later half of the batches stays noise |
-| Langevin | off | off | official |
-| budget | 512 batches of 500 samples, 256 steps | 48 batches of 100, 30 steps | the same number of teacher passes as DeepInversion's 24 x 100 x 60 (under 10 minutes on 2 CPU cores), spent on twice the samples: on the 28x28 mnist5k the student gains more from more, less optimised samples than from longer optimisation (24 x 60 was the default up to commit f6b4c67) |
-| start | N(0, 1) in MNIST-normalised space, i.e. MNIST's pixel mean + std * N(0, 1) | ``init_mean + init_std * N(0, 1)`` clipped to [0, 1], the mean and std read off the teacher's first BatchNorm layer (:func:`start_statistics`); without one, 0.5 + 0.5 N(0, 1) (N(0, 1) in the presets' normalised space) | the official start (the training data's pixel statistics) without assuming a dataset; up to commit f6b4c67 the digits' fixed 0.3 / 0.32 |
-| pixel range | an unconstrained tensor in normalised space | projected onto [0, 1] after each step, 8-bit at the end | samples are images (see below) |
-| ``downsample`` | 1 (the pixels are the parameters) | 2: the parameters are a half-resolution image, upsampled bilinearly to the teacher's size | a generic smoothness prior (DeepInversion's ImageNet code also starts at half resolution): at full resolution a BatchNorm CNN teacher with global pooling is satisfied by pixel-level stroke textures that do not transfer (see below) |
-| ``jitter`` | 0 | 2: the teacher sees the image rolled by up to 2 pixels each step (TV is taken on the unrolled image) | DeepInversion's generic prior for small images (its CIFAR code's 2 pixels): features that survive a shift, not one pixel pattern |
-| ``stretch`` | none | 0.05: each finished sample's 5% / 95% intensity quantiles go to 0 / 1 | see below |
-| soft labels | on | on (``softmax(f(x))`` of the stretched, rounded image) | official |
-| student | the teacher's architecture, SGD (momentum 0.9, lr 0.1, one-cycle), 10 epochs, batch 128, weight decay 5e-4, soft cross-entropy (T = 1) | the teacher's architecture (``student.preset`` None), AdamW (lr 3e-3, one-cycle), 30 epochs, batch 64, weight decay 5e-4, 2-pixel shifts, KD at T = 4 | the official architecture: a student built like the teacher transfers from CAKE's samples to real images much better than the compressed ``cnn_small`` (the default up to commit f6b4c67, ``--set student.preset=cnn_small``); the rest is the data-free methods' shared recipe (:class:`modelmine.distill.StudentConfig`) |
+Official: the losses' scaling, ``w_cls``, ``w_contr``, ``langevin``, soft labels. Not fields: samples are
+images (kept in [0, 1], 8-bit at the end, so the labels describe the PNGs; official: unconstrained
+tensors in normalised space); ``eps_t`` ends on the last batch (the official ``t / T`` stops a step
+short); no entropy or soft-nearest-neighbour variants. The priors below exist because a global-pooling
+teacher (our ``cnn``) sums local stroke evidence, so outputs alone are met by stroke textures that do
+not transfer; the official ``Cnn`` (preset ``cake_cnn``) admits one centred shape. Results, with the
+official setting beside ours (matrix row ``cake (cake_cnn)``): ``benchmarks/RESULTS.md``.
 
-``stretch`` (not in the official code): without it samples are low-contrast grey images whose
-statistics (BatchNorm ones in particular) are far from any real image's, and a student trained on
-them agrees with the teacher on held-out *synthetic* samples but does not transfer to real digits.
-The stretch is data-free (a generic image prior: images use their full intensity range) and the
-labels describe the stretched images. Measured results, next to DeepInversion's and a real-data
-student's: ``benchmarks/RESULTS.md`` (CAKE and DeepInversion); the short-run sweeps behind
-``noise``, ``noise_decay_magnitude`` and ``stretch`` (and the options tried and not kept: a student
-without BatchNorm, a dark start, stretching inside the loop) were written in this docstring up to
-commit b02b09e.
-
-The teacher's architecture decides how well CAKE transfers. The official MNIST ``Cnn`` (preset
-``cake_cnn``: unpadded convolutions down to a 1x1 map, no BatchNorm) is satisfied only by one
-centred, digit-like shape. Our default ``cnn`` teacher ends in global average pooling, so its
-class evidence is a sum of local stroke fragments, and CAKE, which sees only the teacher's outputs,
-fills the whole image with a texture of them. A student trained on such textures classifies real
-MNIST digits poorly. DeepInversion has the teacher's BatchNorm statistics to rule those textures
-out. What helps CAKE here without assuming a dataset: the start read off the teacher's first
-BatchNorm layer (dark, sparse MNIST-like pixels), ``downsample``, ``jitter``, the TV weight scaled
-with the pixel count, and more samples optimised for fewer steps; together they do not close
-the gap on mnist5k by themselves; a student of the teacher's own architecture (the official
-choice) does most of the rest. The old defaults are ``--set downsample=1 --set jitter=0 --set
-num_batches=24 --set num_steps=60 --set tv_reference_size=null --set init_mean=0.3 --set
-init_std=0.32 --set student.preset=cnn_small``.
-Measured: ``benchmarks/RESULTS.md`` and the matrix row ``cake (cake_cnn)``
-(``benchmarks/matrix.py``), which runs the official MNIST setting beside ours.
-
-Deviations from the official code:
-
-- Pixel range: the official code optimises an unconstrained tensor in the teacher's normalised
-  input space and trains on those raw tensors. Here samples are images: they start at
-  ``init_mean + init_std * N(0, 1)`` clipped to [0, 1] (the pixel statistics the teacher's first
-  BatchNorm layer implies, when it has one), are projected onto [0, 1] after each step
-  (projected SGD), contrast-stretched (``stretch``) and rounded to 8 bits at the end, so the soft
-  labels describe exactly the PNGs written to ``samples/``.
-- The step-size schedule reaches ``noise / 10**magnitude`` exactly on the last batch (the official
-  code stops one step short, at ``t / T`` with ``t < T``).
-- ``downsample`` (2) and ``jitter`` (2), both off in the official code, and the TV weight scaled
-  with the image's pixel count (see the table).
-- The entropy and soft-nearest-neighbour variants of the official code are not implemented.
-- A group may only use ``K <= C`` distinct classes; batches must be a multiple of ``K``.
-
-Run folder: ``teacher.safetensors`` (the default teacher, trained once), ``synthesis/batch_*.safetensors``
-(one atomic file per finished batch: the resume checkpoint), ``samples/`` (an ImageFolder of the
-synthetic images, labelled by the teacher's argmax, with ``soft_labels.safetensors``),
-``samples_grid.png``, ``student.safetensors``, ``metrics.json``.
+| field | paper or official code | why ours differs |
+|---|---|---|
+| ``num_groups`` | 10 (MNIST's classes) | every class of the teacher, whatever the class count |
+| ``w_tv``, ``tv_reference_size`` | 1e7, unscaled | 1e7 flattens small images; a mean TV fades as 1 / (H W) |
+| ``noise`` | 0.1 at batch 500 | a step is ~ ``noise / batch_size``; 0.1 on small batches: checkerboards |
+| ``noise_decay_magnitude`` | 4 | at our budget, steps below ~1e-4 leave a sample at its noise start |
+| ``num_batches``, ``batch_size``, ``num_steps`` | 512 x 500, 256 steps | CPU: more samples, fewer steps |
+| ``init_mean``, ``init_std`` | MNIST's mean + std N(0, 1) | the data's pixel statistics, no dataset named |
+| ``downsample`` | 1 | a smoothness prior against stroke textures (as in DeepInversion's ImageNet code) |
+| ``jitter`` | 0 | DeepInversion's small-image prior (its CIFAR rolls): features that survive a shift |
+| ``stretch`` | none | low-contrast grey samples, far from real images' statistics, do not transfer |
+| ``student.preset`` | the teacher's architecture | official; a compressed student learns less from CAKE |
+| ``student.lr``, ``student.epochs`` | SGD 0.1 (one-cycle), 10 epochs | the shared data-free recipe |
+| ``student.batch_size``, ``student.loss``, ``student.temperature`` | 128, soft CE, T = 1 | the same recipe |
 """
 
 from __future__ import annotations

@@ -4,58 +4,45 @@ X. Wu, J. Zhang, S. Wu, "Leveraging Model Guidance to Extract Training Data from
 Diffusion Models" (arXiv:2410.03039, ICML 2025; official code: github.com/Nicholas0228/FineXtract,
 ``Trainer.py``, ``Generator.py`` / ``contrasted_sample.py``, ``Cluster.py``).
 
-Model guidance (:class:`modelmine.diffusion.guidance.ModelGuidance`): the paper models the
-fine-tuned distribution as an interpolation between the pretrained model's and the fine-tuning
-data's, with weight ``lambda`` on the data (``p_ft ~ p_pre^(1 - lambda) q^lambda``), so the data's
-score is reached by extrapolating from the pretrained toward the fine-tuned model with guidance
-scale ``w = 1 / lambda``. Every DDIM step uses
+The fine-tuned model is read as ``p_ft ~ p_pre^(1 - lambda) q^lambda``, ``q`` the fine-tuning data, so
+``q``'s score lies at guidance scale ``w = 1 / lambda`` from the pretrained toward the fine-tuned model.
+Every DDIM step (:class:`~modelmine.diffusion.guidance.ModelGuidance`) uses, without CFG,
 
-    eps = eps_pre(x_t, "") + w * (eps_ft(x_t, c) - eps_pre(x_t, "")) + k * eps_pre(x_t, "")
+    eps = eps_pre(x_t, "") + w (eps_ft(x_t, c) - eps_pre(x_t, "")) + k eps_pre(x_t, "")
 
-with ``c`` the instance prompt, ``eps_pre`` the pretrained and ``eps_ft`` the fine-tuned model,
-without CFG (a LoRA: one UNet, adapter off for ``eps_pre``; full fine-tuning: two generators).
-``k`` is the official code's correction term ``fix_term`` (its DreamBooth runs use -0.02, its LoRA
-runs 0); it was called ``lam`` here before. The generations are clustered and the candidates
-scored against the training images; the baseline is plain CFG of the fine-tuned model from the
-same start noise, scored the same way (:mod:`modelmine.audit.extraction` holds these blocks; this
-module is ``modelmine extract``). Two success rates (:func:`~modelmine.audit.extraction.extraction_scores`):
-``success_rate``, the paper's, the fraction of training images whose best candidate's similarity
-is at least a *fixed* ``similarity_threshold``; and ``calibrated_success_rate``, at a threshold
-calibrated on real non-members (``calibrated_threshold``; the rate this command reported as
-``success_rate`` before). The embedded default fine-tunes the embedded pixel-space generator here,
-in each of ``modes``, on the first ``num_train_images`` private digits of ``train_class`` ("a photo
-of digit three"); the other private digits of that class calibrate the second threshold.
+with ``c`` the instance prompt and ``k`` the official ``fix_term``; a LoRA is one UNet, its adapter off
+for ``eps_pre``; full fine-tuning uses two generators. The baseline is CFG of the fine-tuned model from
+the same start noise, ``eps = eps_ft(x_t, "") + s (eps_ft(x_t, c) - eps_ft(x_t, ""))``, ``s`` from
+``baseline_cfg``. Clustering (:mod:`modelmine.audit.extraction`): two generations are linked when their
+features' cosine is at least ``tau``, which starts at the 25% quantile over all pairs and rises by 0.01
+until greedy largest-clique removal yields ``N`` cliques; each clique's member nearest its mean feature
+is a candidate. With ``s_i`` training image ``i``'s best candidate similarity: ``avg_similarity =
+mean_i s_i``, ``success_rate = mean_i [s_i >= similarity_threshold]``, and ``calibrated_success_rate``
+the same at ``calibrated_threshold``, by default the ``calibration_quantile`` quantile of real
+non-members' best similarity to the training images. ``features`` ``dino`` (DINOv2) keeps the paper's
+SSCD threshold, which is not calibrated for it: set ``similarity_threshold``. Without ``finetuned``,
+the embedded pixel-space generator is fine-tuned here in each of ``modes`` on ``num_train_images``
+private digits of ``train_class``; the class's other digits (or ``heldout_data``) are the non-members.
 
-Defaults (paper or official code; ours; why):
+Without a field: the last DDIM step uses the scheduler's final alpha, as diffusers' ``DDIMScheduler``
+(official: ``alpha_prev`` of ``t = 1``); the official optional ``dt`` re-normalisation of ``x0_hat``
+(off in its runs) is not implemented; greedy cliques, exactly ``N`` candidates, replace networkx's
+maximal cliques with a 30 s timeout (deterministic, O(n^2)). Results: ``benchmarks/RESULTS.md``.
 
-| setting | paper or official code | ours | why |
-|---|---|---|---|
-| ``w``, ``k`` | LoRA 5, 0; DreamBooth 3, -0.02 | the same; ``w = 1.25`` in pixel space | the paper's ``w`` gives noise on the pixel-space model |
-| sampling | 50 DDIM steps, 500 generations | the same | |
-| last DDIM step | ``alpha_prev`` of ``t = 1`` (its ``prev_t`` is clipped to 1) | the scheduler's final alpha | our DDIM loop matches diffusers' ``DDIMScheduler`` |
-| ``dt`` (re-normalising ``x0_hat``) | optional, off by default | not implemented | off in the official runs |
-| baseline | CFG 3 | CFG 3 (+ ``extra_baseline_cfgs``) | more scales from the same noise |
-| N images | 10 | 10 digits of one class | |
-| LoRA | rank 64, lr 1e-4, attention | rank 8, lr 3e-3, + convolutions (``UNET_LORA_TARGETS``) | attention alone barely moves a tiny UNet |
-| LoRA steps | 200 per image at batch 1 | 400 draws per image (``steps_per_image``): ``ceil(400 N / min(10, N))`` steps | batched; 200 per image extracted none here; derived from N, not fixed |
-| full fine-tuning | lr 2e-6, 200 steps per image | lr 1e-4, 300 draws per image, batch ``min(10, N)`` | batched; fits the CPU budget |
-| instance prompt | DreamBooth: "a photo of sks [class]" | "a photo of digit {c}"; ``identifier=sks``: "a photo of sks digit" (new token) | the embedded tokenizer knows the class words |
-| features | SSCD (``sscd_disc_large``, 224 px) | centred pixels (or DINOv2) | SSCD ships only as a TorchScript pickle |
-| ``similarity_threshold`` | 0.7 on SSCD | 0.95 on ``pixels``; 0.7 on DINOv2 | see below |
-| ``calibrated_threshold`` | none | 99% quantile of real non-members' best match | a class's digits look alike |
-| clustering | maximal cliques (networkx, 30 s timeout) | greedy cliques, exactly N candidates | deterministic, O(n^2) |
-| unknown prompt (``--prompt auto``) | caption recovered (up to 7 words); no official code | greedy word search on the fine-tuned vs pretrained conditional prediction shift (:mod:`modelmine.audit.prompt`; the response gain as an option) | the paper leaves the search open |
-
-The fixed threshold: the paper's 0.7 is a score of SSCD, a descriptor trained for copy detection,
-whose similarities of distinct images stay low. With ``pixels`` the similarity is the pixel
-correlation ``rho`` of the two images (brightness and contrast factored out), and ``rho >= 0.95``
-means the candidate reproduces ``rho^2 >= 90%`` of the training image's pixel variance: a near-copy.
-It is stricter than SSCD in one way (a copy shifted by one pixel of a 16x16 digit already falls
-below it) and more lenient in another (distinct real digits of one class can correlate above it),
-so on the embedded default the calibrated rate is the one that separates extraction from "a digit
-of the same class"; both are reported. DINOv2 has no published copy-detection threshold; 0.7 is
-the paper's SSCD value and lenient for DINO features, so set ``similarity_threshold`` for them.
-Measured sweeps, success rates and costs: ``benchmarks/RESULTS.md`` (FineXtract).
+| field | paper or official code | why ours differs |
+|---|---|---|
+| ``lora.w``, ``full.w`` | LoRA 5, DreamBooth 3 | the paper's for latent models; noise in pixel space |
+| ``lora.k``, ``full.k`` | LoRA 0, DreamBooth -0.02 (``fix_term``) | official |
+| ``num_generations``, ``sample_steps`` | 500 generations, 50 DDIM steps | the paper's |
+| ``baseline_cfg``, ``extra_baseline_cfgs`` | CFG 3 | the paper's; more scales from the same noise |
+| ``num_train_images``, ``train_class`` | 10 images of one subject | a digit class stands in for a subject |
+| ``lora.rank``, ``lora.lr``, ``lora_targets`` | 64, 1e-4, attention | tiny UNet: attention barely moves it |
+| ``lora.steps_per_image``, ``lora.batch_size`` | 200 per image, batch 1 | batched; more: 200 under-fits |
+| ``full.lr``, ``full.steps_per_image``, ``full.batch_size`` | lr 2e-6, 200 per image | batched; CPU budget |
+| ``prompt``, ``identifier`` | "a photo of sks [class]" | the embedded tokenizer knows the class words |
+| ``features``, ``similarity_threshold`` | SSCD >= 0.7 | SSCD needs a download: centred pixel correlation |
+| ``calibrated_threshold``, ``calibration_quantile`` | none | one class's digits correlate like copies |
+| ``prompt_search`` | caption of up to 7 words, no code | left open: greedy words on the prediction shift |
 """
 
 from __future__ import annotations
