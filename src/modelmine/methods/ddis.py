@@ -1,86 +1,48 @@
 """DDIS: data-free image synthesis from a BatchNorm classifier and a text-to-image diffusion model.
 
-"Data-free knowledge distillation with diffusion models" style synthesis of arXiv:2506.15381
-(official code: github.com/kdst-team/DDIS, ``DDIS_code/main_ddis.py`` and ``config.py``; its
-generation helper ``p2p/ptp_utils_distG.py`` is not published, so the DAG details below come from
-the token-training loop, which applies the same guidance). The classifier's training data are
-not available; its BatchNorm statistics and its decisions steer a *pretrained* generator toward
-its private domain. Two pieces, both on the shared generator and DDIM sampler:
+arXiv:2506.15381: the classifier's BatchNorm statistics and decisions steer a pretrained generator to
+its private domain. Official code github.com/kdst-team/DDIS (``DDIS_code/main_ddis.py``, ``config.py``;
+its helper ``p2p/ptp_utils_distG.py`` is unpublished, so DAG follows the token-training loop).
 
-**Domain Alignment Guidance (DAG)**, paper form (``dag_input="x_t"``, the default). At DDIM step
-``t`` the current noisy state ``z_t`` is decoded, ``x = D(z_t)`` (through the VAE for latent
-models; in pixel space ``D`` maps the scheduler's [-1, 1] to [0, 1], clamped, as the official
-code clamps the VAE's output), the classifier runs on ``x`` (resized to its input size) with
-hooks on every BatchNorm layer ``l``, and
+**Domain Alignment Guidance (DAG)**, the paper's form (``dag_input="x_t"``): at every DDIM step but the
+last (official), ``x = D(z_t)`` (VAE decode, or [-1, 1] -> [0, 1] clamped) is resized to the classifier's
+input and run with hooks on every BatchNorm layer ``l`` (:mod:`modelmine.bn_statistics`):
 
     L_BN = sum_l ||mu_l(x) - mu_l||_2 + ||sigma^2_l(x) - sigma^2_l||_2
+    z_t <- z_t - s_t * g / rms(g),   g = grad_{z_t} L_BN,   s_t = dag_step * sqrt(a_{t-1} - a_t)
 
-(batch statistics of the layer's input vs. its running statistics; :mod:`modelmine.bn_statistics`,
-which DeepInversion uses too). Then ``z_t <- z_t - s_t * g / rms(g)``, ``g = grad_{z_t} L_BN``, and
-the UNet with CFG predicts at the corrected ``z_t``, from which the DDIM update proceeds
-(:class:`~modelmine.diffusion.guidance.CorrectXt`). Every step but the last is corrected (official).
+The norms are unsquared, as in the official code (the paper squares them). The UNet with CFG then
+predicts at the corrected ``z_t`` (:class:`~modelmine.diffusion.guidance.CorrectXt`). Why normalised:
+a raw gradient's size depends on the teacher, its BatchNorm layers, the batch and image size, so no
+constant step transfers across teachers or generators; ``s_t`` (:func:`dag_step_sizes`; ``a`` =
+``alphas_cumprod``) follows the generator's schedule alone, in noise variance of adjacent training steps.
+``dag_input="x0_hat"``: ``eps <- eps + sqrt(1 - a_t) * dag_scale * grad_{z_t} L_BN(D(x0_hat))`` after
+CFG, every step (:class:`~modelmine.diffusion.guidance.LossGradient`).
 
-The step: the official code moves the latent by ``lambda_bn * 0.01 * grad_scale * grad`` =
-``1e-3 * 0.01 * 50 * grad`` = ``5e-4 * grad`` (``config.py``'s ``lambda_bn`` and ``grad_scale``, the
-inner step 0.01), a raw gradient step on Stable Diffusion 2.1 latents with an ImageNet ResNet-34.
-A raw gradient's size depends on the teacher, its number of BatchNorm layers, the batch size
-(the statistics average over it) and the image size, so no constant carries over to another
-teacher or generator. Ours is normalised: the correction has root-mean-square
-``s_t = dag_step * sqrt(a_{t-1} - a_t)`` (:func:`dag_step_sizes`; ``a`` the scheduler's
-``alphas_cumprod``) along the gradient's direction, i.e. with ``dag_step = 1`` it moves ``z_t`` by
-the noise-variance difference of two adjacent *training* timesteps, the finest change of noise
-level the UNet is conditioned on. It is derived from the generator's schedule alone (nothing was
-tuned on the embedded default), invariant to the loss's scale, the batch and the image size, and,
-like the official constant step, applied once per DDIM step. ``dag_step`` rescales it.
+**Class Alignment Token (CAT)**: a new token ``S_c`` per class in ``"a S_c <class>"`` (the paper's
+"A {S_c} {class name}"), started at ``cat_init``'s embedding. Only these embeddings train, on the
+classifier's cross-entropy of images sampled with DAG (``cat_with_dag``; official, Fig. 2), the
+gradient through the last denoising step only, with new start noise each update. A class stops once
+``cat_stop_acc`` of its batch is classified as it. Textual-inversion format
+(``cat/learned_embeds.safetensors``). Not applied: the official clamp of token rows to [-0.1, 0.1]
+(SD's embedding scale) and its ``clip_grad_norm_`` (called before ``backward``: a no-op).
 
-``dag_input="x0_hat"`` keeps the form this module used before: the loss on the decoded clean
-estimate ``x0_hat = (z_t - sqrt(1 - a_t) eps) / sqrt(a_t)``, its gradient added to the prediction
-after CFG on every step, ``eps <- eps + sqrt(1 - a_t) * dag_scale * grad`` (classifier-guidance
-form, :class:`~modelmine.diffusion.guidance.LossGradient`); ``dag_scale = 2`` was picked for it on
-the embedded default (the larger 10 distorted the glyphs of another teacher's samples).
+Ablations, same seeds and noise: ``plain`` (class prompt, no DAG or CAT), ``dag_only``, ``cat_only``
+(own tokens, trained without DAG). Each variant's images train a student on the teacher's soft labels
+and get FID, k-NN precision/recall and teacher agreement vs. the private images on another classifier's
+features (``feature_preset``). ``dag=false`` takes any classifier. Results: ``benchmarks/RESULTS.md`` (DDIS).
 
-**Class Alignment Token (CAT)**: one new token ``S_c`` per class, prompts ``"a S_c <class>"`` (the
-paper's "A {S_c} {class name}"); only the token embeddings are trained, with the classifier's
-cross-entropy on generated images and the gradient through the last denoising step
-(``sample(..., grad_steps=1)``; the official code runs every other step without a graph). The
-images the cross-entropy is taken on are sampled *with DAG* (``cat_with_dag``, default on), as in
-the official token-training loop and the paper's Fig. 2. A class stops training once at least 70%
-of its batch is classified as the class. Saved in textual-inversion format
-(``cat/learned_embeds.safetensors``). The ``cat_only`` ablation has no DAG anywhere, so it gets its
-own tokens trained without it (``cat_only_tokens/``).
-
-Defaults (paper = arXiv:2506.15381, official = ``main_ddis.py`` / ``config.py``):
-
-| setting | paper or official code | ours | reason |
-|---|---|---|---|
-| DAG input | the noisy state ``z_t``, before the UNet | ``dag_input = "x_t"`` | the paper's; ``"x0_hat"`` kept as an option |
-| DAG steps | all but the last (official) | all but the last | official |
-| DAG step | raw ``5e-4 * grad`` (official) | RMS ``dag_step * sqrt(a_{t-1} - a_t)``, ``dag_step = 1`` | a raw step does not transfer (see above) |
-| BN loss | every BatchNorm2d, weight 1, L2 norms | every BatchNorm layer, weight 1 | the same equation |
-| classifier input | the decoded image resized to 32 / 224 | resized to the teacher's size and channels | the same, for any teacher |
-| sampling | 30 DDIM steps, CFG 10 (SD 2.1, 512 px) | 30 steps, the generator's stored CFG | the embedded generator's own scale is 1.5 |
-| CAT prompt | "A {S_c} {class name}" | "a <cat-k> <class>" | the same |
-| CAT start | the embedding of the word "a" | ``cat_init = "a"`` | official ``initializer_token`` |
-| CAT optimiser | AdamW lr 1e-4, weight decay 1e-2 (paper: lr 5e-3) | Adam lr 5e-2, no decay | the embedded text encoder's 64-wide embeddings barely moved at 5e-3 |
-| embedding clamp | every row to [-0.1, 0.1] after each step | none | the bound fits SD's embedding scale only |
-| CAT updates | one class at a time, 10 images per update, up to 15 updates, lowest-loss token kept | all active classes together, ``cat_per_class = 8``, up to ``cat_iters = 40``, last kept | 10 classes in one loop within the CPU budget |
-| CAT start noise | the same seed every epoch | a new seed every update | more varied samples |
-| CAT sampling | 30 steps with DAG, gradient through the last | ``cat_steps = 10`` with DAG, gradient through the last (``cat_grad_steps = 1``) | cost; 10 steps apply fewer DAG corrections than 30 |
-| early stop | 70% of an epoch's images | 70% of a class's batch | the same rule, per class |
-| gradient clipping | ``clip_grad_norm_`` (1) before ``backward`` | none | it has no effect where it is called |
-| student input size | the teacher's | ``min(generator, teacher)`` resolution (``student.image_size``, derived) | images of a 16 px generator upsampled to a 28 px teacher teach the student blur (as in TCKR) |
-
-A teacher without BatchNorm gets a one-line error for DAG; ``--set dag=false`` (CAT only) works on
-any classifier. The command also generates the ablations (``plain``: the generator's default
-class prompt, no DAG, no CAT; ``dag_only``; ``cat_only``) with the same seeds and start noise, and
-for each: a student distilled on the images with the teacher's soft labels (the same recipe as
-CAKE/DeepInversion), and quality metrics against the real private images on the penultimate
-features of a *separate* classifier trained on the private data (not the teacher, whose
-statistics DAG optimises): FID, k-NN precision/recall, and the teacher's agreement with the
-prompted class. Embedded budget: 1,000 images per variant (100 per class), CAT trained with
-10-step DDIM sampling, at most 40 updates. Measured results and ablations:
-``benchmarks/RESULTS.md`` (DDIS section); the one-off sweeps that chose ``dag_scale`` (x0_hat form),
-``cat_lr`` and ``cat_grad_steps = 1`` were written in this docstring up to commit b02b09e.
+| field | paper or official code | why ours differs |
+|---|---|---|
+| ``dag_input`` | the noisy ``z_t``, before the UNet (paper) | the paper's; ``"x0_hat"`` an option |
+| ``dag_step`` | raw ``5e-4 * grad`` (``lambda_bn * 0.01 * grad_scale``, official) | normalised (above) |
+| ``cfg`` | 10, on SD 2.1 at 512 px | each generator's own stored scale |
+| ``cat_lr`` | AdamW 1e-4, decay 1e-2 (official); 5e-3 (paper) | larger: 64-wide embeddings barely move |
+| ``cat_iters`` | 15 updates, lowest loss kept (official); 30 epochs (paper) | CPU budget; the last kept |
+| ``cat_per_class`` | 10 images of one class (official); 20 accumulations (paper) | all classes per update |
+| ``cat_steps`` | 30 DDIM steps with DAG (official) | fewer for cost, so fewer DAG corrections |
+| ``cat_stop_acc`` | 70% of an epoch's images | the same rule per class, as classes train together |
+| ``student.image_size`` | the teacher's | the generator's if smaller: upsampled images teach blur |
 """
 
 from __future__ import annotations
