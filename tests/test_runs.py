@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -93,3 +96,20 @@ def test_run_tasks_in_order_inline_and_in_worker_processes():
     tasks = [(_square, (i,)) for i in range(4)]
     assert run_tasks(tasks, workers=1) == [0, 1, 4, 9]
     assert run_tasks(tasks, workers=2) == [0, 1, 4, 9]
+
+
+def test_a_resume_removes_temp_files_of_dead_writers_only(tmp_path):
+    """A SIGKILL mid-write leaves ``.<name>.<pid>.<random>.tmp``; the next ``Run`` on the folder removes
+    it, whatever moment the kill hit, and leaves a live writer's (another shard's) file alone."""
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    pid = int(dead.stdout)  # exited: no process has this pid now (short of reuse within milliseconds)
+    stale = tmp_path / "synthesis" / f".batch_00003.safetensors.{pid}.k3j_x9.tmp"
+    png = tmp_path / "samples" / f".000007.png.{pid}.w.tmp"
+    live = tmp_path / "synthesis" / f".batch_00004.safetensors.{os.getpid()}.a1b2.tmp"
+    for p in (stale, png, live):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"half")
+    Run(tmp_path)
+    assert not stale.exists() and not png.exists() and live.exists()

@@ -743,8 +743,8 @@ def save_image_folder(
     for i, (a, y) in enumerate(zip(arr, data.labels.tolist(), strict=True)):
         name = f"{data.class_names[y]}/{start + i:06d}.png"
         im = Image.fromarray(a, "L" if a.ndim == 2 else "RGB")
-        tmp = root / f".{os.getpid()}.tmp.png"
-        im.save(tmp)
+        tmp = root / f".{start + i:06d}.png.{os.getpid()}.w.tmp"  # runs.remove_stale_temps reads the pid
+        im.save(tmp, format="PNG")
         os.replace(tmp, root / name)
         rel.append(name)
     if data.captions is not None:

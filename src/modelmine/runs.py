@@ -44,10 +44,35 @@ def _publish(tmp: str, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _temp_file(path: Path) -> tuple[int, str]:
+    """A new temp file beside ``path``, named ``.<name>.<pid>.<random>.tmp`` so that
+    :func:`remove_stale_temps` can tell a live writer's file from one a killed process left."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: Path) -> None:
+    """Delete the temp files under ``folder`` whose writer is gone (a SIGKILL or a full disk mid-write);
+    those of live processes (other shards of a launch) are left alone."""
+    for p in folder.rglob(".*.tmp"):
+        parts = p.name.split(".")
+        if len(parts) >= 4 and parts[-3].isdigit() and not _alive(int(parts[-3])):
+            p.unlink(missing_ok=True)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temp_file(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -66,8 +91,7 @@ def atomic_save_tensors(
 ) -> None:
     """safetensors save through a temp file + rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temp_file(path)
     os.close(fd)
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
@@ -158,6 +182,7 @@ class Run:
         if self.dir.exists() and not self.dir.is_dir():
             raise UserError(f"--out {self.dir} exists and is not a folder")
         self.dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.dir)  # a resume starts from whole files only
         self.cfg = cfg
         if cfg is not None:
             text = dump_config(cfg)
