@@ -22,8 +22,9 @@ def seed_stats(values: list[float]) -> dict:
     return {"mean": statistics.fmean(values), "std": sd}
 
 
-def write_results(path: str | Path, results: dict) -> None:
-    """``results`` as indented JSON at ``path`` (parent folders created)."""
+def write_results(path: str | Path, results: dict, *, indent: int = 2, sort_keys: bool = False) -> None:
+    """``results`` as indented JSON and a newline at ``path`` (parent folders created); every script
+    writes its JSON here (golden.json: ``indent=1, sort_keys=True``; lira_teacher.json: sorted keys)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    path.write_text(json.dumps(results, indent=indent, sort_keys=sort_keys, default=str) + "\n")

@@ -1,10 +1,10 @@
 """`modelmine audit generator` on the TCKR benchmark's LoRA: how many private digits it leaks.
 
-Runs ``modelmine.audit.generator.run`` (the same code as the command) with its
-defaults (500 FineXtract generations and 500 CFG-3 generations from the same noise, prompts drawn
-from the private images' ``"<class>: <caption>"`` prompts) on the run folder that
-``benchmarks/tckr_bench.py`` left (``/tmp/tckr_bench/tckr`` by default), in a fresh folder.
-Records the metrics, the seed, the wall time and the machine, and copies ``leaks.png``::
+Runs ``modelmine audit generator --set run=RUN --set seed=SEED`` in this process
+(``_bench.run_cli``) with its defaults (500 FineXtract generations and 500 CFG-3 generations from
+the same noise, prompts drawn from the private images' ``"<class>: <caption>"`` prompts) on the run
+folder that ``benchmarks/tckr_bench.py`` left (``/tmp/tckr_bench/tckr`` by default), in a fresh
+folder. Records the metrics, the seed, the wall time and the machine, and copies ``leaks.png``::
 
     python benchmarks/tckr_bench.py               # first, if /tmp/tckr_bench/tckr is gone
     python benchmarks/audit_generator_bench.py    # -> results/audit_generator.json (~7 min, 2 cores)
@@ -19,8 +19,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from _bench import config, run_cli
 from _results import machine_info, write_results
-from modelmine.audit import generator as audit_generator
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -32,11 +32,12 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/audit_generator_bench")
     ap.add_argument("--results", default=str(RESULTS))
     args = ap.parse_args()
-    cfg = audit_generator.AuditGeneratorConfig(run=args.run, seed=args.seed)
+    overrides = {"run": args.run, "seed": args.seed}
+    cfg = config("audit generator", overrides)
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
     t0 = time.time()
-    metrics = audit_generator.run(cfg, work)
+    metrics = run_cli("audit generator", work, overrides)
     results = {
         "metrics": metrics,
         "tckr_run_metrics": json.loads((Path(args.run) / "metrics.json").read_text()),

@@ -1,10 +1,10 @@
 """CAKE vs DeepInversion vs a real-data student on the embedded default, at one budget.
 
-Runs ``modelmine.methods.cake.run`` and ``modelmine.methods.deepinversion.run`` with their default
-configs (the same synthesis budget: batches x batch size x steps, and the shared student recipe,
-CAKE's with the teacher's architecture as in its official code, DeepInversion's ``cnn_small``),
-both distilling the same default teacher, then trains the same student on the real private
-training images with the teacher's soft labels (the upper bound). Writes
+Runs ``modelmine cake`` and ``modelmine deepinversion`` in this process (``_bench.run_cli``) with
+their default configs (the same synthesis budget: batches x batch size x steps, and the shared
+student recipe, CAKE's with the teacher's architecture as in its official code, DeepInversion's
+``cnn_small``), both distilling the same default teacher, then trains the same student on the real
+private training images with the teacher's soft labels (the upper bound). Writes
 ``benchmarks/results/cake.json``. Usage::
 
     python benchmarks/cake_bench.py [--threads 1] [--work /tmp/cake_bench]
@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from _bench import config, run_cli
 from _results import machine_info, write_results
 from modelmine.classifiers import build_classifier, evaluate, load_classifier, predict_logits
 from modelmine.data import load_digits
 from modelmine.distill import train_student
-from modelmine.methods import cake, deepinversion
 
 
 def main() -> None:
@@ -40,16 +40,16 @@ def main() -> None:
     results: dict = {"threads": args.threads, **machine_info()}
 
     t0 = time.time()
-    cake_cfg = cake.CakeConfig()
-    results["cake"] = cake.run(cake_cfg, work / "cake")
+    cake_cfg = config("cake")
+    results["cake"] = run_cli("cake", work / "cake")
     results["cake"]["total_seconds_with_teacher_training"] = time.time() - t0
 
     # DeepInversion distils the very same teacher (copied, not retrained)
     (work / "deepinversion").mkdir(parents=True)
     shutil.copy(work / "cake" / "teacher.safetensors", work / "deepinversion" / "teacher.safetensors")
     t0 = time.time()
-    di_cfg = deepinversion.DeepInversionConfig()
-    results["deepinversion"] = deepinversion.run(di_cfg, work / "deepinversion")
+    di_cfg = config("deepinversion")
+    results["deepinversion"] = run_cli("deepinversion", work / "deepinversion")
     results["deepinversion"]["total_seconds"] = time.time() - t0
 
     # upper bound: the same student recipe on the real private training images

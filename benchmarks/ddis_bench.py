@@ -1,13 +1,15 @@
 """DDIS on the embedded default, with its ablations and DeepInversion at the same number of images,
 over several seeds.
 
-For every seed: ``modelmine.methods.ddis.run`` with its defaults (DDIS = DAG + CAT, plus plain /
-DAG-only / CAT-only generations, each distilled into the same student recipe), then DeepInversion
-on the same teacher with as many images (its default batch size, ``num_images / batch_size``
-batches). The seed changes everything a run draws: the teacher's initial weights, the generator's
-start noise, the CAT batches and the students. One seed is not enough to compare the variants
-(their students move by several points between seeds), so the summary gives the mean and the
-standard deviation over seeds, and the targets are judged on the means.
+For every seed: ``modelmine ddis`` with its defaults (DDIS = DAG + CAT, plus plain / DAG-only /
+CAT-only generations, each distilled into the same student recipe), then ``modelmine
+deepinversion`` on the same teacher with as many images (its default batch size, ``num_images /
+batch_size`` batches), both in this process (``_bench.run_cli``; ``--set`` goes to DDIS, the seed
+to DDIS's ``seed`` and ``teacher.seed`` and DeepInversion's ``seed``). The seed changes everything
+a run draws: the teacher's initial weights, the generator's start noise, the CAT batches and the
+students. One seed is not enough to compare the variants (their students move by several points
+between seeds), so the summary gives the mean and the standard deviation over seeds, and the
+targets are judged on the means.
 
 Writes ``benchmarks/results/<name>.json`` (per-seed metrics, summary, targets) and copies the
 first seed's sample grids. A finished seed is kept in ``<work>/seed<k>/result.json`` and not run
@@ -19,7 +21,6 @@ again (delete ``--work`` to start over). Usage::
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import shutil
 import time
@@ -28,31 +29,42 @@ from pathlib import Path
 
 import torch
 
+from _bench import config, run_cli
 from _results import machine_info, seed_stats, write_results
-from modelmine.methods import ddis, deepinversion
+from modelmine.config import merge_dicts, parse_set
+from modelmine.methods import ddis
 
 RESULTS = Path(__file__).parent / "results"
 KEYS = ("student_acc", "fid", "precision", "recall", "teacher_acc_on_synthetic")
 
 
-def run_seed(cfg: ddis.DdisConfig, seed: int, work: Path) -> dict:
+def ddis_overrides(sets: dict, seed: int) -> dict:
+    """The ``modelmine ddis`` overrides of one seed: ``--set`` (nested, as parsed), then the seed."""
+    return merge_dicts(sets, {"seed": seed, "teacher": {"seed": seed}})
+
+
+def deepinversion_overrides(num_images: int, seed: int) -> dict:
+    """DeepInversion with as many images as DDIS (its default batch size) and the same seed."""
+    batch_size = config("deepinversion").batch_size
+    return {"seed": seed, "num_batches": max(1, round(num_images / batch_size))}
+
+
+def run_seed(sets: dict, seed: int, work: Path) -> dict:
     done = work / "result.json"
     if done.exists():
         return json.loads(done.read_text())
     shutil.rmtree(work, ignore_errors=True)
-    cfg = copy.deepcopy(cfg)
-    cfg.seed = cfg.teacher.seed = seed
+    overrides = ddis_overrides(sets, seed)
     t0 = time.time()
-    metrics = ddis.run(cfg, work / "ddis")
+    metrics = run_cli("ddis", work / "ddis", overrides)
     ddis_wall = time.time() - t0
 
     (work / "deepinversion").mkdir(parents=True)
     shutil.copy(work / "ddis" / "teacher.safetensors", work / "deepinversion" / "teacher.safetensors")
-    di_cfg = deepinversion.DeepInversionConfig(seed=seed)
-    di_cfg.num_batches = max(1, round(cfg.num_images / di_cfg.batch_size))
+    di_overrides = deepinversion_overrides(config("ddis", overrides).num_images, seed)
     torch.set_num_threads(2)
     t0 = time.time()
-    di = deepinversion.run(di_cfg, work / "deepinversion")
+    di = run_cli("deepinversion", work / "deepinversion", di_overrides)
     result = {
         "seed": seed,
         "ddis": metrics,
@@ -104,13 +116,12 @@ def main() -> None:
     ap.add_argument("--name", default="ddis")
     ap.add_argument("--set", nargs="*", default=[], help="DDIS config overrides key=value")
     args = ap.parse_args()
-    from modelmine.config import load_config, parse_set
-
-    cfg = load_config(ddis.DdisConfig, None, parse_set(args.set))
+    sets = parse_set(args.set)
+    cfg = config("ddis", sets)
     work = Path(args.work)
     runs = []
     for seed in args.seeds:
-        runs.append(run_seed(cfg, seed, work / f"seed{seed}"))
+        runs.append(run_seed(sets, seed, work / f"seed{seed}"))
         print(json.dumps(summarize(runs)["summary"]["ddis"]["student_acc"]), flush=True)
     results = {
         **summarize(runs),

@@ -2,10 +2,11 @@
 
     python benchmarks/diffusion_pretrain.py [--out runs/pretrain] [--set key=value ...]
 
-Runs (or resumes, or just reads back) ``modelmine pretrain --out DIR`` and copies its metrics
-(``cas_public``, ``cas_private``, per-class CAS, training time and settings) to
-benchmarks/results/diffusion_pretrain.json and its sample grid (one column per digit, prompt
-"a photo of digit <class>") to benchmarks/results/diffusion_pretrain_samples.png.
+Runs (or resumes, or just reads back) ``modelmine pretrain --out DIR`` in this process
+(``_bench.run_cli``) and copies its metrics (``cas_public``, ``cas_private``, per-class CAS,
+training time and settings) to benchmarks/results/diffusion_pretrain.json and its sample grid (one
+column per digit, prompt "a photo of digit <class>") to
+benchmarks/results/diffusion_pretrain_samples.png.
 Target (issue 3): cas_public >= 0.90 at the default sampling settings.
 """
 
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from modelmine.cli import main as cli_main
+from _bench import run_cli
+from _results import write_results
 
 
 def main() -> None:
@@ -35,11 +37,7 @@ def main() -> None:
     if not (run / "metrics.json").exists() or "cas_public" not in json.loads(
         (run / "metrics.json").read_text()
     ):
-        argv = ["pretrain", "--out", args.out]
-        for s in args.set:
-            argv += ["--set", s]
-        if cli_main(argv) != 0:
-            raise SystemExit(1)
+        run_cli("pretrain", args.out, None, *[w for s in args.set for w in ("--set", s)])
     metrics = json.loads((run / "metrics.json").read_text())
     config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else None
     gen_json = json.loads((run / "embedded_generator.json").read_text())
@@ -65,8 +63,7 @@ def main() -> None:
         "cas_during_training": trajectory,
     }
     out = Path(args.results)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "diffusion_pretrain.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_results(out / "diffusion_pretrain.json", result)
     shutil.copyfile(run / "samples.png", out / "diffusion_pretrain_samples.png")
     print(json.dumps({k: metrics[k] for k in ("cas_public", "cas_private", "train_seconds") if k in metrics}))
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from _results import write_results
 from modelmine.diffusion.generator import EMBEDDED_WEIGHTS, Generator
 from modelmine.diffusion.pretrain import class_prompts
 from modelmine.diffusion.sampler import ddim_timesteps, sample
@@ -83,7 +84,7 @@ def main() -> None:
         "bare_runs_seconds": bare,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_results(args.out, result)
     print(json.dumps({k: v for k, v in result.items() if not k.endswith("runs_seconds")}))
 
 

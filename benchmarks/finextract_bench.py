@@ -1,10 +1,10 @@
 """FineXtract vs the CFG baseline over seeds and datasets, LoRA and full fine-tuning.
 
-Runs ``modelmine.methods.finextract.run`` (the same code as ``modelmine extract``) once per
-(dataset, seed): the embedded generator fine-tuned on the first N = 10 training images of class 3
-of the built-in dataset (``digits``, ``mnist5k``) with LoRA and fully, then FineXtract and CFG at
-the official baseline scale (3.0) from the same start noise, clustered and scored the same way.
-Every setting not given here is the command's default (fine-tuning steps derived per image).
+Runs ``modelmine extract`` in this process (``_bench.run_cli``) once per (dataset, seed): the
+embedded generator fine-tuned on the first N = 10 training images of class 3 of the built-in
+dataset (``digits``, ``mnist5k``) with LoRA and fully, then FineXtract and CFG at the official
+baseline scale (3.0) from the same start noise, clustered and scored the same way. Every setting
+not given here is the command's default (fine-tuning steps derived per image).
 
 Budget: the command's default of 500 generations per method and model costs ~13 min per run on 2
 cores with an extra baseline; this script draws ``--num-generations`` (default 200) with 50 DDIM
@@ -31,6 +31,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from _bench import config, run_cli
 from _results import machine_info, seed_stats, write_results
 from modelmine.audit.prompt import SCORES
 from modelmine.methods import finextract
@@ -40,21 +41,21 @@ METRICS = ("success_rate", "calibrated_success_rate", "avg_similarity")
 METHODS = {"finextract": "", "baseline": "baseline_"}  # name -> metric prefix
 
 
-def build_config(args, data: str, seed: int) -> finextract.ExtractConfig:
-    cfg = finextract.ExtractConfig(
-        data=data, seed=seed, num_generations=args.num_generations, sample_steps=args.sample_steps,
-        extra_baseline_cfgs=list(args.extra_cfg), workers=args.workers, identifier=args.identifier,
-        num_train_images=args.num_train_images,
-    )  # fmt: skip
+def overrides(args, data: str, seed: int) -> dict:
+    """The ``modelmine extract`` config overrides of one (dataset, seed) run."""
+    out = {
+        "data": data, "seed": seed, "num_generations": args.num_generations, "sample_steps": args.sample_steps,
+        "extra_baseline_cfgs": list(args.extra_cfg), "workers": args.workers, "identifier": args.identifier,
+        "num_train_images": args.num_train_images,
+    }  # fmt: skip
     if args.prompt_auto:
-        cfg.prompt = finextract.AUTO
+        out["prompt"] = finextract.AUTO
         if args.prompt_score is not None:
-            cfg.prompt_search.score = args.prompt_score
+            out["prompt_search.score"] = args.prompt_score
     if args.quick:
-        cfg.num_generations, cfg.gen_batch_size, cfg.sample_steps = 12, 6, 3
-        cfg.lora.steps = cfg.full.steps = 3
-        cfg.prompt_search.max_words, cfg.prompt_search.num_noise = 2, 2
-    return cfg
+        out |= {"num_generations": 12, "gen_batch_size": 6, "sample_steps": 3}
+        out |= {"lora.steps": 3, "full.steps": 3, "prompt_search.max_words": 2, "prompt_search.num_noise": 2}
+    return out
 
 
 def summarize(runs: dict[str, dict], datasets: list[str], modes: list[str]) -> dict:
@@ -127,11 +128,11 @@ def main() -> None:
     if args.fresh:
         shutil.rmtree(work, ignore_errors=True)
     modes = finextract.ExtractConfig().modes
-    config = None
+    recorded = None  # the last run's resolved config
     for data in args.datasets:
         for seed in args.seeds:
-            cfg = build_config(args, data, seed)
-            config = asdict(cfg)
+            cfg = config("extract", overrides(args, data, seed))
+            recorded = asdict(cfg)
             key = f"{data}/{seed}"
             folder = work / f"{data}_seed{seed}"
             if key in runs:
@@ -140,7 +141,7 @@ def main() -> None:
                     continue
             else:
                 t0 = time.time()
-                metrics = finextract.run(cfg, folder)
+                metrics = run_cli("extract", folder, overrides(args, data, seed))
                 runs[key] = {"metrics": metrics, "wall_seconds": time.time() - t0}
                 if seed == args.seeds[0]:
                     shutil.copy(folder / "matches.png", out / f"{name}_matches_{data}.png")
@@ -166,12 +167,12 @@ def main() -> None:
                 "targets": targets(summary, modes),
                 "wall_seconds": sum(r["wall_seconds"] for r in runs.values()),
                 "quick": args.quick,
-                "config": config,
+                "config": recorded,
                 **machine_info(),
             }
             write_results(path, results)
             print(f"{key}: {runs[key]['wall_seconds']:.0f} s; written to {path}")
-    if old and runs and config is None:
+    if old and runs and recorded is None:
         print("nothing to run")
     final = json.loads(path.read_text())
     print(json.dumps({"targets": final["targets"], "wall_seconds": final["wall_seconds"]}, indent=2))

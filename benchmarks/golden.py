@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from _results import write_results
 from modelmine.cli import main
 from modelmine.diffusion.generator import Generator
 
@@ -107,4 +108,4 @@ if __name__ == "__main__":
         diff = moved(json.loads(RESULTS.read_text()), now)
         print("\n".join(diff) or "no metric moved")
         sys.exit(1 if diff else 0)
-    RESULTS.write_text(json.dumps(now, indent=1, sort_keys=True) + "\n")
+    write_results(RESULTS, now, indent=1, sort_keys=True)

@@ -2,9 +2,10 @@
 
     python benchmarks/lira_bench.py [--shadows 16] [--threads 2] [--work runs/bench-lira]
 
-Runs `modelmine audit lira` (members: the 1,077 private training digits; non-members: the 360
-held-out digits) and writes benchmarks/results/lira_teacher.json. Shadows are kept in the work
-folder, so a second call resumes instead of retraining them.
+Runs `modelmine audit lira` in this process (``_bench.run_cli``; members: the 1,077 private
+training digits; non-members: the 360 held-out digits) and writes
+benchmarks/results/lira_teacher.json. Shadows are kept in the work folder, so a second call resumes
+instead of retraining them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from modelmine.cli import main as cli
+from _bench import run_cli
+from _results import write_results
 
 
 def main() -> None:
@@ -28,12 +30,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    if cli(["audit", "lira", "--out", args.work, "--shadows", str(args.shadows)]) != 0:
-        raise SystemExit("audit failed")
-    metrics = json.loads((Path(args.work) / "metrics.json").read_text())
+    metrics = run_cli("audit lira", args.work, None, "--shadows", str(args.shadows))
     result = {"threads": args.threads, "wall_seconds": time.perf_counter() - t0, "keep_seed": 0, **metrics}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    write_results(args.out, result, sort_keys=True)
     print(json.dumps(result, indent=2, sort_keys=True))
 
 

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import torch
 
+from _bench import run_cli
 from _results import machine_info, write_results
 from modelmine.audit import lira, rmia
 from modelmine.audit.membership import MembershipConfig
 from modelmine.classifiers import load_classifier
-from modelmine.cli import main as cli
 from modelmine.config import config_to_dict, load_config
 from modelmine.metrics import membership_metrics
 
@@ -83,11 +83,9 @@ def main() -> None:
     t0 = time.perf_counter()
     attacks = ["lira", "rmia"] if top >= 2 else ["rmia"]
     overrides = [x for kv in args.set for x in ("--set", kv)]
-    if cli(
-        ["audit", "membership", "--out", str(work), "--shadows", str(top), "--attacks", *attacks, *overrides]
-    ):
-        raise SystemExit("audit membership failed")
-    command = json.loads((work / "metrics.json").read_text())
+    command = run_cli(
+        "audit membership", work, None, "--shadows", str(top), "--attacks", *attacks, *overrides
+    )
     cfg, data = load_audit(work, top)
     results = {}
     for m in refs:

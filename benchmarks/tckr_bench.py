@@ -1,11 +1,11 @@
 """TCKR end to end on the embedded default: teacher vs synthetic-data student, accuracy and LiRA AUC.
 
-Runs ``modelmine.methods.tckr.run`` (the same code as ``modelmine tckr``) in a fresh folder and
-records its metrics, the seed, the wall time and the machine. ``--cardinality`` takes several
-values for the accuracy-vs-AUC trade-off (the paper's Figure 5): then ``results/<name>.json`` also
-gets ``tradeoff``, a list of ``{"cardinality", "student_acc", "student_auc", "teacher_acc",
-"teacher_auc"}``, and the plot is copied next to it. A killed run resumes in its work folder
-(``--fresh`` starts over). Usage::
+Runs ``modelmine tckr --set seed=SEED --set teacher.seed=SEED`` in this process
+(``_bench.run_cli``) and records its metrics, the seed, the wall time and the machine.
+``--cardinality`` takes several values for the accuracy-vs-AUC trade-off (the paper's Figure 5):
+then ``results/<name>.json`` also gets ``tradeoff``, a list of ``{"cardinality", "student_acc",
+"student_auc", "teacher_acc", "teacher_auc"}``, and the plot is copied next to it. A killed run
+resumes in its work folder (``--fresh`` starts over). Usage::
 
     python benchmarks/tckr_bench.py                                          # -> results/tckr.json
     python benchmarks/tckr_bench.py --cardinality 0.5 1 2 4 --name tckr_tradeoff
@@ -20,10 +20,20 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from _bench import config, run_cli
 from _results import machine_info, write_results
-from modelmine.methods import tckr
 
 RESULTS = Path(__file__).parent / "results"
+
+
+def overrides(args: argparse.Namespace) -> dict:
+    """The ``modelmine tckr`` config overrides of the command-line options."""
+    out: dict = {"seed": args.seed, "teacher.seed": args.seed}
+    if args.cardinality:
+        out["cardinality"] = args.cardinality
+    if args.workers:
+        out["workers"] = args.workers
+    return out
 
 
 def main() -> None:
@@ -35,17 +45,12 @@ def main() -> None:
     ap.add_argument("--work", default="benchmarks/out/tckr_bench")
     ap.add_argument("--fresh", action="store_true", help="delete the work folder first")
     args = ap.parse_args()
-    cfg = tckr.TckrConfig(seed=args.seed)
-    cfg.teacher.seed = args.seed
-    if args.cardinality:
-        cfg.cardinality = args.cardinality
-    if args.workers:
-        cfg.workers = args.workers
+    cfg = config("tckr", overrides(args))
     work = Path(args.work) / args.name
     if args.fresh:
         shutil.rmtree(work, ignore_errors=True)
     t0 = time.time()
-    metrics = tckr.run(cfg, work)
+    metrics = run_cli("tckr", work, overrides(args))
     wall = time.time() - t0
     results = {
         "metrics": metrics,

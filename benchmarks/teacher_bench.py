@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from _results import write_results
 from modelmine.classifiers import build_classifier, evaluate, train_classifier
 from modelmine.data import load_builtin
 from modelmine.teacher import TeacherRunConfig, resolve_teacher
@@ -65,8 +66,7 @@ def main() -> None:
         "teacher_acc_min": min(accs),
         "train_seconds_max": max(r["train_seconds"] for r in rows),
     }
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(result, indent=2) + "\n")
+    write_results(out, result)
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}))
 
 

@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from sklearn.datasets import make_moons
 
+from _results import write_results
 from modelmine.classifiers import train_classifier
 from modelmine.methods.cake import CakeConfig, step_size_schedule, synthesize_batch
 from modelmine.report import save_decision_boundary
@@ -79,7 +80,7 @@ def main() -> None:
         "private_data_median_|p-0.5|": (pd[:, 1] - 0.5).abs().median().item(),
         "config": {k: v for k, v in vars(cfg).items() if k not in ("teacher", "student")},
     }
-    (RESULTS / "toy_moons.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_results(RESULTS / "toy_moons.json", summary)
     print(json.dumps(summary, indent=2, default=str))
 
 
