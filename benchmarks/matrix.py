@@ -36,7 +36,7 @@ import torch
 from _results import machine_info, write_results
 from modelmine.classifiers import CAKE_CNN_MIN_SIZE
 from modelmine.cli import main as cli
-from modelmine.teacher import data_image_size
+from modelmine.data import dataset_size
 
 RESULTS = Path(__file__).parent / "results" / "matrix.json"
 # method -> (command words, extra arguments); every method takes --data <dataset>
@@ -95,7 +95,7 @@ def main() -> None:
     for dataset in args.datasets:
         for method in args.methods:
             key = f"{dataset}/{method}"
-            if method == "cake (cake_cnn)" and data_image_size(dataset) < CAKE_CNN_MIN_SIZE:
+            if method == "cake (cake_cnn)" and dataset_size(dataset) < CAKE_CNN_MIN_SIZE:
                 continue  # the official MNIST Cnn does not fit this dataset's images
             if runs.get(key, {}).get("exit_status") == 0:
                 continue  # finished earlier: keep its wall time

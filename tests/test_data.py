@@ -114,3 +114,24 @@ def test_member_split_round_trip(tiny_folder):
     digits = load_digits("heldout", 8)
     again = load_described(describe_members(digits), size=8)
     assert torch.equal(again.images, digits.images) and again.files == digits.files
+
+
+def test_resolve_gives_every_command_the_same_splits(tmp_path, tiny_folder):
+    from modelmine.data import load_digits, population, resolve, split_holdout
+
+    root, _ = tiny_folder
+    built_in = resolve("digits", 8)
+    for split in ("train", "heldout", "test"):
+        assert torch.equal(getattr(built_in, split).images, load_digits(split, 8).images)
+    assert resolve("digits", 8, 3).train.images.shape[1] == 3  # grey repeated for an RGB model
+    folder = resolve(str(root), seed=1)
+    rest, held = split_holdout(load_image_folder(root), seed=1)
+    assert folder.train.files == rest.files and folder.test.files == held.files == folder.heldout.files
+    pop, member = folder.population()
+    assert (
+        torch.equal(pop.images, torch.cat([rest.images, held.images]))
+        and member.tolist() == [True] * 10 + [False] * 2
+    )
+    assert torch.equal(population("digits", 8)[1], built_in.population()[1])
+    with pytest.raises(UserError, match="--members"):
+        population(str(root), 8)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,8 +219,10 @@ class FitInput(nn.Module):
 def taking_any_size(model: nn.Module, info: ClassifierInfo) -> nn.Module:
     """``model`` (eval mode) behind a :class:`FitInput` to its own ``info.image_size`` and channels:
     a student trained at the generator's resolution reads test images of the teacher's, a teacher
-    reads generated images (index ``[1]`` is ``model``)."""
-    return nn.Sequential(FitInput(info.image_size, info.in_channels), model).eval()
+    reads generated images. The parts are ``.fit_input`` and ``.classifier`` (``model``)."""
+    return nn.Sequential(
+        OrderedDict(fit_input=FitInput(info.image_size, info.in_channels), classifier=model)
+    ).eval()
 
 
 def save_classifier(path: str | Path, model: nn.Module, info: ClassifierInfo) -> None:

@@ -90,13 +90,146 @@ def concat(sets: list[ImageSet]) -> ImageSet:
     )
 
 
-def split_holdout(data: ImageSet, seed: int = 0, fraction: float = 0.2) -> tuple[ImageSet, ImageSet]:
-    """``(rest, held_out)``: a seeded random ``fraction`` (at least one image) of a user folder held
-    out, e.g. as the test split when no test folder is given. The one split rule every command uses,
-    so a method and the audit of its model agree on which images were members."""
+HOLDOUT_FRACTION = 0.2  # of a user folder given without a test folder
+
+
+def holdout_size(n: int, fraction: float = HOLDOUT_FRACTION) -> int:
+    """How many of ``n`` images :func:`split_holdout` holds out (at least one)."""
+    return max(1, int(n * fraction + 1e-9))
+
+
+def split_holdout(
+    data: ImageSet, seed: int = 0, fraction: float = HOLDOUT_FRACTION
+) -> tuple[ImageSet, ImageSet]:
+    """``(rest, held_out)``: a seeded random ``fraction`` of a user folder held out, e.g. as the test
+    split when no test folder is given. The one split rule every command uses (through
+    :func:`resolve`), so a method and the audit of its model agree on which images were members."""
     perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
-    n_out = max(1, int(len(data) * fraction + 1e-9))
+    n_out = holdout_size(len(data), fraction)
     return data.subset(perm[n_out:]), data.subset(perm[:n_out])
+
+
+@dataclass
+class Splits:
+    """The three roles of a dataset: ``train`` (the private members a model trains on), ``heldout``
+    (the same distribution, never trained on: membership non-members) and ``test`` (accuracy)."""
+
+    train: ImageSet
+    heldout: ImageSet
+    test: ImageSet
+
+    def population(self) -> tuple[ImageSet, torch.Tensor]:
+        """``train`` then ``heldout`` as one set, and its ``(N,)`` bool member mask."""
+        member = torch.cat(
+            [torch.ones(len(self.train), dtype=torch.bool), torch.zeros(len(self.heldout), dtype=torch.bool)]
+        )
+        return concat([self.train, self.heldout]), member
+
+
+def resolve(
+    spec: str,
+    size: int | None = None,
+    channels: int | None = None,
+    *,
+    test_data: str | None = None,
+    heldout_data: str | None = None,
+    class_names: list[str] | None = None,
+    seed: int = 0,
+) -> Splits:
+    """The one data resolver: ``spec`` is a built-in name (:data:`BUILTIN_SIZES`) or an ImageFolder.
+
+    Built-in: its fixed train / heldout / test splits (``seed`` never moves them: every method and
+    audit must agree on the members). Folder: its images, less a seeded :func:`split_holdout` taken as
+    the test split unless ``test_data`` (a folder of the same classes) is given; ``heldout`` is
+    ``heldout_data`` when given, else the test split. Images come at ``size`` (a built-in's own size
+    when None) and ``channels`` (grey built-ins are repeated to RGB; a folder keeps its own when None),
+    ``class_names`` the expected classes in label order.
+    """
+    if is_builtin(spec):
+        sets = [load_builtin(spec, s, size) for s in ("train", "heldout", "test")]
+        if channels not in (None, 1):
+            sets = [
+                ImageSet(fit_to(d.images, d.images.shape[-1], channels), d.labels, d.class_names)
+                for d in sets
+            ]
+        train, heldout, test = sets
+        if test_data is not None:
+            test = _same_classes(test_data, size, train)
+    else:
+        train = load_image_folder(spec, size=size, channels=channels, class_names=class_names)
+        if test_data is not None:
+            test = _same_classes(test_data, size, train)
+        else:
+            train, test = split_holdout(train, seed)
+        heldout = test
+    if heldout_data is not None:
+        heldout = _same_classes(heldout_data, size, train)
+    return Splits(train, heldout, test)
+
+
+def _same_classes(folder: str, size: int | None, like: ImageSet) -> ImageSet:
+    """An ImageFolder read at ``size`` with ``like``'s channels and classes (a one-line error otherwise)."""
+    return load_image_folder(folder, size=size, channels=like.images.shape[1], class_names=like.class_names)
+
+
+def population(
+    spec: str, size: int | None, members: str | None = None, class_names: list[str] | None = None
+) -> tuple[ImageSet, torch.Tensor]:
+    """A membership audit's population and its ``(N,)`` bool member mask: a built-in's train split
+    (members) and held-out split (non-members), or a folder whose members the text file ``members``
+    lists (:func:`read_member_list`)."""
+    if is_builtin(spec):
+        if members is not None:
+            raise UserError(
+                f"--members lists files of a --population folder; the built-in {spec} has its own split"
+            )
+        return resolve(spec, size).population()
+    if members is None:
+        raise UserError("--population needs --members: a text file listing the files the target trained on")
+    pop = load_image_folder(spec, size=size, class_names=class_names)
+    return pop, read_member_list(members, pop.files or [])
+
+
+def dataset_size(spec: str) -> int:
+    """The size ``spec`` is used at by default: a built-in's, else its first image's longer side."""
+    if is_builtin(spec):
+        return BUILTIN_SIZES[spec]
+    root = _folder(spec)
+    first = next((f for f in sorted(root.glob("*/*")) if f.suffix.lower() in IMAGE_SUFFIXES), None)
+    if first is None:
+        raise UserError(f"data folder {root} has no images in class sub-folders ({root}/<class>/*.png)")
+    try:
+        with Image.open(first) as im:
+            w, h = im.size
+    except OSError as e:
+        raise UserError(f"corrupt or unreadable image {first}: {e}") from None
+    return max(w, h)
+
+
+def dataset_num_classes(spec: str) -> int:
+    """How many classes ``spec`` has: a built-in's, or a folder's class sub-folders (at least 2)."""
+    if is_builtin(spec):
+        return load_builtin(spec, "test").num_classes
+    root = _folder(spec)
+    k = sum(1 for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if k < 2:
+        raise UserError(f"data folder {root} has {k} class sub-folder(s); a classifier needs at least 2")
+    return k
+
+
+def dataset_train_size(spec: str, test_data: str | None = None) -> int:
+    """How many images :func:`resolve` puts in ``spec``'s train split, counted without reading them."""
+    if is_builtin(spec):
+        return len(load_builtin(spec, "train"))
+    n = sum(1 for f in Path(spec).glob("*/*") if f.suffix.lower() in IMAGE_SUFFIXES)
+    return n if test_data is not None else n - holdout_size(n)
+
+
+def _folder(spec: str) -> Path:
+    root = Path(spec)
+    if not root.is_dir():
+        raise UserError(f"data folder not found: {root}")
+    return root
 
 
 def describe_members(data: ImageSet) -> dict:

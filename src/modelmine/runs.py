@@ -289,6 +289,19 @@ def load_batches(run: Run, num_batches: int, folder: str = "synthesis") -> list[
     return [load_tensors(p) for p in paths]
 
 
+SEED_STRIDE = 1_000_003  # a prime above any item count, so (seed, i) pairs never share a seed
+
+
+def item_seed(seed: int, i: int, stride: int = SEED_STRIDE) -> int:
+    """The seed of item ``i`` (a batch, a step, a shadow model) of a run seeded ``seed``: distinct for
+    every ``(seed, i)`` with ``i < stride``. TCKR and DDIS seed their generated batches with a
+    smaller stride (:data:`GENERATION_STRIDE`); changing it would redraw every run at a seed above 0."""
+    return seed * stride + i
+
+
+GENERATION_STRIDE = 100_003
+
+
 def load_generated(
     run: Run, folder: str, num_items: int, batch_size: int, keys: tuple[str, ...] = ("images",)
 ) -> dict[str, Any]:

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from PIL import Image
 
 from .classifiers import (
     ClassifierInfo,
@@ -37,7 +36,7 @@ from .classifiers import (
     save_classifier,
     train_classifier,
 )
-from .data import BUILTIN_SIZES, IMAGE_SUFFIXES, is_builtin, load_builtin, load_image_folder, split_holdout
+from .data import dataset_num_classes, dataset_size, dataset_train_size, load_image_folder, resolve
 from .distributed import processes, resolve_device
 from .errors import UserError
 from .runs import Run
@@ -76,50 +75,11 @@ class TeacherRunConfig:
     device: str = "auto"
 
 
-def data_image_size(data: str) -> int:
-    """The size a dataset is used at by default: a built-in's, else the first image's (a folder)."""
-
-    if is_builtin(data):
-        return BUILTIN_SIZES[data]
-    root = Path(data)
-    if not root.is_dir():
-        raise UserError(f"data folder not found: {root}")
-    first = next((f for f in sorted(root.glob("*/*")) if f.suffix.lower() in IMAGE_SUFFIXES), None)
-    if first is None:
-        raise UserError(f"data folder {root} has no images in class sub-folders ({root}/<class>/*.png)")
-    try:
-        with Image.open(first) as im:
-            w, h = im.size
-    except OSError as e:
-        raise UserError(f"corrupt or unreadable image {first}: {e}") from None
-    return max(w, h)
-
-
 def data_num_classes(cfg: TeacherConfig, data: str) -> int:
-    """How many classes the teacher has: a given teacher file's, else the data's (a built-in
-    dataset's, or a folder's class sub-folders)."""
-
+    """How many classes the teacher has: a given teacher file's, else the data's."""
     if cfg.path is not None:
         return load_classifier(cfg.path, cfg.preset)[1].num_classes
-    if is_builtin(data):
-        return load_builtin(data, "test").num_classes
-    root = Path(data)
-    if not root.is_dir():
-        raise UserError(f"data folder not found: {root}")
-    k = sum(1 for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if k < 2:
-        raise UserError(f"data folder {root} has {k} class sub-folder(s); a classifier needs at least 2")
-    return k
-
-
-def data_train_size(data: str, test_data: str | None = None) -> int:
-    """How many images the default teacher trains on: a built-in train split, or a folder's images
-    (less the seeded 20% held out as the test split when there is no ``test_data``)."""
-
-    if is_builtin(data):
-        return len(load_builtin(data, "train"))
-    n = sum(1 for f in Path(data).glob("*/*") if f.suffix.lower() in IMAGE_SUFFIXES)
-    return n if test_data is not None else n - max(1, int(n * 0.2 + 1e-9))
+    return dataset_num_classes(data)
 
 
 def resolve_teacher(cfg, data: str, test_data: str | None = None):
@@ -130,36 +90,18 @@ def resolve_teacher(cfg, data: str, test_data: str | None = None):
 
     t = cfg.teacher
     if t.image_size is None:
-        size = (
-            load_classifier(t.path, t.preset)[1].image_size if t.path is not None else data_image_size(data)
-        )
+        size = load_classifier(t.path, t.preset)[1].image_size if t.path is not None else dataset_size(data)
         t = dataclasses.replace(t, image_size=size)
     if t.epochs is None:
-        steps_per_epoch = max(1, math.ceil(max(1, data_train_size(data, test_data)) / t.batch_size))
+        steps_per_epoch = max(1, math.ceil(max(1, dataset_train_size(data, test_data)) / t.batch_size))
         t = dataclasses.replace(t, epochs=max(1, round(TEACHER_STEPS / steps_per_epoch)))
     return dataclasses.replace(cfg, teacher=t)
 
 
 def load_train_test(data: str, test_data: str | None, image_size: int, seed: int = 0):
-    """(train, test) ImageSets: a built-in dataset's fixed train/test splits, or a user ImageFolder
-    (its test split ``test_data``, or a seeded 20% of it held out).
-
-    ``seed`` only splits a user folder given without ``test_data``; the built-in splits never move
-    (every method and audit must agree on which images are private members and which are test).
-    """
-
-    if is_builtin(data):
-        train = load_builtin(data, "train", image_size)
-        if test_data is None:
-            return train, load_builtin(data, "test", image_size)
-    else:
-        train = load_image_folder(data, size=image_size)
-        if test_data is None:
-            return split_holdout(train, seed)
-    test = load_image_folder(
-        test_data, size=image_size, channels=train.images.shape[1], class_names=train.class_names
-    )
-    return train, test
+    """``(train, test)`` of :func:`modelmine.data.resolve`: what a teacher trains and is scored on."""
+    splits = resolve(data, image_size, test_data=test_data, seed=seed)
+    return splits.train, splits.test
 
 
 def load_test_set(
@@ -172,14 +114,12 @@ def load_test_set(
     teacher to ``--test-data``).
     """
 
-    if test_data is None and not is_builtin(data):
-        test = split_holdout(load_image_folder(data, size=info.image_size, channels=info.in_channels))[1]
-    elif test_data is not None:
+    if test_data is not None:
         test = load_image_folder(
             test_data, size=info.image_size, channels=info.in_channels, class_names=info.class_names
         )
-    else:
-        test = load_builtin(data, "test", info.image_size)
+    else:  # the test split of the private data
+        test = resolve(data, info.image_size).test
         try:
             check_compatible(info, test.image_shape, test.num_classes, f"the default {data} test set")
         except UserError as e:
@@ -190,6 +130,16 @@ def load_test_set(
             raise
     check_compatible(info, test.image_shape, test.num_classes, "test data")
     return test
+
+
+def teacher_file(cfg: TeacherConfig, out_dir: str | Path) -> Path:
+    """Where a run's teacher is: ``cfg.path`` when given, else ``out_dir/teacher.safetensors``."""
+    return Path(cfg.path) if cfg.path is not None else Path(out_dir) / "teacher.safetensors"
+
+
+def load_teacher(cfg: TeacherConfig, out_dir: str | Path) -> tuple[nn.Module, ClassifierInfo]:
+    """The teacher :func:`obtain_teacher` provided for a run in ``out_dir`` (in worker processes)."""
+    return load_classifier(teacher_file(cfg, out_dir), cfg.preset if cfg.path is not None else None)
 
 
 def obtain_teacher(
@@ -204,11 +154,9 @@ def obtain_teacher(
     Returns ``(model, info)``. Training uses ``train_set``, else the train split of ``data`` (a
     built-in dataset or a folder, less its held-out 20%).
     """
-    if cfg.path is not None:
-        return load_classifier(cfg.path, cfg.preset)
-    cached = Path(out_dir) / "teacher.safetensors"
-    if cached.exists():
-        return load_classifier(cached)
+    cached = teacher_file(cfg, out_dir)
+    if cfg.path is not None or cached.exists():
+        return load_teacher(cfg, out_dir)
     train = train_set if train_set is not None else load_train_test(data, None, cfg.image_size, cfg.seed)[0]
     c = train.images.shape[1]
     model = build_classifier(cfg.preset, train.num_classes, c, cfg.image_size, seed=cfg.seed)

@@ -72,7 +72,7 @@ from ..diffusion.guidance import ModelGuidance
 from ..diffusion.sampler import sample
 from ..errors import UserError
 from ..hub import local_model
-from ..runs import Run, synthesize_batches
+from ..runs import Run, item_seed, synthesize_batches
 
 if TYPE_CHECKING:
     from ..diffusion.generator import Generator
@@ -344,7 +344,7 @@ def check_generation_settings(
 
 def start_noise(shape: tuple[int, ...], n: int, seed: int, batch: int) -> torch.Tensor:
     """The start noise ``(n, *shape)`` of generation batch ``batch``: the same for every method."""
-    return torch.randn((n, *shape), generator=torch.Generator().manual_seed(seed * 1_000_003 + batch))
+    return torch.randn((n, *shape), generator=torch.Generator().manual_seed(item_seed(seed, batch)))
 
 
 def generate_finextract(

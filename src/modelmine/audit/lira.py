@@ -71,12 +71,12 @@ from ..classifiers import (
     predict_logits,
     train_classifier,
 )
-from ..data import concat, is_builtin, load_builtin, load_image_folder, read_member_list
+from ..data import population
 from ..distributed import processes, resolve_device
 from ..errors import UserError
 from ..metrics import low_fpr_note, membership_metrics, reported_fprs, roc_curve
 from ..report import plot_roc
-from ..runs import Run, atomic_save_tensors, load_tensors, run_phase
+from ..runs import Run, atomic_save_tensors, item_seed, load_tensors, run_phase
 from ..teacher import TeacherConfig, obtain_teacher, resolve_teacher
 
 
@@ -110,7 +110,7 @@ def balanced_keep_rows(num_models: int, num_examples: int, num_in: int, seed: in
         hi = -(-(m + 1) * num_in // num_examples)
         forced = counts < lo
         free = (counts >= lo) & (counts < hi)
-        priority = torch.rand(num_examples, generator=torch.Generator().manual_seed(seed * 1_000_003 + m))
+        priority = torch.rand(num_examples, generator=torch.Generator().manual_seed(item_seed(seed, m)))
         priority[~free] = 2.0  # never picked
         row = forced.clone()
         row[priority.argsort()[: num_in - int(forced.sum())]] = True
@@ -371,29 +371,18 @@ class LiraConfig:
 
 
 def check_sources(cfg: LiraConfig) -> None:
-    """One-line errors for a target or population given without the files that say who the members are."""
-    if is_builtin(cfg.population) and cfg.target is not None and cfg.members is None:
+    """A target of the user's own needs the files that say who its members are."""
+    if cfg.target is not None and cfg.members is None:
         raise UserError(
             "auditing your own --target needs --population and --members (which files it trained on)"
         )
-    if not is_builtin(cfg.population) and cfg.members is None:
-        raise UserError("--population needs --members: a text file listing the files the target trained on")
 
 
 def load_population(cfg: LiraConfig, class_names: list[str] | None = None):
-    """``(population ImageSet, is_member (N,) bool)`` for the audit. ``class_names``: the target's
-    classes in label order, which the population's class folders must match."""
-
+    """``(population ImageSet, is_member (N,) bool)`` for the audit (:func:`modelmine.data.population`).
+    ``class_names``: the target's classes in label order, which the population's folders must match."""
     check_sources(cfg)
-    if is_builtin(cfg.population):  # members: its train split; non-members: its held-out split
-        train = load_builtin(cfg.population, "train", cfg.teacher.image_size)
-        heldout = load_builtin(cfg.population, "heldout", cfg.teacher.image_size)
-        member = torch.cat(
-            [torch.ones(len(train), dtype=torch.bool), torch.zeros(len(heldout), dtype=torch.bool)]
-        )
-        return concat([train, heldout]), member
-    pop = load_image_folder(cfg.population, size=cfg.teacher.image_size, class_names=class_names)
-    return pop, read_member_list(cfg.members, pop.files or [])
+    return population(cfg.population, cfg.teacher.image_size, cfg.members, class_names)
 
 
 def score_target(

@@ -65,6 +65,7 @@ import torch
 from ..diffusion.guidance import Conditioning, lora_disabled, predict_eps
 from ..diffusion.sampler import sample
 from ..errors import UserError
+from ..runs import item_seed
 
 if TYPE_CHECKING:
     from ..diffusion.generator import Generator
@@ -136,7 +137,7 @@ def candidate_words(tokenizer, max_candidates: int = 1000) -> list[str]:
 
 def search_inputs(shape: Sequence[int], num_noise: int, num_timesteps: int, seed: int = 0) -> torch.Tensor:
     """The fixed states ``(num_timesteps, num_noise, *shape)`` the shift is measured at (seeded N(0, I))."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + 7919)
+    g = torch.Generator().manual_seed(item_seed(seed, 7919))
     return torch.randn((num_timesteps, num_noise, *shape), generator=g)
 
 
@@ -147,7 +148,7 @@ def sample_states(
     """States ``(len(timesteps), num, *shape)``: ``num`` samples of ``ft`` with the empty prompt
     (DDIM, ``sample_steps``, seeded), each noised to every timestep with seeded noise."""
 
-    g = torch.Generator().manual_seed(seed * 1_000_003 + 104_729)
+    g = torch.Generator().manual_seed(item_seed(seed, 104_729))
     latents = torch.randn((num, *ft.latent_shape), generator=g)
     x0 = sample(ft, [""] * num, steps=sample_steps, cfg=1.0, latents=latents, output="latents").cpu().float()
     if ft.vae is None:  # pixel space: the images' range, as the fine-tuning saw them

@@ -45,7 +45,7 @@ from ..data import ImageSet, fit_to, is_builtin, load_builtin, load_image_folder
 from ..distributed import resolve_device
 from ..errors import UserError
 from ..report import GRID_MAX_CLASSES, save_grid
-from ..runs import Run, atomic_torch_save, atomic_write_text, non_finite, read_header
+from ..runs import Run, atomic_torch_save, atomic_write_text, item_seed, non_finite, read_header
 from . import tokens
 from .generator import (
     LORA_WEIGHTS,
@@ -475,7 +475,7 @@ def train_unet(
     t_start, t_ck = time.time() - elapsed, time.time()
     n = len(images)
     while step < steps:
-        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        g = torch.Generator().manual_seed(item_seed(seed, step))
         idx = torch.randint(n, (min(batch_size, n),), generator=g)
         loss = train_step(gen, images[idx].to(device), [prompts[i] for i in idx.tolist()], g)
         if prior is not None:  # DreamBooth: the prior batch is drawn from the same generator

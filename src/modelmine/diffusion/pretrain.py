@@ -59,7 +59,7 @@ from ..errors import UserError
 from ..metrics import classification_accuracy_score
 from ..procedural import KINDS, ORIENTATIONS, SHAPES, render_procedural
 from ..report import save_grid
-from ..runs import Run, atomic_torch_save, atomic_write_text
+from ..runs import Run, atomic_torch_save, atomic_write_text, item_seed
 from ..teacher import TeacherConfig, obtain_teacher, resolve_teacher
 from .generator import ASSETS, EMBEDDED_WEIGHTS, Generator
 from .sampler import sample_batched
@@ -346,7 +346,7 @@ def _optimizer_step(tr: _Training, cfg: PretrainConfig, captioner: AttributeCapt
         cfg.batch_size, 10_000_000 * (cfg.seed + 1) + 3 * tr.step, tuple(cfg.mix), captioner, rng
     )
     prompts = ["" if rng.random() < cfg.cond_dropout else p for p in prompts]
-    g = torch.Generator().manual_seed(tr.step + 1_000_003 * cfg.seed)
+    g = torch.Generator().manual_seed(item_seed(cfg.seed, tr.step))
     for group, base in zip(tr.opt.param_groups, (cfg.lr, cfg.text_lr), strict=True):
         group["lr"] = base * _lr_factor(tr.step, cfg)
     loss = train_step(tr.gen, images.to(device), prompts, g)

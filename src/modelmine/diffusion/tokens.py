@@ -40,7 +40,7 @@ import torch
 from tokenizers import AddedToken
 
 from ..errors import UserError
-from ..runs import FLOAT_DTYPES, atomic_save_tensors, load_tensors, non_finite, read_header
+from ..runs import FLOAT_DTYPES, atomic_save_tensors, item_seed, load_tensors, non_finite, read_header
 from .generator import Generator, upcast_trainable
 from .pretrain import train_step
 
@@ -253,7 +253,7 @@ def train_textual_inversion(
     rng = random.Random(seed)
     gen.text_encoder.train()
     for step in range(steps):
-        g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        g = torch.Generator().manual_seed(item_seed(seed, step))
         idx = torch.randint(len(images), (min(batch_size, len(images)),), generator=g)
         prompts = [rng.choice(list(templates)).format(t=token) for _ in range(len(idx))]
         loss = train_step(gen, images[idx].to(gen.device), prompts, g)

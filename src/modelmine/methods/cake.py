@@ -61,7 +61,7 @@ from ..data import quantize
 from ..distill import StudentConfig, distill_synthetic_batches
 from ..distributed import processes
 from ..errors import UserError
-from ..runs import synthesize_merged
+from ..runs import item_seed, synthesize_merged
 from ..teacher import TeacherConfig, data_num_classes, open_data_free_run, resolve_teacher
 
 
@@ -344,7 +344,7 @@ def run(cfg: CakeConfig, out: Path) -> dict:
 
     def make_batch(i: int) -> dict[str, torch.Tensor]:
         eps = step_size_schedule(i, cfg.num_batches, cfg.noise, cfg.noise_decay_magnitude)
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + i)
+        g = torch.Generator().manual_seed(item_seed(cfg.seed, i))
         b = synthesize_batch(teacher, shape, info.num_classes, cfg, eps, g, device)
         b["probs"] = F.softmax(predict_logits(teacher, b["images"], device=device), dim=1)
         b["eps"] = torch.tensor(eps)

@@ -69,7 +69,7 @@ from ..classifiers import (
     taking_any_size,
     train_classifier,
 )
-from ..data import ImageSet, fit_to, is_builtin, load_builtin, load_image_folder, quantize, save_image_folder
+from ..data import ImageSet, load_image_folder, quantize, resolve, save_image_folder
 from ..diffusion.generator import Generator, GeneratorOptions, open_generator
 from ..diffusion.guidance import CorrectXt, LossGradient
 from ..diffusion.sampler import ddim_timesteps, sample
@@ -87,9 +87,17 @@ from ..distributed import Shard, processes, resolve_device
 from ..errors import UserError
 from ..metrics import classifier_features, frechet_distance, precision_recall
 from ..report import class_grid_index, save_grid
-from ..runs import Run, atomic_write_text, run_phase, run_tasks, synthesize_batches
-from ..runs import load_generated as read
-from ..teacher import TeacherConfig, open_data_free_run
+from ..runs import (
+    GENERATION_STRIDE,
+    Run,
+    atomic_write_text,
+    item_seed,
+    load_generated,
+    run_phase,
+    run_tasks,
+    synthesize_batches,
+)
+from ..teacher import TeacherConfig, load_teacher, open_data_free_run
 
 if TYPE_CHECKING:
     from ..diffusion.guidance import Guide
@@ -286,11 +294,13 @@ def _load(cfg: DdisConfig, out: Path):
 
     device = resolve_device(cfg.device)
     gen = open_generator(cfg.generator, cfg, device)
-    path = Path(cfg.teacher.path) if cfg.teacher.path is not None else out / "teacher.safetensors"
-    teacher, info = load_classifier(path, cfg.teacher.preset if cfg.teacher.path else None)
-    teacher = taking_any_size(teacher, info).to(device)  # [0]: the resize, [1]: the classifier
+    teacher, info = load_teacher(cfg.teacher, out)
+    teacher = taking_any_size(teacher, info).to(device)
     teacher.requires_grad_(False)
     return gen, teacher, info
+
+
+GENERATED_KEYS = ("images", "targets", "probs")  # what each generated batch holds
 
 
 def token_set(cfg: DdisConfig, variant: str) -> tuple[str, bool]:
@@ -344,12 +354,12 @@ def task_generate(cfg: DdisConfig, out: str, variant: str, shard: Shard | None =
     def make_batch(i: int) -> dict[str, torch.Tensor]:
         targets = targets_all[i * bs : (i + 1) * bs]
         prompts = cat_prompts(targets, names) if use_cat else plain_prompts(targets, names, template)
-        seed = cfg.seed * 100_003 + i
+        seed = item_seed(cfg.seed, i, stride=GENERATION_STRIDE)
         images = sample(gen, prompts, steps=cfg.sample_steps, cfg=cfg.cfg, guidance=guidance, seed=seed)
         with torch.no_grad():
-            images = teacher[0](images.detach().float()).clamp(0, 1)
+            images = teacher.fit_input(images.detach().float()).clamp(0, 1)
             images = quantize(images)  # what the PNGs hold
-            probs = teacher[1](images).softmax(1)
+            probs = teacher.classifier(images).softmax(1)
         return {"images": images.cpu(), "targets": targets, "probs": probs.cpu()}
 
     synthesize_batches(run_, num_batches(cfg), make_batch, folder=f"generated_{variant}", shard=shard)
@@ -361,11 +371,8 @@ def task_student(cfg: DdisConfig, out: str, variant: str) -> None:
     path = Path(out) / "students" / f"{variant}.safetensors"
     if path.exists():
         return
-    teacher_path = (
-        Path(cfg.teacher.path) if cfg.teacher.path is not None else Path(out) / "teacher.safetensors"
-    )
-    _, info = load_classifier(teacher_path, cfg.teacher.preset if cfg.teacher.path else None)
-    b = load_generated(Path(out), variant, cfg)
+    _, info = load_teacher(cfg.teacher, out)
+    b = load_generated(Run(out), f"generated_{variant}", cfg.num_images, cfg.batch_size, GENERATED_KEYS)
     fit_student(
         path, info, b["images"], b["probs"], cfg.student, seed=cfg.seed, device=resolve_device(cfg.device)
     )
@@ -377,11 +384,7 @@ def reference_images(cfg: DdisConfig, image_size: int, channels: int, class_name
 
     if cfg.test_data is not None:
         return load_image_folder(cfg.test_data, size=image_size, channels=channels, class_names=class_names)
-    if is_builtin(cfg.data):
-        ref = load_builtin(cfg.data, "train", image_size)
-        ref.images = fit_to(ref.images, image_size, channels)
-        return ref
-    return load_image_folder(cfg.data, size=image_size, channels=channels, class_names=class_names)
+    return resolve(cfg.data, image_size, channels, class_names=class_names).train
 
 
 def task_feature_classifier(cfg: DdisConfig, out: str) -> None:
@@ -408,14 +411,6 @@ def task_feature_classifier(cfg: DdisConfig, out: str) -> None:
 
 def num_batches(cfg: DdisConfig) -> int:
     return math.ceil(cfg.num_images / cfg.batch_size)
-
-
-def load_generated(run_dir: Path, variant: str, cfg: DdisConfig) -> dict:
-    """All of ``variant``'s images ``(N, C, H, W)``, targets ``(N,)``, teacher probabilities ``(N, K)``
-    and generation ``seconds`` (a missing batch is an error, not a smaller set)."""
-
-    keys = ("images", "targets", "probs")
-    return read(Run(run_dir), f"generated_{variant}", cfg.num_images, cfg.batch_size, keys)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -451,7 +446,7 @@ def variant_metrics(
     real = extract(reference_images(cfg, info.image_size, info.in_channels, list(info.class_names)).images)
     metrics: dict = {}
     for v in variants:
-        b = load_generated(run_.dir, v, cfg)
+        b = load_generated(run_, f"generated_{v}", cfg.num_images, cfg.batch_size, GENERATED_KEYS)
         fake = extract(b["images"])
         precision, recall = precision_recall(real, fake)
         student = taking_any_size(*load_classifier(run_.dir / "students" / f"{v}.safetensors"))
@@ -473,7 +468,7 @@ def variant_metrics(
 def write_synthetic(run_dir: Path, cfg: DdisConfig, variant: str, class_names: list[str]) -> dict:
     """``synthetic/``: ``variant``'s images as an ImageFolder labelled by the teacher, with soft labels."""
 
-    b = load_generated(run_dir, variant, cfg)
+    b = load_generated(Run(run_dir), f"generated_{variant}", cfg.num_images, cfg.batch_size, GENERATED_KEYS)
     save_image_folder(
         run_dir / "synthetic", ImageSet(b["images"], b["probs"].argmax(1), class_names), b["probs"]
     )

@@ -57,7 +57,7 @@ from ..data import quantize
 from ..distill import StudentConfig, distill_synthetic_batches
 from ..distributed import processes
 from ..report import class_grid_index
-from ..runs import synthesize_merged
+from ..runs import item_seed, synthesize_merged
 from ..teacher import TeacherConfig, open_data_free_run
 
 
@@ -174,7 +174,7 @@ def run(cfg: DeepInversionConfig, out: Path) -> dict:
     shape = (info.in_channels, info.image_size, info.image_size)
 
     def make_batch(i: int) -> dict[str, torch.Tensor]:
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + i)
+        g = torch.Generator().manual_seed(item_seed(cfg.seed, i))
         b = synthesize_batch(teacher, shape, info.num_classes, cfg, g, device)
         b["probs"] = F.softmax(predict_logits(teacher, b["images"], device=device), dim=1)
         return b

@@ -70,16 +70,13 @@ from ..captioning import captions_for, tckr_prompts
 from ..classifiers import check_compatible, load_classifier, predict_logits, taking_any_size
 from ..data import (
     ImageSet,
-    concat,
+    Splits,
     describe_members,
     fit_to,
-    is_builtin,
-    load_builtin,
-    load_image_folder,
     quantize,
     read_caption_list,
+    resolve,
     save_image_folder,
-    split_holdout,
 )
 from ..diffusion.finetune import UNET_LORA_TARGETS, TrainSettings, finetune_or_load
 from ..diffusion.generator import Generator, GeneratorOptions, check_dtype, check_serves, open_generator
@@ -89,9 +86,18 @@ from ..distributed import Shard, processes, resolve_device
 from ..errors import UserError
 from ..metrics import membership_metrics, roc_curve
 from ..report import plot_roc, plot_tradeoff, save_grid
-from ..runs import Run, atomic_save_tensors, atomic_write_text, run_phase, run_tasks, synthesize_batches
-from ..runs import load_generated as read
-from ..teacher import TeacherConfig, obtain_teacher, resolve_teacher
+from ..runs import (
+    GENERATION_STRIDE,
+    Run,
+    atomic_save_tensors,
+    atomic_write_text,
+    item_seed,
+    load_generated,
+    run_phase,
+    run_tasks,
+    synthesize_batches,
+)
+from ..teacher import TeacherConfig, load_teacher, obtain_teacher, resolve_teacher
 
 VARIANTS = ("caption", "fixed")  # "<class>: <caption>" prompts, and the class-name-only ablation
 
@@ -170,27 +176,11 @@ def num_synthetic(cardinality: float, num_private: int) -> int:
 # ------------------------------------------------------------------------------------------------
 # data
 # ------------------------------------------------------------------------------------------------
-def load_private(cfg: TckrConfig, size: int, channels: int | None = None):
-    """``(train, test, heldout)`` ImageSets at ``size`` (train = the private members)."""
-
-    if is_builtin(cfg.data):
-        sets = [load_builtin(cfg.data, s, size) for s in ("train", "test", "heldout")]
-        if channels not in (None, 1):
-            sets = [ImageSet(fit_to(s.images, size, channels), s.labels, s.class_names) for s in sets]
-        return tuple(sets)
-    train = load_image_folder(cfg.data, size=size, channels=channels)
-    if cfg.test_data is not None:
-        test = load_image_folder(
-            cfg.test_data, size=size, channels=train.images.shape[1], class_names=train.class_names
-        )
-    else:
-        train, test = split_holdout(train, cfg.seed)
-    heldout = test
-    if cfg.heldout_data is not None:
-        heldout = load_image_folder(
-            cfg.heldout_data, size=size, channels=train.images.shape[1], class_names=train.class_names
-        )
-    return train, test, heldout
+def load_private(cfg: TckrConfig, size: int, channels: int | None = None) -> Splits:
+    """The private data's splits at ``size`` (:func:`modelmine.data.resolve`; train = the members)."""
+    return resolve(
+        cfg.data, size, channels, test_data=cfg.test_data, heldout_data=cfg.heldout_data, seed=cfg.seed
+    )
 
 
 def _prompts(cfg: TckrConfig, run_dir: Path, train, device: torch.device | str) -> dict[str, list[str]]:
@@ -225,7 +215,7 @@ def task_generate(cfg: TckrConfig, out: str, variant: str, n: int, shard: Shard 
     run_ = Run(out)
     device = resolve_device(cfg.device)
     gen = open_generator(cfg.generator, cfg, device)
-    train, _, _ = load_private(cfg, gen.image_size, gen.channels)
+    train = load_private(cfg, gen.image_size, gen.channels).train
     prompts = _prompts(cfg, run_.dir, train, device)[variant]
     lc = cfg.lora
     settings = TrainSettings(lc.steps, lc.batch_size, lc.lr, cfg.seed, lc.rank, lc.alpha, lc.target_modules)
@@ -238,41 +228,29 @@ def task_generate(cfg: TckrConfig, out: str, variant: str, n: int, shard: Shard 
 
     def make_batch(i: int) -> dict[str, torch.Tensor]:
         chunk = gen_prompts[i * bs : (i + 1) * bs]
-        images = sample(gen, chunk, steps=cfg.sample_steps, cfg=cfg.cfg, seed=cfg.seed * 100_003 + i)
+        images = sample(
+            gen,
+            chunk,
+            steps=cfg.sample_steps,
+            cfg=cfg.cfg,
+            seed=item_seed(cfg.seed, i, stride=GENERATION_STRIDE),
+        )
         return {"images": quantize(images.float().cpu()), "labels": gen_labels[i * bs : (i + 1) * bs]}
 
     synthesize_batches(run_, math.ceil(n / bs), make_batch, folder=f"generated_{variant}", shard=shard)
     return info
 
 
-def load_generated(
-    cfg: TckrConfig, run_dir: Path, variant: str, n: int
-) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """The first ``n`` generated images ``(n, C, H, W)``, their prompt classes ``(n,)`` and seconds."""
-
-    b = read(Run(run_dir), f"generated_{variant}", n, cfg.gen_batch_size, keys=("images", "labels"))
-    return b["images"], b["labels"], b["seconds"]
-
-
 def task_teacher(cfg: TckrConfig, out: str) -> None:
 
-    train, _, _ = load_private(cfg, cfg.teacher.image_size)
+    train = load_private(cfg, cfg.teacher.image_size).train
     obtain_teacher(cfg.teacher, Path(out), train, resolve_device(cfg.device))
-
-
-def _population(cfg: TckrConfig, size: int):
-
-    train, _, heldout = load_private(cfg, size)
-    member = torch.cat(
-        [torch.ones(len(train), dtype=torch.bool), torch.zeros(len(heldout), dtype=torch.bool)]
-    )
-    return concat([train, heldout]), member
 
 
 def task_shadows(cfg: TckrConfig, out: str, rows: list[int]) -> None:
     """Train LiRA shadow models ``rows`` (files in ``shadows/``)."""
 
-    population, is_member = _population(cfg, cfg.teacher.image_size)
+    population, is_member = load_private(cfg, cfg.teacher.image_size).population()
     check_num_models(cfg.num_shadows, ["lira"])
     keep = keep_masks(cfg.num_shadows, is_member, cfg.seed)  # each trains on |train| images, like the teacher
     views = shifted_views(population.images)
@@ -282,16 +260,13 @@ def task_shadows(cfg: TckrConfig, out: str, rows: list[int]) -> None:
     )  # fmt: skip
 
 
-def _teacher_path(cfg: TckrConfig, out: str | Path) -> Path:
-    return Path(out) / "teacher.safetensors" if cfg.teacher.path is None else Path(cfg.teacher.path)
-
-
 def labelled_synthetic(cfg: TckrConfig, out: str | Path, teacher, info, variant: str, n: int, device):
     """The first ``n`` ``variant`` images at the student's input size ``(n, C, S, S)``, their prompt
     classes ``(n,)``, the teacher's softmax on them at its own size ``(n, K)`` and the generation
     seconds."""
 
-    images, prompt_labels, seconds = load_generated(cfg, Path(out), variant, n)
+    b = load_generated(Run(out), f"generated_{variant}", n, cfg.gen_batch_size, keys=("images", "labels"))
+    images, prompt_labels, seconds = b["images"], b["labels"], b["seconds"]
     at_teacher = fit_to(images, info.image_size, info.in_channels)  # (n, C, H, W)
     probs = predict_logits(teacher, at_teacher, device=device).softmax(1)
     images = fit_to(images, cfg.student.image_size or info.image_size, info.in_channels)
@@ -306,7 +281,7 @@ def task_student(cfg: TckrConfig, out: str, name: str, variant: str, n: int, har
     if path.exists():
         return
     device = resolve_device(cfg.device)
-    teacher, info = load_classifier(_teacher_path(cfg, out))
+    teacher, info = load_teacher(cfg.teacher, out)
     images, prompt_labels, probs, _ = labelled_synthetic(cfg, out, teacher, info, variant, n, device)
     # the hard-label ablation learns the class each image was generated for (the paper's baseline),
     # not the teacher's argmax
@@ -371,7 +346,8 @@ def run(cfg: TckrConfig, out: Path) -> dict:
     cfg = resolve_teacher(cfg, cfg.data, cfg.test_data)
     gen_size, gen_channels = Generator.geometry(cfg.generator)  # read once, from its config files
     cfg = replace(cfg, student=resolve_student_size(cfg.student, cfg.teacher.image_size, gen_size))
-    train, test, heldout = load_private(cfg, cfg.teacher.image_size)
+    splits = load_private(cfg, cfg.teacher.image_size)
+    train, test, heldout = splits.train, splits.test, splits.heldout
     if len(train) < 2:
         raise UserError("TCKR needs at least 2 private training images")
     # the LoRA is fine-tuned on the private images themselves: RGB ones on a grey generator stop here
@@ -396,7 +372,7 @@ def run(cfg: TckrConfig, out: Path) -> dict:
     run_tasks([(task_student, (cfg, o, *p)) for p in plan], cfg.workers, cfg.threads)
     phase2 = time.time() - t0
 
-    teacher, info = load_classifier(_teacher_path(cfg, o))
+    teacher, info = load_teacher(cfg.teacher, o)
     check_compatible(info, test.image_shape, test.num_classes, "test data")
     images, prompt_labels, probs, gen_seconds = labelled_synthetic(
         cfg, o, teacher, info, "caption", top, device
@@ -435,7 +411,7 @@ def _write_synthetic(run_, images, prompt_labels, probs, class_names: list[str])
 def _audit(cfg: TckrConfig, run_, teacher, info, plan, test, device) -> dict:
     """LiRA and RMIA on the teacher and every student with one set of shadows; ``roc.png``, ``tradeoff.png``."""
 
-    population, is_member = _population(cfg, info.image_size)
+    population, is_member = load_private(cfg, info.image_size).population()
     views = shifted_views(population.images)
     keep = keep_masks(cfg.num_shadows, is_member, cfg.seed)  # as task_shadows: |train| images each
     shadow_logits = train_shadows(population, keep, cfg.teacher, run_.path("shadows"), views, device, False)
