@@ -84,7 +84,7 @@ def summarize(runs: list[dict]) -> dict:
 
     summary: dict = {}
     for v in ddis.VARIANTS:
-        p = "" if v == "ddis" else ddis.PREFIX[v]
+        p = "" if v == "ddis" else ddis.VARIANTS[v].prefix
         if all(f"{p}student_acc" in r["ddis"] for r in runs):
             summary[v] = {k: stats([r["ddis"][f"{p}{k}"] for r in runs]) for k in KEYS}
     summary["deepinversion"] = {"student_acc": stats([r["deepinversion"]["student_acc"] for r in runs])}

@@ -91,9 +91,9 @@ def _square(x):
 
 
 def test_run_tasks_in_order_inline_and_in_worker_processes():
-    from modelmine.runs import run_tasks
+    from modelmine.runs import Task, run_tasks
 
-    tasks = [(_square, (i,)) for i in range(4)]
+    tasks = [Task(_square, (i,)) for i in range(4)]
     assert run_tasks(tasks, workers=1) == [0, 1, 4, 9]
     assert run_tasks(tasks, workers=2) == [0, 1, 4, 9]
 

@@ -338,8 +338,20 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def run_tasks(tasks: list[tuple[Callable[..., Any], tuple]], workers: int = 1, threads: int = 1) -> list:
-    """Run independent tasks ``fn(*args)`` and return their results in order.
+@dataclass(frozen=True)
+class Task:
+    """One independent unit of work for :func:`run_tasks`: ``fn(*args)``, with ``fn`` a module-level
+    function and ``args`` picklable (worker processes run it)."""
+
+    fn: Callable[..., Any]
+    args: tuple = ()
+
+    def __call__(self) -> Any:
+        return self.fn(*self.args)
+
+
+def run_tasks(tasks: list[Task], workers: int = 1, threads: int = 1) -> list:
+    """Run independent tasks and return their results in order.
 
     ``workers <= 1`` runs them here, one after the other. Otherwise a pool of ``workers`` spawned
     processes (``threads`` torch threads each) takes them in the given order, so put the longest
@@ -348,13 +360,13 @@ def run_tasks(tasks: list[tuple[Callable[..., Any], tuple]], workers: int = 1, t
     write their own results to disk (so a killed run resumes); the first failure is re-raised.
     """
     if workers <= 1 or len(tasks) <= 1:
-        return [fn(*args) for fn, args in tasks]
+        return [task() for task in tasks]
 
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
         max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker, initargs=(threads,)
     ) as pool:
-        futures = [pool.submit(fn, *args) for fn, args in tasks]
+        futures = [pool.submit(task.fn, *task.args) for task in tasks]
         try:
             return [f.result() for f in futures]
         except BaseException:
@@ -365,8 +377,8 @@ def run_tasks(tasks: list[tuple[Callable[..., Any], tuple]], workers: int = 1, t
 
 def run_phase(
     procs: Processes,
-    main_tasks: list[tuple[Callable[..., Any], tuple]],
-    shared_tasks: list[tuple[Callable[..., Any], tuple]],
+    main_tasks: list[Task],
+    shared_tasks: list[Task],
     workers: int = 1,
     threads: int = 1,
 ) -> list:

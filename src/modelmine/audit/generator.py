@@ -44,7 +44,7 @@ from ..diffusion.generator import LORA_WEIGHTS, GeneratorOptions, open_generator
 from ..distributed import processes, resolve_device
 from ..errors import UserError
 from ..report import save_grid
-from ..runs import Run, load_generated, run_phase
+from ..runs import Run, Task, load_generated, run_phase
 from .extraction import (
     attack,
     build_features,
@@ -183,7 +183,7 @@ def run(cfg: AuditGeneratorConfig, out: Path) -> dict:
     common = (cfg.num_generations, cfg.gen_batch_size, cfg.seed, gen.latent_shape, prompts)
     # in this process (both use its generator), each its share of the batches under a launch
     run_phase(
-        procs, [], [(generate_all, (run_, f, *common, make, procs.shard)) for f, make in makers.items()]
+        procs, [], [Task(generate_all, (run_, f, *common, make, procs.shard)) for f, make in makers.items()]
     )
     if not procs.is_main:  # the main process scores
         return {}

@@ -76,7 +76,7 @@ from ..distributed import processes, resolve_device
 from ..errors import UserError
 from ..metrics import low_fpr_note, membership_metrics, reported_fprs, roc_curve
 from ..report import plot_roc
-from ..runs import Run, atomic_save_tensors, item_seed, load_tensors, run_phase
+from ..runs import Run, Task, atomic_save_tensors, item_seed, load_tensors, run_phase
 from ..teacher import TeacherConfig, obtain_teacher, resolve_teacher
 
 
@@ -449,7 +449,7 @@ def prepare_audit(cfg, out: Path, resumable: tuple[str, ...] = ()) -> AuditData 
             True,
             procs.shard.items(cfg.num_shadows),
         )
-        run_phase(procs, [], [(train_shadows, mine)])
+        run_phase(procs, [], [Task(train_shadows, mine)])
         if not procs.is_main:
             return None
     shadow_logits = train_shadows(population, keep, cfg.teacher, shadows, views, device)  # all, on disk

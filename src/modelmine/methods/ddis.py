@@ -63,6 +63,7 @@ from ..bn_statistics import BNStatistics, require_batchnorm
 from ..classifiers import (
     ClassifierInfo,
     build_classifier,
+    evaluate,
     load_classifier,
     predict_logits,
     save_classifier,
@@ -90,6 +91,7 @@ from ..report import class_grid_index, save_grid
 from ..runs import (
     GENERATION_STRIDE,
     Run,
+    Task,
     atomic_write_text,
     item_seed,
     load_generated,
@@ -102,9 +104,21 @@ from ..teacher import TeacherConfig, load_teacher, open_data_free_run
 if TYPE_CHECKING:
     from ..diffusion.guidance import Guide
 
-VARIANTS = ("ddis", "plain", "dag_only", "cat_only")  # (dag, cat) = (1,1), (0,0), (1,0), (0,1)
-PREFIX = {"ddis": "", "plain": "plain_", "dag_only": "dag_only_", "cat_only": "cat_only_"}
-USES = {"ddis": (True, True), "plain": (False, False), "dag_only": (True, False), "cat_only": (False, True)}
+
+@dataclass(frozen=True)
+class Variant:
+    """One generator of the DDIS ablation: which guidance it uses and the prefix of its metric keys."""
+
+    dag: bool
+    cat: bool
+    prefix: str
+
+
+VARIANTS = {
+    "ddis": Variant(dag=True, cat=True, prefix=""), "plain": Variant(dag=False, cat=False, prefix="plain_"),
+    "dag_only": Variant(dag=True, cat=False, prefix="dag_only_"),
+    "cat_only": Variant(dag=False, cat=True, prefix="cat_only_"),
+}  # fmt: skip
 
 
 @dataclass
@@ -312,7 +326,7 @@ def token_set(cfg: DdisConfig, variant: str) -> tuple[str, bool]:
     """
     if variant == "cat_only" and cfg.dag and cfg.cat_with_dag:
         return "cat_only_tokens", False
-    return "cat", USES[variant][0] and cfg.cat_with_dag
+    return "cat", VARIANTS[variant].dag and cfg.cat_with_dag
 
 
 def task_train_cat(cfg: DdisConfig, out: str, folder: str = "cat", with_dag: bool = False) -> dict:
@@ -342,7 +356,7 @@ def task_generate(cfg: DdisConfig, out: str, variant: str, shard: Shard | None =
 
     run_ = Run(out)
     gen, teacher, info = _load(cfg, run_.dir)
-    use_dag, use_cat = USES[variant]
+    use_dag, use_cat = VARIANTS[variant].dag, VARIANTS[variant].cat
     guidance = dag_guides(teacher, cfg, cfg.sample_steps) if use_dag else []
     if use_cat:
         load_learned_embeds(gen, run_.dir / token_set(cfg, variant)[0])
@@ -424,13 +438,15 @@ def synthesize_variants(cfg: DdisConfig, out: str, variants: list[str], main_var
     training summary (``{}`` without CAT, or in other processes).
     """
 
-    token_sets = sorted({token_set(cfg, v) for v in variants if USES[v][1]})
-    once = [(task_train_cat, (cfg, out, *ts)) for ts in token_sets] + [(task_feature_classifier, (cfg, out))]
-    plain = [(task_generate, (cfg, out, v, procs.shard)) for v in variants if not USES[v][1]]
+    token_sets = sorted({token_set(cfg, v) for v in variants if VARIANTS[v].cat})
+    once = [Task(task_train_cat, (cfg, out, *ts)) for ts in token_sets] + [
+        Task(task_feature_classifier, (cfg, out))
+    ]
+    plain = [Task(task_generate, (cfg, out, v, procs.shard)) for v in variants if not VARIANTS[v].cat]
     results = run_phase(procs, once, plain, cfg.workers, cfg.threads)
-    main_tokens = token_set(cfg, main_variant) if USES[main_variant][1] else None
+    main_tokens = token_set(cfg, main_variant) if VARIANTS[main_variant].cat else None
     cat_info = results[token_sets.index(main_tokens)] if results and main_tokens in token_sets else {}
-    with_tokens = [(task_generate, (cfg, out, v, procs.shard)) for v in variants if USES[v][1]]
+    with_tokens = [Task(task_generate, (cfg, out, v, procs.shard)) for v in variants if VARIANTS[v].cat]
     run_phase(procs, [], with_tokens, cfg.workers, cfg.threads)
     return cat_info
 
@@ -450,14 +466,14 @@ def variant_metrics(
         fake = extract(b["images"])
         precision, recall = precision_recall(real, fake)
         student = taking_any_size(*load_classifier(run_.dir / "students" / f"{v}.safetensors"))
-        s_acc = (predict_logits(student, test.images, device=device).argmax(1) == test.labels).float().mean()
-        p = "" if v == main_variant else PREFIX[v]
+        s_acc = evaluate(student, test.images, test.labels, device=device)
+        p = "" if v == main_variant else VARIANTS[v].prefix
         metrics |= {
             f"{p}fid": frechet_distance(real, fake),
             f"{p}precision": precision,
             f"{p}recall": recall,
             f"{p}teacher_acc_on_synthetic": (b["probs"].argmax(1) == b["targets"]).float().mean().item(),
-            f"{p}student_acc": s_acc.item(),
+            f"{p}student_acc": s_acc,
             f"{p}synthesis_seconds": float(b["seconds"]),
         }
         index, columns = class_grid_index(b["targets"])  # up to 8 per class, one class per column
@@ -520,8 +536,8 @@ def run(cfg: DdisConfig, out: Path) -> dict:
         check=lambda t: require_batchnorm(t, "DAG", DAG_INSTEAD) if cfg.dag else None,  # before any work
         derive=_derive_student_size,
     )
-    allowed = [v for v in VARIANTS if (cfg.dag or not USES[v][0]) and (cfg.cat or not USES[v][1])]
-    main_variant = next(v for v in VARIANTS if USES[v] == (cfg.dag, cfg.cat))
+    allowed = [v for v, u in VARIANTS.items() if (cfg.dag or not u.dag) and (cfg.cat or not u.cat)]
+    main_variant = next(v for v, u in VARIANTS.items() if (u.dag, u.cat) == (cfg.dag, cfg.cat))
     variants = allowed if cfg.ablations else [main_variant]
 
     if procs.is_main:
@@ -532,7 +548,7 @@ def run(cfg: DdisConfig, out: Path) -> dict:
         return {}
     synthesis_seconds = time.time() - t0
     t0 = time.time()
-    run_tasks([(task_student, (cfg, str(run_.dir), v)) for v in variants], cfg.workers, cfg.threads)
+    run_tasks([Task(task_student, (cfg, str(run_.dir), v)) for v in variants], cfg.workers, cfg.threads)
     student_seconds = time.time() - t0
     metrics = variant_metrics(cfg, run_, info, test, variants, main_variant, device)
     run_.stage("synthetic", lambda: write_synthetic(run_.dir, cfg, main_variant, list(info.class_names)))

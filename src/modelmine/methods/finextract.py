@@ -71,7 +71,7 @@ from ..diffusion.generator import (
 from ..distributed import Shard, processes, resolve_device
 from ..errors import UserError
 from ..report import save_grid
-from ..runs import Run, atomic_save_tensors, atomic_write_text, load_generated, run_phase
+from ..runs import Run, Task, atomic_save_tensors, atomic_write_text, load_generated, run_phase
 
 EMBEDDED_PROMPT = "a photo of digit {c}"
 # DreamBooth's instance prompt (Ruiz et al., 2023): "a photo of [identifier] [class noun]"; the
@@ -343,9 +343,9 @@ def run(cfg: ExtractConfig, out: Path) -> dict:
     o = str(run_.dir)
     # Several processes: the main one fine-tunes every mode, then all draw their share of the batches.
     # One process: each mode's fine-tune + generation is one task, so the modes run side by side.
-    finetune = [(task_mode, (cfg, o, m, None, False)) for m in modes] if procs.count > 1 else []
+    finetune = [Task(task_mode, (cfg, o, m, None, False)) for m in modes] if procs.count > 1 else []
     run_phase(procs, finetune, [], cfg.workers, cfg.threads)
-    run_phase(procs, [], [(task_mode, (cfg, o, m, procs.shard)) for m in modes], cfg.workers, cfg.threads)
+    run_phase(procs, [], [Task(task_mode, (cfg, o, m, procs.shard)) for m in modes], cfg.workers, cfg.threads)
     if not procs.is_main:  # the main process clusters and scores
         return {}
 

@@ -67,7 +67,7 @@ from ..audit.lira import (
     train_shadows,
 )
 from ..captioning import captions_for, tckr_prompts
-from ..classifiers import check_compatible, load_classifier, predict_logits, taking_any_size
+from ..classifiers import check_compatible, evaluate, load_classifier, predict_logits, taking_any_size
 from ..data import (
     ImageSet,
     Splits,
@@ -89,6 +89,7 @@ from ..report import plot_roc, plot_tradeoff, save_grid
 from ..runs import (
     GENERATION_STRIDE,
     Run,
+    Task,
     atomic_save_tensors,
     atomic_write_text,
     item_seed,
@@ -273,20 +274,21 @@ def labelled_synthetic(cfg: TckrConfig, out: str | Path, teacher, info, variant:
     return images, prompt_labels, probs, seconds
 
 
-def task_student(cfg: TckrConfig, out: str, name: str, variant: str, n: int, hard: bool) -> None:
-    """Train student ``name`` on the first ``n`` ``variant`` images with the teacher's soft (or hard)
-    labels; saved as ``students/<name>.safetensors``."""
+def task_student(cfg: TckrConfig, out: str, plan: StudentPlan) -> None:
+    """Train the student of ``plan`` (``students/<name>.safetensors``)."""
 
-    path = Path(out) / "students" / f"{name}.safetensors"
+    path = Path(out) / "students" / f"{plan.name}.safetensors"
     if path.exists():
         return
     device = resolve_device(cfg.device)
     teacher, info = load_teacher(cfg.teacher, out)
-    images, prompt_labels, probs, _ = labelled_synthetic(cfg, out, teacher, info, variant, n, device)
+    images, prompt_labels, probs, _ = labelled_synthetic(
+        cfg, out, teacher, info, plan.variant, plan.n, device
+    )
     # the hard-label ablation learns the class each image was generated for (the paper's baseline),
     # not the teacher's argmax
     fit_student(
-        path, info, images, probs, cfg.student, hard_labels=hard, labels=prompt_labels if hard else None,
+        path, info, images, probs, cfg.student, hard_labels=plan.hard, labels=prompt_labels if plan.hard else None,
         teacher=teacher, seed=cfg.seed, device=device,
     )  # fmt: skip
 
@@ -294,14 +296,34 @@ def task_student(cfg: TckrConfig, out: str, name: str, variant: str, n: int, har
 # ------------------------------------------------------------------------------------------------
 # the command
 # ------------------------------------------------------------------------------------------------
-def _student_plan(cfg: TckrConfig, num_private: int) -> list[tuple[str, str, int, bool]]:
-    """``(name, variant, n, hard)`` of every student: one soft-label student per cardinality, and at the
-    headline (largest) cardinality the hard-label and fixed-prompt ablations."""
+@dataclass(frozen=True)
+class StudentPlan:
+    """One TCKR student: trained on the first ``n`` images of ``variant`` ("caption" or "fixed") with
+    the teacher's soft labels, or with the prompted class (``hard``); saved as
+    ``students/<name>.safetensors``, reported under metric keys ``<prefix>...``."""
+
+    name: str
+    variant: str
+    n: int
+    hard: bool
+    prefix: str
+    cardinality: float | None = None  # the soft-label students' N; None for the ablations
+
+
+def student_plan(cfg: TckrConfig, num_private: int) -> list[StudentPlan]:
+    """One soft-label student per cardinality, and at the headline (largest) cardinality the
+    hard-label and fixed-prompt ablations."""
     cards = sorted(set(cfg.cardinality))
     top = num_synthetic(cards[-1], num_private)
-    plan = [(f"soft_x{c:g}", "caption", num_synthetic(c, num_private), False) for c in cards]
+    plan = [
+        StudentPlan(f"soft_x{c:g}", "caption", num_synthetic(c, num_private), False, f"student_x{c:g}_", c)
+        for c in cards
+    ]
     if cfg.ablations:
-        plan += [("hard", "caption", top, True), ("fixed_prompt", "fixed", top, False)]
+        plan += [
+            StudentPlan("hard", "caption", top, True, "student_hard_"),
+            StudentPlan("fixed_prompt", "fixed", top, False, "student_fixed_prompt_"),
+        ]
     return plan
 
 
@@ -322,15 +344,15 @@ def _synthesize(cfg: TckrConfig, o: str, procs, top: int, variants: list[str]) -
 
     ids = procs.shard.items(cfg.num_shadows)  # all of them, unless launched as several processes
     chunk = max(1, math.ceil(len(ids) / (2 * max(1, cfg.workers))))
-    shadows = [(task_shadows, (cfg, o, ids[i : i + chunk])) for i in range(0, len(ids), chunk)]
-    teacher = [(task_teacher, (cfg, o))]
+    shadows = [Task(task_shadows, (cfg, o, ids[i : i + chunk])) for i in range(0, len(ids), chunk)]
+    teacher = [Task(task_teacher, (cfg, o))]
     if procs.count == 1:
-        run_phase(procs, [(task_generate, (cfg, o, v, top)) for v in variants] + teacher, shadows,
+        run_phase(procs, [Task(task_generate, (cfg, o, v, top)) for v in variants] + teacher, shadows,
                   cfg.workers, cfg.threads)  # fmt: skip
         return
-    run_phase(procs, [(task_generate, (cfg, o, v, 0)) for v in variants] + teacher, shadows,
+    run_phase(procs, [Task(task_generate, (cfg, o, v, 0)) for v in variants] + teacher, shadows,
               cfg.workers, cfg.threads)  # fmt: skip
-    run_phase(procs, [], [(task_generate, (cfg, o, v, top, procs.shard)) for v in variants],
+    run_phase(procs, [], [Task(task_generate, (cfg, o, v, top, procs.shard)) for v in variants],
               cfg.workers, cfg.threads)  # fmt: skip
 
 
@@ -361,15 +383,15 @@ def run(cfg: TckrConfig, out: Path) -> dict:
         _prompts(cfg, run_.dir, train, device)
         split = {"members": describe_members(train), "nonmembers": describe_members(heldout)}
         atomic_write_text(run_.dir / "split.json", json.dumps(split))
-    plan = _student_plan(cfg, len(train))
-    top = max(p[2] for p in plan)
+    plan = student_plan(cfg, len(train))
+    top = max(p.n for p in plan)
     o = str(run_.dir)
     t0 = time.time()
     _synthesize(cfg, o, procs, top, ["caption", "fixed"] if cfg.ablations else ["caption"])
     if not procs.is_main:  # the main process trains the students and runs the audit
         return {}
     phase1, t0 = time.time() - t0, time.time()
-    run_tasks([(task_student, (cfg, o, *p)) for p in plan], cfg.workers, cfg.threads)
+    run_tasks([Task(task_student, (cfg, o, p)) for p in plan], cfg.workers, cfg.threads)
     phase2 = time.time() - t0
 
     teacher, info = load_teacher(cfg.teacher, o)
@@ -426,25 +448,23 @@ def _audit(cfg: TckrConfig, run_, teacher, info, plan, test, device) -> dict:
             run_.path("lira", f"{prefix}scores.safetensors"),
             {**scores, **{f"rmia_{k}": v for k, v in rm.items()}, "is_member": is_member},
         )
-        acc = (predict_logits(model, test.images, device=device).argmax(1) == test.labels).float().mean()
-        m = {f"{prefix}acc": acc.item(), **membership_metrics(scores[headline], is_member, prefix, fprs)}
+        acc = evaluate(model, test.images, test.labels, device=device)
+        m = {f"{prefix}acc": acc, **membership_metrics(scores[headline], is_member, prefix, fprs)}
         m |= membership_metrics(rm["online"], is_member, f"{prefix}rmia_", fprs)
         return m, scores[headline]
 
     metrics, sc = audit(teacher, "teacher_")
     curves = {"teacher": roc_curve(sc, is_member)}
     points = [("teacher (real data)", metrics["teacher_auc"], metrics["teacher_acc"])]
-    key_of = {"hard": "student_hard_", "fixed_prompt": "student_fixed_prompt_"}
-    top = max(p[2] for p in plan)
-    for name, _variant, n, _hard in plan:
-        student = taking_any_size(*load_classifier(run_.dir / "students" / f"{name}.safetensors"))
-        prefix = key_of.get(name, f"student_x{name[len('soft_x') :]}_")
-        m, sc = audit(student, prefix)
+    top = max(p.n for p in plan)
+    for p in plan:
+        student = taking_any_size(*load_classifier(run_.dir / "students" / f"{p.name}.safetensors"))
+        m, sc = audit(student, p.prefix)
         metrics |= m
-        if name.startswith("soft_x"):
-            points.append((f"student {name[len('soft_') :]}", m[f"{prefix}auc"], m[f"{prefix}acc"]))
-            if n == top:
-                metrics |= {k.replace(prefix, "student_", 1): v for k, v in m.items()}
+        if p.cardinality is not None:
+            points.append((f"student x{p.cardinality:g}", m[f"{p.prefix}auc"], m[f"{p.prefix}acc"]))
+            if p.n == top:
+                metrics |= {k.replace(p.prefix, "student_", 1): v for k, v in m.items()}
                 curves[f"student x{max(cfg.cardinality):g}"] = roc_curve(sc, is_member)
     metrics["shadow_train_size"] = int(keep[0].sum())
     plot_roc(run_.path("roc.png"), curves, "LiRA: teacher vs TCKR student")
