@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 from _results import machine_info, write_results
 from modelmine.classifiers import load_classifier, predict_logits, taking_any_size
 from modelmine.data import fit_to, load_builtin
-from modelmine.distill import TCKR_STUDENT, StudentConfig, fit_student
+from modelmine.distill import TCKR_STUDENT, StudentConfig, save_student, train_student
 from modelmine.teacher import TeacherRunConfig, obtain_teacher, resolve_teacher
 
 RESULTS = Path(__file__).parent / "results" / "background_noise.json"
@@ -57,12 +57,14 @@ def resolution_students(info, images, labels, test, work: Path) -> dict:
     the teacher's size."""
     out = {}
     for name, size in (("generator_size", images.shape[-1]), ("teacher_size", info.image_size)):
-        cfg = StudentConfig(**{**TCKR_STUDENT, "teacher_on_augmented": False}, image_size=size)
+        cfg = StudentConfig(
+            **{**TCKR_STUDENT, "teacher_on_augmented": False}, image_size=size, hard_labels=True
+        )
         path = work / f"student_{name}.safetensors"
         if not path.exists():
             probs = torch.nn.functional.one_hot(labels, info.num_classes).float()
-            # native 16x16 images: fit_student resizes them to student.image_size itself
-            fit_student(path, info, images, probs, cfg, hard_labels=True, labels=labels)
+            # native 16x16 images: train_student resizes them to student.image_size itself
+            save_student(path, *train_student(cfg, info, images, probs, labels=labels))
         student = taking_any_size(*load_classifier(path))
         out[name] = {"image_size": int(size), **scores(student, test.images, test.labels, info.image_size)}
     return out

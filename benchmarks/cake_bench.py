@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from _bench import config, run_cli
 from _results import machine_info, write_results
-from modelmine.classifiers import build_classifier, evaluate, load_classifier, predict_logits
+from modelmine.classifiers import evaluate, load_classifier, predict_logits
 from modelmine.data import load_digits
 from modelmine.distill import train_student
 
@@ -57,12 +57,8 @@ def main() -> None:
     train, test = load_digits("train", info.image_size), load_digits("test", info.image_size)
     s = cake_cfg.student
     t0 = time.time()
-    student = build_classifier(s.preset or info.preset, info.num_classes, info.in_channels, info.image_size)
     probs = F.softmax(predict_logits(teacher, train.images), dim=1)
-    train_student(
-        student, train.images, probs, temperature=s.temperature, epochs=s.epochs, lr=s.lr,
-        batch_size=s.batch_size, weight_decay=s.weight_decay, augment=s.augment, seed=cake_cfg.seed,
-    )  # fmt: skip
+    student, _ = train_student(s, info, train.images, probs, seed=cake_cfg.seed)
     results["real_data_student"] = {
         "student_acc": evaluate(student, test.images, test.labels),
         "num_samples": len(train),

@@ -1,8 +1,10 @@
 import pytest
 import torch
 
-from modelmine.classifiers import build_classifier, evaluate
-from modelmine.distill import kd_loss, soften, train_student
+from modelmine.classifiers import ClassifierInfo, evaluate
+from modelmine.distill import StudentConfig, kd_loss, soften, train_student
+
+INFO = ClassifierInfo("mlp", 2, 1, 8, ["a", "b"])
 
 
 def test_kd_loss_zero_at_match_and_positive_otherwise():
@@ -40,8 +42,10 @@ def test_student_learns_from_soft_and_hard_labels():
     x[y == 1, :, :, :4] += 0.6
     probs = torch.nn.functional.one_hot(y, 2).float() * 0.8 + 0.1
     for hard in (False, True):
-        s = train_student(build_classifier("mlp", 2, 1, 8), x, probs, temperature=2.0, hard_labels=hard,
-                          epochs=10, lr=5e-3, batch_size=32, augment=0.0)  # fmt: skip
+        cfg = StudentConfig(
+            "mlp", temperature=2.0, hard_labels=hard, epochs=10, lr=5e-3, batch_size=32, augment=0
+        )
+        s, _ = train_student(cfg, INFO, x, probs)
         assert evaluate(s, x, y) > 0.9
 
 
@@ -65,8 +69,16 @@ def test_teacher_is_queried_on_each_augmented_batch():
             return torch.zeros(len(x), 2)
 
     x = torch.rand(16, 1, 8, 8)
-    train_student(build_classifier("mlp", 2, 1, 8), x, torch.full((16, 2), 0.5), loss="soft_ce",
-                  label_smoothing=0.1, teacher=Spy(), epochs=2, batch_size=8, augment=1.5)  # fmt: skip
+    cfg = StudentConfig(
+        "mlp",
+        loss="soft_ce",
+        label_smoothing=0.1,
+        teacher_on_augmented=True,
+        epochs=2,
+        batch_size=8,
+        augment=1.5,
+    )
+    train_student(cfg, INFO, x, torch.full((16, 2), 0.5), Spy())
     assert len(seen) == 4  # 2 epochs x 2 batches
     assert not any(torch.equal(s, x[: len(s)]) for s in seen)  # shifted, not the stored images
 
@@ -77,14 +89,16 @@ def test_hard_labels_train_on_the_given_classes():
     y = torch.arange(64) % 2
     x[y == 1, :, :, :4] += 0.6
     wrong_teacher = torch.nn.functional.one_hot(1 - y, 2).float()  # argmax says the opposite
-    s = train_student(build_classifier("mlp", 2, 1, 8), x, wrong_teacher, hard_labels=True, labels=y,
-                      label_smoothing=0.1, epochs=10, lr=5e-3, batch_size=32, augment=0.0)  # fmt: skip
+    cfg = StudentConfig(
+        "mlp", hard_labels=True, label_smoothing=0.1, epochs=10, lr=5e-3, batch_size=32, augment=0
+    )
+    s, _ = train_student(cfg, INFO, x, wrong_teacher, labels=y)
     assert evaluate(s, x, y) > 0.9
 
 
 def test_student_size_is_derived_from_the_generator_and_the_teacher(tmp_path):
     from modelmine.classifiers import ClassifierInfo, load_classifier, taking_any_size
-    from modelmine.distill import StudentConfig, fit_student, resolve_student_size
+    from modelmine.distill import resolve_student_size, save_student
 
     assert resolve_student_size(StudentConfig(), 28, 16).image_size == 16  # a smaller generator
     assert resolve_student_size(StudentConfig(), 28, 64).image_size == 28  # a larger one is resized down
@@ -100,8 +114,8 @@ def test_student_size_is_derived_from_the_generator_and_the_teacher(tmp_path):
     cfg = StudentConfig(
         preset="mlp", image_size=8, epochs=1, batch_size=8, loss="soft_ce", teacher_on_augmented=True
     )
-    fit_student(tmp_path / "s.safetensors", info, torch.rand(16, 1, 12, 12), torch.full((16, 2), 0.5), cfg,
-                teacher=Spy())  # fmt: skip
+    student, sinfo = train_student(cfg, info, torch.rand(16, 1, 12, 12), torch.full((16, 2), 0.5), Spy())
+    save_student(tmp_path / "s.safetensors", student, sinfo)
     assert seen and set(seen) == {(12, 12)}  # the teacher reads at its own size
     student, sinfo = load_classifier(tmp_path / "s.safetensors")
     assert sinfo.image_size == 8

@@ -63,42 +63,6 @@ def soft_target_ce(
     return F.cross_entropy(student_logits, teacher_probs, label_smoothing=label_smoothing)
 
 
-def train_student(
-    student: nn.Module,
-    images: torch.Tensor,
-    teacher_probs: torch.Tensor,
-    *,
-    temperature: float = 1.0,
-    hard_labels: bool = False,
-    loss: str = "kd",
-    label_smoothing: float = 0.0,
-    teacher: nn.Module | None = None,
-    labels: torch.Tensor | None = None,
-    **fit_kwargs,
-) -> nn.Module:
-    """Train ``student`` on images ``(N, C, H, W)`` with the teacher's probabilities ``(N, K)``.
-
-    ``loss``: ``"kd"`` (:func:`kd_loss` at ``temperature``) or ``"soft_ce"`` (:func:`soft_target_ce`
-    with ``label_smoothing``). With a ``teacher`` the soft labels are its softmax on each augmented
-    batch the student sees (``teacher_probs`` unused), not on the stored un-augmented images.
-    ``hard_labels=True`` trains with cross-entropy (and ``label_smoothing``) to ``labels`` ``(N,)``,
-    by default the teacher's argmax (the hard-label ablation). Other keyword arguments go to
-    :func:`modelmine.classifiers.fit`.
-    """
-    if hard_labels:
-        hard = teacher_probs.argmax(1) if labels is None else labels
-        return fit(student, images, hard, lambda z, y: F.cross_entropy(z, y, label_smoothing=label_smoothing),
-                   **fit_kwargs)  # fmt: skip
-    if loss == "kd":
-        loss_fn = lambda z, p: kd_loss(z, p, temperature)  # noqa: E731
-    elif loss == "soft_ce":
-        loss_fn = lambda z, p: soft_target_ce(z, p, label_smoothing)  # noqa: E731
-    else:
-        raise UserError(f"student loss must be kd or soft_ce, got '{loss}'")
-    targets_of = None if teacher is None else (lambda x: F.softmax(teacher(x), dim=1))
-    return fit(student, images, teacher_probs, loss_fn, targets_of=targets_of, **fit_kwargs)
-
-
 @dataclass
 class StudentConfig:
     """How a student is trained on a teacher's soft-labelled samples.
@@ -134,46 +98,69 @@ def resolve_student_size(student: StudentConfig, teacher_size: int, generated_si
     return replace(student, image_size=min(teacher_size, generated_size))
 
 
-def fit_student(
-    path: str | Path,
+def _objective(
+    cfg: StudentConfig, probs: torch.Tensor, labels: torch.Tensor | None, teacher: nn.Module | None
+):
+    """``(targets, loss_fn, targets_of)`` for :func:`modelmine.classifiers.fit` from ``cfg``'s loss."""
+    if cfg.hard_labels:  # cross-entropy to the given classes, by default the teacher's argmax
+        hard = probs.argmax(1) if labels is None else labels
+        return hard, lambda z, y: F.cross_entropy(z, y, label_smoothing=cfg.label_smoothing), None
+    if cfg.loss == "kd":
+        loss_fn = lambda z, p: kd_loss(z, p, cfg.temperature)  # noqa: E731
+    elif cfg.loss == "soft_ce":
+        loss_fn = lambda z, p: soft_target_ce(z, p, cfg.label_smoothing)  # noqa: E731
+    else:
+        raise UserError(f"student loss must be kd or soft_ce, got '{cfg.loss}'")
+    targets_of = None if teacher is None else (lambda x: F.softmax(teacher(x), dim=1))
+    return probs, loss_fn, targets_of
+
+
+def train_student(
+    cfg: StudentConfig,
     info: ClassifierInfo,
     images: torch.Tensor,
     probs: torch.Tensor,
-    cfg: StudentConfig,
-    *,
-    hard_labels: bool | None = None,
-    labels: torch.Tensor | None = None,
     teacher: nn.Module | None = None,
+    *,
+    labels: torch.Tensor | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     **fit_kwargs,
-) -> nn.Module:
-    """Build ``cfg.preset`` (or the teacher's architecture from ``info``), train it with
-    :func:`train_student` on ``images`` ``(N, C, H, W)`` and the teacher's ``probs`` ``(N, K)``, and
-    save it to ``path`` (safetensors with its :class:`ClassifierInfo`). ``hard_labels`` overrides
-    ``cfg.hard_labels`` (trained on ``labels`` ``(N,)`` when given); ``teacher`` is queried on each
-    augmented batch when ``cfg.teacher_on_augmented``; other keywords go to
-    :func:`modelmine.classifiers.fit`."""
-    preset = cfg.preset or info.preset
+) -> tuple[nn.Module, ClassifierInfo]:
+    """The one student path: build ``cfg.preset`` (or the teacher's architecture, from the teacher's
+    ``info``) at ``cfg.image_size`` (or the teacher's), train it on ``images`` ``(N, C, H, W)`` resized
+    to that size with the teacher's probabilities ``probs`` ``(N, K)``, and return it with its
+    :class:`ClassifierInfo`.
+
+    ``cfg.loss``: ``"kd"`` (:func:`kd_loss` at ``cfg.temperature``) or ``"soft_ce"``
+    (:func:`soft_target_ce` with ``cfg.label_smoothing``). With ``cfg.teacher_on_augmented`` the soft
+    labels are the ``teacher``'s softmax on each augmented batch the student sees (read at the
+    teacher's own size), not ``probs``. ``cfg.hard_labels``: cross-entropy to ``labels`` ``(N,)``, by
+    default the argmax of ``probs``. Other keywords go to :func:`modelmine.classifiers.fit`.
+    """
     if cfg.teacher_on_augmented and teacher is None:
         raise UserError("student.teacher_on_augmented needs the teacher model")
     if cfg.image_size is not None and cfg.image_size < 1:
         raise UserError(f"student.image_size must be >= 1, got {cfg.image_size}")
+    preset = cfg.preset or info.preset
     size = cfg.image_size or info.image_size
     images = fit_to(images, size, info.in_channels)  # (N, C, size, size)
-    if cfg.teacher_on_augmented and size != info.image_size:  # the teacher reads at its own size
-        teacher = taking_any_size(teacher, info)
+    query = None
+    if cfg.teacher_on_augmented:
+        query = (taking_any_size(teacher, info) if size != info.image_size else teacher).to(device).eval()
     student = build_classifier(preset, info.num_classes, info.in_channels, size, seed=seed)
-    train_student(
-        student, images, probs, temperature=cfg.temperature,
-        hard_labels=cfg.hard_labels if hard_labels is None else hard_labels, loss=cfg.loss,
-        label_smoothing=cfg.label_smoothing, teacher=teacher.to(device).eval() if cfg.teacher_on_augmented else None,
-        labels=labels, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, weight_decay=cfg.weight_decay,
-        augment=cfg.augment, seed=seed, device=device, **fit_kwargs,
+    targets, loss_fn, targets_of = _objective(cfg, probs, labels, query)
+    fit(
+        student, images, targets, loss_fn, targets_of=targets_of, epochs=cfg.epochs, lr=cfg.lr,
+        batch_size=cfg.batch_size, weight_decay=cfg.weight_decay, augment=cfg.augment, seed=seed,
+        device=device, **fit_kwargs,
     )  # fmt: skip
-    student_info = ClassifierInfo(preset, info.num_classes, info.in_channels, size, list(info.class_names))
-    save_classifier(path, student.cpu(), student_info)
-    return student
+    return student, ClassifierInfo(preset, info.num_classes, info.in_channels, size, list(info.class_names))
+
+
+def save_student(path: str | Path, student: nn.Module, info: ClassifierInfo) -> None:
+    """A trained student as safetensors with its :class:`ClassifierInfo` (read by ``load_classifier``)."""
+    save_classifier(path, student.cpu(), info)
 
 
 # TCKR's generative knowledge distillation (paper and official ``evaluate.py``): the teacher's
@@ -199,46 +186,7 @@ def save_samples(
     run.stage("samples", write)
 
 
-def distill_from_samples(
-    run: Run,
-    teacher: nn.Module,
-    info: ClassifierInfo,
-    images: torch.Tensor,
-    probs: torch.Tensor,
-    test: ImageSet,
-    cfg: StudentConfig,
-    *,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-) -> dict[str, float]:
-    """Stage ``student``: train ``cfg.preset`` (or the teacher's architecture) on ``images`` ``(N, C, H, W)``
-    with the teacher's probabilities ``probs`` ``(N, K)``, save ``student.safetensors``, and score it.
-
-    Resumes from the saved student. Returns ``teacher_acc``, ``student_acc`` (on ``test``),
-    ``student_agreement`` (top-1 agreement with the teacher on ``test``) and ``student_seconds``.
-    """
-
-    def fit() -> dict:
-        t0 = time.time()
-        fit_student(
-            run.path("student.safetensors"), info, images, probs, cfg, seed=seed, device=device,
-            progress=True, desc="student",
-        )  # fmt: skip
-        return {"student_seconds": time.time() - t0}
-
-    fitted = run.stage("student", fit)
-    student = taking_any_size(*load_classifier(run.dir / "student.safetensors"))
-    t_pred = predict_logits(teacher, test.images, device=device).argmax(1)
-    s_pred = predict_logits(student, test.images, device=device).argmax(1)
-    return {
-        "teacher_acc": (t_pred == test.labels).float().mean().item(),
-        "student_acc": (s_pred == test.labels).float().mean().item(),
-        "student_agreement": (s_pred == t_pred).float().mean().item(),
-        "student_seconds": fitted["student_seconds"],
-    }
-
-
-def distill_synthetic_batches(
+def distill_batches(
     run: Run,
     teacher: nn.Module,
     info: ClassifierInfo,
@@ -255,17 +203,34 @@ def distill_synthetic_batches(
 
     ``batches`` as returned by :func:`modelmine.runs.synthesize_batches`, each with ``images``
     ``(B, C, H, W)``, ``probs`` ``(B, K)``, ``targets`` ``(B,)`` and ``seconds``. ``grid(images,
-    targets)`` picks the images of ``samples_grid.png`` (``nrow`` per row). Logs and returns the
-    metrics of :func:`distill_from_samples` plus ``num_samples``, ``synthesis_seconds`` and
+    targets)`` picks the images of ``samples_grid.png`` (``nrow`` per row). Stage ``student`` trains
+    :func:`train_student` once (``student.safetensors``; a resume reads it). Logs and returns
+    ``teacher_acc``, ``student_acc`` (on ``test``), ``student_agreement`` (top-1 agreement with the
+    teacher on ``test``), ``student_seconds``, ``num_samples``, ``synthesis_seconds`` and
     ``synthesis_target_acc`` (teacher argmax == target).
     """
     images = torch.cat([b["images"] for b in batches])  # (N, C, H, W)
     probs = torch.cat([b["probs"] for b in batches])  # (N, K)
     targets = torch.cat([b["targets"] for b in batches])  # (N,)
     save_samples(run, images, probs, info, grid(images, targets), nrow)
-    metrics = distill_from_samples(run, teacher, info, images, probs, test, cfg, seed=seed, device=device)
+
+    def train() -> dict:
+        t0 = time.time()
+        student, student_info = train_student(
+            cfg, info, images, probs, teacher, seed=seed, device=device, progress=True, desc="student"
+        )
+        save_student(run.path("student.safetensors"), student, student_info)
+        return {"student_seconds": time.time() - t0}
+
+    fitted = run.stage("student", train)
+    student = taking_any_size(*load_classifier(run.dir / "student.safetensors"))
+    t_pred = predict_logits(teacher, test.images, device=device).argmax(1)
+    s_pred = predict_logits(student, test.images, device=device).argmax(1)
     return run.log_metrics(
-        **metrics,
+        teacher_acc=(t_pred == test.labels).float().mean().item(),
+        student_acc=(s_pred == test.labels).float().mean().item(),
+        student_agreement=(s_pred == t_pred).float().mean().item(),
+        student_seconds=fitted["student_seconds"],
         num_samples=len(images),
         synthesis_seconds=float(sum(b["seconds"] for b in batches)),
         synthesis_target_acc=(probs.argmax(1) == targets).float().mean().item(),

@@ -58,7 +58,7 @@ import torch.nn.functional as F
 
 from ..classifiers import predict_logits
 from ..data import quantize
-from ..distill import StudentConfig, distill_synthetic_batches
+from ..distill import StudentConfig, distill_batches
 from ..distributed import processes
 from ..errors import UserError
 from ..runs import item_seed, synthesize_merged
@@ -353,7 +353,7 @@ def run(cfg: CakeConfig, out: Path) -> dict:
     batches = synthesize_merged(run_, cfg.num_batches, make_batch, procs)
     if batches is None:  # another process of a launch: its batches are written, the main one distills
         return {}
-    return distill_synthetic_batches(
+    return distill_batches(
         run_, teacher, info, batches, test, cfg.student,
         grid=lambda images, targets: grid_rows(batches, cfg.num_groups), nrow=cfg.num_groups,
         seed=cfg.seed, device=device,

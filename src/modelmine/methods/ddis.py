@@ -83,7 +83,7 @@ from ..diffusion.tokens import (
     token_parameter,
     unknown_words,
 )
-from ..distill import StudentConfig, fit_student, resolve_student_size
+from ..distill import StudentConfig, resolve_student_size, save_student, train_student
 from ..distributed import Shard, processes, resolve_device
 from ..errors import UserError
 from ..metrics import classifier_features, frechet_distance, precision_recall
@@ -387,9 +387,10 @@ def task_student(cfg: DdisConfig, out: str, variant: str) -> None:
         return
     _, info = load_teacher(cfg.teacher, out)
     b = load_generated(Run(out), f"generated_{variant}", cfg.num_images, cfg.batch_size, GENERATED_KEYS)
-    fit_student(
-        path, info, b["images"], b["probs"], cfg.student, seed=cfg.seed, device=resolve_device(cfg.device)
+    student, student_info = train_student(
+        cfg.student, info, b["images"], b["probs"], seed=cfg.seed, device=resolve_device(cfg.device)
     )
+    save_student(path, student, student_info)
 
 
 def reference_images(cfg: DdisConfig, image_size: int, channels: int, class_names: list[str]):

@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from ..bn_statistics import BNStatistics, require_batchnorm
 from ..classifiers import predict_logits
 from ..data import quantize
-from ..distill import StudentConfig, distill_synthetic_batches
+from ..distill import StudentConfig, distill_batches
 from ..distributed import processes
 from ..report import class_grid_index
 from ..runs import item_seed, synthesize_merged
@@ -184,7 +184,7 @@ def run(cfg: DeepInversionConfig, out: Path) -> dict:
         return {}
     # up to 8 samples of each class, one class per column
     index, columns = class_grid_index(torch.cat([b["targets"] for b in batches]))
-    return distill_synthetic_batches(
+    return distill_batches(
         run_, teacher, info, batches, test, cfg.student, grid=lambda images, targets: images[index],
         nrow=columns, seed=cfg.seed, device=device,
     )  # fmt: skip

@@ -81,7 +81,7 @@ from ..data import (
 from ..diffusion.finetune import UNET_LORA_TARGETS, TrainSettings, finetune_or_load
 from ..diffusion.generator import Generator, GeneratorOptions, check_dtype, check_serves, open_generator
 from ..diffusion.sampler import sample
-from ..distill import TCKR_STUDENT, StudentConfig, fit_student, resolve_student_size
+from ..distill import TCKR_STUDENT, StudentConfig, resolve_student_size, save_student, train_student
 from ..distributed import Shard, processes, resolve_device
 from ..errors import UserError
 from ..metrics import membership_metrics, roc_curve
@@ -287,10 +287,18 @@ def task_student(cfg: TckrConfig, out: str, plan: StudentPlan) -> None:
     )
     # the hard-label ablation learns the class each image was generated for (the paper's baseline),
     # not the teacher's argmax
-    fit_student(
-        path, info, images, probs, cfg.student, hard_labels=plan.hard, labels=prompt_labels if plan.hard else None,
-        teacher=teacher, seed=cfg.seed, device=device,
-    )  # fmt: skip
+    recipe = replace(cfg.student, hard_labels=plan.hard)
+    student, student_info = train_student(
+        recipe,
+        info,
+        images,
+        probs,
+        teacher,
+        labels=prompt_labels if plan.hard else None,
+        seed=cfg.seed,
+        device=device,
+    )
+    save_student(path, student, student_info)
 
 
 # ------------------------------------------------------------------------------------------------
