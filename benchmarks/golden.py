@@ -55,7 +55,7 @@ def commands(gen: Path, tmp: Path) -> dict[str, list[str]]:
                     "--set", "full.steps=2", "--set", "workers=1", "--set", "extra_baseline_cfgs=[1.5]", *CPU],
         "audit generator": ["audit", "generator", "--run", str(tmp / "tckr"), "--set", "num_generations=6",
                             "--set", "sample_steps=2", *CPU],
-        "finetune": ["finetune", *g, "--set", "steps=2", "--set", "batch_size=4", *CPU],
+        "finetune": ["finetune", *g, "--set", "lora.steps=2", "--set", "lora.batch_size=4", *CPU],
         "pretrain": ["pretrain", *[f"--set={kv}" for kv in (
             "steps=2", "batch_size=4", "eval_every=0", "cas_per_class=1", "sample_steps=2",
             "public_classifier_train=20", "public_classifier_epochs=1", "teacher.epochs=1")], *CPU],

@@ -46,7 +46,7 @@ def commands(sd: str, data: str, blip2: str | None, work: Path, dtype: str) -> d
                "--set", "sample_steps=20", "--set", "modes=[lora]", "--set", "lora.steps=50",
                "--set", "gen_batch_size=8", *common]  # fmt: skip
     return {
-        "finetune": ["finetune", "--data", data, "--generator", sd, "--set", "steps=50", "--set", "batch_size=4",
+        "finetune": ["finetune", "--data", data, "--generator", sd, "--set", "lora.steps=50", "--set", "lora.batch_size=4",
                      "--set", f"dtype={dtype}", "--set", "gradient_checkpointing=true"],
         "tckr": ["tckr", "--data", data, "--generator", sd, "--set", f"captioner={captioner}", "--cardinality", "1",
                  "--set", "lora.steps=50", "--set", "lora.batch_size=4", "--set", "sample_steps=20",

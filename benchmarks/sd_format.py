@@ -112,9 +112,9 @@ def command_lines(work: Path, sd: dict[str, Path], blip2: Path, data: Path) -> d
     quiet = [*TINY, "--set", "workers=1"]
     v = str(sd["sd2-v"])
     return {
-        "finetune_lora_sd2-v": ["finetune", "--data", str(data), "--generator", v, "--set", "steps=20", *TINY],
+        "finetune_lora_sd2-v": ["finetune", "--data", str(data), "--generator", v, "--set", "lora.steps=20", *TINY],
         "finetune_full_sd1": ["finetune", "--data", str(data), "--generator", str(sd["sd1"]), "--mode", "full",
-                              "--set", "steps=20", *TINY],
+                              "--set", "full.steps=20", *TINY],
         "tckr_sd2-v_blip2": ["tckr", "--data", str(data), "--generator", v, "--set", f"captioner=blip2:{blip2}",
                              "--cardinality", "1", "--set", "lora.steps=20", "--set", "sample_steps=10",
                              "--set", "num_shadows=4", "--set", "teacher.epochs=2", "--set", "student.epochs=2",

@@ -121,7 +121,7 @@ def test_finetune_command(tmp_path, tiny_folder, mode, monkeypatch):
     )
     out = tmp_path / f"ft_{mode}"
     args = ["finetune", "--out", str(out), "--data", str(root), "--mode", mode,
-            "--set", "steps=3", "--set", "batch_size=4", "--set", "prior_images_per_class=2"]  # fmt: skip
+            "--set", f"{mode}.steps=3", "--set", f"{mode}.batch_size=4", "--set", "prior_images_per_class=2"]  # fmt: skip
     if mode == "full":
         args += ["--set", "prior_preservation=true"]
     assert main(args) == 0

@@ -62,7 +62,7 @@ def test_finetune_lora_on_the_v_model_loads_in_diffusers(tmp_path, sd_folder, co
     folder = sd_folder("sd2-v")
     out = tmp_path / "ft"
     args = ["finetune", "--out", str(out), "--data", str(colour_folder), "--generator", str(folder),
-            "--set", "steps=3", "--set", "batch_size=4", *CPU]  # fmt: skip
+            "--set", "lora.steps=3", "--set", "lora.batch_size=4", *CPU]  # fmt: skip
     assert main(args) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["steps"] == 3 and m["num_images"] == 24 and np.isfinite(m["final_loss"])
@@ -77,7 +77,7 @@ def test_finetune_full_on_sd1_saves_a_folder_the_pipeline_loads(tmp_path, sd_fol
     folder = sd_folder("sd1", True)  # an old-style config asking DDIM to clip
     out = tmp_path / "ft"
     args = ["finetune", "--out", str(out), "--data", str(colour_folder), "--generator", str(folder),
-            "--mode", "full", "--set", "steps=2", "--set", "batch_size=4", "--set", "prior_preservation=true",
+            "--mode", "full", "--set", "full.steps=2", "--set", "full.batch_size=4", "--set", "prior_preservation=true",
             "--set", "prior_images_per_class=2", *CPU]  # fmt: skip
     assert main(args) == 0
     saved = out / "generator"
@@ -161,7 +161,7 @@ def test_extract_on_the_v_model(tmp_path, sd_folder, colour_folder, prompt):
 def test_half_precision_keeps_trained_weights_in_float32(tmp_path, sd_folder, colour_folder, dtype):
     out = tmp_path / "ft"
     args = ["finetune", "--out", str(out), "--data", str(colour_folder), "--generator", str(sd_folder("sd2-v")),
-            "--set", "steps=2", "--set", "batch_size=4", "--set", f"dtype={dtype}",
+            "--set", "lora.steps=2", "--set", "lora.batch_size=4", "--set", f"dtype={dtype}",
             "--set", "gradient_checkpointing=true", "--set", "vae_slicing=true", *CPU]  # fmt: skip
     assert main(args) == 0
     assert np.isfinite(json.loads((out / "metrics.json").read_text())["final_loss"])

@@ -58,19 +58,19 @@ from .generator import (
 from .pretrain import train_step
 from .sampler import sample_batched
 
-DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")  # diffusers' attention-only LoRA
+ATTENTION_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")  # diffusers' attention-only LoRA
 # The attention targets plus the UNet's convolutional and conditioning projections: small UNets take
 # the class mostly through the pooled text embedding and the ResNet blocks (TCKR and FineXtract
 # docstrings have the measurements).
 UNET_LORA_TARGETS = (
-    *DEFAULT_TARGETS, "conv1", "conv2", "time_emb_proj", "proj_in", "proj_out", "add_embedding.proj",
+    *ATTENTION_TARGETS, "conv1", "conv2", "time_emb_proj", "proj_in", "proj_out", "add_embedding.proj",
 )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------
 # LoRA
 # ----------------------------------------------------------------------------------------------
-def lora_config_kwargs(rank: int, alpha: float, target_modules: Sequence[str] = DEFAULT_TARGETS) -> dict:
+def lora_config_kwargs(rank: int, alpha: float, target_modules: Sequence[str] = ATTENTION_TARGETS) -> dict:
     """The ``peft.LoraConfig`` keyword arguments stored with the weights (diffusers reads them back)."""
     return {
         "r": int(rank),
@@ -85,7 +85,7 @@ def add_lora(
     unet: torch.nn.Module,
     rank: int = 4,
     alpha: float = 4.0,
-    target_modules: Sequence[str] = DEFAULT_TARGETS,
+    target_modules: Sequence[str] = ATTENTION_TARGETS,
     adapter_name: str = "default",
     seed: int | None = None,
 ) -> list[torch.nn.Parameter]:
@@ -233,6 +233,19 @@ def merge_lora(gen: Generator, scale: float = 1.0) -> None:
 # fine-tune or load: the one path every command takes
 # ----------------------------------------------------------------------------------------------
 @dataclass
+class LoraSettings:
+    """A LoRA on the UNet and its training budget: the ``lora:`` section of every command that trains
+    one (names as in diffusers' and peft's LoRA scripts)."""
+
+    rank: int = 4
+    alpha: float = 4.0
+    target_modules: list[str] = field(default_factory=lambda: list(UNET_LORA_TARGETS))
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 1e-3
+
+
+@dataclass
 class TrainSettings:
     """How :func:`finetune_or_load` trains: LoRA (``rank``, ``alpha``, ``targets``) or all UNet weights."""
 
@@ -247,6 +260,24 @@ class TrainSettings:
     checkpoint_minutes: float = 3.0
     prior: tuple[torch.Tensor, list[str]] | None = None  # full mode: DreamBooth prior images, prompts
     prior_weight: float = 1.0
+
+    @classmethod
+    def from_lora(cls, lora: LoraSettings, seed: int, **kw) -> TrainSettings:
+        """The settings of a LoRA section (``kw``: the other fields, e.g. ``checkpoint_minutes``)."""
+        return cls(
+            steps=lora.steps, batch_size=lora.batch_size, lr=lora.lr, seed=seed, rank=lora.rank,
+            alpha=lora.alpha, targets=lora.target_modules, **kw,
+        )  # fmt: skip
+
+
+@dataclass
+class FullSettings:
+    """Full fine-tuning of the UNet (and optionally the text encoder): the ``full:`` section."""
+
+    steps: int = 400
+    batch_size: int = 32
+    lr: float = 1e-4
+    train_text_encoder: bool = False
 
 
 def finetuned_path(gen: Generator, folder: Path, mode: str) -> Path:
@@ -363,13 +394,13 @@ class FinetuneConfig(GeneratorOptions):
     data: str = "digits"  # built-in dataset (its train split) or ImageFolder (+ metadata.jsonl captions)
     generator: str = "embedded"  # "embedded" or a diffusers Stable Diffusion folder
     mode: Literal["lora", "full"] = "lora"
-    rank: int = 8
-    alpha: float = 8.0
-    target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
-    steps: int = 400
-    batch_size: int = 32
-    lr: float | None = None  # default 1e-3 for LoRA, 1e-4 for full fine-tuning
-    train_text_encoder: bool = False  # full mode only
+    # mode lora: diffusers' attention-only LoRA of rank 8; mode full: every UNet weight
+    lora: LoraSettings = field(
+        default_factory=lambda: LoraSettings(
+            rank=8, alpha=8.0, target_modules=list(ATTENTION_TARGETS), steps=400
+        )
+    )
+    full: FullSettings = field(default_factory=FullSettings)
     captioner: str = "attributes"  # for folders without captions: attributes, class_name, blip2
     prior_preservation: bool = False  # full mode: DreamBooth prior-preservation loss
     prior_weight: float = 1.0
@@ -403,24 +434,21 @@ def run(cfg: FinetuneConfig, out: Path) -> dict:
     Metrics: ``train_seconds``, ``final_loss``, ``trainable_params``, ``num_images``.
     """
     torch.set_num_threads(max(1, cfg.threads))
-    if cfg.lr is None:  # resolved before config.yaml is written
-        cfg = dataclasses.replace(cfg, lr=1e-3 if cfg.mode == "lora" else 1e-4)
     device = resolve_device(cfg.device)
     gen = open_generator(cfg.generator, cfg, device)
     if cfg.class_prompt is None:  # the prompt the generator was trained with names what it makes
         cfg = dataclasses.replace(cfg, class_prompt=gen.defaults.get("prompt", "a photo of {c}"))
     data, prompts = load_training_set(cfg, gen)  # before the run folder: data it cannot serve stops
     run_ = Run(out, cfg)
-    lr = cfg.lr
-
-    prior = None
-    if cfg.mode == "full" and cfg.prior_preservation:
-        prior = _prior_images(cfg, gen, data.class_names, run_)
-    settings = TrainSettings(
-        steps=cfg.steps, batch_size=cfg.batch_size, lr=lr, seed=cfg.seed, rank=cfg.rank, alpha=cfg.alpha,
-        targets=cfg.target_modules, train_text_encoder=cfg.train_text_encoder,
-        checkpoint_minutes=cfg.checkpoint_minutes, prior=prior, prior_weight=cfg.prior_weight,
-    )  # fmt: skip
+    if cfg.mode == "lora":
+        settings = TrainSettings.from_lora(cfg.lora, cfg.seed, checkpoint_minutes=cfg.checkpoint_minutes)
+    else:
+        prior = _prior_images(cfg, gen, data.class_names, run_) if cfg.prior_preservation else None
+        settings = TrainSettings(
+            steps=cfg.full.steps, batch_size=cfg.full.batch_size, lr=cfg.full.lr, seed=cfg.seed,
+            train_text_encoder=cfg.full.train_text_encoder, checkpoint_minutes=cfg.checkpoint_minutes,
+            prior=prior, prior_weight=cfg.prior_weight,
+        )  # fmt: skip
     folder = run_.dir / "lora" if cfg.mode == "lora" else run_.dir
     gen, stats = finetune_or_load(
         gen, folder, cfg.mode, data.images, prompts, settings, checkpoint=run_.dir / "checkpoint.pt",

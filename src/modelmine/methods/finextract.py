@@ -36,7 +36,7 @@ maximal cliques with a 30 s timeout (deterministic, O(n^2)). Results: ``benchmar
 | ``num_generations``, ``sample_steps`` | 500 generations, 50 DDIM steps | the paper's |
 | ``baseline_cfg``, ``extra_baseline_cfgs`` | CFG 3 | the paper's; more scales from the same noise |
 | ``num_train_images``, ``train_class`` | 10 images of one subject | a digit class stands in for a subject |
-| ``lora.rank``, ``lora.lr``, ``lora_targets`` | 64, 1e-4, attention | tiny UNet: attention barely moves it |
+| ``lora.rank``, ``lora.lr``, ``lora.target_modules`` | 64, 1e-4, attention | tiny UNet: attention barely moves it |
 | ``lora.steps_per_image``, ``lora.batch_size`` | 200 per image, batch 1 | batched; more: 200 under-fits |
 | ``full.lr``, ``full.steps_per_image``, ``full.batch_size`` | lr 2e-6, 200 per image | batched; CPU budget |
 | ``prompt``, ``identifier`` | "a photo of sks [class]" | the embedded tokenizer knows the class words |
@@ -95,6 +95,7 @@ class ModeConfig:
     batch_size: int = 10
     rank: int = 8  # LoRA only
     alpha: float = 8.0  # LoRA only
+    target_modules: list[str] = field(default_factory=lambda: list(UNET_LORA_TARGETS))  # LoRA only
 
 
 @dataclass
@@ -121,7 +122,6 @@ class ExtractConfig(GeneratorOptions):
     modes: list[str] = field(default_factory=lambda: ["lora", "full"])  # when fine-tuning here
     lora: ModeConfig = field(default_factory=ModeConfig)
     full: ModeConfig = field(default_factory=lambda: ModeConfig(steps_per_image=300, lr=1e-4))
-    lora_targets: list[str] = field(default_factory=lambda: list(UNET_LORA_TARGETS))
     num_generations: int = 500
     sample_steps: int = 50  # DDIM steps
     baseline_cfg: float = 3.0  # the official baseline's CFG scale
@@ -245,7 +245,7 @@ def finetuned_generator(
     m = cfg.lora if mode == "lora" else cfg.full
     settings = TrainSettings(
         steps=m.steps, batch_size=m.batch_size, lr=m.lr, seed=cfg.seed, rank=m.rank, alpha=m.alpha,
-        targets=cfg.lora_targets,
+        targets=m.target_modules,
     )  # fmt: skip
     folder = out / mode
     ft, _ = finetune_or_load(

@@ -78,7 +78,7 @@ from ..data import (
     resolve,
     save_image_folder,
 )
-from ..diffusion.finetune import UNET_LORA_TARGETS, TrainSettings, finetune_or_load
+from ..diffusion.finetune import LoraSettings, TrainSettings, finetune_or_load
 from ..diffusion.generator import Generator, GeneratorOptions, check_dtype, check_serves, open_generator
 from ..diffusion.sampler import sample
 from ..distill import TCKR_STUDENT, StudentConfig, resolve_student_size, save_student, train_student
@@ -104,16 +104,6 @@ VARIANTS = ("caption", "fixed")  # "<class>: <caption>" prompts, and the class-n
 
 
 @dataclass
-class TckrLoraConfig:
-    rank: int = 4
-    alpha: float = 4.0
-    lr: float = 1e-3
-    steps: int = 600
-    batch_size: int = 32
-    target_modules: list[str] = field(default_factory=lambda: list(UNET_LORA_TARGETS))
-
-
-@dataclass
 class TckrConfig(GeneratorOptions):
     """`modelmine tckr`: private data -> captions -> LoRA -> synthetic data -> student -> LiRA."""
 
@@ -123,7 +113,7 @@ class TckrConfig(GeneratorOptions):
     generator: str = "embedded"  # "embedded", an embedded .safetensors, or a diffusers SD folder
     captioner: str = "attributes"  # for images without captions: attributes, class_name, blip2[:path]
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    lora: TckrLoraConfig = field(default_factory=TckrLoraConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
     cardinality: list[float] = field(default_factory=lambda: [1.0])  # N: synthetic = N x |private|
     sample_steps: int = 30  # DDIM steps
     cfg: float | None = None  # CFG scale; None: the generator's stored default (1.5 embedded)
@@ -218,8 +208,7 @@ def task_generate(cfg: TckrConfig, out: str, variant: str, n: int, shard: Shard 
     gen = open_generator(cfg.generator, cfg, device)
     train = load_private(cfg, gen.image_size, gen.channels).train
     prompts = _prompts(cfg, run_.dir, train, device)[variant]
-    lc = cfg.lora
-    settings = TrainSettings(lc.steps, lc.batch_size, lc.lr, cfg.seed, lc.rank, lc.alpha, lc.target_modules)
+    settings = TrainSettings.from_lora(cfg.lora, cfg.seed)
     gen, info = finetune_or_load(
         gen, run_.dir / f"lora_{variant}", "lora", train.images, prompts, settings,
         checkpoint=run_.path(f"lora_{variant}.ckpt.pt"), device=device,
