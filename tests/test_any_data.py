@@ -240,7 +240,7 @@ def test_audit_of_a_target_at_another_size(folders, tmp_path, capsys):
 
 
 def test_finetune(folders, generators, tmp_path, capsys):
-    tiny = ["--set", "steps=2", "--set", "batch_size=4", "--set", "device=cpu"]
+    tiny = ["--set", "lora.steps=2", "--set", "lora.batch_size=4", "--set", "device=cpu"]
     rgb = ["finetune", "--out", str(tmp_path / "rgb"), "--data", str(folders["rgb"]), *tiny]
     for gen in ([], ["--generator", str(generators["grey"])]):
         _stops([*rgb, *gen], capsys, RGB_ON_GREY, "--generator")

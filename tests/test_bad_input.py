@@ -194,7 +194,7 @@ CASES = [  # (id, argv with {name} placeholders, a word the message must contain
     ("membership-unknown-attack", ["audit", "membership", "--attacks", "lira", "mia"], "unknown attack"),
     ("membership-bad-gamma", ["audit", "membership", "--set", "rmia.gamma=0"], "gamma"),
     ("finetune-truncated-png", ["finetune", "--data", "{truncated}"], "corrupt"),
-    ("finetune-negative-steps", ["finetune", "--set", "steps=-1"], ">= 0"),
+    ("finetune-negative-steps", ["finetune", "--set", "lora.steps=-1"], ">= 0"),
     ("pretrain-unknown-key", ["pretrain", "--set", "stepz=3"], "unknown config key"),
     # issue 21: files that lie, and lists that make a result meaningless
     ("cake-metadata-billion-classes", ["cake", "--teacher", "{billion_classes}"], "classes"),

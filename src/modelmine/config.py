@@ -22,6 +22,29 @@ from .errors import UserError
 T = TypeVar("T")
 
 
+@dataclasses.dataclass
+class Runtime:
+    """Where a command runs (every command's config has it): ``device`` is "auto" (CUDA, then MPS,
+    then the CPU) or a torch device name (:func:`modelmine.distributed.resolve_device`)."""
+
+    device: str = "auto"
+
+
+@dataclasses.dataclass
+class Threads(Runtime):
+    """``threads``: torch threads per process (one avoids OpenMP oversubscription of small models)."""
+
+    threads: int = 1
+
+
+@dataclasses.dataclass
+class Workers(Threads):
+    """``workers``: processes for a command's independent tasks (:func:`modelmine.runs.run_tasks`;
+    1: every task in this process), each with ``threads`` torch threads."""
+
+    workers: int = 2
+
+
 def config_to_dict(cfg: Any) -> dict:
     """Plain nested dict of a dataclass config (tuples become lists, for YAML)."""
 

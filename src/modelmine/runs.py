@@ -188,14 +188,17 @@ class Run:
             text = dump_config(cfg)
             cfg_path = self.dir / "config.yaml"
             if cfg_path.exists() and cfg_path.read_bytes() != text.encode():
-                if not self._only_changed(cfg_path.read_text(), cfg, resumable):
+                if (yaml.safe_load(cfg_path.read_text()) or {}) == config_to_dict(cfg):
+                    atomic_write_text(cfg_path, text)  # the same values, in today's key order
+                elif self._only_changed(cfg_path.read_text(), cfg, resumable):
+                    # a key the command may change in place (e.g. more reference models, which reuse
+                    # the trained ones): the old metrics describe the old setting and are recomputed
+                    self.metrics_path.unlink(missing_ok=True)
+                    atomic_write_text(cfg_path, text)
+                else:
                     raise UserError(
                         f"{self.dir} holds a run with a different config; use a new --out or delete it"
                     )
-                # a key the command may change in place (e.g. more reference models, which reuse the
-                # trained ones): the old metrics describe the old setting and are recomputed
-                self.metrics_path.unlink(missing_ok=True)
-                atomic_write_text(cfg_path, text)
             elif not cfg_path.exists():
                 atomic_write_text(cfg_path, text)  # a resume with the same config leaves it untouched
 

@@ -36,6 +36,7 @@ from .classifiers import (
     save_classifier,
     train_classifier,
 )
+from .config import Runtime
 from .data import dataset_num_classes, dataset_size, dataset_train_size, load_image_folder, resolve
 from .distributed import processes, resolve_device
 from .errors import UserError
@@ -68,11 +69,10 @@ TEACHER_STEPS = 512
 
 
 @dataclass
-class TeacherRunConfig:
+class TeacherRunConfig(Runtime):
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     data: str = "digits"  # built-in dataset (digits, mnist5k) or ImageFolder to train on
     test_data: str | None = None  # ImageFolder to test on; none: the test split of `data`
-    device: str = "auto"
 
 
 def data_num_classes(cfg: TeacherConfig, data: str) -> int:

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from ..captioning import tckr_prompts
-from ..config import read_yaml_mapping
+from ..config import Threads, read_yaml_mapping
 from ..data import load_described, read_caption_list
 from ..diffusion.finetune import load_lora
 from ..diffusion.generator import LORA_WEIGHTS, GeneratorOptions, open_generator, refuse_pickle
@@ -60,7 +60,7 @@ from .extraction import (
 
 
 @dataclass
-class AuditGeneratorConfig(GeneratorOptions):
+class AuditGeneratorConfig(GeneratorOptions, Threads):
     """`modelmine audit generator`: FineXtract on the LoRA generator of a TCKR run."""
 
     run: str | None = None  # the TCKR run folder
@@ -78,8 +78,6 @@ class AuditGeneratorConfig(GeneratorOptions):
     calibrated_threshold: float | None = None
     calibration_quantile: float = 0.99
     seed: int = 0
-    threads: int = 1
-    device: str = "auto"
 
 
 def _read_json(path: Path) -> Any:

@@ -71,6 +71,7 @@ from ..classifiers import (
     predict_logits,
     train_classifier,
 )
+from ..config import Runtime
 from ..data import population
 from ..distributed import processes, resolve_device
 from ..errors import UserError
@@ -353,7 +354,7 @@ def headline_variant(num_shadows: int, fix_variance: bool | None = None) -> str:
 
 
 @dataclass
-class LiraConfig:
+class LiraConfig(Runtime):
     """`modelmine audit lira`: which model to audit, on which population, with how many shadows."""
 
     target: str | None = None  # classifier .safetensors; None trains the default teacher on private digits
@@ -367,7 +368,6 @@ class LiraConfig:
     # headline variance: None = fixed below 64 shadows, per-example from 64 (every variant is reported)
     fix_variance: bool | None = None
     query_flip: bool = False  # also query mirrored images (only where the data is mirror-symmetric)
-    device: str = "auto"
 
 
 def check_sources(cfg: LiraConfig) -> None:

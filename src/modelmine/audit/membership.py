@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import Runtime
 from ..errors import UserError
 from ..metrics import membership_metrics, roc_curve
 from ..report import plot_roc
@@ -40,7 +41,7 @@ LABELS = {
 
 
 @dataclass
-class MembershipConfig:
+class MembershipConfig(Runtime):
     """`modelmine audit membership`: the target, its population and members, the reference models, the attacks."""
 
     target: str | None = None  # classifier .safetensors; None trains the default teacher on private digits
@@ -55,7 +56,6 @@ class MembershipConfig:
     fix_variance: bool | None = None  # LiRA headline variance: None = fixed below 64 models
     query_flip: bool = False  # also query mirrored images (only where the data is mirror-symmetric)
     rmia: rmia.RmiaConfig = field(default_factory=rmia.RmiaConfig)
-    device: str = "auto"
 
 
 def _check(cfg: MembershipConfig) -> list[str]:

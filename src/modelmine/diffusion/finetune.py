@@ -41,6 +41,7 @@ from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
 from ..captioning import captions_for, tckr_prompts
+from ..config import Threads
 from ..data import ImageSet, fit_to, is_builtin, load_builtin, load_image_folder
 from ..distributed import resolve_device
 from ..errors import UserError
@@ -390,7 +391,7 @@ def new_word_rows(
 # the `finetune` command
 # ----------------------------------------------------------------------------------------------
 @dataclass
-class FinetuneConfig(GeneratorOptions):
+class FinetuneConfig(GeneratorOptions, Threads):
     data: str = "digits"  # built-in dataset (its train split) or ImageFolder (+ metadata.jsonl captions)
     generator: str = "embedded"  # "embedded" or a diffusers Stable Diffusion folder
     mode: Literal["lora", "full"] = "lora"
@@ -408,9 +409,7 @@ class FinetuneConfig(GeneratorOptions):
     class_prompt: str | None = None  # prompt of the prior images; None: the generator's or "a photo of {c}"
     sample_prompt: str = "{c}"  # grid prompt after training ({c} = class name)
     seed: int = 0
-    threads: int = 1
     checkpoint_minutes: float = 3.0
-    device: str = "auto"
 
 
 def load_training_set(cfg: FinetuneConfig, gen: Generator) -> tuple[ImageSet, list[str]]:

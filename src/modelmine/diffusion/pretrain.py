@@ -52,7 +52,7 @@ from ..classifiers import (
     save_classifier,
     train_classifier,
 )
-from ..config import config_to_dict
+from ..config import Threads, config_to_dict
 from ..data import DIGIT_NAMES, render_glyphs
 from ..distributed import resolve_device
 from ..errors import UserError
@@ -92,7 +92,7 @@ OTHER_TEMPLATES = (("a photo of {name}", 3), ("{kind}: {cap}", 1), ("{name}", 1)
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(Threads):
     steps: int = 4000
     batch_size: int = 64
     lr: float = 2e-3  # UNet
@@ -104,19 +104,19 @@ class PretrainConfig:
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     seed: int = 0
-    threads: int = 1  # 1 avoids OpenMP oversubscription on a shared 2-core machine
     checkpoint_minutes: float = 3.0
     eval_every: int = 250  # quick CAS (eval_per_class images) during training; 0 = never
     eval_per_class: int = 10
     cas_per_class: int = 500  # final CAS
     sample_steps: int = 30  # default sampling settings (stored with the weights)
-    cfg: float = 1.5  # CFG scale for CAS and the stored defaults (1.5 beat 1, 2, 3, 6, 10 in a probe)
+    guidance_scale: float = (
+        1.5  # CFG scale for CAS and the stored defaults (1.5 beat 1, 2, 3, 6, 10 in a probe)
+    )
     public_classifier_train: int = 5000  # held-out public glyphs for the CAS classifier
     public_classifier_epochs: int = 8
     teacher: TeacherConfig = field(default_factory=TeacherConfig)  # cas_private's classifier
     init_from: str | None = None  # warm start: a pretrain checkpoint.pt or embedded .safetensors
     ship: bool = False  # also copy the weights into the package (src/modelmine/assets)
-    device: str = "auto"
 
 
 def make_prompts(labels: torch.Tensor, captions: list[str], rng: random.Random) -> list[str]:
@@ -315,7 +315,7 @@ class _Training:
 def _start_training(cfg: PretrainConfig, ckpt_path: Path, device: torch.device) -> _Training:
     """A fresh tiny generator (or ``init_from``'s weights) and its optimizer, resumed from ``ckpt_path``."""
     gen = Generator.build_tiny(seed=cfg.seed).to(device)
-    gen.defaults = {"steps": cfg.sample_steps, "cfg": cfg.cfg, "prompt": EVAL_TEMPLATE}
+    gen.defaults = {"steps": cfg.sample_steps, "cfg": cfg.guidance_scale, "prompt": EVAL_TEMPLATE}
     params_u = [p for p in gen.unet.parameters()]
     params_t = [p for p in gen.text_encoder.parameters()]
     opt = torch.optim.AdamW(
@@ -368,7 +368,7 @@ def _log_progress(tr: _Training, cfg: PretrainConfig, pub_clf, log_path: Path) -
         tr.ema.swap()
         tr.gen.eval()
         cas, _, _, _ = measure_cas(
-            tr.gen, pub_clf, cfg.eval_per_class, steps=cfg.sample_steps, cfg=cfg.cfg, seed=1
+            tr.gen, pub_clf, cfg.eval_per_class, steps=cfg.sample_steps, cfg=cfg.guidance_scale, seed=1
         )
         tr.ema.swap()
         tr.gen.unet.train()
@@ -409,7 +409,7 @@ def _final_cas(gen: Generator, cfg: PretrainConfig, run_dir: Path, device) -> di
         run_dir, cfg.public_classifier_train, cfg.seed, device, cfg.public_classifier_epochs
     )
     cas, per, images, secs = measure_cas(
-        gen, clf, cfg.cas_per_class, steps=cfg.sample_steps, cfg=cfg.cfg, seed=12345
+        gen, clf, cfg.cas_per_class, steps=cfg.sample_steps, cfg=cfg.guidance_scale, seed=12345
     )
     atomic_torch_save(run_dir / "grid_images.pt", images[:: max(1, cfg.cas_per_class // 10)].clone())
     teacher, _ = obtain_teacher(cfg.teacher, run_dir, device=device)
@@ -423,7 +423,7 @@ def _final_cas(gen: Generator, cfg: PretrainConfig, run_dir: Path, device) -> di
         "public_classifier_acc": info["public_classifier_acc"],
         "cas_images": len(images),
         "cas_steps": cfg.sample_steps,
-        "cas_cfg": cfg.cfg,
+        "cas_cfg": cfg.guidance_scale,
         "cas_sampling_seconds": secs,
         "cas_images_per_second": len(images) / secs,
     }

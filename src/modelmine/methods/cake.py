@@ -57,6 +57,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..classifiers import predict_logits
+from ..config import Runtime
 from ..data import quantize
 from ..distill import StudentConfig, distill_batches
 from ..distributed import processes
@@ -66,7 +67,7 @@ from ..teacher import TeacherConfig, data_num_classes, open_data_free_run, resol
 
 
 @dataclass
-class CakeConfig:
+class CakeConfig(Runtime):
     """All CAKE defaults; see the module docstring for which come from the paper/official code."""
 
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -101,7 +102,6 @@ class CakeConfig:
     downsample: int = 2
     jitter: int = 2  # max random roll in pixels of the image the teacher sees, per step (0: off, official)
     seed: int = 0
-    device: str = "auto"
 
 
 # The start without a BatchNorm layer to read: N(0, 1) in the presets' normalised input space, whose

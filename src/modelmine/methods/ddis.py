@@ -36,7 +36,7 @@ features (``feature_preset``). ``dag=false`` takes any classifier. Results: ``be
 |---|---|---|
 | ``dag_input`` | the noisy ``z_t``, before the UNet (paper) | the paper's; ``"x0_hat"`` an option |
 | ``dag_step`` | raw ``5e-4 * grad`` (``lambda_bn * 0.01 * grad_scale``, official) | normalised (above) |
-| ``cfg`` | 10, on SD 2.1 at 512 px | each generator's own stored scale |
+| ``guidance_scale`` | 10, on SD 2.1 at 512 px | each generator's own stored scale |
 | ``cat_lr`` | AdamW 1e-4, decay 1e-2 (official); 5e-3 (paper) | larger: 64-wide embeddings barely move |
 | ``cat_iters`` | 15 updates, lowest loss kept (official); 30 epochs (paper) | CPU budget; the last kept |
 | ``cat_per_class`` | 10 images of one class (official); 20 accumulations (paper) | all classes per update |
@@ -70,6 +70,7 @@ from ..classifiers import (
     taking_any_size,
     train_classifier,
 )
+from ..config import Workers
 from ..data import ImageSet, load_image_folder, quantize, resolve, save_image_folder
 from ..diffusion.generator import Generator, GeneratorOptions, open_generator
 from ..diffusion.guidance import CorrectXt, LossGradient
@@ -122,7 +123,7 @@ VARIANTS = {
 
 
 @dataclass
-class DdisConfig(GeneratorOptions):
+class DdisConfig(GeneratorOptions, Workers):
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)  # the CAKE / DeepInversion recipe
     data: str = "digits"  # the private data the default teacher trains on (built-in name or folder)
@@ -134,7 +135,7 @@ class DdisConfig(GeneratorOptions):
     num_images: int = 1000  # per variant, classes balanced
     batch_size: int = 100
     sample_steps: int = 30
-    cfg: float | None = None  # None: the generator's stored default
+    guidance_scale: float | None = None  # None: the generator's stored default
     plain_prompt: str | None = None  # {c} = class name; None: the generator's default prompt
     # Domain Alignment Guidance acts on "x_t" (paper, official code: the noisy sample is corrected
     # before the UNet, every step but the last, RMS dag_step x the noise that step removes) or on
@@ -152,10 +153,7 @@ class DdisConfig(GeneratorOptions):
     cat_stop_acc: float = 0.7
     cat_with_dag: bool = True  # tokens trained on DAG-guided samples (paper Fig. 2, official code)
     feature_preset: str = "cnn_small"  # the metric classifier (trained on the private data)
-    workers: int = 2
-    threads: int = 1
     seed: int = 0
-    device: str = "auto"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -273,7 +271,7 @@ def train_class_tokens(
             break
         targets = classes.repeat(cfg.cat_per_class)
         images = sample(
-            gen, cat_prompts(targets, class_names), steps=cfg.cat_steps, cfg=cfg.cfg,
+            gen, cat_prompts(targets, class_names), steps=cfg.cat_steps, cfg=cfg.guidance_scale,
             seed=cfg.seed * 7919 + it, grad_steps=cfg.cat_grad_steps, guidance=guidance,
         )  # fmt: skip
         logits = classifier(images)
@@ -369,7 +367,9 @@ def task_generate(cfg: DdisConfig, out: str, variant: str, shard: Shard | None =
         targets = targets_all[i * bs : (i + 1) * bs]
         prompts = cat_prompts(targets, names) if use_cat else plain_prompts(targets, names, template)
         seed = item_seed(cfg.seed, i, stride=GENERATION_STRIDE)
-        images = sample(gen, prompts, steps=cfg.sample_steps, cfg=cfg.cfg, guidance=guidance, seed=seed)
+        images = sample(
+            gen, prompts, steps=cfg.sample_steps, cfg=cfg.guidance_scale, guidance=guidance, seed=seed
+        )
         with torch.no_grad():
             images = teacher.fit_input(images.detach().float()).clamp(0, 1)
             images = quantize(images)  # what the PNGs hold

@@ -53,6 +53,7 @@ import torch.nn.functional as F
 
 from ..bn_statistics import BNStatistics, require_batchnorm
 from ..classifiers import predict_logits
+from ..config import Runtime
 from ..data import quantize
 from ..distill import StudentConfig, distill_batches
 from ..distributed import processes
@@ -62,7 +63,7 @@ from ..teacher import TeacherConfig, open_data_free_run
 
 
 @dataclass
-class DeepInversionConfig:
+class DeepInversionConfig(Runtime):
     """All DeepInversion defaults; see the module docstring for their sources."""
 
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -85,7 +86,6 @@ class DeepInversionConfig:
     # official: the batch's iterate with the lowest total loss is kept (False: the last iterate)
     keep_best: bool = True
     seed: int = 0
-    device: str = "auto"
 
 
 # --------------------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ import torch
 
 from ..audit import extraction
 from ..audit.prompt import PromptSearchConfig, check_search, prompt_token_accuracy, recover_prompt
+from ..config import Workers
 from ..data import fit_to, is_builtin, load_builtin, load_image_folder
 from ..diffusion.finetune import UNET_LORA_TARGETS, TrainSettings, finetune_or_load, load_lora
 from ..diffusion.generator import (
@@ -99,7 +100,7 @@ class ModeConfig:
 
 
 @dataclass
-class ExtractConfig(GeneratorOptions):
+class ExtractConfig(GeneratorOptions, Workers):
     """`modelmine extract`: FineXtract and its CFG baseline on a (pretrained, fine-tuned) pair."""
 
     base: str = "embedded"  # pretrained generator: "embedded", an embedded .safetensors, a diffusers folder
@@ -135,9 +136,6 @@ class ExtractConfig(GeneratorOptions):
     calibrated_threshold: float | None = None
     calibration_quantile: float = 0.99
     seed: int = 0
-    workers: int = 2  # processes (one per mode)
-    threads: int = 1  # torch threads per process
-    device: str = "auto"
 
 
 def load_train_data(cfg: ExtractConfig, size: int, channels: int):

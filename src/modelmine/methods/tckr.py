@@ -32,7 +32,7 @@ as they go, so a killed run resumes. Results: ``benchmarks/RESULTS.md`` (TCKR).
 | ``captioner`` | BLIP-2 | BLIP-2 needs a download; ``captioner=blip2`` is the paper's |
 | ``lora.target_modules`` | UNet attention (diffusers' default) | wider: where the tiny UNet's class enters |
 | ``lora.lr``, ``lora.steps`` | 1e-4, 3 epochs, batch 4 | larger: at 1e-4 the tiny UNet drew printed glyphs |
-| ``generator``, ``sample_steps``, ``cfg`` | SD 2, 224 px, 20 steps, CFG 2 | the embedded generator's own |
+| ``generator``, ``sample_steps``, ``guidance_scale`` | SD 2, 224 px, 20 steps, CFG 2 | the embedded generator's own |
 | ``cardinality`` | up to 20x (their best students) | smaller: generation dominates a CPU run |
 | ``teacher.preset`` | MobileNetV3 (OFA subnet) | the shared teacher of ``modelmine teacher`` |
 | ``student.preset``, ``student.loss`` | the teacher's architecture; generative KD | the paper's |
@@ -68,6 +68,7 @@ from ..audit.lira import (
 )
 from ..captioning import captions_for, tckr_prompts
 from ..classifiers import check_compatible, evaluate, load_classifier, predict_logits, taking_any_size
+from ..config import Workers
 from ..data import (
     ImageSet,
     Splits,
@@ -104,7 +105,7 @@ VARIANTS = ("caption", "fixed")  # "<class>: <caption>" prompts, and the class-n
 
 
 @dataclass
-class TckrConfig(GeneratorOptions):
+class TckrConfig(GeneratorOptions, Workers):
     """`modelmine tckr`: private data -> captions -> LoRA -> synthetic data -> student -> LiRA."""
 
     data: str = "digits"  # private data: a built-in dataset (digits, mnist5k) or an ImageFolder (+ captions)
@@ -116,7 +117,7 @@ class TckrConfig(GeneratorOptions):
     lora: LoraSettings = field(default_factory=LoraSettings)
     cardinality: list[float] = field(default_factory=lambda: [1.0])  # N: synthetic = N x |private|
     sample_steps: int = 30  # DDIM steps
-    cfg: float | None = None  # CFG scale; None: the generator's stored default (1.5 embedded)
+    guidance_scale: float | None = None  # CFG scale; None: the generator's stored default (1.5 embedded)
     gen_batch_size: int = 128
     # the paper's generative KD (soft-target CE, T=1, smoothing 0.1, teacher on each augmented batch);
     # `--set student.loss=kd --set student.temperature=4 --set student.teacher_on_augmented=false` is
@@ -127,10 +128,7 @@ class TckrConfig(GeneratorOptions):
     # LiRA variance of the headline AUCs: None = fixed below 64 shadows (Carlini et al.), per-example
     # from 64; every variant is saved in lira/*.safetensors
     fix_variance: bool | None = None
-    workers: int = 2  # processes for independent tasks (1: everything in this process)
-    threads: int = 1  # torch threads per process
     seed: int = 0
-    device: str = "auto"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -222,7 +220,7 @@ def task_generate(cfg: TckrConfig, out: str, variant: str, n: int, shard: Shard 
             gen,
             chunk,
             steps=cfg.sample_steps,
-            cfg=cfg.cfg,
+            cfg=cfg.guidance_scale,
             seed=item_seed(cfg.seed, i, stride=GENERATION_STRIDE),
         )
         return {"images": quantize(images.float().cpu()), "labels": gen_labels[i * bs : (i + 1) * bs]}
