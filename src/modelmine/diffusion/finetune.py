@@ -517,8 +517,7 @@ def train_unet(
         running = loss.item() if step == 1 else 0.95 * running + 0.05 * loss.item()
         elapsed = time.time() - t_start
         if checkpoint is not None and time.time() - t_ck > 60 * checkpoint_minutes and step < steps:
-            state = {"params": [p.detach() for p in params], "opt": opt.state_dict()}
-            atomic_torch_save(checkpoint, state | {"step": step, "elapsed": elapsed, "loss": running})
+            _save_checkpoint(checkpoint, params, opt, step, elapsed, running)
             t_ck = time.time()
     gen.eval()
     if checkpoint is not None:
@@ -537,6 +536,14 @@ def _resume(
         p.data.copy_(v)
     opt.load_state_dict(ck["opt"])
     return ck["step"], ck["elapsed"], ck["loss"]
+
+
+def _save_checkpoint(
+    checkpoint: Path, params, opt: torch.optim.Optimizer, step: int, elapsed: float, loss: float
+):
+    """What :func:`_resume` reads back: the trained tensors, the optimiser state and the progress."""
+    state = {"params": [p.detach() for p in params], "opt": opt.state_dict()}
+    atomic_torch_save(checkpoint, state | {"step": step, "elapsed": elapsed, "loss": loss})
 
 
 def _prior_loss(

@@ -234,6 +234,19 @@ def dag_guides(classifier: nn.Module, cfg: DdisConfig, steps: int) -> list[Guide
     return [dag_guidance(classifier, cfg.dag_input, steps=steps, step=cfg.dag_step, scale=cfg.dag_scale)]
 
 
+def _add_cat_tokens(gen, k: int, cat_init: str) -> list[int]:
+    """Add the ``k`` CAT tokens to ``gen``, each starting at the embedding of the word ``cat_init``
+    (official: "a"); returns their ids."""
+    ids = add_placeholder_tokens(gen, cat_tokens(k))
+    emb = gen.text_encoder.get_input_embeddings().weight
+    init = gen.tokenizer(cat_init, add_special_tokens=False).input_ids
+    if len(init) != 1 or init[0] == gen.tokenizer.unk_token_id:
+        raise UserError(f"cat_init '{cat_init}' must be one word the generator's tokenizer knows")
+    with torch.no_grad():
+        emb[ids] = emb[init[0]].clone()
+    return ids
+
+
 def train_class_tokens(
     gen,
     classifier: nn.Module,
@@ -251,14 +264,7 @@ def train_class_tokens(
     """
 
     k = len(class_names)
-    tokens = cat_tokens(k)
-    ids = add_placeholder_tokens(gen, tokens)
-    emb = gen.text_encoder.get_input_embeddings().weight
-    init = gen.tokenizer(cfg.cat_init, add_special_tokens=False).input_ids
-    if len(init) != 1 or init[0] == gen.tokenizer.unk_token_id:
-        raise UserError(f"cat_init '{cfg.cat_init}' must be one word the generator's tokenizer knows")
-    with torch.no_grad():  # every token starts at the embedding of cat_init (official: "a")
-        emb[ids] = emb[init[0]].clone()
+    ids = _add_cat_tokens(gen, k, cfg.cat_init)
     weight = token_parameter(gen, ids)
     reference = weight.detach().clone()
     opt = torch.optim.Adam([weight], lr=cfg.cat_lr)
@@ -272,7 +278,7 @@ def train_class_tokens(
         targets = classes.repeat(cfg.cat_per_class)
         images = sample(
             gen, cat_prompts(targets, class_names), steps=cfg.cat_steps, cfg=cfg.guidance_scale,
-            seed=cfg.seed * 7919 + it, grad_steps=cfg.cat_grad_steps, guidance=guidance,
+            seed=item_seed(cfg.seed, it, stride=7919), grad_steps=cfg.cat_grad_steps, guidance=guidance,
         )  # fmt: skip
         logits = classifier(images)
         loss = F.cross_entropy(logits, targets.to(logits.device))

@@ -356,10 +356,7 @@ def run(cfg: ExtractConfig, out: Path) -> dict:
     save_grid(run_.path("matches.png"), torch.cat(rows), nrow=len(images))
     if cfg.prompt == AUTO:
         metrics |= _prompt_report(run_, modes, true_prompt)
-    for key in ["success_rate", "calibrated_success_rate", "avg_similarity"]:  # headline: means over modes
-        for name in ["", "recovered_", *(f"{b}_" for b in _baselines(cfg))]:
-            if f"{modes[0]}_{name}{key}" in metrics:
-                metrics[name + key] = sum(metrics[f"{m}_{name}{key}"] for m in modes) / len(modes)
+    metrics |= _means_over_modes(cfg, metrics, modes)
     similarity_threshold, calibrated_threshold = thresholds
     if calibrated_threshold is not None:
         metrics["calibrated_threshold"] = calibrated_threshold
@@ -367,6 +364,16 @@ def run(cfg: ExtractConfig, out: Path) -> dict:
         **metrics, similarity_threshold=similarity_threshold, num_generations=cfg.num_generations,
         num_train_images=len(images), seconds=time.time() - t0,
     )  # fmt: skip
+
+
+def _means_over_modes(cfg: ExtractConfig, metrics: dict, modes: list[str]) -> dict[str, float]:
+    """The headline rates: each ``<mode>_<name><key>`` metric averaged over the modes, as ``<name><key>``."""
+    means = {}
+    for key in ["success_rate", "calibrated_success_rate", "avg_similarity"]:
+        for name in ["", "recovered_", *(f"{b}_" for b in _baselines(cfg))]:
+            if f"{modes[0]}_{name}{key}" in metrics:
+                means[name + key] = sum(metrics[f"{m}_{name}{key}"] for m in modes) / len(modes)
+    return means
 
 
 def _prompt_report(run_: Run, modes: list[str], true_prompt: str | None) -> dict[str, float]:
