@@ -19,12 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import Runtime
 from ..errors import UserError
 from ..metrics import membership_metrics, roc_curve
 from ..report import plot_roc
 from ..runs import atomic_save_tensors
-from ..teacher import TeacherConfig
 from . import lira, rmia
 
 ATTACKS = ("lira", "rmia")
@@ -41,20 +39,11 @@ LABELS = {
 
 
 @dataclass
-class MembershipConfig(Runtime):
-    """`modelmine audit membership`: the target, its population and members, the reference models, the attacks."""
+class MembershipConfig(lira.LiraConfig):
+    """`modelmine audit membership`: LiRA's sources and reference models (``num_shadows``; more in the
+    same --out reuses the trained ones), and the attacks run on them."""
 
-    target: str | None = None  # classifier .safetensors; None trains the default teacher on private digits
-    # a built-in dataset (its train split the members, its held-out split the non-members) or an
-    # ImageFolder of candidates with a --members file
-    population: str = "digits"
-    members: str | None = None  # text file of population files (``class/name.png``) the target trained on
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)  # target's recipe, reused for references
-    num_shadows: int = 16  # reference models; more in the same --out reuses the trained ones
     attacks: list[str] = field(default_factory=lambda: list(ATTACKS))
-    keep_seed: int = 0
-    fix_variance: bool | None = None  # LiRA headline variance: None = fixed below 64 models
-    query_flip: bool = False  # also query mirrored images (only where the data is mirror-symmetric)
     rmia: rmia.RmiaConfig = field(default_factory=rmia.RmiaConfig)
 
 
