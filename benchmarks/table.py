@@ -3,7 +3,7 @@
 Every number in RESULTS.md is read from a JSON file that a benchmark script (or a ``modelmine
 bench`` run) wrote; this script only puts the sections together, in order: each benchmark renders
 its own section in ``sections/`` with the helpers of ``_render.py``, and the papers' reference
-numbers (citations, not our measurements) are in ``_papers.py``. A JSON file that no section reads
+numbers (citations, not our measurements) are in ``modelmine.papers``. A JSON file that no section reads
 is listed at the end, so a new result is never dropped silently. Usage::
 
     python benchmarks/table.py            # rewrite benchmarks/RESULTS.md

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from _papers import paper_cell
 from _render import Results, bench_methods, extraction_rate, f3, para, source, table
+from modelmine.papers import paper_cell
 
 
 def section_bench(r: Results) -> list[str] | None:

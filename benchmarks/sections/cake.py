@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from _papers import PAPERS
 from _render import BENCH, Results, bench_methods, f3, machine, para, secs, source, table
+from modelmine.papers import PAPERS
 
 
 def section_cake(r: Results) -> list[str] | None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from _papers import PAPERS
 from _render import BENCH, Results, bench_methods, f3, machine, mean_sd, para, pts, source, table, workers
+from modelmine.papers import PAPERS
 
 DDIS_VARIANTS = [
     ("ddis", "DDIS (DAG + CAT)"),

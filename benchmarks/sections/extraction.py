@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from _papers import PAPERS
 from _render import (
     BENCH,
     Results,
@@ -19,6 +18,7 @@ from _render import (
     table,
     workers,
 )
+from modelmine.papers import PAPERS
 
 
 def seed_cell(res: dict | None, data: str, key: str) -> str:

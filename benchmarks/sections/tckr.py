@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from _papers import PAPERS
 from _render import BENCH, Results, bench_methods, f3, machine, para, pts, secs, source, table, workers
+from modelmine.papers import PAPERS
 
 TCKR_MODELS = [
     ("teacher (real data)", "teacher"),

@@ -19,18 +19,9 @@ from .commands import COMMANDS, run_command
 from .config import load_config, parse_set
 from .distributed import processes
 from .errors import UserError
+from .papers import paper_cell
 from .report import markdown_table
 from .runs import Run, atomic_write_text
-
-PAPER = {  # the papers' headline numbers, for orientation only (other data, models and budgets)
-    "teacher": "-",
-    "cake": "CAKE: 96% student acc on MNIST (256k samples)",
-    "deepinversion": "baseline of CAKE/DDIS",
-    "tckr": "student acc on par with teacher; LiRA AUC -5.49 pts",
-    "ddis": "DAG + CAT best in the ablation",
-    "extract": "about 20% of fine-tuning images extracted, above CFG",
-    "audit lira": "-",
-}
 
 
 @dataclass
@@ -60,7 +51,7 @@ def _row(name: str, m: dict, seconds: float) -> dict:
         "AUC / extraction": leak,
         "images/s": speed,
         "wall time": f"{seconds / 60:.1f} min",
-        "paper": PAPER.get(name, "-"),
+        "paper": paper_cell(name),
     }
 
 
@@ -68,7 +59,9 @@ def run(cfg: BenchConfig, out: Path) -> dict:
 
     unknown = [m for m in cfg.methods if m not in COMMANDS or m == "bench"]
     if unknown:
-        raise UserError(f"bench: unknown method '{unknown[0]}' (known: {', '.join(sorted(PAPER))})")
+        raise UserError(
+            f"bench: unknown method '{unknown[0]}' (known: {', '.join(sorted(c for c in COMMANDS if c != 'bench'))})"
+        )
     per_method: dict[str, list[str]] = {}
     for item in cfg.sets:
         if ":" not in item:

@@ -1,4 +1,4 @@
-"""The papers' own headline numbers, the one table every benchmark-side citation reads.
+"""The papers' own headline numbers: the one table that ``modelmine bench`` and RESULTS.md cite.
 
 They come from other data, models and budgets than ours: citations for orientation, never our
 measurements. Per method, ``claim`` is the sentence a section of RESULTS.md quotes and ``cell`` the
