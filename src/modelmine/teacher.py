@@ -5,13 +5,12 @@ A method takes a user's classifier file (``teacher.path``, safetensors) or train
 folder as ``teacher.safetensors``; :func:`obtain_teacher` is that one path. ``modelmine teacher``
 trains and tests it on its own (:func:`run_teacher`).
 
-The default recipe: AdamW, one-cycle, about ``TEACHER_STEPS`` steps, random shifts of up to one
-pixel, and faint uniform pixel noise (amplitude up to ``noise`` = 0.1) added to half of each batch.
-The noise is there because every generative method labels *generated* images with this teacher:
-trained only on exactly black backgrounds, the mnist5k teacher read real test digits with a faint
-background (what a tiny pixel-space generator leaves) as one class, and so disagreed with most of
-TCKR's generated digits; with the noise it keeps its real test accuracy on both built-in datasets
-(``benchmarks/background_noise.py``, RESULTS.md). ``--set teacher.noise=0`` is the plain recipe.
+The default recipe: AdamW, one-cycle, about ``TEACHER_STEPS`` steps, random shifts of up to
+``augment`` pixels, and faint uniform pixel noise (amplitude up to ``noise``) added to half of each
+batch. The noise is there because every generative method labels *generated* images with this
+teacher: a teacher trained only on exactly black backgrounds reads the faint background a small
+pixel-space generator leaves as a cue for one class, and then disagrees with most generated images;
+``benchmarks/background_noise.py`` measures it. ``--set teacher.noise=0`` is the plain recipe.
 LiRA's shadow models take the same recipe.
 """
 

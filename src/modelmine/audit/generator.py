@@ -71,9 +71,9 @@ class AuditGeneratorConfig(GeneratorOptions, Threads):
     baseline_cfg: float = 3.0
     gen_batch_size: int = 100
     features: str = "pixels"
-    # success_rate: best match >= similarity_threshold (the paper's, fixed; None: 0.95 for pixels,
-    # the paper's SSCD 0.7 otherwise); leaked_images and calibrated_success_rate: >=
-    # calibrated_threshold (None: the calibration_quantile of the run's held-out images' best match)
+    # success_rate: best match >= similarity_threshold (fixed; None: FIXED_THRESHOLDS of the features);
+    # leaked_images and calibrated_success_rate: >= calibrated_threshold (None: the
+    # calibration_quantile of the run's held-out images' best match)
     similarity_threshold: float | None = None
     calibrated_threshold: float | None = None
     calibration_quantile: float = 0.99

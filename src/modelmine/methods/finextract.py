@@ -129,9 +129,9 @@ class ExtractConfig(GeneratorOptions, Workers):
     extra_baseline_cfgs: list[float] = field(default_factory=list)  # more baselines, same noise
     gen_batch_size: int = 100
     features: str = "pixels"  # pixels, dino, dino:<model>
-    # success_rate: best match >= similarity_threshold (the paper's, fixed; None: 0.95 for pixels, the
-    # paper's SSCD 0.7 otherwise); calibrated_success_rate: >= calibrated_threshold (None: the
-    # calibration_quantile of real non-members' best match; no non-members: not reported)
+    # success_rate: best match >= similarity_threshold (fixed; None: extraction.FIXED_THRESHOLDS of the
+    # features); calibrated_success_rate: >= calibrated_threshold (None: the calibration_quantile of
+    # real non-members' best match; no non-members: not reported)
     similarity_threshold: float | None = None
     calibrated_threshold: float | None = None
     calibration_quantile: float = 0.99
