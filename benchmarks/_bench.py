@@ -21,7 +21,7 @@ import yaml
 
 from modelmine.cli import main
 from modelmine.commands import COMMANDS
-from modelmine.config import load_config, parse_set
+from modelmine.config import load_config, load_yaml, parse_set
 
 
 def _flat(overrides: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -32,20 +32,28 @@ def _flat(overrides: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield f"{prefix}{key}", value
 
 
-def _yaml(value: Any) -> str:
-    """``value`` as one line of YAML that ``yaml.safe_load`` reads back as the same value and type."""
+def _cli_value(value: Any) -> str:
+    """``value`` as the command line types it: a string as it is (the CLI reads it as its key's type),
+    true/false, null, a number, or a one-line YAML 1.2 flow list or mapping."""
     value = str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
-    text = yaml.safe_dump(value, default_flow_style=True, width=math.inf).strip()
-    text = text.removesuffix("...").strip()  # a scalar document ends with "..."
-    back = yaml.safe_load(text)
-    if back != value or type(back) is not type(value) or "\n" in text:
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool) or value is None:
+        text = {True: "true", False: "false", None: "null"}[value]
+    elif isinstance(value, int | float):
+        text = repr(value)
+    else:
+        text = yaml.safe_dump(value, default_flow_style=True, width=math.inf).strip()
+        if load_yaml(text, "value") != value:
+            raise ValueError(f"cannot pass {value!r} as one --set value")
+    if "\n" in text:
         raise ValueError(f"cannot pass {value!r} as one --set value")
     return text
 
 
 def sets(overrides: dict | None) -> list[str]:
     """``overrides`` as the ``key=value`` strings of ``--set``."""
-    return [f"{key}={_yaml(value)}" for key, value in _flat(overrides or {})]
+    return [f"{key}={_cli_value(value)}" for key, value in _flat(overrides or {})]
 
 
 def config(command: str, overrides: dict | None = None) -> Any:

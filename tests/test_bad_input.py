@@ -210,7 +210,7 @@ CASES = [  # (id, argv with {name} placeholders, a word the message must contain
     ("lira-members-twice", lira("{members_twice}"), "twice"),
     ("lira-members-everything", lira("{members_all}"), "non-members"),
     ("lira-target-lies", lira("{members}", "{billion_classes}"), "classes"),
-    ("extract-empty-prompt", ["extract", "--data", "{ten_classes}", "--prompt", "''"], "prompt is empty"),
+    ("extract-empty-prompt", ["extract", "--data", "{ten_classes}", "--prompt", ""], "prompt is empty"),
     ("extract-similarity-threshold", ["extract", "--set", "similarity_threshold=2"], "similarity_threshold"),
     (
         "extract-lora-nan",

@@ -9,14 +9,19 @@ unless its config key holds a list (``--cardinality 0.5 1 2``). User mistakes
 from __future__ import annotations
 
 import argparse
+import errno
+import signal
 import sys
+import threading
 from pathlib import Path
 
-import yaml
-
 from .commands import COMMANDS, run_command
-from .config import is_list_key, load_config, merge_dicts, nest, parse_set
+from .config import Raw, is_list_key, load_config, merge_dicts, nest, parse_set, short
 from .errors import UserError
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def _chosen(argv: list[str]) -> str | None:
@@ -69,13 +74,46 @@ def _overrides(args: argparse.Namespace) -> dict:
     overrides = parse_set(args.set)
     for key, value in vars(args).items():
         if key.startswith("flag_") and value is not None:
-            parsed = [yaml.safe_load(v) for v in value] if isinstance(value, list) else yaml.safe_load(value)
+            parsed = [Raw(v) for v in value] if isinstance(value, list) else Raw(value)
             overrides = merge_dicts(overrides, nest(key[len("flag_") :], parsed))
     return overrides
 
 
+# file-system faults a user can fix: errno -> what to do
+FS_FIXES = {
+    errno.EACCES: "the folder is not writable: choose another --out or fix its permissions",
+    errno.EPERM: "the folder is not writable: choose another --out or fix its permissions",
+    errno.EROFS: "the file system is read-only: choose another --out",
+    errno.ENOSPC: "the disk is full: free space, then run again with the same --out to resume",
+    errno.EDQUOT: "the disk quota is used up: free space, then run again with the same --out to resume",
+    errno.ENAMETOOLONG: "a name is longer than the file system allows: use a shorter --out",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another --out",
+    errno.EISDIR: "a folder stands where a file is to be written: choose another --out",
+    errno.EEXIST: "a file stands where a folder is to be made: choose another --out",
+}
+MAX_ERROR_CHARS = 1000
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as an interrupt: the run stops between writes and resumes later."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def _fs_message(e: OSError) -> str:
+    where = short(str(e.filename), 300) if e.filename else "a file"
+    return f"cannot write {where}: {e.strerror}; {FS_FIXES[e.errno]}"
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 3] + "..."
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 2 user error)."""
+    """Entry point; returns the exit status (0 ok, 2 user error, 130/143 interrupted/terminated)."""
     argv = sys.argv[1:] if argv is None else argv
     parser = _parser(_chosen(argv))
     args = parser.parse_args(argv)
@@ -84,15 +122,25 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     cmd = COMMANDS[name]
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
         cfg = load_config(cmd.config, args.config, _overrides(args))
         metrics = run_command(cmd, cfg, Path(args.out))
     except UserError as e:
-        print(f"modelmine {name}: error: {e}", file=sys.stderr)
+        print(_one_line(f"modelmine {name}: error: {e}"), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"modelmine {name}: interrupted; run again with the same --out to resume", file=sys.stderr)
-        return 130
+    except OSError as e:
+        if e.errno not in FS_FIXES:
+            raise
+        print(_one_line(f"modelmine {name}: error: {_fs_message(e)}"), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        what = "terminated" if isinstance(e, Terminated) else "interrupted"
+        print(f"modelmine {name}: {what}; run again with the same --out to resume", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if metrics:  # empty on the helper processes of a launch
         shown = ", ".join(
             f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(metrics.items())

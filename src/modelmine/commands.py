@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .distributed import processes
-from .runs import Run
+from .runs import Run, run_lock
 
 
 @dataclass(frozen=True)
@@ -131,9 +132,10 @@ def run_command(cmd: Command, cfg: Any, out: Path) -> dict:
     """``cmd.run(cfg, out)`` on this process's share of a launch; returns the metrics (empty on the
     helper processes). Sharded commands record how many processes shared the work."""
     procs = processes()  # one, unless started by `accelerate launch` (modelmine.distributed)
-    if procs.count > 1 and not cmd.sharded:
-        return procs.main_only(lambda: cmd.run(cfg, out)) or {}
-    metrics = cmd.run(cfg, out)
-    if cmd.sharded and metrics:  # how many processes shared the (last) invocation's work
-        metrics = Run(out).log_metrics(num_processes=procs.count)
+    with run_lock(out) if procs.is_main else nullcontext():
+        if procs.count > 1 and not cmd.sharded:
+            return procs.main_only(lambda: cmd.run(cfg, out)) or {}
+        metrics = cmd.run(cfg, out)
+        if cmd.sharded and metrics:  # how many processes shared the (last) invocation's work
+            metrics = Run(out).log_metrics(num_processes=procs.count)
     return metrics or {}

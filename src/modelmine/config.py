@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import reprlib
 import types
 import typing
 from pathlib import Path
@@ -20,6 +22,97 @@ import yaml
 from .errors import UserError
 
 T = TypeVar("T")
+
+MAX_VALUE_CHARS = 4096  # any one value; a longer one is refused, not printed
+MAX_CONFIG_BYTES = 1 << 20  # a --config file
+MAX_ALIASES = 64  # YAML aliases in one document: a few nested anchors can expand to gigabytes
+
+
+class Raw(str):
+    """A value typed on the command line: read as the type of its config key by :func:`_coerce`
+    (a path stays the string typed; ``010`` is ten where the key is a number), never as YAML 1.1.
+    Only list and mapping keys parse it, as YAML 1.2 (:class:`SafeLoader12`)."""
+
+
+_REPR = reprlib.Repr()  # Python 3.11 takes no keyword arguments here
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = (
+    3,
+    6,
+    6,
+    6,
+    200,
+    200,
+)
+
+
+def short(value: Any, limit: int = 200) -> str:
+    """A bounded ``repr(value)`` of at most ``limit`` characters, for one-line error messages (a list
+    whose aliases expand to billions of items is not walked)."""
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class SafeLoader12(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with YAML 1.2 core scalars (no octal ``010``, no ``yes``/``no``/``on``
+    booleans, no sexagesimal numbers or timestamps) and at most :data:`MAX_ALIASES` aliases."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self.aliases = getattr(self, "aliases", 0) + 1
+            if self.aliases > MAX_ALIASES:
+                raise yaml.YAMLError(
+                    f"more than {MAX_ALIASES} aliases (anchors that expand); write the values out"
+                )
+        return super().compose_node(parent, index)
+
+
+_DROPPED = {
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:timestamp",
+}
+SafeLoader12.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag not in _DROPPED]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+SafeLoader12.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+SafeLoader12.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
+SafeLoader12.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def _int12(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    text = loader.construct_scalar(node)
+    return int(text, 0) if text.lstrip("+-").startswith(("0o", "0x")) else int(text, 10)
+
+
+def _float12(loader: yaml.SafeLoader, node: yaml.Node) -> float:
+    text = loader.construct_scalar(node).lower()
+    return float(text.replace(".inf", "inf").replace(".nan", "nan"))
+
+
+SafeLoader12.add_constructor("tag:yaml.org,2002:int", _int12)
+SafeLoader12.add_constructor("tag:yaml.org,2002:float", _float12)
+
+
+def load_yaml(text: str, what: str) -> Any:
+    """``text`` read with :class:`SafeLoader12`; invalid YAML is a one-line UserError about ``what``."""
+    try:
+        return yaml.load(text, Loader=SafeLoader12)  # noqa: S506 - a safe loader, no object tags
+    except yaml.YAMLError as e:
+        raise UserError(
+            f"{what} is not valid YAML: {short(str(e).splitlines()[0] if str(e) else e)}"
+        ) from None
 
 
 @dataclasses.dataclass
@@ -68,6 +161,14 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check/convert a YAML value to the annotated field type; raise UserError on mismatch."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
+    if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+        raise UserError(
+            f"config key '{key}': a value of {len(value):,} characters (at most {MAX_VALUE_CHARS:,})"
+        )
+    if isinstance(value, Raw):
+        value = _from_command_line(value, tp, origin, args, key)
+        if isinstance(value, Raw) and origin not in (typing.Union, types.UnionType):
+            value = str(value)
     if tp is Any:
         return value
     if origin in (typing.Union, types.UnionType):
@@ -81,7 +182,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, a, key)
             except UserError as e:
                 errors.append(str(e))
-        raise UserError(errors[0] if errors else f"config key '{key}': cannot be {value!r}")
+        raise UserError(errors[0] if errors else f"config key '{key}': cannot be {short(value)}")
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
             value = [value]  # `--set cardinality=2` for a list field means [2]
@@ -90,20 +191,44 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return tuple(items) if origin is tuple else items
     if origin is typing.Literal:
         if value not in args:
-            raise UserError(f"config key '{key}': {value!r} is not one of {list(args)}")
+            raise UserError(f"config key '{key}': {short(value)} is not one of {list(args)}")
         return value
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise UserError(f"config key '{key}': expected true/false, got {value!r}")
+        raise UserError(f"config key '{key}': expected true/false, got {short(value)}")
     if tp is int:
         return _coerce_int(value, key)
     if tp is float:
         return _coerce_float(value, key)
     if tp is str:
         if value is None or isinstance(value, dict | list):
-            raise UserError(f"config key '{key}': expected a string, got {value!r}")
+            raise UserError(f"config key '{key}': expected a string, got {short(value)}")
         return str(value)
+    return value
+
+
+def _from_command_line(value: Raw, tp: Any, origin: Any, args: tuple, key: str) -> Any:
+    """A command-line string as the key's type: lists and mappings (and untyped keys) are YAML 1.2,
+    a number is read as a number, ``null`` is None where the key allows it; a string stays as typed."""
+    if origin in (typing.Union, types.UnionType):
+        if type(None) in args and value in ("null", "~"):
+            return None
+        return value  # each member type reads the Raw value itself
+    if origin in (list, tuple, dict) or tp in (Any, dict) or dataclasses.is_dataclass(tp):
+        return load_yaml(value, f"config key '{key}'")
+    if tp is bool:
+        return {"true": True, "false": False}.get(value.lower(), value)
+    if tp in (int, float):
+        try:
+            return int(value, 10) if tp is int and value.strip().lstrip("+-").isdigit() else float(value)
+        except ValueError:  # YAML's spellings (.inf, .nan) read as numbers; the rest fail the type check
+            number = (
+                load_yaml(value, f"config key '{key}'")
+                if value.strip().startswith((".", "-.", "+."))
+                else None
+            )
+            return number if isinstance(number, float) else value
     return value
 
 
@@ -112,10 +237,12 @@ def _coerce_int(value: Any, key: str) -> int:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         else:
-            raise UserError(f"config key '{key}': expected an integer, got {value!r}")
-    if value < 0 and not key.split(".")[-1].endswith("seed"):
-        # every integer setting is a count, a size or a step number; only seeds may be negative
-        raise UserError(f"config key '{key}': must be >= 0, got {value}")
+            raise UserError(f"config key '{key}': expected an integer, got {short(value)}")
+    if key.split(".")[-1].endswith("seed"):
+        if not -(2**63) <= value < 2**63:  # torch seeds are 64-bit
+            raise UserError(f"config key '{key}': a seed must fit in 64 bits, got {short(value)}")
+    elif value < 0:  # every other integer setting is a count, a size or a step number
+        raise UserError(f"config key '{key}': must be >= 0, got {short(value)}")
     return value
 
 
@@ -126,7 +253,7 @@ def _coerce_float(value: Any, key: str) -> float:
         except ValueError:
             pass
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise UserError(f"config key '{key}': expected a number, got {value!r}")
+        raise UserError(f"config key '{key}': expected a number, got {short(value)}")
     try:
         value = float(value)
     except OverflowError:  # an integer too large for a float
@@ -146,6 +273,8 @@ def _apply(cfg: Any, overrides: dict, prefix: str = "") -> Any:
             raise UserError(f"unknown config key '{key}' (known: {', '.join(sorted(names))})")
         current = getattr(cfg, k)
         if dataclasses.is_dataclass(current):
+            if isinstance(v, Raw):
+                v = load_yaml(v, f"config key '{key}'")
             if not isinstance(v, dict):
                 raise UserError(f"config key '{key}' is a section; give it a mapping")
             changes[k] = _apply(current, v, key + ".")
@@ -155,17 +284,14 @@ def _apply(cfg: Any, overrides: dict, prefix: str = "") -> Any:
 
 
 def parse_set(items: list[str] | tuple[str, ...]) -> dict:
-    """``["a.b=1", "c=x"]`` -> ``{"a": {"b": 1}, "c": "x"}``; values parsed as YAML scalars/lists."""
+    """``["a.b=1", "c=x"]`` -> ``{"a": {"b": Raw("1")}, "c": Raw("x")}``: values stay command-line
+    strings until :func:`load_config` reads each as the type of its key."""
     out: dict = {}
     for item in items:
         if "=" not in item:
             raise UserError(f"--set expects key=value, got '{item}'")
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
-            value = raw
-        out = merge_dicts(out, nest(key.strip(), value))
+        out = merge_dicts(out, nest(key.strip(), Raw(raw)))
     return out
 
 
@@ -190,10 +316,13 @@ def read_yaml_mapping(path: str | Path, what: str) -> dict:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{what} not found: {p}")
+    if p.stat().st_size > MAX_CONFIG_BYTES:
+        raise UserError(f"{what} {p} is {p.stat().st_size:,} bytes; a config holds overrides (at most 1 MiB)")
     try:
-        loaded = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"{what} {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+        text = p.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as e:
+        raise UserError(f"cannot read {what} {p}: {short(str(e))}") from None
+    loaded = load_yaml(text, f"{what} {p}") or {}
     if not isinstance(loaded, dict):
         raise UserError(f"{what} {p} must hold a mapping")
     return loaded

@@ -317,6 +317,23 @@ def to_uint8_tensor(images: torch.Tensor) -> torch.Tensor:
     return (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
 
 
+MAX_TENSOR_BYTES_ENV = "MODELMINE_MAX_TENSOR_BYTES"
+DEFAULT_MAX_TENSOR_BYTES = 8 << 30
+
+
+def check_allocation(n: int, channels: int, size: int, what: str) -> None:
+    """Refuse, before allocating, ``n`` float images of ``channels x size x size`` above
+    ``$MODELMINE_MAX_TENSOR_BYTES`` (8 GiB by default): sizes read from a file's metadata or a
+    config must not be able to ask for tens of gigabytes."""
+    limit = int(os.environ.get(MAX_TENSOR_BYTES_ENV, "") or DEFAULT_MAX_TENSOR_BYTES)
+    need = 4 * n * channels * size * size
+    if need > limit:
+        raise UserError(
+            f"{what}: {n:,} images at {size}x{size} would take {need / 2**30:.1f} GiB (limit {limit / 2**30:.1f} "
+            f"GiB, ${MAX_TENSOR_BYTES_ENV}); use a smaller image size"
+        )
+
+
 def fit_to(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
     """Images ``(B, C, H, W)`` in [0, 1] resized (bilinear, antialiased) to ``size x size`` and
     channel-matched to ``channels`` (RGB -> grey by the channel mean; grey -> RGB by repetition).
@@ -332,6 +349,7 @@ def fit_to(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
         else:
             raise UserError(f"cannot turn {images.shape[1]}-channel images into {channels}-channel ones")
     if images.shape[-2:] != (size, size):
+        check_allocation(len(images), images.shape[1], size, "resizing")
         images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True).clamp(0, 1)
     return images
 
@@ -358,6 +376,7 @@ def _digits_tensor(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     d = sk_load_digits()
     x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]  # (1797, 1, 8, 8)
     if size != 8:
+        check_allocation(len(x), 1, size, "the digits dataset")
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
     return x, torch.from_numpy(d.target.astype(np.int64))
 
@@ -420,6 +439,7 @@ def load_mnist5k(split: str = "train", size: int = 28, seed: int = 0) -> ImageSe
     idx = torch.arange(len(y)) if split == "all" else torch.from_numpy(mnist5k_split_indices(seed)[split])
     images = x[idx]
     if size != 28:
+        check_allocation(len(images), 1, size, "the mnist5k dataset")
         images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True).clamp(0, 1)
     return ImageSet(images.clone(), y[idx].clone(), list(DIGIT_NAMES), files=[str(i) for i in idx.tolist()],
                     source="mnist5k")  # fmt: skip

@@ -7,15 +7,19 @@ skips the stages whose outputs already exist.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import io
 import json
 import math
 import multiprocessing
 import os
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +46,57 @@ def _publish(tmp: str, path: Path) -> None:
     """Rename a finished temp file into place with ordinary permissions (mkstemp makes it 0600)."""
     os.chmod(tmp, 0o666 & ~_umask())
     os.replace(tmp, path)
+
+
+READ_ONLY_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+_PENDING_LOCKS: dict[Path, int | None] = {}  # run folders whose command holds (or will take) the lock
+
+
+@contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """While a command runs into ``folder``, the first :class:`Run` opened on it takes the folder's
+    lock (:func:`acquire_lock`), so nothing is created before the command has checked its inputs;
+    the lock is released when the command ends."""
+    key = Path(folder).resolve()
+    _PENDING_LOCKS[key] = None
+    try:
+        yield
+    finally:
+        fd = _PENDING_LOCKS.pop(key, None)
+        if fd is not None:
+            os.close(fd)  # releases the flock
+
+
+def acquire_lock(folder: Path) -> int | None:
+    """Take ``folder/.lock``, an advisory ``flock`` holding this process's pid, and return its file
+    descriptor (closing it releases the lock). A second run into the same folder stops with one line;
+    the operating system drops the lock of a process that dies, and a dead holder's pid is reported as
+    taken over. A folder nobody can write to needs no lock (None): nothing can be written there."""
+    try:
+        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        if e.errno not in READ_ONLY_ERRNOS:
+            raise
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise UserError(
+            f"{folder} is in use by another modelmine run (pid {holder}); wait for it or use another --out"
+        ) from None
+    old = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    if old.isdigit() and int(old) != os.getpid() and not _alive(int(old)):
+        print(
+            f"modelmine: note: took over the lock of a stopped run (pid {old}) in {folder}", file=sys.stderr
+        )
+    if old != str(os.getpid()):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
 
 
 def _temp_file(path: Path) -> tuple[int, str]:
@@ -182,6 +237,9 @@ class Run:
         if self.dir.exists() and not self.dir.is_dir():
             raise UserError(f"--out {self.dir} exists and is not a folder")
         self.dir.mkdir(parents=True, exist_ok=True)
+        key = self.dir.resolve()
+        if key in _PENDING_LOCKS and _PENDING_LOCKS[key] is None:  # the command's own folder
+            _PENDING_LOCKS[key] = acquire_lock(self.dir)
         remove_stale_temps(self.dir)  # a resume starts from whole files only
         self.cfg = cfg
         if cfg is not None:
@@ -229,7 +287,15 @@ class Run:
         """Merge flat numeric metrics into metrics.json (atomic); returns the full dict."""
         m = self.metrics()
         m.update({k: _json_safe(v) for k, v in values.items()})
-        atomic_write_text(self.metrics_path, json.dumps(m, indent=2, sort_keys=True) + "\n")
+        text = json.dumps(m, indent=2, sort_keys=True) + "\n"
+        if self.metrics_path.exists() and self.metrics_path.read_text() == text:
+            return m  # nothing new: a finished run re-invoked writes nothing
+        try:
+            atomic_write_text(self.metrics_path, text)
+        except OSError as e:
+            if e.errno not in READ_ONLY_ERRNOS or not self.metrics_path.exists():
+                raise
+            print(f"modelmine: note: {self.dir} is read-only; metrics.json keeps its values", file=sys.stderr)
         return m
 
     # resume ------------------------------------------------------------------------------
