@@ -198,3 +198,25 @@ def test_fuzz_flags_and_set_values(tmp_path, capsys, monkeypatch, flag, value, k
     assert rc in (0, 2) and all(len(line) <= 1000 for line in err.splitlines())
     if rc == 2:
         assert len(err.strip().splitlines()) == 1
+
+
+def test_metadata_that_does_not_belong_to_the_weights_is_refused(tmp_path):
+    """A convolutional net with global pooling loads at any size; the probe saved with the weights
+    tells the stated size from the true one."""
+    from safetensors.torch import load_file, save_file
+
+    from modelmine.classifiers import ClassifierInfo, build_classifier, load_classifier, save_classifier
+    from modelmine.errors import UserError
+    from modelmine.runs import read_header
+
+    path = tmp_path / "c.safetensors"
+    save_classifier(
+        path,
+        build_classifier("cnn_small", 3, 1, 8, seed=0),
+        ClassifierInfo("cnn_small", 3, 1, 8, list("abc")),
+    )
+    assert load_classifier(path)[1].image_size == 8
+    meta = read_header(path).metadata | {"image_size": "12"}  # shape-compatible, wrong
+    save_file(load_file(path), tmp_path / "lie.safetensors", metadata=meta)
+    with pytest.raises(UserError, match="does not match its weights"):
+        load_classifier(tmp_path / "lie.safetensors")

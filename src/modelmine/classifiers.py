@@ -225,6 +225,22 @@ def taking_any_size(model: nn.Module, info: ClassifierInfo) -> nn.Module:
     ).eval()
 
 
+def probe_logits(model: nn.Module, info: ClassifierInfo) -> torch.Tensor:
+    """The model's logits ``(2, K)`` on a fixed seeded input of the size and channels ``info`` states.
+
+    Saved with the weights, it ties the metadata to them where the weights alone cannot: a
+    convolutional net with global pooling takes any image size, and a file claiming the wrong one
+    would load and silently score near chance."""
+    x = torch.rand(
+        2, info.in_channels, info.image_size, info.image_size, generator=torch.Generator().manual_seed(0)
+    )
+    was_training = model.training
+    with torch.inference_mode():
+        logits = model.eval()(x.to(next(model.parameters()).device)).float().cpu()
+    model.train(was_training)
+    return logits
+
+
 def save_classifier(path: str | Path, model: nn.Module, info: ClassifierInfo) -> None:
     meta = {
         "preset": info.preset,
@@ -232,6 +248,7 @@ def save_classifier(path: str | Path, model: nn.Module, info: ClassifierInfo) ->
         "in_channels": str(info.in_channels),
         "image_size": str(info.image_size),
         "class_names": json.dumps(info.class_names),
+        "probe": json.dumps([round(v, 5) for v in probe_logits(model, info).flatten().tolist()]),
     }
     atomic_save_tensors(path, dict(model.state_dict()), metadata=meta)
 
@@ -372,7 +389,26 @@ def load_classifier(path: str | Path, preset: str | None = None) -> tuple[nn.Mod
         raise UserError(
             f"weights in {p} do not fit preset '{info.preset}': {str(e).splitlines()[0]}"
         ) from None
+    _check_probe(p, model, info)
     return model.eval(), info
+
+
+def _check_probe(p: Path, model: nn.Module, info: ClassifierInfo) -> None:
+    """Refuse a file whose stored :func:`probe_logits` the loaded model does not reproduce at the
+    stated size (metadata that does not belong to these weights); files without a probe pass."""
+    raw = read_header(p).metadata.get("probe")
+    if raw is None:
+        return
+    try:
+        stored = torch.tensor(json.loads(raw), dtype=torch.float32)
+    except (ValueError, TypeError):
+        raise UserError(f"classifier {p}: its 'probe' metadata is not a list of numbers") from None
+    got = probe_logits(model, info).flatten()
+    if stored.shape != got.shape or not torch.allclose(stored, got, rtol=1e-3, atol=1e-3):
+        raise UserError(
+            f"classifier {p}: its metadata (image size {info.image_size}, {info.in_channels} channels) does "
+            "not match its weights (they answer a fixed probe differently than when saved); use the original file"
+        )
 
 
 # --------------------------------------------------------------------------------------------
