@@ -29,6 +29,7 @@ from sections.extraction import (
 )
 from sections.generator import section_pretrain, section_renamed, section_sampler
 from sections.membership import section_lira, section_mia_refs
+from sections.repeat import section_repeat
 from sections.sd_format import section_sd_format
 from sections.shard import section_shard
 from sections.tckr import section_tckr
@@ -70,6 +71,7 @@ SECTIONS: list[Callable[[Results], list[str] | None]] = [
     section_lira,
     section_mia_refs,
     section_shard,
+    section_repeat,
 ]
 
 

@@ -3,7 +3,9 @@
 The commands are the table in :mod:`modelmine.commands` (plus ``bench``, which runs that table).
 Command flags such as ``--teacher PATH`` are shorthands for ``--set`` keys; a flag takes one VALUE
 unless its config key holds a list (``--cardinality 0.5 1 2``). User mistakes
-(:class:`~modelmine.errors.UserError`) print one line on stderr and exit with status 2.
+(:class:`~modelmine.errors.UserError`) and file-system faults a user can fix (:data:`FS_FIXES`) print
+one line on stderr and exit with status 2; SIGINT exits 130 and SIGTERM 143, each with the hint to
+resume with the same ``--out``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """Dataclass configs: one schema holds every default, YAML files hold only overrides.
 
 - ``load_config(Schema, path, overrides)`` builds a config from the schema's defaults, then a YAML
-  file (``yaml.safe_load``; nested mappings for nested dataclasses), then ``key.sub=value`` strings
-  from ``--set``. Unknown keys are an error, values are checked against the field's type.
+  file (YAML 1.2 core schema, :class:`SafeLoader12`, never building objects; nested mappings for
+  nested dataclasses), then ``key.sub=value`` strings from ``--set`` and command flags. Those arrive
+  as :class:`Raw` strings and are read as the type of their key, so a path stays what was typed;
+  only list and mapping keys parse them as YAML. Unknown keys are an error, values are checked
+  against the field's type, and every value and message is bounded in size.
 - ``config_to_dict`` / ``dump_config`` give the fully resolved config, written to ``config.yaml``.
 """
 
