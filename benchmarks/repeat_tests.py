@@ -36,6 +36,7 @@ def one_run(paths: list[str]) -> dict:
         "passed": counts.get("passed", 0),
         "failed": counts.get("failed", 0) + counts.get("error", 0) + counts.get("errors", 0),
         "failing": re.findall(r"^FAILED (\S+)", proc.stdout, flags=re.M),
+        "failure_lines": re.findall(r"^E   .*$", proc.stdout, flags=re.M)[:20] if proc.returncode else [],
         "seconds": time.time() - t0,
     }
 

@@ -229,3 +229,16 @@ def test_ddis_teacher_without_batchnorm(tmp_path, tiny_generator, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "BatchNorm" in err and len(err.strip().splitlines()) == 1
+
+
+def test_dag_follows_the_sampler_and_ddis_runs_with_dpmpp_2m(tmp_path, tiny_generator):
+    """DAG corrects every step but the last of whichever loop samples; the command takes
+    ``--set sampler=dpmpp_2m`` and records it."""
+    from modelmine.diffusion.sampler import dpm_schedule
+
+    gen = _tiny_gen()
+    gen.sampler = "dpmpp_2m"
+    assert sorted(dag_step_sizes(gen, 4), reverse=True) == dpm_schedule(gen, 4).timesteps[:-1]
+    out = tmp_path / "run"
+    assert main(["ddis", "--out", str(out), *tiny_args(tiny_generator), "--set", "sampler=dpmpp_2m"]) == 0
+    assert "sampler: dpmpp_2m" in (out / "config.yaml").read_text()

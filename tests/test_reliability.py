@@ -182,7 +182,7 @@ TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size
 
 @settings(
     max_examples=150, deadline=None, derandomize=True, database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )  # fmt: skip
 @given(
     flag=st.sampled_from(FLAGS), value=TEXT, key=st.sampled_from(["seed", "teacher.lr", "device", "workers"])

@@ -355,7 +355,7 @@ def _load_finetuned(gen: Generator, saved: Path, mode: str, device: str | torch.
         return gen
     dtype = gen.compute_dtype
     loaded = Generator.from_pretrained(str(saved)).to(device, dtype)
-    loaded.compute_dtype = dtype
+    loaded.compute_dtype, loaded.sampler = dtype, gen.sampler
     return loaded
 
 

@@ -167,13 +167,15 @@ class GeneratorOptions:
     training (:meth:`Generator.autocast`); weights being trained stay float32 (:func:`upcast_trainable`),
     as diffusers' training scripts keep them. ``gradient_checkpointing``: the UNet (and text encoder)
     recompute activations in backward passes (fine-tuning, DAG, CAT). ``vae_slicing``: the VAE
-    encodes and decodes a batch one image at a time. Attention uses PyTorch's
-    ``scaled_dot_product_attention``, diffusers' default processor where torch has it.
+    encodes and decodes a batch one image at a time. ``sampler``: the sampling loop every ``sample``
+    call of the command runs (:mod:`modelmine.diffusion.sampler`: DDIM or DPM-Solver++(2M)). Attention
+    uses PyTorch's ``scaled_dot_product_attention``, diffusers' default processor where torch has it.
     """
 
     dtype: str = "float32"  # float32, float16 or bfloat16
     gradient_checkpointing: bool = False
     vae_slicing: bool = False
+    sampler: Literal["ddim", "dpmpp_2m"] = "ddim"
 
 
 def check_dtype(name: str) -> torch.dtype:
@@ -207,6 +209,7 @@ class Generator:
     # the folder's own scheduler config as read (class and entries), written back by save_pretrained
     scheduler_source: dict | None = None
     compute_dtype: torch.dtype = torch.float32  # autocast precision of sampling and training (configure)
+    sampler: str = "ddim"  # the loop sample() runs when not told (configure)
 
     # construction ----------------------------------------------------------------------------
     @classmethod
@@ -403,6 +406,7 @@ class Generator:
         dtype = check_dtype(options.dtype)
         self.to(dtype=dtype)
         self.compute_dtype = dtype
+        self.sampler = options.sampler
         if options.gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()
             self.text_encoder.gradient_checkpointing_enable()

@@ -13,6 +13,21 @@ clamped to ``[-clip_sample_range, clip_sample_range]`` before the update, as ``D
 does; latents are never clamped, whatever the config says, as in ``StableDiffusionPipeline``
 (which sets ``clip_sample=False`` on its scheduler), so the loop equals the pipeline on SD folders.
 
+DPM-Solver++(2M) (Lu et al., 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion
+Probabilistic Models", Alg. 2) works on the data prediction ``x0_hat`` and ``lambda = log(alpha /
+sigma)`` with ``alpha = sqrt(a)``, ``sigma = sqrt(1 - a)``, ``h = lambda_t - lambda_s``:
+
+    first order:  x_t = (sigma_t / sigma_s) x_s - alpha_t (e^{-h} - 1) x0_s
+    second order: x_t = (sigma_t / sigma_s) x_s - alpha_t (e^{-h} - 1) (D0 + D1 / 2),
+                  D0 = x0_s, D1 = (x0_s - x0_prev) h / h_prev                          (midpoint)
+
+on the timesteps and sigmas of diffusers' ``DPMSolverMultistepScheduler`` for the model's scheduler
+config, first order on the first step and on the last (as that scheduler's ``lower_order_final``
+and ``final_sigmas_type="zero"``), so it reproduces that scheduler step by step (a test checks
+this). :func:`dpmpp_2m_loop` takes the same ``eps_fn`` as the DDIM loop, so CFG, model guidance,
+DAG's correction of ``x_t`` and loss gradients wrap it unchanged; ``sample(..., sampler=...)``
+picks the loop.
+
 As in k-diffusion, :func:`ddim_loop` knows nothing about prompts or guidance: it calls one eps
 function ``eps_fn(x_t, t) -> Prediction(x_t, eps)`` per step (:mod:`modelmine.diffusion.guidance`)
 and updates from the state the prediction was made at (a guide may have corrected it). CFG, model
@@ -33,7 +48,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from diffusers import DDIMScheduler
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 from tqdm.auto import tqdm
 
 from ..errors import UserError
@@ -128,6 +143,77 @@ def ddim_loop(
     return x
 
 
+@dataclass(frozen=True)
+class DPMSchedule:
+    """The timesteps (descending) of diffusers' ``DPMSolverMultistepScheduler`` for a scheduler
+    config, ``sigmas`` ``(n + 1,)`` float64 (``sqrt((1 - a) / a)``, the last the final one), whether the
+    last step is first order, and the ``x0_hat`` clamp of pixel-space models (or None)."""
+
+    timesteps: list[int]
+    sigmas: torch.Tensor
+    lower_order_final: bool
+    clip: float | None
+
+
+def sampler_timesteps(gen: Generator, steps: int) -> list[int]:
+    """The timesteps (descending) ``sample`` visits with ``gen``'s sampler for ``steps`` steps."""
+    return dpm_schedule(gen, steps).timesteps if gen.sampler == "dpmpp_2m" else ddim_timesteps(gen, steps)[0]
+
+
+def dpm_schedule(gen: Generator, steps: int) -> DPMSchedule:
+    """The :class:`DPMSchedule` of ``gen``'s scheduler config for ``steps`` solver steps."""
+    if steps < 1:
+        raise UserError(f"sampling steps must be >= 1, got {steps}")
+    sched = DPMSolverMultistepScheduler.from_config(gen.scheduler.config)
+    sched.set_timesteps(steps)
+    c = sched.config
+    last_first_order = (
+        c.euler_at_final or (c.lower_order_final and steps < 15) or c.final_sigmas_type == "zero"
+    )
+    return DPMSchedule(
+        [int(t) for t in sched.timesteps], sched.sigmas.to(torch.float64), bool(last_first_order),
+        ddim_schedule(gen, 1).clip,
+    )  # fmt: skip
+
+
+def dpmpp_2m_loop(
+    eps_fn: EpsFn,
+    x: torch.Tensor,
+    schedule: DPMSchedule,
+    *,
+    grad_steps: int = 0,
+    callback: Callable[[int, int, torch.Tensor, torch.Tensor], None] | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Denoise ``x`` ``(B, c, h, w)`` to ``x_0`` with DPM-Solver++(2M) over ``eps_fn``; ``grad_steps``
+    and ``callback`` as in :func:`ddim_loop`."""
+    n = len(schedule.timesteps)
+    grad_steps = grad_steps if torch.is_grad_enabled() else 0
+    prev: tuple[torch.Tensor, torch.Tensor] | None = None  # (x0_hat, lambda) of the previous step
+    for i, t in enumerate(tqdm(schedule.timesteps, desc="sample", disable=not progress, leave=False)):
+        keep_graph = i >= n - grad_steps
+        with torch.set_grad_enabled(keep_graph):
+            x_s, eps = eps_fn(x, t)
+            sig_s, sig_t = schedule.sigmas[i], schedule.sigmas[i + 1]
+            alpha_s, sigma_s = 1 / (sig_s**2 + 1).sqrt(), sig_s / (sig_s**2 + 1).sqrt()
+            alpha_t, sigma_t = 1 / (sig_t**2 + 1).sqrt(), sig_t / (sig_t**2 + 1).sqrt()
+            x0_hat = (x_s - sigma_s.to(x_s.dtype) * eps) / alpha_s.to(x_s.dtype)
+            if schedule.clip is not None:
+                x0_hat = x0_hat.clamp(-schedule.clip, schedule.clip)
+            lam_s, lam_t = alpha_s.log() - sigma_s.log(), alpha_t.log() - sigma_t.log()
+            h = lam_t - lam_s
+            coef = (alpha_t * torch.expm1(-h)).to(x_s.dtype)
+            x_next = (sigma_t / sigma_s).to(x_s.dtype) * x_s - coef * x0_hat
+            if prev is not None and not (i == n - 1 and schedule.lower_order_final):
+                d1 = (x0_hat - prev[0]) * (h / (lam_s - prev[1])).to(x_s.dtype)
+                x_next = x_next - 0.5 * coef * d1
+        if callback is not None:
+            callback(i, t, x_s.detach(), x0_hat.detach())
+        prev = (x0_hat if keep_graph else x0_hat.detach(), lam_s)
+        x = x_next if keep_graph else x_next.detach()
+    return x
+
+
 def sample(
     gen: Generator,
     prompts: Sequence[str] | torch.Tensor,
@@ -140,9 +226,10 @@ def sample(
     grad_steps: int = 0,
     latents: torch.Tensor | None = None,
     output: Literal["images", "latents"] = "images",
+    sampler: Literal["ddim", "dpmpp_2m"] | None = None,
 ) -> torch.Tensor:
-    """Generate one image per prompt with DDIM: :func:`ddim_loop` over the CFG prediction, wrapped
-    by each of ``guidance`` in order.
+    """Generate one image per prompt: :func:`ddim_loop` (or, ``sampler="dpmpp_2m"``,
+    :func:`dpmpp_2m_loop`) over the CFG prediction, wrapped by each of ``guidance`` in order.
 
     Args:
         prompts: ``B`` strings, or text states ``(B, L, D)``.
@@ -153,6 +240,8 @@ def sample(
             images are differentiable w.r.t. the text states (0: nothing is recorded).
         latents: starting noise ``(B, c, h, w)`` instead of seeded noise.
         output: ``"images"`` ``(B, C, H, W)`` in [0, 1] or ``"latents"`` ``(B, c, h, w)``.
+        sampler: ``"ddim"`` or ``"dpmpp_2m"`` (``eta`` applies to DDIM only); None: the generator's
+            (``GeneratorOptions.sampler``, DDIM unless a command's config says otherwise).
     """
     grad_steps = grad_steps if torch.is_grad_enabled() else 0
     with gen.autocast():  # the generator's precision (GeneratorOptions.dtype); float32: nothing
@@ -161,13 +250,19 @@ def sample(
             eps_fn = cfg_eps_fn(gen, c)
             for guide in guidance:
                 eps_fn = guide(eps_fn, gen, c)
-        schedule = ddim_schedule(gen, steps)
         g = torch.Generator().manual_seed(seed)
         if latents is None:
             latents = torch.randn((c.cond.shape[0], *gen.latent_shape), generator=g)
-        x = ddim_loop(
-            eps_fn, latents.to(gen.device, gen.dtype), schedule, eta=eta, generator=g, grad_steps=grad_steps
-        )
+        start = latents.to(gen.device, gen.dtype)
+        sampler = sampler or gen.sampler
+        if sampler == "dpmpp_2m":
+            x = dpmpp_2m_loop(eps_fn, start, dpm_schedule(gen, steps), grad_steps=grad_steps)
+        elif sampler == "ddim":
+            x = ddim_loop(
+                eps_fn, start, ddim_schedule(gen, steps), eta=eta, generator=g, grad_steps=grad_steps
+            )
+        else:
+            raise UserError(f"sampler must be ddim or dpmpp_2m, got {sampler!r}")
         if output == "latents":
             return x
         with torch.set_grad_enabled(grad_steps > 0):

@@ -74,7 +74,7 @@ from ..config import Workers
 from ..data import ImageSet, load_image_folder, quantize, resolve, save_image_folder
 from ..diffusion.generator import Generator, GeneratorOptions, open_generator
 from ..diffusion.guidance import CorrectXt, LossGradient
-from ..diffusion.sampler import ddim_timesteps, sample
+from ..diffusion.sampler import sample, sampler_timesteps
 from ..diffusion.tokens import (
     add_placeholder_tokens,
     load_learned_embeds,
@@ -182,11 +182,11 @@ DAG_INSTEAD = "run with --set dag=false (CAT only) or use `modelmine cake`"
 
 
 def dag_step_sizes(gen, steps: int, step: float = 1.0) -> dict[int, float]:
-    """The x_t form's correction size (its RMS) per DDIM timestep ``t``: ``step * sqrt(a_{t-1} - a_t)``,
-    the difference in noise variance between two adjacent *training* timesteps (``a`` =
-    ``alphas_cumprod``). The last DDIM step is left out, as in the official code."""
+    """The x_t form's correction size (its RMS) per sampling timestep ``t`` (of the generator's
+    sampler): ``step * sqrt(a_{t-1} - a_t)``, the difference in noise variance between two adjacent
+    *training* timesteps (``a`` = ``alphas_cumprod``). The last step is left out, as in the official code."""
 
-    timesteps, _ = ddim_timesteps(gen, steps)
+    timesteps = sampler_timesteps(gen, steps)
     a = gen.scheduler.alphas_cumprod.to(torch.float64)
     gap = {t: float(a[t - 1] - a[t]) if t >= 1 else float(1 - a[0]) for t in timesteps[:-1]}
     return {t: step * math.sqrt(max(v, 0.0)) for t, v in gap.items()}
