@@ -30,6 +30,7 @@ from sections.extraction import (
 from sections.generator import section_pretrain, section_renamed, section_sampler
 from sections.membership import section_lira, section_mia_refs
 from sections.repeat import section_repeat
+from sections.sampler_steps import section_sampler_steps
 from sections.sd_format import section_sd_format
 from sections.shard import section_shard
 from sections.tckr import section_tckr
@@ -58,6 +59,7 @@ SECTIONS: list[Callable[[Results], list[str] | None]] = [
     section_background_noise,
     section_pretrain,
     section_sampler,
+    section_sampler_steps,
     section_sd_format,
     section_cake,
     section_moons,
