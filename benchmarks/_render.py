@@ -123,11 +123,4 @@ def extraction_keys(m: dict) -> dict:
     return renamed
 
 
-def extraction_rate(m: dict, prefix: str = "") -> str:
-    """``prefix``'s success rate at the fixed threshold, then the calibrated one: "0.40 / 0.10"
-    ("-" for a rate the results do not hold)."""
-    rates = [m.get(f"{prefix}success_rate"), m.get(f"{prefix}calibrated_success_rate")]
-    return " / ".join("-" if x is None else f"{x:.2f}" for x in rates)
-
-
 BENCH = "`modelmine bench` (the command's defaults: seed 0, default thread settings)"

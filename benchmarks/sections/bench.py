@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from _render import Results, bench_methods, extraction_rate, f3, para, source, table
+from _render import Results, bench_methods, para, source, table
+from modelmine.bench import headline_cells, rate_cell
 from modelmine.papers import paper_cell
 
 
@@ -13,20 +14,8 @@ def section_bench(r: Results) -> list[str] | None:
     per = bench_methods(r)
     rows = []
     for name, m in per.items():
-        acc = m.get("student_acc", m.get("teacher_acc"))
-        if "calibrated_success_rate" in m:  # extract (bench_methods maps older key names)
-            leak = f"extraction {extraction_rate(m)} (CFG {extraction_rate(m, 'baseline_')})"
-        elif "student_auc" in m:
-            leak = f"AUC {m['student_auc']:.3f} (teacher {m['teacher_auc']:.3f})"
-        elif "auc" in m:
-            leak = f"AUC {m['auc']:.3f}"
-        else:
-            leak = "-"
-        n = m.get("num_samples", m.get("num_synthetic", m.get("num_images")))
-        syn = m.get("synthesis_seconds", m.get("generation_seconds"))
-        speed = f"{n / syn:.1f}" if n and syn else "-"
-        wall = f"{b['wall_seconds'][name] / 60:.1f} min"
-        rows.append([name, f3(acc), leak, speed, wall, paper_cell(name)])
+        wall = f"{b['wall_seconds'][name] / 60:.1f} min"  # (bench_methods maps older key names)
+        rows.append([name, *headline_cells(m), wall, paper_cell(name)])
     commit = f"Code at commit {b['commit']}." if "commit" in b else ""
     lines = ["## modelmine bench", ""]
     lines += para(
@@ -44,8 +33,8 @@ def section_bench(r: Results) -> list[str] | None:
         lines += para(
             "The extraction rates (at the fixed similarity threshold / at the threshold calibrated on",
             "real non-members) are means over the two fine-tuned models:",
-            f"LoRA {extraction_rate(m, 'lora_')} (CFG {extraction_rate(m, 'lora_baseline_')}),",
-            f"full fine-tuning {extraction_rate(m, 'full_')} (CFG {extraction_rate(m, 'full_baseline_')}),",
+            f"LoRA {rate_cell(m, 'lora_')} (CFG {rate_cell(m, 'lora_baseline_')}),",
+            f"full fine-tuning {rate_cell(m, 'full_')} (CFG {rate_cell(m, 'full_baseline_')}),",
             f"{m['num_train_images']} training images each.",
         )
     lines += para(

@@ -7,7 +7,6 @@ from _render import (
     Results,
     bench_methods,
     extraction_keys,
-    extraction_rate,
     f3,
     machine,
     mean_sd,
@@ -18,6 +17,7 @@ from _render import (
     table,
     workers,
 )
+from modelmine.bench import rate_cell
 from modelmine.papers import PAPERS
 
 
@@ -98,10 +98,9 @@ def section_finextract(r: Results) -> list[str] | None:
 
     def row(label: str, metrics: dict, k: str) -> list[str]:
         cells = [
-            f"{extraction_rate(metrics, f'{mo}_{k}')}, {metrics[f'{mo}_{k}avg_similarity']:.3f}"
-            for mo in modes
+            f"{rate_cell(metrics, f'{mo}_{k}')}, {metrics[f'{mo}_{k}avg_similarity']:.3f}" for mo in modes
         ]
-        return [label, *cells, f"{extraction_rate(metrics, k)}, {metrics[f'{k}avg_similarity']:.3f}"]
+        return [label, *cells, f"{rate_cell(metrics, k)}, {metrics[f'{k}avg_similarity']:.3f}"]
 
     rows = [row("FineXtract", m, ""), row(f"CFG {c['baseline_cfg']:g}", m, "baseline_")]
     rows += [row(f"CFG {x}", m, f"baseline_cfg{x}_") for x in extra]
@@ -313,11 +312,11 @@ def section_audit_generator(r: Results) -> list[str] | None:
         f"Seed {a['seed']}; machine: {machine(a, n_threads(c['threads']))}.",
     )
     rows = [
-        ["FineXtract", f"{m['leaked_images']} of {n}", extraction_rate(m), f3(m["avg_similarity"])],
+        ["FineXtract", f"{m['leaked_images']} of {n}", rate_cell(m), f3(m["avg_similarity"])],
         [
             f"CFG {c['baseline_cfg']:g}",
             f"{m['baseline_leaked_images']} of {n}",
-            extraction_rate(m, "baseline_"),
+            rate_cell(m, "baseline_"),
             f3(m["baseline_avg_similarity"]),
         ],
     ]

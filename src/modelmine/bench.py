@@ -32,10 +32,19 @@ class BenchConfig:
     sets: list[str] = field(default_factory=list)  # per-method overrides "method:key=value"
 
 
-def _row(name: str, m: dict, seconds: float) -> dict:
+def rate_cell(m: dict, prefix: str = "") -> str:
+    """``prefix``'s extraction rate at the fixed threshold, then at the calibrated one: "0.40 / 0.10"
+    ("-" for a rate the metrics do not hold)."""
+    rates = [m.get(f"{prefix}success_rate"), m.get(f"{prefix}calibrated_success_rate")]
+    return " / ".join("-" if x is None else f"{x:.2f}" for x in rates)
+
+
+def headline_cells(m: dict) -> list[str]:
+    """A method's metrics as the bench table's accuracy, AUC / extraction and images/s cells (the same
+    cells RESULTS.md's bench section shows)."""
     acc = m.get("student_acc", m.get("teacher_acc"))
-    if "success_rate" in m:
-        leak = f"extraction {m['success_rate']:.2f} (CFG {m.get('baseline_success_rate', float('nan')):.2f})"
+    if "success_rate" in m or "calibrated_success_rate" in m:
+        leak = f"extraction {rate_cell(m)} (CFG {rate_cell(m, 'baseline_')})"
     elif "student_auc" in m:
         leak = f"AUC {m['student_auc']:.3f} (teacher {m['teacher_auc']:.3f})"
     elif "auc" in m:
@@ -44,10 +53,14 @@ def _row(name: str, m: dict, seconds: float) -> dict:
         leak = "-"
     n = m.get("num_samples", m.get("num_synthetic", m.get("num_images", m.get("num_generations"))))
     syn = m.get("synthesis_seconds", m.get("generation_seconds"))
-    speed = f"{n / syn:.1f}" if n and syn else "-"
+    return ["-" if acc is None else f"{acc:.3f}", leak, f"{n / syn:.1f}" if n and syn else "-"]
+
+
+def _row(name: str, m: dict, seconds: float) -> dict:
+    acc, leak, speed = headline_cells(m)
     return {
         "method": name,
-        "accuracy": "-" if acc is None else f"{acc:.3f}",
+        "accuracy": acc,
         "AUC / extraction": leak,
         "images/s": speed,
         "wall time": f"{seconds / 60:.1f} min",
