@@ -3,8 +3,8 @@
 ``COMMANDS`` maps each command to its :class:`Command` (the schema, the ``run(cfg, out) -> metrics``
 callable, a help line, flag shorthands for ``--set`` keys). :func:`run_command` runs one under a
 multi-process launch: sharded commands run on every process, the others on the main process while
-the rest wait. ``cli`` parses the command line; ``bench`` runs every method through the same table. A command's
-module is imported only when that command runs (or prints its own ``--help``).
+the rest wait. ``cli`` parses the command line; ``bench`` runs every method through the same table.
+A command's module is imported only when that command runs (or prints its own ``--help``).
 
 Flags mean the same thing in every command: ``--data`` is the training data of the model the
 command builds or audits (the private set), ``--test-data`` the real test set, ``--teacher`` a

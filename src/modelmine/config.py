@@ -38,14 +38,9 @@ class Raw(str):
 
 
 _REPR = reprlib.Repr()  # Python 3.11 takes no keyword arguments here
-_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = (
-    3,
-    6,
-    6,
-    6,
-    200,
-    200,
-)
+_REPR.maxlevel = 3
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = 6
+_REPR.maxstring = _REPR.maxother = 200
 
 
 def short(value: Any, limit: int = 200) -> str:

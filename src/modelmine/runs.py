@@ -52,6 +52,7 @@ READ_ONLY_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 _PENDING_LOCKS: dict[Path, int | None] = {}  # run folders whose command holds (or will take) the lock
+_SWEPT: set[Path] = set()  # run folders this process has cleared of stale temp files
 
 
 @contextmanager
@@ -240,30 +241,36 @@ class Run:
         key = self.dir.resolve()
         if key in _PENDING_LOCKS and _PENDING_LOCKS[key] is None:  # the command's own folder
             _PENDING_LOCKS[key] = acquire_lock(self.dir)
-        remove_stale_temps(self.dir)  # a resume starts from whole files only
+        if key not in _SWEPT:  # once per folder and process: a resume starts from whole files only
+            remove_stale_temps(self.dir)
+            _SWEPT.add(key)
         self.cfg = cfg
         if cfg is not None:
-            text = dump_config(cfg)
-            cfg_path = self.dir / "config.yaml"
-            if cfg_path.exists() and cfg_path.read_bytes() != text.encode():
-                if (yaml.safe_load(cfg_path.read_text()) or {}) == config_to_dict(cfg):
-                    atomic_write_text(cfg_path, text)  # the same values, in today's key order
-                elif self._only_changed(cfg_path.read_text(), cfg, resumable):
-                    # a key the command may change in place (e.g. more reference models, which reuse
-                    # the trained ones): the old metrics describe the old setting and are recomputed
-                    self.metrics_path.unlink(missing_ok=True)
-                    atomic_write_text(cfg_path, text)
-                else:
-                    raise UserError(
-                        f"{self.dir} holds a run with a different config; use a new --out or delete it"
-                    )
-            elif not cfg_path.exists():
-                atomic_write_text(cfg_path, text)  # a resume with the same config leaves it untouched
+            self._write_config(cfg, resumable)
+
+    def _write_config(self, cfg: Any, resumable: tuple[str, ...]) -> None:
+        """``config.yaml``: written for a new run, left untouched by a resume with the same config,
+        rewritten when only the key order or a ``resumable`` key differs; any other change is refused."""
+        text = dump_config(cfg)
+        cfg_path = self.dir / "config.yaml"
+        old_text = cfg_path.read_text() if cfg_path.exists() else None
+        if old_text == text:
+            return
+        if old_text is not None:
+            old, new = yaml.safe_load(old_text) or {}, config_to_dict(cfg)
+            if old != new and not self._only_changed(old, new, resumable):
+                raise UserError(
+                    f"{self.dir} holds a run with a different config; use a new --out or delete it"
+                )
+            if old != new:
+                # a key the command may change in place (e.g. more reference models, which reuse the
+                # trained ones): the old metrics describe the old setting and are recomputed
+                self.metrics_path.unlink(missing_ok=True)
+        atomic_write_text(cfg_path, text)
 
     @staticmethod
-    def _only_changed(old_text: str, cfg: Any, keys: tuple[str, ...]) -> bool:
-        """True when the saved config differs from ``cfg`` only in the top-level ``keys``."""
-        old, new = yaml.safe_load(old_text) or {}, config_to_dict(cfg)
+    def _only_changed(old: dict, new: dict, keys: tuple[str, ...]) -> bool:
+        """True when the saved config ``old`` differs from ``new`` only in the top-level ``keys``."""
         return bool(keys) and {k: v for k, v in old.items() if k not in keys} == {
             k: v for k, v in new.items() if k not in keys
         }
