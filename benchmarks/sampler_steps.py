@@ -6,10 +6,12 @@
 For each sampler and step count: ``--per-class`` images of each digit with the prompt "a photo of
 digit <class>" at the generator's stored CFG, the same start noise for every setting (seeded by
 class), scored by the public-glyph ``cnn`` of ``modelmine pretrain`` (``cas_public``) and the default
-teacher of the private digits (``cas_private``); ``images_per_second`` is the sampling rate (one
-torch thread). Every finished setting is written to ``benchmarks/results/sampler_steps.json`` at
-once, so an interrupted run continues where it stopped. Not yet measured here: FID, and each
-method's own headline at the candidate defaults.
+teacher of the private digits (``cas_private``); ``fid_public`` is the Frechet distance between
+the images and as many held-out public glyphs (seeds never used in pretraining) on the public
+classifier's penultimate features; ``images_per_second`` is the sampling rate (one torch thread).
+Every finished setting is written to ``benchmarks/results/sampler_steps.json`` at once, so an
+interrupted run continues where it stopped (a setting recorded without ``fid_public`` is sampled
+again). Each method's own headline at the chosen defaults is in ``speed.py``.
 """
 
 from __future__ import annotations
@@ -22,18 +24,21 @@ from pathlib import Path
 import torch
 
 from _results import machine_info, write_results
-from modelmine.data import DIGIT_NAMES, fit_to
+from modelmine.data import DIGIT_NAMES, fit_to, render_glyphs
 from modelmine.diffusion.generator import Generator
 from modelmine.diffusion.pretrain import EVAL_TEMPLATE, public_cas_classifier
 from modelmine.diffusion.sampler import sample_batched
-from modelmine.metrics import classification_accuracy_score
+from modelmine.metrics import classification_accuracy_score, classifier_features, frechet_distance
 from modelmine.teacher import TeacherRunConfig, obtain_teacher, resolve_teacher
 
 RESULTS = Path(__file__).parent / "results" / "sampler_steps.json"
 
 
-def score(gen: Generator, sampler: str, steps: int, per_class: int, clfs: dict) -> dict:
-    """One setting: the images of every class, their CAS per classifier and the sampling rate."""
+def score(
+    gen: Generator, sampler: str, steps: int, per_class: int, clfs: dict, reference: torch.Tensor
+) -> dict:
+    """One setting: the images of every class, their CAS per classifier, their FID against the
+    ``reference`` features ``(N, D)`` of the public classifier, and the sampling rate."""
     gen.sampler = sampler
     prompts = [EVAL_TEMPLATE.format(c=DIGIT_NAMES[c]) for c in range(10) for _ in range(per_class)]
     t0 = time.time()
@@ -50,6 +55,8 @@ def score(gen: Generator, sampler: str, steps: int, per_class: int, clfs: dict) 
     }
     for name, (clf, size) in clfs.items():
         out[f"cas_{name}"] = classification_accuracy_score(clf, fit_to(images, size, 1), labels)
+    public = classifier_features(clfs["public"][0])
+    out["fid_public"] = frechet_distance(reference, public(fit_to(images, clfs["public"][1], 1)))
     return out
 
 
@@ -71,12 +78,14 @@ def main() -> None:
         "public": (public_cas_classifier(work / "public", 5000)[0], 16),
         "private": (obtain_teacher(cfg, work / "teacher", data="digits")[0], cfg.image_size),
     }
+    glyphs = render_glyphs(10 * args.per_class, seed=900_003)  # held out, like the classifier's own
+    reference = classifier_features(clfs["public"][0])(glyphs.images)
     for sampler in args.samplers:
         for steps in args.steps:
             key = f"{sampler}_{steps}"
-            if key not in res["runs"]:
+            if "fid_public" not in res["runs"].get(key, {}):
                 with torch.inference_mode():
-                    res["runs"][key] = score(gen, sampler, steps, args.per_class, clfs)
+                    res["runs"][key] = score(gen, sampler, steps, args.per_class, clfs, reference)
                 res |= {"cfg": gen.defaults["cfg"], "threads": 1, **machine_info()}
                 write_results(RESULTS, res)
             print(

@@ -33,6 +33,7 @@ from sections.repeat import section_repeat
 from sections.sampler_steps import section_sampler_steps
 from sections.sd_format import section_sd_format
 from sections.shard import section_shard
+from sections.speed import section_speed
 from sections.tckr import section_tckr
 from sections.teacher import section_background_noise, section_matrix, section_teacher
 
@@ -60,6 +61,7 @@ SECTIONS: list[Callable[[Results], list[str] | None]] = [
     section_pretrain,
     section_sampler,
     section_sampler_steps,
+    section_speed,
     section_sd_format,
     section_cake,
     section_moons,

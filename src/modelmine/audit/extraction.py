@@ -388,6 +388,7 @@ def generate_all(
     latents)`` draws one batch from :func:`start_noise`; generation ``i`` uses ``prompts[i % len]``.
     With a ``shard`` of a multi-process launch only its batches are drawn."""
 
+    @torch.inference_mode()  # no attack here takes a gradient through sampling
     def make_batch(i: int) -> dict[str, torch.Tensor]:
         lo, hi = i * batch_size, min(n, (i + 1) * batch_size)
         chunk = [prompts[j % len(prompts)] for j in range(lo, hi)]

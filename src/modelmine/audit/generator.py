@@ -67,7 +67,7 @@ class AuditGeneratorConfig(GeneratorOptions, Threads):
     w: float | None = None  # None: 5 (paper, LoRA); 1.25 for pixel-space generators
     k: float = 0.0  # the official fix term (0 for a LoRA)
     num_generations: int = 500
-    sample_steps: int = 50
+    sample_steps: int = 10  # steps of `sampler`, as `modelmine extract`
     baseline_cfg: float = 3.0
     gen_batch_size: int = 100
     features: str = "pixels"

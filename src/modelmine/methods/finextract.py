@@ -6,7 +6,7 @@ Diffusion Models" (arXiv:2410.03039, ICML 2025; official code: github.com/Nichol
 
 The fine-tuned model is read as ``p_ft ~ p_pre^(1 - lambda) q^lambda``, ``q`` the fine-tuning data, so
 ``q``'s score lies at guidance scale ``w = 1 / lambda`` from the pretrained toward the fine-tuned model.
-Every DDIM step (:class:`~modelmine.diffusion.guidance.ModelGuidance`) uses, without CFG,
+Every sampling step (:class:`~modelmine.diffusion.guidance.ModelGuidance`) uses, without CFG,
 
     eps = eps_pre(x_t, "") + w (eps_ft(x_t, c) - eps_pre(x_t, "")) + k eps_pre(x_t, "")
 
@@ -24,7 +24,7 @@ SSCD threshold, which is not calibrated for it: set ``similarity_threshold``. Wi
 the embedded pixel-space generator is fine-tuned here in each of ``modes`` on ``num_train_images``
 private digits of ``train_class``; the class's other digits (or ``heldout_data``) are the non-members.
 
-Without a field: the last DDIM step uses the scheduler's final alpha, as diffusers' ``DDIMScheduler``
+Without a field: with ``sampler=ddim``, the last step uses the scheduler's final alpha, as ``DDIMScheduler``
 (official: ``alpha_prev`` of ``t = 1``); the official optional ``dt`` re-normalisation of ``x0_hat``
 (off in its runs) is not implemented; greedy cliques, exactly ``N`` candidates, replace networkx's
 maximal cliques with a 30 s timeout (deterministic, O(n^2)). Results: ``benchmarks/RESULTS.md``.
@@ -33,7 +33,7 @@ maximal cliques with a 30 s timeout (deterministic, O(n^2)). Results: ``benchmar
 |---|---|---|
 | ``lora.w``, ``full.w`` | LoRA 5, DreamBooth 3 | the paper's for latent models; noise in pixel space |
 | ``lora.k``, ``full.k`` | LoRA 0, DreamBooth -0.02 (``fix_term``) | official |
-| ``num_generations``, ``sample_steps`` | 500 generations, 50 DDIM steps | the paper's |
+| ``num_generations``, ``sampler``, ``sample_steps`` | 500, DDIM 50 steps | DPM-Solver++(2M) 10 steps: fewer calls |
 | ``baseline_cfg``, ``extra_baseline_cfgs`` | CFG 3 | the paper's; more scales from the same noise |
 | ``num_train_images``, ``train_class`` | 10 images of one subject | a digit class stands in for a subject |
 | ``lora.rank``, ``lora.lr``, ``lora.target_modules`` | 64, 1e-4, attention | tiny UNet: attention barely moves it |
@@ -124,7 +124,7 @@ class ExtractConfig(GeneratorOptions, Workers):
     lora: ModeConfig = field(default_factory=ModeConfig)
     full: ModeConfig = field(default_factory=lambda: ModeConfig(steps_per_image=300, lr=1e-4))
     num_generations: int = 500
-    sample_steps: int = 50  # DDIM steps
+    sample_steps: int = 10  # steps of `sampler`
     baseline_cfg: float = 3.0  # the official baseline's CFG scale
     extra_baseline_cfgs: list[float] = field(default_factory=list)  # more baselines, same noise
     gen_batch_size: int = 100

@@ -1,0 +1,47 @@
+"""Wall time of the generator commands with their defaults, before and after, from one run."""
+
+from __future__ import annotations
+
+from _render import Results, f3, machine, para, secs, source, table
+
+# the metrics each command's row shows: (metrics.json key, column label)
+HEADLINES = {
+    "tckr": [("student_acc", "student acc"), ("student_auc", "student AUC")],
+    "ddis": [("student_acc", "student acc"), ("fid", "FID")],
+    "extract": [("lora_success_rate", "LoRA rate"), ("full_success_rate", "full rate")],
+}
+
+
+def _headline(command: str, metrics: dict) -> str:
+    return ", ".join(f"{label} {f3(metrics.get(key))}" for key, label in HEADLINES[command])
+
+
+def section_speed(r: Results) -> list[str] | None:
+    s = r.get("speed.json")
+    if s is None:
+        return None
+    rows = []
+    for command in HEADLINES:
+        before, after = s["runs"].get(f"before/{command}"), s["runs"].get(f"after/{command}")
+        if before is None and after is None:
+            continue
+        ratio = f"{before['wall_seconds'] / after['wall_seconds']:.2f}x" if before and after else "-"
+        rows.append(
+            [
+                f"`{command}`",
+                secs(before["wall_seconds"]) if before else "-",
+                secs(after["wall_seconds"]) if after else "-",
+                ratio,
+                _headline(command, before["metrics"]) if before else "-",
+                _headline(command, after["metrics"]) if after else "-",
+            ]
+        )
+    lines = ["## Command wall time, before and after", ""]
+    lines += para(
+        "Each command with its defaults on the private digits (`modelmine <command> --out DIR`), one",
+        "command at a time in a fresh process, the two source trees timed in the same session;",
+        f"before: revision `{(s.get('before') or '?')[:12]}`. Machine: {machine(s)}. The ratio is",
+        "before / after (2.00x: half the time). Headline metrics are one seed each.",
+    )
+    lines += table(["command", "before", "after", "ratio", "headline before", "headline after"], rows)
+    return lines + source("speed.json", "python benchmarks/speed.py --before REF")
