@@ -359,3 +359,52 @@ def test_extract_dreambooth_identifier_on_a_builtin_dataset(tmp_path, tiny_gener
     assert (out / "lora" / "learned_embeds.safetensors").is_file()
     assert "steps: 2" in (out / "config.yaml").read_text()
     assert main(["extract", "--out", str(tmp_path / "bad"), "--set", "identifier=two words"]) == 2
+
+
+class _ChannelStats(torch.nn.Module):
+    """A stand-in feature model: per-channel mean and spread of each quadrant, ``(B, C, H, W) -> (B, 8C)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = torch.nn.functional.adaptive_avg_pool2d(x, 2).flatten(1)
+        return torch.cat([q, (x - x.mean((2, 3), keepdim=True)).abs().mean((2, 3)).repeat(1, 4)], 1)
+
+
+def test_torchscript_and_sscd_features(tmp_path, tiny_generator, tiny_folder, capsys):
+    """``features=torchscript:<file>`` runs any TorchScript model on the images as they are and needs a
+    threshold; ``sscd:<file>`` feeds SSCD's 224 px ImageNet-normalised RGB and keeps the paper's 0.7."""
+    from modelmine.audit.extraction import build_features, sscd_preprocess
+
+    path = tmp_path / "feat.pt"
+    torch.jit.script(_ChannelStats()).save(str(path))
+    images = torch.rand(3, 1, 8, 8)
+    f = build_features(f"torchscript:{path}")(images)
+    assert f.shape == (3, 8) and torch.allclose(f, _ChannelStats()(images))
+    x = sscd_preprocess(images)
+    assert x.shape == (3, 3, 224, 224) and torch.allclose(
+        x[:, 0] * 0.229 + 0.485, x[:, 1] * 0.224 + 0.456, atol=1e-6
+    )
+    assert torch.allclose(build_features(f"sscd:{path}")(images), _ChannelStats()(x), atol=1e-6)
+    assert fixed_threshold(f"sscd:{path}") == 0.7
+    with pytest.raises(UserError, match="set similarity_threshold"):
+        fixed_threshold(f"torchscript:{path}")
+    with pytest.raises(UserError, match="feature model not found"):
+        build_features(f"sscd:{tmp_path / 'none.pt'}")
+    (tmp_path / "bad.pt").write_bytes(b"not a torchscript archive")
+    with pytest.raises(UserError, match="cannot load TorchScript"):
+        build_features(f"torchscript:{tmp_path / 'bad.pt'}")
+
+    root, _ = tiny_folder
+    gen = Generator.embedded(tiny_generator)
+    add_lora(gen.unet, rank=2, alpha=2.0)
+    _randomise_lora(gen.unet)
+    args = ["extract", "--base", str(tiny_generator), "--finetuned", str(save_lora(gen.unet, tmp_path / "ft")),
+            "--data", str(root), "--prompt", PROMPT, "--set", "num_generations=13", "--set", "sample_steps=2",
+            "--set", "workers=1", "--set", "device=cpu"]  # fmt: skip
+    assert (
+        main([*args, "--out", str(tmp_path / "no_threshold"), "--set", f"features=torchscript:{path}"]) == 2
+    )
+    assert "set similarity_threshold" in capsys.readouterr().err
+    out = tmp_path / "run"
+    assert main([*args, "--out", str(out), "--set", f"features=sscd:{path}"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["similarity_threshold"] == 0.7 and 0 <= m["lora_success_rate"] <= 1

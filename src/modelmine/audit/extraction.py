@@ -26,7 +26,7 @@ Defaults (official = ``Cluster.py``; paper = arXiv:2410.03039):
 
 | setting | paper or official code | ours | reason |
 |---|---|---|---|
-| features | SSCD (``sscd_disc_large``) on images resized to 256 and centre-cropped to 224 | ``"pixels"``: mean-centred, L2-normalised pixels (at most 64 px); ``"dino"``: DINOv2 CLS at 224 | SSCD ships only as a TorchScript pickle, which is not loaded (safetensors only); a classifier's penultimate features would make every image of a class alike |
+| features | SSCD (``sscd_disc_large``) on images resized to 256 and centre-cropped to 224 | ``"pixels"``: mean-centred, L2-normalised pixels (at most 64 px); ``"sscd:<file>"``: the paper's; ``"dino"``: DINOv2 CLS at 224; ``"torchscript:<file>"``: any | SSCD ships only as TorchScript, which carries code, and needs a download: it runs only from a file the user names; a classifier's penultimate features would make every image of a class alike |
 | similarity | cosine | cosine (on ``pixels``: the pixel correlation) | |
 | first clustering threshold | 25% quantile of 1,000 random pairwise similarities, floored to 0.01 | 25% quantile of all pairs, floored to 0.01 | deterministic |
 | threshold step | +0.01 until at least ``N`` cliques | the same | |
@@ -35,7 +35,7 @@ Defaults (official = ``Cluster.py``; paper = arXiv:2410.03039):
 | candidates | every clique at the first threshold with at least ``N`` | the ``N`` largest | exactly ``N`` chances to match, as many as training images |
 | representative | the member nearest (L2) the clique's mean feature | the same | official |
 | AS | mean over training images of the best candidate's distance ``1 - cos`` (reported as similarity) | mean best similarity | the same quantity |
-| success rate | best SSCD similarity >= 0.7 | best similarity >= ``similarity_threshold`` (:data:`FIXED_THRESHOLDS`: 0.95 on ``pixels``, 0.7 on ``dino``) | see below |
+| success rate | best SSCD similarity >= 0.7 | best similarity >= ``similarity_threshold`` (:data:`FIXED_THRESHOLDS`: 0.7 on ``sscd``, the paper's; 0.95 on ``pixels``; 0.7 on ``dino``; none on ``torchscript``) | see below |
 | calibrated rate | none | best similarity >= the 99% quantile of real non-members' best similarity | see below |
 
 The fixed thresholds: the paper's 0.7 is an SSCD score. For ``pixels`` (cosine = pixel correlation
@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -67,6 +68,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel
 
+from ..config import short
 from ..data import fit_to, to_uint8_tensor
 from ..diffusion.guidance import ModelGuidance
 from ..diffusion.sampler import sample
@@ -111,30 +113,93 @@ def dino_features(
         )
     except (OSError, ValueError) as e:
         raise UserError(f"cannot load DINO features '{name}': {str(e).splitlines()[0]}") from None
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
     @torch.inference_mode()
     def extract(images: torch.Tensor) -> torch.Tensor:
         out = []
         for i in range(0, len(images), batch_size):
-            x = images[i : i + batch_size].float()
-            x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+            x = _rgb(images[i : i + batch_size])
             x = F.interpolate(x, size=(224, 224), mode="bicubic", antialias=True).clamp(0, 1)
-            h = model(pixel_values=((x - mean) / std).to(device)).last_hidden_state[:, 0]
+            h = model(pixel_values=_imagenet_normalize(x).to(device)).last_hidden_state[:, 0]
             out.append(h.float().cpu())
         return torch.cat(out) if out else torch.zeros(0)
 
     return extract
 
 
+def _rgb(x: torch.Tensor) -> torch.Tensor:
+    """Images ``(B, C, H, W)`` as float RGB (grey repeated to three channels)."""
+    x = x.float()
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
+def _imagenet_normalize(x: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def sscd_preprocess(images: torch.Tensor, resize: int = 256, crop: int = 224) -> torch.Tensor:
+    """SSCD's evaluation input: RGB, the short side resized to ``resize`` (bilinear, antialiased),
+    centre-cropped to ``crop``, ImageNet-normalised; ``(B, C, H, W)`` in [0, 1] -> ``(B, 3, crop, crop)``."""
+    x = _rgb(images)
+    h, w = x.shape[-2:]
+    scale = resize / min(h, w)
+    x = F.interpolate(x, size=(round(h * scale), round(w * scale)), mode="bilinear", antialias=True)
+    top, left = (x.shape[-2] - crop) // 2, (x.shape[-1] - crop) // 2
+    return _imagenet_normalize(x[..., top : top + crop, left : left + crop].clamp(0, 1))
+
+
+def torchscript_features(
+    path: str | Path, device: str | torch.device = "cpu", *, sscd: bool = False, batch_size: int = 64
+) -> FeatureFn:
+    """A TorchScript feature extractor at ``path``, ``f(images (B, C, H, W) in [0, 1]) -> (B, D)``.
+
+    ``sscd``: the official SSCD descriptor (e.g. ``sscd_disc_large.torchscript.pt``) on
+    :func:`sscd_preprocess`'d images. Otherwise the model gets the images as they are and its output
+    is flattened per image. A TorchScript archive carries code that runs when it is called, so it is
+    read only from a file the user names (``features=sscd:PATH`` or ``torchscript:PATH``).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"feature model not found: {p}")
+    try:
+        model = torch.jit.load(str(p), map_location=device).eval()
+    except (RuntimeError, ValueError, OSError) as e:
+        raise UserError(f"cannot load TorchScript features {p}: {str(e).strip().splitlines()[0]}") from None
+
+    @torch.inference_mode()
+    def extract(images: torch.Tensor) -> torch.Tensor:
+        out = []
+        for i in range(0, len(images), batch_size):
+            x = images[i : i + batch_size].float()
+            x = sscd_preprocess(x) if sscd else x
+            try:
+                h = model(x.to(device))
+            except RuntimeError as e:
+                raise UserError(f"feature model {p} failed on images {list(x.shape)}: "
+                                f"{str(e).strip().splitlines()[0]}") from None  # fmt: skip
+            out.append(h.float().flatten(1).cpu())
+        return torch.cat(out) if out else torch.zeros(0)
+
+    return extract
+
+
+FEATURES = "pixels, dino, dino:<model>, sscd:<torchscript file> or torchscript:<file>"
+
+
 def build_features(name: str, size: int | None = None, device: str | torch.device = "cpu") -> FeatureFn:
-    """``"pixels"`` (:func:`pixel_features` at ``size``), ``"dino"`` or ``"dino:<hub id or folder>"``."""
+    """The similarity features named ``name``: ``"pixels"`` (:func:`pixel_features` at ``size``),
+    ``"dino"`` or ``"dino:<hub id or folder>"`` (:func:`dino_features`), ``"sscd:<file>"`` (the
+    official SSCD TorchScript) or ``"torchscript:<file>"`` (any, :func:`torchscript_features`)."""
+    kind, _, arg = name.partition(":")
     if name == "pixels":
         return lambda images: pixel_features(images, size)
-    if name == "dino" or name.startswith("dino:"):
-        return dino_features(name.split(":", 1)[1] if ":" in name else "facebook/dinov2-small", device)
-    raise UserError(f"unknown similarity features '{name}' (use pixels, dino or dino:<model>)")
+    if kind == "dino":
+        return dino_features(arg or "facebook/dinov2-small", device)
+    if kind in ("sscd", "torchscript") and arg:
+        return torchscript_features(arg, device, sscd=kind == "sscd")
+    raise UserError(f"unknown similarity features '{short(name)}' (use {FEATURES})")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -300,12 +365,18 @@ def choose_calibrated_threshold(
 # The paper's fixed threshold, on SSCD copy-detection descriptors, and ours per feature (the module
 # docstring says what a fixed value means for each)
 PAPER_SSCD_THRESHOLD = 0.7
-FIXED_THRESHOLDS = {"pixels": 0.95, "dino": PAPER_SSCD_THRESHOLD}
+FIXED_THRESHOLDS = {"pixels": 0.95, "dino": PAPER_SSCD_THRESHOLD, "sscd": PAPER_SSCD_THRESHOLD}
 
 
 def fixed_threshold(features: str) -> float:
-    """The default ``similarity_threshold`` for a ``features`` name (``"dino:<model>"`` as ``"dino"``)."""
-    return FIXED_THRESHOLDS.get(features.split(":", 1)[0], PAPER_SSCD_THRESHOLD)
+    """The default ``similarity_threshold`` for a ``features`` name (``"dino:<model>"`` as ``"dino"``);
+    a one-line error for ``torchscript:<file>``, whose similarity scale nobody has calibrated."""
+    kind = features.split(":", 1)[0]
+    if kind not in FIXED_THRESHOLDS:
+        raise UserError(
+            f"features '{short(features)}' have no standard similarity threshold: set similarity_threshold"
+        )
+    return FIXED_THRESHOLDS[kind]
 
 
 # ------------------------------------------------------------------------------------------------

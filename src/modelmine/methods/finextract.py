@@ -40,7 +40,7 @@ maximal cliques with a 30 s timeout (deterministic, O(n^2)). Results: ``benchmar
 | ``lora.steps_per_image``, ``lora.batch_size`` | 200 per image, batch 1 | batched; more: 200 under-fits |
 | ``full.lr``, ``full.steps_per_image``, ``full.batch_size`` | lr 2e-6, 200 per image | batched; CPU budget |
 | ``prompt``, ``identifier`` | "a photo of sks [class]" | the embedded tokenizer knows the class words |
-| ``features``, ``similarity_threshold`` | SSCD >= 0.7 | SSCD needs a download: centred pixel correlation |
+| ``features``, ``similarity_threshold`` | SSCD >= 0.7 | SSCD is a download: centred pixels; ``sscd:<file>`` the paper's |
 | ``calibrated_threshold``, ``calibration_quantile`` | none | one class's digits correlate like copies |
 | ``prompt_search`` | caption of up to 7 words, no code | left open: greedy words on the prediction shift |
 """
@@ -128,7 +128,7 @@ class ExtractConfig(GeneratorOptions, Workers):
     baseline_cfg: float = 3.0  # the official baseline's CFG scale
     extra_baseline_cfgs: list[float] = field(default_factory=list)  # more baselines, same noise
     gen_batch_size: int = 100
-    features: str = "pixels"  # pixels, dino, dino:<model>
+    features: str = "pixels"  # pixels, dino, dino:<model>, sscd:<file>, torchscript:<file>
     # success_rate: best match >= similarity_threshold (fixed; None: extraction.FIXED_THRESHOLDS of the
     # features); calibrated_success_rate: >= calibrated_threshold (None: the calibration_quantile of
     # real non-members' best match; no non-members: not reported)
