@@ -12,6 +12,7 @@ from modelmine.diffusion.generator import BASE_WORDS, Generator
 from modelmine.diffusion.sampler import ddim_timesteps, sample
 from modelmine.errors import UserError
 from modelmine.methods.ddis import (
+    PLAIN_PROMPT,
     DdisConfig,
     balanced_targets,
     cat_prompts,
@@ -19,6 +20,7 @@ from modelmine.methods.ddis import (
     dag_guidance,
     dag_guides,
     dag_step_sizes,
+    plain_prompts,
     token_set,
     train_class_tokens,
 )
@@ -28,6 +30,18 @@ def test_targets_and_prompts():
     t = balanced_targets(25, 10)
     assert torch.bincount(t[:20]).tolist() == [2] * 10 and t[20:].tolist() == [0, 1, 2, 3, 4]
     assert cat_prompts(torch.tensor([2, 0]), ["a0", "b1", "c2"]) == ["a <cat-2> c2", "a <cat-0> a0"]
+    # the plain ablation's default prompt is CAT's without the token
+    assert plain_prompts(torch.tensor([2]), ["a0", "b1", "c2"], PLAIN_PROMPT) == ["a c2"]
+
+
+def test_quality_metrics_compare_with_real_images_the_feature_classifier_did_not_fit():
+    from modelmine.methods.ddis import DdisConfig, reference_images
+
+    fit, reference = reference_images(DdisConfig(), 8, 1, [str(i) for i in range(10)])
+    assert abs(len(fit) - len(reference)) <= 1 and len(fit) + len(reference) == 1077
+    assert not set(map(tuple, fit.images.flatten(1).tolist())) & set(
+        map(tuple, reference.images.flatten(1).tolist())
+    )
 
 
 def test_dag_refuses_a_teacher_without_batchnorm():
@@ -207,8 +221,9 @@ def test_ddis_command_end_to_end_and_resume(tmp_path, tiny_generator):
     assert main(["ddis", "--out", str(out), *tiny_args(tiny_generator)]) == 0
     m = json.loads((out / "metrics.json").read_text())
     for p in ("", "plain_", "dag_only_", "cat_only_"):
-        for k in ("fid", "precision", "recall", "teacher_acc_on_synthetic", "student_acc"):
+        for k in ("fid", "precision", "recall", "inception_score", "teacher_acc_on_synthetic", "student_acc"):
             assert f"{p}{k}" in m, p + k
+        assert 1 <= m[f"{p}inception_score"] <= 10  # exp(KL) over 10 classes
     assert (out / "cat" / "learned_embeds.safetensors").is_file()
     assert (out / "cat_only_tokens" / "learned_embeds.safetensors").is_file()  # trained without DAG
     assert len(list((out / "synthetic").rglob("*.png"))) == 20

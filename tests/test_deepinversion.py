@@ -27,6 +27,8 @@ def test_bn_loss_zero_when_statistics_match_and_first_layer_weighted():
     off = (mu + 1, var, mu, var)  # mean off by 1 in 4 channels: norm 2
     assert bn_statistics_loss([off, (mu, var, mu, var)], 10.0).item() == pytest.approx(20.0)
     assert bn_statistics_loss([(mu, var, mu, var), off], 10.0).item() == pytest.approx(2.0)
+    # DDIS's paper squares the norms (dag_norm="squared_l2"): 2^2 per off layer
+    assert bn_statistics_loss([off, off], 10.0, squared=True).item() == pytest.approx(44.0)
 
 
 def test_bn_hooks_see_every_layer():

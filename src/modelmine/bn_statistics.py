@@ -42,16 +42,24 @@ def require_batchnorm(
     return layers
 
 
-def bn_statistics_loss(stats: Sequence[LayerStats], first_bn_multiplier: float = 1.0) -> torch.Tensor:
-    """``sum_l a_l (||mu_l - mu_hat_l||_2 + ||var_l - var_hat_l||_2)``, ``a_1 = first_bn_multiplier``, else 1.
+def bn_statistics_loss(
+    stats: Sequence[LayerStats], first_bn_multiplier: float = 1.0, squared: bool = False
+) -> torch.Tensor:
+    """``sum_l a_l (||mu_l - mu_hat_l||_2 + ||var_l - var_hat_l||_2)``, ``a_1 = first_bn_multiplier``, else 1
+    (``squared``: each norm squared, as DDIS's paper writes it).
 
     ``stats``: per BatchNorm layer in forward order, ``(batch_mean, batch_var, running_mean,
     running_var)``, each ``(channels,)``. Summed left to right, layer by layer.
     """
+
+    def dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        n = torch.linalg.vector_norm(a - b)
+        return n * n if squared else n
+
     total = torch.zeros(())
     for i, (mu, var, r_mu, r_var) in enumerate(stats):
         a = first_bn_multiplier if i == 0 else 1.0
-        total = total + a * (torch.linalg.vector_norm(mu - r_mu) + torch.linalg.vector_norm(var - r_var))
+        total = total + a * (dist(mu, r_mu) + dist(var, r_var))
     return total
 
 
@@ -104,6 +112,6 @@ class BNStatistics:
         self.stats, self._inputs = [], []
         return out
 
-    def loss(self, first_bn_multiplier: float = 1.0) -> torch.Tensor:
+    def loss(self, first_bn_multiplier: float = 1.0, squared: bool = False) -> torch.Tensor:
         """:func:`bn_statistics_loss` of the statistics collected since the last call (scalar)."""
-        return bn_statistics_loss(self.pop(), first_bn_multiplier)
+        return bn_statistics_loss(self.pop(), first_bn_multiplier, squared)

@@ -4,45 +4,44 @@ arXiv:2506.15381: the classifier's BatchNorm statistics and decisions steer a pr
 its private domain. Official code github.com/kdst-team/DDIS (``DDIS_code/main_ddis.py``, ``config.py``;
 its helper ``p2p/ptp_utils_distG.py`` is unpublished, so DAG follows the token-training loop).
 
-**Domain Alignment Guidance (DAG)**, the paper's form (``dag_input="x_t"``): at every DDIM step but the
-last (official), ``x = D(z_t)`` (VAE decode, or [-1, 1] -> [0, 1] clamped) is resized to the classifier's
-input and run with hooks on every BatchNorm layer ``l`` (:mod:`modelmine.bn_statistics`):
+**Domain Alignment Guidance (DAG)**, the paper's form (``dag_input="x_t"``): at every sampling step
+but the last (official), ``x = D(z_t)`` (VAE decode, or [-1, 1] -> [0, 1] clamped) is resized to the
+classifier's input and run with hooks on every BatchNorm layer ``l`` (:mod:`modelmine.bn_statistics`):
 
     L_BN = sum_l ||mu_l(x) - mu_l||_2 + ||sigma^2_l(x) - sigma^2_l||_2
     z_t <- z_t - s_t * g / rms(g),   g = grad_{z_t} L_BN,   s_t = dag_step * sqrt(a_{t-1} - a_t)
 
-The norms are unsquared, as in the official code (the paper squares them). The UNet with CFG then
-predicts at the corrected ``z_t`` (:class:`~modelmine.diffusion.guidance.CorrectXt`). Why normalised:
-a raw gradient's size depends on the teacher, its BatchNorm layers, the batch and image size, so no
-constant step transfers across teachers or generators; ``s_t`` (:func:`dag_step_sizes`; ``a`` =
-``alphas_cumprod``) follows the generator's schedule alone, in noise variance of adjacent training steps.
+and the UNet with CFG predicts at the corrected ``z_t`` (:class:`~modelmine.diffusion.guidance.CorrectXt`).
+Normalised, because a raw gradient's size depends on the teacher, its layers, the batch and image size;
+``s_t`` (:func:`dag_step_sizes`; ``a`` = ``alphas_cumprod``) follows the generator's schedule alone.
 ``dag_input="x0_hat"``: ``eps <- eps + sqrt(1 - a_t) * dag_scale * grad_{z_t} L_BN(D(x0_hat))`` after
 CFG, every step (:class:`~modelmine.diffusion.guidance.LossGradient`).
 
 **Class Alignment Token (CAT)**: a new token ``S_c`` per class in ``"a S_c <class>"`` (the paper's
 "A {S_c} {class name}"), started at ``cat_init``'s embedding. Only these embeddings train, on the
 classifier's cross-entropy of images sampled with DAG (``cat_with_dag``; official, Fig. 2), the
-gradient through the last denoising step only, with new start noise each update. A class stops once
-``cat_stop_acc`` of its batch is classified as it. Textual-inversion format
-(``cat/learned_embeds.safetensors``). Not applied: the official clamp of token rows to [-0.1, 0.1]
-(SD's embedding scale) and its ``clip_grad_norm_`` (called before ``backward``: a no-op).
+gradient through the last denoising step only, new start noise each update; a class stops once
+``cat_stop_acc`` of its batch is classified as it (``cat/learned_embeds.safetensors``). Not applied:
+the official clamp of token rows to [-0.1, 0.1] and its ``clip_grad_norm_`` (before ``backward``: a no-op).
 
-Ablations, same seeds and noise: ``plain`` (class prompt, no DAG or CAT), ``dag_only``, ``cat_only``
-(own tokens, trained without DAG). Each variant's images train a student on the teacher's soft labels
-and get FID, k-NN precision/recall and teacher agreement vs. the private images on another classifier's
-features (``feature_preset``). ``dag=false`` takes any classifier. Results: ``benchmarks/RESULTS.md`` (DDIS).
+Ablations, same seeds and noise: ``plain`` (``"a <class>"``: CAT's prompt without the token, no DAG),
+``dag_only``, ``cat_only`` (own tokens, trained without DAG). Each variant trains a KD student and gets
+FID, k-NN precision/recall and Inception Score on a ``feature_preset`` classifier fitted to one half of
+the real images, compared with the other half. Results: ``benchmarks/RESULTS.md`` (DDIS).
 
 | field | paper or official code | why ours differs |
 |---|---|---|
 | ``dag_input`` | the noisy ``z_t``, before the UNet (paper) | the paper's; ``"x0_hat"`` an option |
 | ``dag_step`` | raw ``5e-4 * grad`` (``lambda_bn * 0.01 * grad_scale``, official) | normalised (above) |
+| ``dag_norm`` | squared norms (paper); unsquared (official) | official; ``squared_l2`` the paper's |
 | ``guidance_scale`` | 10, on SD 2.1 at 512 px | each generator's own stored scale |
 | ``cat_lr`` | AdamW 1e-4, decay 1e-2 (official); 5e-3 (paper) | larger: 64-wide embeddings barely move |
-| ``cat_iters`` | 15 updates, lowest loss kept (official); 30 epochs (paper) | CPU budget; the last kept |
+| ``cat_iters`` | 15 updates, lowest loss kept (official); 30 epochs x 20 (paper) | CPU budget; the last kept |
 | ``cat_per_class`` | 10 images of one class (official); 20 accumulations (paper) | all classes per update |
 | ``sampler``, ``sample_steps``, ``cat_steps`` | DDIM, 30 steps, with DAG (official) | DPM-Solver++(2M) 10: CAS in fewer calls |
 | ``cat_stop_acc`` | 70% of an epoch's images | the same rule per class, as classes train together |
 | ``student.image_size`` | the teacher's | the generator's if smaller: upsampled images teach blur |
+| ``feature_preset`` | Inception-v3 features for FID and IS | no download; so ``fid`` is not the paper's quantity |
 """
 
 from __future__ import annotations
@@ -71,7 +70,7 @@ from ..classifiers import (
     train_classifier,
 )
 from ..config import Workers
-from ..data import ImageSet, load_image_folder, quantize, resolve, save_image_folder
+from ..data import ImageSet, load_image_folder, quantize, resolve, save_image_folder, split_holdout
 from ..diffusion.generator import Generator, GeneratorOptions, open_generator
 from ..diffusion.guidance import CorrectXt, LossGradient
 from ..diffusion.sampler import sample, sampler_timesteps
@@ -87,7 +86,7 @@ from ..diffusion.tokens import (
 from ..distill import StudentConfig, resolve_student_size, save_student, train_student
 from ..distributed import Shard, processes, resolve_device
 from ..errors import UserError
-from ..metrics import classifier_features, frechet_distance, precision_recall
+from ..metrics import classifier_features, frechet_distance, inception_score, precision_recall
 from ..report import class_grid_index, save_grid
 from ..runs import (
     GENERATION_STRIDE,
@@ -136,7 +135,9 @@ class DdisConfig(GeneratorOptions, Workers):
     batch_size: int = 100
     sample_steps: int = 10  # steps of `sampler`
     guidance_scale: float | None = None  # None: the generator's stored default
-    plain_prompt: str | None = None  # {c} = class name; None: the generator's default prompt
+    # the plain ablation's prompt, {c} = class name; None: "a {c}", CAT's prompt without its token,
+    # so the ablation differs from CAT by the token alone
+    plain_prompt: str | None = None
     # Domain Alignment Guidance acts on "x_t" (paper, official code: the noisy sample is corrected
     # before the UNet, every step but the last, RMS dag_step x the noise that step removes) or on
     # "x0_hat" (the gradient on the clean estimate added to the prediction after CFG, every step,
@@ -144,6 +145,8 @@ class DdisConfig(GeneratorOptions, Workers):
     dag_input: Literal["x_t", "x0_hat"] = "x_t"
     dag_step: float = 1.0  # x_t only
     dag_scale: float = 2.0  # x0_hat only
+    # L_BN's norms: "l2" (official code) or "squared_l2" (the paper's equation)
+    dag_norm: Literal["l2", "squared_l2"] = "l2"
     cat_init: str = "a"  # the word whose embedding every CAT token starts from (official initializer_token)
     cat_lr: float = 5e-2
     cat_iters: int = 40
@@ -174,6 +177,9 @@ def cat_prompts(targets: torch.Tensor, class_names: list[str]) -> list[str]:
     return [f"a {toks[c]} {class_names[c]}" for c in targets.tolist()]
 
 
+PLAIN_PROMPT = "a {c}"  # cat_prompts without the token
+
+
 def plain_prompts(targets: torch.Tensor, class_names: list[str], template: str) -> list[str]:
     return [template.format(c=class_names[c]) for c in targets.tolist()]
 
@@ -199,15 +205,16 @@ def dag_guidance(
     steps: int | None = None,
     step: float = 1.0,
     scale: float = 2.0,
+    squared: bool = False,
 ) -> Guide:
     """DAG as a sampler guide: the BatchNorm-statistics loss of ``classifier`` (eval mode) on decoded images.
 
     ``"x_t"`` (the paper's): before the UNet, ``x_t <- x_t - s_t * g / rms(g)`` with ``g`` the
     gradient of the loss on ``decode(x_t)`` and ``s_t`` from :func:`dag_step_sizes` for ``steps``
-    DDIM steps and ``step`` (the last step uncorrected). ``"x0_hat"``: the loss on the decoded
+    sampling steps and ``step`` (the last step uncorrected). ``"x0_hat"``: the loss on the decoded
     clean estimate, its gradient added to the prediction with ``scale``
-    (:class:`~modelmine.diffusion.guidance.LossGradient`), on every step. No BatchNorm: a
-    one-line error.
+    (:class:`~modelmine.diffusion.guidance.LossGradient`), on every step. ``squared``: the paper's
+    L_BN with squared norms (default: the official unsquared ones). No BatchNorm: a one-line error.
     """
 
     classifier.eval()
@@ -216,12 +223,12 @@ def dag_guidance(
     def bn_loss(images: torch.Tensor, t: int) -> torch.Tensor:  # images (B, C, H, W) in [0, 1]
         with stats:
             classifier(images)
-        return stats.loss()
+        return stats.loss(squared=squared)
 
     if dag_input == "x0_hat":
         return LossGradient(bn_loss, scale)
     if steps is None:
-        raise ValueError("DAG on x_t needs the number of DDIM steps: its step sizes follow the schedule")
+        raise ValueError("DAG on x_t needs the number of sampling steps: its step sizes follow the schedule")
 
     def guide(eps_fn, gen, c):  # the step sizes need the generator's schedule
         return CorrectXt(bn_loss, dag_step_sizes(gen, steps, step), normalize=True)(eps_fn, gen, c)
@@ -230,8 +237,14 @@ def dag_guidance(
 
 
 def dag_guides(classifier: nn.Module, cfg: DdisConfig, steps: int) -> list[Guide]:
-    """The DAG guide of ``cfg`` (``dag_input``, ``dag_step``, ``dag_scale``) for ``steps`` DDIM steps."""
-    return [dag_guidance(classifier, cfg.dag_input, steps=steps, step=cfg.dag_step, scale=cfg.dag_scale)]
+    """The DAG guide of ``cfg`` (``dag_input``, ``dag_step``, ``dag_scale``, ``dag_norm``) for ``steps``
+    sampling steps."""
+    squared = cfg.dag_norm == "squared_l2"
+    return [
+        dag_guidance(
+            classifier, cfg.dag_input, steps=steps, step=cfg.dag_step, scale=cfg.dag_scale, squared=squared
+        )
+    ]
 
 
 def _add_cat_tokens(gen, k: int, cat_init: str) -> list[int]:
@@ -258,7 +271,7 @@ def train_class_tokens(
     """Learn one CAT embedding per class (new tokens added to ``gen``); returns a training summary.
 
     Each iteration samples ``cat_per_class`` images for every still-active class with
-    ``cat_steps`` DDIM steps and the graph kept through the last one, and takes an Adam step on the
+    ``cat_steps`` sampling steps and the graph kept through the last one, and takes an Adam step on the
     token rows with the classifier's cross-entropy. A class whose batch is at least
     ``cat_stop_acc`` classified as the class is frozen (early stop).
     """
@@ -325,7 +338,7 @@ def token_set(cfg: DdisConfig, variant: str) -> tuple[str, bool]:
     """``(folder, trained_with_dag)`` of the CAT tokens ``variant`` uses.
 
     The main variant's tokens are in ``cat/``. With ``cat_with_dag`` they are trained on samples
-    guided by DAG as the generation is (with ``cat_steps`` DDIM steps); the ``cat_only`` ablation
+    guided by DAG as the generation is (with ``cat_steps`` sampling steps); the ``cat_only`` ablation
     (no DAG at all) then gets its own tokens, trained without DAG, in ``cat_only_tokens/``.
     """
     if variant == "cat_only" and cfg.dag and cfg.cat_with_dag:
@@ -365,7 +378,7 @@ def task_generate(cfg: DdisConfig, out: str, variant: str, shard: Shard | None =
     if use_cat:
         load_learned_embeds(gen, run_.dir / token_set(cfg, variant)[0])
     names = list(info.class_names)
-    template = cfg.plain_prompt or gen.defaults.get("prompt", "a photo of {c}")
+    template = cfg.plain_prompt or PLAIN_PROMPT
     targets_all = balanced_targets(cfg.num_images, info.num_classes)
     bs = cfg.batch_size
 
@@ -399,13 +412,22 @@ def task_student(cfg: DdisConfig, out: str, variant: str) -> None:
     save_student(path, student, student_info)
 
 
-def reference_images(cfg: DdisConfig, image_size: int, channels: int, class_names: list[str]):
-    """Real images the metrics compare against: the user's ``test_data`` (the only real images a
+def reference_images(
+    cfg: DdisConfig, image_size: int, channels: int, class_names: list[str]
+) -> tuple[ImageSet, ImageSet]:
+    """The real images of the quality metrics in two seeded halves ``(fit, reference)``: the metric
+    classifier learns from ``fit``; FID, precision/recall compare against ``reference``, images that
+    classifier never trained on. The real images: the user's ``test_data`` (the only real images a
     data-free user has), else the train split of the private ``data`` the teacher learned from."""
 
     if cfg.test_data is not None:
-        return load_image_folder(cfg.test_data, size=image_size, channels=channels, class_names=class_names)
-    return resolve(cfg.data, image_size, channels, class_names=class_names).train
+        real = load_image_folder(cfg.test_data, size=image_size, channels=channels, class_names=class_names)
+    else:
+        real = resolve(cfg.data, image_size, channels, class_names=class_names).train
+    if len(real) < 4:
+        raise UserError(f"the quality metrics need at least 4 real images, got {len(real)}")
+    reference, fit = split_holdout(real, cfg.seed, fraction=0.5)
+    return fit, reference
 
 
 def task_feature_classifier(cfg: DdisConfig, out: str) -> None:
@@ -415,7 +437,7 @@ def task_feature_classifier(cfg: DdisConfig, out: str) -> None:
     if path.exists():
         return
     _, teacher, tinfo = _load(cfg, Path(out))
-    train = reference_images(cfg, tinfo.image_size, tinfo.in_channels, list(tinfo.class_names))
+    train, _ = reference_images(cfg, tinfo.image_size, tinfo.in_channels, list(tinfo.class_names))
     t = cfg.teacher
     model = build_classifier(
         cfg.feature_preset, train.num_classes, train.images.shape[1], t.image_size, seed=t.seed + 1
@@ -461,12 +483,14 @@ def synthesize_variants(cfg: DdisConfig, out: str, variants: list[str], main_var
 def variant_metrics(
     cfg: DdisConfig, run_, info, test, variants: list[str], main_variant: str, device
 ) -> dict:
-    """Per variant: FID, precision/recall on the feature classifier, the teacher's agreement with
-    the prompted class, the student's test accuracy; writes ``grid_<variant>.png``."""
+    """Per variant: FID, precision/recall and Inception Score on the feature classifier, the
+    teacher's agreement with the prompted class, the student's test accuracy; writes
+    ``grid_<variant>.png``."""
 
     features_model, _ = load_classifier(run_.dir / "feature_classifier.safetensors")
     extract = classifier_features(features_model, device=device)
-    real = extract(reference_images(cfg, info.image_size, info.in_channels, list(info.class_names)).images)
+    _, reference = reference_images(cfg, info.image_size, info.in_channels, list(info.class_names))
+    real = extract(reference.images)
     metrics: dict = {}
     for v in variants:
         b = load_generated(run_, f"generated_{v}", cfg.num_images, cfg.batch_size, GENERATED_KEYS)
@@ -477,6 +501,9 @@ def variant_metrics(
         p = "" if v == main_variant else VARIANTS[v].prefix
         metrics |= {
             f"{p}fid": frechet_distance(real, fake),
+            f"{p}inception_score": inception_score(
+                predict_logits(features_model, b["images"], device=device)
+            )[0],
             f"{p}precision": precision,
             f"{p}recall": recall,
             f"{p}teacher_acc_on_synthetic": (b["probs"].argmax(1) == b["targets"]).float().mean().item(),
