@@ -9,6 +9,7 @@ import torch
 from _tiny import TINY_DATA_FREE_ARGS
 from modelmine.classifiers import ClassifierInfo, build_classifier, has_batchnorm, save_classifier
 from modelmine.cli import main
+from modelmine.errors import UserError
 from modelmine.methods.cake import (
     CakeConfig,
     cake_loss,
@@ -177,3 +178,73 @@ def test_cake_user_teacher_wrong_data(tmp_path, capsys):
     assert main(["cake", "--out", str(tmp_path / "r"), "--teacher", str(path), *TINY]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--test-data" in err
+
+
+class _Opaque(torch.nn.Module):
+    """A teacher whose layers cannot be read: the network hides in a closure, so ``modules()``,
+    ``parameters()`` and hooks see nothing but this wrapper; only outputs and input gradients pass."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self._call = lambda x: net(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._call(x)
+
+
+def test_generic_start_reads_no_layer_and_batchnorm_start_is_named():
+    from modelmine.methods.cake import FALLBACK_START, resolve_start
+
+    net = build_classifier("cnn_small", 4, 1, 8).eval()
+    opaque = _Opaque(net)
+    assert list(opaque.modules()) == [opaque] and not list(opaque.parameters())
+    cpu = torch.device("cpu")
+    cfg = resolve_start(CakeConfig(start="generic"), opaque, (1, 8, 8), cpu)
+    assert (cfg.init_mean, cfg.init_std) == FALLBACK_START
+    read = resolve_start(CakeConfig(start="batchnorm"), net, (1, 8, 8), cpu)
+    assert (read.init_mean, read.init_std) == start_statistics(net, (1, 8, 8), cpu)
+    with pytest.raises(UserError, match="start must be"):
+        resolve_start(CakeConfig(start="bn"), net, (1, 8, 8), cpu)
+
+
+def test_adaptive_steps_stop_once_the_share_reaches_its_target():
+    """``target_share``: a batch stops as soon as that share of its samples is classified as its
+    target; an unreachable share runs to the ``num_steps`` cap; the steps taken are returned."""
+    torch.manual_seed(0)
+    teacher = build_classifier("mlp", num_classes=4, in_channels=1, image_size=6).eval().requires_grad_(False)
+    base = dict(batch_size=40, num_groups=4, w_tv=1.0, downsample=1, jitter=0)
+    run = lambda **kw: synthesize_batch(  # noqa: E731
+        teacher,
+        (1, 6, 6),
+        4,
+        CakeConfig(**base, **kw),
+        0.05,
+        torch.Generator().manual_seed(0),
+        torch.device("cpu"),
+    )
+    early = run(num_steps=200, target_share=0.5)
+    assert 0 < int(early["steps"]) < 200
+    with torch.no_grad():
+        reached = (teacher(early["images"]).argmax(1) == early["targets"]).float().mean().item()
+    assert reached >= 0.4  # checked before quantisation; the 8-bit images keep most of it
+    assert int(run(num_steps=7)["steps"]) == 7  # no share: always the cap
+    with pytest.raises(UserError, match="target_share"):
+        run(num_steps=3, target_share=1.5)
+
+
+def test_cake_command_runs_on_an_opaque_teacher(tmp_path, monkeypatch):
+    """With its defaults, `cake` distills a teacher whose layers cannot be read."""
+    import modelmine.methods.cake as cake
+
+    real = cake.open_data_free_run
+
+    def opaque_run(cfg, out):
+        cfg, run_, device, teacher, info, test = real(cfg, out)
+        return cfg, run_, device, _Opaque(teacher), info, test
+
+    monkeypatch.setattr(cake, "open_data_free_run", opaque_run)
+    out = tmp_path / "run"
+    assert main(["cake", "--out", str(out), *TINY]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert (m["start_mean"], m["start_std"]) == cake.FALLBACK_START and m["synthesis_steps"] >= 1
+    assert "start: generic" in (out / "config.yaml").read_text()

@@ -3,9 +3,9 @@
 Braun, Mundt, Kersting, "Deep Classifier Mimicry without Data Access", AISTATS 2024 (arXiv:2306.02090;
 official code github.com/ml-research/CAKE: ``src/sampling.py``; its MNIST run ``conf/config.yaml``,
 ``conf/dataset/mnist.yaml``, ``conf/experiment/mnist-cnn.yaml``). The method needs only the teacher's
-outputs and input gradients, so any differentiable classifier will do. The default start, though, reads
-the running statistics of the teacher's first BatchNorm layer (:func:`start_statistics`; without one,
-:data:`FALLBACK_START`); setting both ``init_mean`` and ``init_std`` avoids that layer access.
+outputs and input gradients, so any differentiable classifier will do; the default reads no layer of it.
+``start="batchnorm"`` starts from the pixel statistics read off the teacher's first BatchNorm layer
+(:func:`start_statistics`): a named option, not model-agnostic.
 
 A batch is ``G`` groups of ``K`` samples with distinct random target classes ``y``; with logits
 ``z = f(x)`` over ``C`` classes and ``TV`` the anisotropic, per-pixel-mean total variation:
@@ -36,7 +36,7 @@ official setting beside ours (matrix row ``cake (cake_cnn)``): ``benchmarks/RESU
 | ``noise`` | 0.1 at batch 500 | a step is ~ ``noise / batch_size``; 0.1 on small batches: checkerboards |
 | ``noise_decay_magnitude`` | 4 | at our budget, steps below ~1e-4 leave a sample at its noise start |
 | ``num_batches``, ``batch_size``, ``num_steps`` | 512 x 500, 256 steps | CPU: more samples, fewer steps |
-| ``init_mean``, ``init_std`` | MNIST's mean + std N(0, 1) | the data's pixel statistics, no dataset named |
+| ``start``, ``init_mean``, ``init_std`` | N(0, 1) in the normalised input space | the official start |
 | ``downsample`` | 1 | a smoothness prior against stroke textures (as in DeepInversion's ImageNet code) |
 | ``jitter`` | 0 | DeepInversion's small-image prior (its CIFAR rolls): features that survive a shift |
 | ``stretch`` | none | low-contrast grey samples, far from real images' statistics, do not transfer |
@@ -51,6 +51,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -81,7 +82,10 @@ class CakeConfig(Runtime):
     # num_groups nearest 100 (resolved before config.yaml is written)
     batch_size: int | None = None
     num_groups: int | None = None  # K: samples per group, each a distinct target class; None: every class
+    # each batch takes SGD steps until target_share of its samples are classified as their target
+    # (checked on what the teacher saw at each step), at most num_steps; None: always num_steps
     num_steps: int = 30
+    target_share: float | None = None
     noise: float = 0.01  # initial SGD step size eps (official name); also the Langevin scale
     noise_decay_magnitude: float = 1.5  # eps decays to noise / 10**magnitude (official: 4)
     langevin: bool = False
@@ -92,9 +96,11 @@ class CakeConfig(Runtime):
     # the TV is a per-pixel mean, so its pull on one pixel shrinks as 1 / (H * W); None: unscaled
     tv_reference_size: int | None = 16
     stretch: float | None = 0.05  # per-image contrast stretch quantile (None: off); see docstring
-    # samples start at init_mean + init_std * N(0, 1), clipped to [0, 1]; None: read off the teacher's
-    # first BatchNorm layer (start_statistics), else FALLBACK_START (the official N(0, 1) in the presets'
-    # normalised space); the values used are written to metrics.json (start_mean, start_std)
+    # samples start at init_mean + init_std * N(0, 1), clipped to [0, 1]; None: from `start`: "generic"
+    # (FALLBACK_START, the official N(0, 1) in the presets' normalised space: outputs and input
+    # gradients only) or "batchnorm" (read off the teacher's first BatchNorm layer, start_statistics:
+    # not model-agnostic); the values used are written to metrics.json (start_mean, start_std)
+    start: Literal["generic", "batchnorm"] = "generic"
     init_mean: float | None = None
     init_std: float | None = None
     # samples are optimised at 1/downsample of the teacher's resolution and upsampled bilinearly
@@ -253,13 +259,16 @@ def synthesize_batch(
     generator: torch.Generator,
     device: torch.device,
 ) -> dict[str, torch.Tensor]:
-    """One CAKE batch: ``{"images": (B, C, H, W) in [0, 1] on the 8-bit grid, "targets": (B,)}``.
+    """One CAKE batch: ``{"images": (B, C, H, W) in [0, 1] on the 8-bit grid, "targets": (B,),
+    "steps": ()}`` (the SGD steps taken).
 
     All ``G`` groups of the batch are optimised together as one tensor.
     """
     k = cfg.num_groups
     if cfg.batch_size % k != 0:
         raise UserError(f"batch_size ({cfg.batch_size}) must be a multiple of num_groups ({k})")
+    if cfg.target_share is not None and not 0 < cfg.target_share <= 1:
+        raise UserError(f"target_share must be in (0, 1] or null, got {cfg.target_share}")
     if cfg.downsample < 1 or cfg.jitter < 0:
         raise UserError(f"downsample must be >= 1 and jitter >= 0, got {cfg.downsample} and {cfg.jitter}")
     rows = cfg.batch_size // k
@@ -274,13 +283,17 @@ def synthesize_batch(
     t = targets.to(device)
     w_tv = cfg.w_tv if cfg.tv_reference_size is None else cfg.w_tv * h * w / cfg.tv_reference_size**2
     opt = torch.optim.SGD([x], lr=eps)
-    for _ in range(cfg.num_steps):
+    steps = 0
+    for steps in range(cfg.num_steps + 1):
         image = upsample(x, (h, w))  # (B, C, H, W)
         seen = image
         if cfg.jitter > 0:
             dx, dy = torch.randint(-cfg.jitter, cfg.jitter + 1, (2,), generator=generator).tolist()
             seen = torch.roll(image, shifts=(dx, dy), dims=(2, 3))
         logits = teacher(seen).view(rows, k, -1)
+        reached = cfg.target_share is not None and (logits.argmax(-1) == t).float().mean() >= cfg.target_share
+        if steps == cfg.num_steps or reached:
+            break
         loss, _ = cake_loss(logits, t, image, cfg.w_cls, cfg.w_contr, w_tv)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -294,7 +307,7 @@ def synthesize_batch(
     if cfg.stretch is not None:  # low-contrast grey samples transfer poorly (module docstring)
         images = stretch_contrast(images, cfg.stretch)
     images = quantize(images)  # exactly what the PNGs (and the soft labels) describe
-    return {"images": images.cpu(), "targets": targets.flatten()}
+    return {"images": images.cpu(), "targets": targets.flatten(), "steps": torch.tensor(steps)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,11 +327,15 @@ def resolve_sizes(cfg: CakeConfig) -> CakeConfig:
 def resolve_start(
     cfg: CakeConfig, teacher: nn.Module, image_shape: tuple[int, int, int], device: torch.device
 ) -> CakeConfig:
-    """``cfg`` with ``init_mean`` / ``init_std`` filled in where None: the teacher's first BatchNorm
-    layer's (:func:`start_statistics`), else :data:`FALLBACK_START`."""
+    """``cfg`` with ``init_mean`` / ``init_std`` filled in where None: :data:`FALLBACK_START` for
+    ``start="generic"``; for ``"batchnorm"`` the teacher's first BatchNorm layer's
+    (:func:`start_statistics`), else :data:`FALLBACK_START`."""
     if cfg.init_mean is not None and cfg.init_std is not None:
         return cfg
-    mean, std = start_statistics(teacher, image_shape, device) or FALLBACK_START
+    if cfg.start not in ("generic", "batchnorm"):
+        raise UserError(f"start must be generic or batchnorm, got {cfg.start!r}")
+    read = start_statistics(teacher, image_shape, device) if cfg.start == "batchnorm" else None
+    mean, std = read or FALLBACK_START
     return dataclasses.replace(
         cfg,
         init_mean=mean if cfg.init_mean is None else cfg.init_mean,
@@ -331,7 +348,8 @@ def run(cfg: CakeConfig, out: Path) -> dict:
 
     Metrics: ``teacher_acc``, ``student_acc``, ``num_samples``, ``synthesis_seconds``,
     ``synthesis_target_acc`` (teacher argmax == target), ``student_agreement`` (with the teacher),
-    ``start_mean`` / ``start_std`` (the start the samples were drawn from, :func:`resolve_start`).
+    ``start_mean`` / ``start_std`` (the start the samples were drawn from, :func:`resolve_start`),
+    ``synthesis_steps`` (mean SGD steps per batch).
     """
     torch.manual_seed(cfg.seed)
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
@@ -353,6 +371,8 @@ def run(cfg: CakeConfig, out: Path) -> dict:
     batches = synthesize_merged(run_, cfg.num_batches, make_batch, procs)
     if batches is None:  # another process of a launch: its batches are written, the main one distills
         return {}
+    steps = [b.get("steps", torch.tensor(cfg.num_steps)) for b in batches]  # older runs: the fixed count
+    run_.log_metrics(synthesis_steps=float(torch.stack(steps).float().mean()))
     return distill_batches(
         run_, teacher, info, batches, test, cfg.student,
         grid=lambda images, targets: grid_rows(batches, cfg.num_groups), nrow=cfg.num_groups,
