@@ -11,7 +11,19 @@ from _tiny import SMALL_UNET
 from modelmine.cli import main
 from modelmine.data import fit_to, load_digits
 from modelmine.diffusion.generator import Generator
-from modelmine.methods.tckr import cycle_prompts, num_synthetic
+from modelmine.methods.tckr import aop, balanced_challenge, cycle_prompts, num_synthetic, paper_auc
+
+
+def test_paper_auc_is_the_best_variant_on_a_balanced_challenge_set():
+    is_member = torch.tensor([True] * 6 + [False] * 3)
+    index = balanced_challenge(is_member, seed=1)
+    assert is_member[index].sum() == 3 and (~is_member[index]).sum() == 3  # every non-member, 3 members
+    assert torch.equal(index, balanced_challenge(is_member, seed=1))
+    perfect = is_member.float()  # members score higher: AUC 1 on any subset
+    assert paper_auc({"a": -perfect, "b": perfect}, is_member) == 1.0
+    assert paper_auc({"a": -perfect}, is_member) == 0.0
+    # the official tables: CIFAR-10 student, accuracy 97.33%, AUC 52.81% -> AOP 87.25
+    assert aop(0.9733, 0.5281) == pytest.approx(0.8725, abs=1e-4) and aop(0.9, 0.5) == 0.9
 
 
 def test_cycle_prompts_balanced_prefixes_and_seeded():
@@ -59,7 +71,8 @@ def test_tckr_command_end_to_end_and_resume(tmp_path, tiny_generator):
     for key in ("teacher_acc", "student_acc", "student_hard_acc", "student_fixed_prompt_acc", "teacher_auc",
                 "student_auc", "teacher_tpr_at_1pct_fpr", "student_tpr_at_1pct_fpr", "cardinality",
                 "student_x0.05_auc", "student_x0.1_acc", "teacher_rmia_auc", "student_rmia_auc",
-                "student_rmia_tpr_at_1pct_fpr", "student_x0.05_rmia_auc", "student_hard_rmia_auc"):  # fmt: skip
+                "student_rmia_tpr_at_1pct_fpr", "student_x0.05_rmia_auc", "student_hard_rmia_auc",
+                "teacher_auc_paper", "student_auc_paper", "teacher_aop", "student_aop"):  # fmt: skip
         assert key in m, key
     assert not [k for k in m if "0.1pct" in k]  # 360 held-out non-members: too few for 0.1% FPR
     n = num_synthetic(0.1, 1077)
