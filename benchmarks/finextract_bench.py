@@ -6,17 +6,16 @@ dataset (``digits``, ``mnist5k``) with LoRA and fully, then FineXtract and CFG a
 baseline scale (3.0) from the same start noise, clustered and scored the same way. Every setting
 not given here is the command's default (fine-tuning steps derived per image).
 
-Budget: the command's default of 500 generations per method and model costs ~13 min per run on 2
-cores with an extra baseline; this script draws ``--num-generations`` (default 200) with 50 DDIM
-steps and only the official baseline, ~4-6 min per run with ``--workers 2``, so the six runs take
-about 30-40 min on 2 cores. The JSON records these settings under ``budget``.
+Budget: the command's defaults, the paper's 500 generations per method and model with the default
+sampler (``--num-generations`` and ``--sample-steps`` override them), and only the official
+baseline; the JSON records these settings under ``budget``.
 
 Resumable: each finished run's metrics go into the results JSON at once (``runs``), and a re-run
 with the same settings skips the runs it holds (a killed run resumes inside its ``--work`` folder).
 ``--fresh`` starts over. Writes ``<name>.json`` (per-run metrics, per-dataset mean / std / min / max
 over seeds, the targets) and ``<name>_matches_<dataset>.png`` (seed ``seeds[0]``). Usage::
 
-    python benchmarks/finextract_bench.py                     # -> results/finextract.json (~35 min, 2 cores)
+    python benchmarks/finextract_bench.py                     # -> results/finextract.json
     python benchmarks/finextract_bench.py --quick --results /tmp/fx_results   # smoke test, ~1 min
     python benchmarks/finextract_bench.py --prompt-auto --name finextract_prompt_auto   # + --prompt auto
     python benchmarks/finextract_bench.py --prompt-auto --prompt-score response --name finextract_prompt_response
@@ -44,10 +43,12 @@ METHODS = {"finextract": "", "baseline": "baseline_"}  # name -> metric prefix
 def overrides(args, data: str, seed: int) -> dict:
     """The ``modelmine extract`` config overrides of one (dataset, seed) run."""
     out = {
-        "data": data, "seed": seed, "num_generations": args.num_generations, "sample_steps": args.sample_steps,
-        "extra_baseline_cfgs": list(args.extra_cfg), "workers": args.workers, "identifier": args.identifier,
-        "num_train_images": args.num_train_images,
+        "data": data, "seed": seed, "extra_baseline_cfgs": list(args.extra_cfg), "workers": args.workers,
+        "identifier": args.identifier, "num_train_images": args.num_train_images,
     }  # fmt: skip
+    for key in ("num_generations", "sample_steps"):  # None: the command's default
+        if getattr(args, key) is not None:
+            out[key] = getattr(args, key)
     if args.prompt_auto:
         out["prompt"] = finextract.AUTO
         if args.prompt_score is not None:
@@ -98,8 +99,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--datasets", nargs="+", default=["digits", "mnist5k"])
-    ap.add_argument("--num-generations", type=int, default=200)
-    ap.add_argument("--sample-steps", type=int, default=50)
+    ap.add_argument("--num-generations", type=int, default=None, help="default: the command's (500)")
+    ap.add_argument("--sample-steps", type=int, default=None, help="default: the command's")
     ap.add_argument("--num-train-images", type=int, default=10)
     ap.add_argument("--extra-cfg", type=float, nargs="*", default=[])
     ap.add_argument("--identifier", default=None, help="DreamBooth identifier, e.g. sks")

@@ -20,6 +20,7 @@ from pathlib import Path
 from _render import Results, para
 from sections.bench import section_bench
 from sections.cake import section_cake, section_moons
+from sections.cake_agnostic import section_cake_agnostic
 from sections.ddis import section_ddis
 from sections.extraction import (
     section_audit_generator,
@@ -29,6 +30,8 @@ from sections.extraction import (
 )
 from sections.generator import section_pretrain, section_renamed, section_sampler
 from sections.membership import section_lira, section_mia_refs
+from sections.papers import section_papers
+from sections.profile import section_profile
 from sections.repeat import section_repeat
 from sections.sampler_steps import section_sampler_steps
 from sections.sd_format import section_sd_format
@@ -55,6 +58,7 @@ EARLIER_NOTE = (
 
 SECTIONS: list[Callable[[Results], list[str] | None]] = [
     section_bench,
+    section_papers,
     section_teacher,
     section_matrix,
     section_background_noise,
@@ -62,8 +66,10 @@ SECTIONS: list[Callable[[Results], list[str] | None]] = [
     section_sampler,
     section_sampler_steps,
     section_speed,
+    section_profile,
     section_sd_format,
     section_cake,
+    section_cake_agnostic,
     section_moons,
     section_tckr,
     section_renamed,

@@ -35,7 +35,7 @@ def section_finextract_seeds(r: Results, f: dict) -> list[str]:
         f"The {c['base']} generator fine-tuned on the first {c['num_train_images']} training images of",
         f"class {c['train_class']} of each dataset with LoRA and fully (steps per image: LoRA",
         f"{c['lora']['steps_per_image']}, full {c['full']['steps_per_image']}), then {b['num_generations']}",
-        f"generations per method and model ({b['sample_steps']} DDIM steps), clustered, and every training",
+        f"generations per method and model ({b['sample_steps']} steps of {c.get('sampler', 'ddim')}), clustered, and every training",
         "image matched to its best candidate (features: `pixels`); FineXtract against CFG",
         f"{c['baseline_cfg']:g} of the fine-tuned model from the same start noise. Success rate at the fixed",
         "threshold / at the threshold calibrated on real non-members, then the average similarity; mean",
@@ -84,7 +84,7 @@ def section_finextract(r: Results) -> list[str] | None:
         f"The {c['base']} generator fine-tuned on {m['num_train_images']} private digits of class",
         f"{c['train_class']} with LoRA ({c['lora']['steps']} steps, rank {c['lora']['rank']}) and fully",
         f"({c['full']['steps']} steps); then {m['num_generations']} generations per method and model",
-        f"({c['sample_steps']} DDIM steps), clustered, and every training image matched to its best",
+        f"({c['sample_steps']} steps of {c.get('sampler', 'ddim')}), clustered, and every training image matched to its best",
         f"candidate (features: `{c['features']}`). {fixed}",
         f"{m['calibrated_threshold']:.3f}, the {c['calibration_quantile']:.0%} quantile of real",
         f"non-members' best match. Baselines: CFG {c['baseline_cfg']:g} of the fine-tuned model",
@@ -301,7 +301,7 @@ def section_audit_generator(r: Results) -> list[str] | None:
         "`modelmine audit generator` on the LoRA of the TCKR benchmark run (`results/tckr.json`):",
         f"{m['num_generations']} FineXtract generations (w = {m['w']:g}) and {m['num_generations']}",
         f"CFG {c['baseline_cfg']:g} generations from the same noise, prompted with the private images'",
-        f"own captions, {c['sample_steps']} DDIM steps. A private image leaks when its best match is",
+        f"own captions, {c['sample_steps']} steps of {c.get('sampler', 'ddim')}. A private image leaks when its best match is",
         f"above {m['calibrated_threshold']:.3f}, the {c['calibration_quantile']:.0%} quantile of the",
         "held-out images' best matches"
         + (
