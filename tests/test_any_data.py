@@ -146,12 +146,14 @@ TINY_DDIS = [
 
 
 @pytest.mark.parametrize("name", ["rgb", "grey"])
-def test_ddis_grey_generator_serves_any_teacher(name, folders, generators, tmp_path):
-    """DDIS is data-free: the grey 8x8 generator's images are fitted to the teacher's input."""
+def test_ddis_grey_generator_serves_any_teacher(name, folders, generators, tmp_path, capsys):
+    """DDIS is data-free: the grey 8x8 generator's images are fitted to the teacher's input, and a
+    colour teacher fed grey images is told so."""
     out = tmp_path / "ddis"
     args = ["ddis", "--out", str(out), "--data", str(folders[name]), "--generator", str(generators["grey"]),
             *TINY_TEACHER, *TINY_DDIS]  # fmt: skip
     assert main(args) == 0
+    assert ("the teacher takes RGB" in capsys.readouterr().err) == (name == "rgb")
     assert _config(out)["teacher"]["image_size"] == SIZES[name][0]
     assert {"fid", "student_acc", "teacher_acc_on_synthetic"} <= set(_metrics(out))
     size, channels, _ = SIZES[name]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -559,6 +560,21 @@ def check_serves(
             f"{which} makes {channels}-channel images and this data is RGB; pass {flag} with an RGB model "
             "(e.g. a Stable Diffusion folder), or convert the images to grey"
         )
+
+
+def note_grey_for_colour(channels: int, data_channels: int, what: str, source: str = "embedded") -> bool:
+    """One note on stderr where a ``channels``-channel generator feeds a ``data_channels``-channel
+    classifier (its grey images are repeated to RGB): a data-free method can go on, but not silently.
+    Returns whether it noted."""
+    if data_channels <= channels:
+        return False
+    which = "the embedded generator" if source == "embedded" else f"the generator {source}"
+    print(
+        f"modelmine: note: {which} makes {channels}-channel images and {what} takes RGB; its grey images are"
+        " repeated to three channels (pass --generator with an RGB model for colour images)",
+        file=sys.stderr,
+    )
+    return True
 
 
 # ------------------------------------------------------------------------------------------------

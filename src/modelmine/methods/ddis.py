@@ -71,7 +71,7 @@ from ..classifiers import (
 )
 from ..config import Workers
 from ..data import ImageSet, load_image_folder, quantize, resolve, save_image_folder, split_holdout
-from ..diffusion.generator import Generator, GeneratorOptions, open_generator
+from ..diffusion.generator import Generator, GeneratorOptions, note_grey_for_colour, open_generator
 from ..diffusion.guidance import CorrectXt, LossGradient
 from ..diffusion.sampler import sample, sampler_timesteps
 from ..diffusion.tokens import (
@@ -570,6 +570,10 @@ def run(cfg: DdisConfig, out: Path) -> dict:
         check=lambda t: require_batchnorm(t, "DAG", DAG_INSTEAD) if cfg.dag else None,  # before any work
         derive=_derive_student_size,
     )
+    if procs.is_main:
+        note_grey_for_colour(
+            Generator.geometry(cfg.generator)[1], info.in_channels, "the teacher", cfg.generator
+        )
     allowed = [v for v, u in VARIANTS.items() if (cfg.dag or not u.dag) and (cfg.cat or not u.cat)]
     main_variant = next(v for v, u in VARIANTS.items() if (u.dag, u.cat) == (cfg.dag, cfg.cat))
     variants = allowed if cfg.ablations else [main_variant]
