@@ -5,9 +5,10 @@ patches cut at random positions and scales (side ``size * s``, ``s`` uniform in 
 antialiased) from six pictures shipped inside installed packages, so nothing is downloaded:
 scikit-learn's two sample photos (``china``, ``flower``), matplotlib's portrait (``portrait``), its
 two elevation maps (``terrain``, ``fault``) and its MRI slice (``mri``). The class is the picture a
-patch comes from: texture and tone, not shapes. Train patches come from the top 70% of each
-picture's rows and test patches from the rest, so no test pixel was ever seen in training. Seeded:
-the same call writes the same files.
+patch comes from: texture and tone, not shapes. Each picture is cut into a checkerboard of blocks:
+train patches come from the white blocks and test patches from the black ones, so no test pixel was
+ever seen in training while both splits span the whole picture. Seeded: the same call writes the
+same files.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sklearn.datasets import load_sample_images
 from modelmine.data import ImageSet, save_image_folder
 
 CLASSES = ("china", "flower", "portrait", "terrain", "fault", "mri")
-TRAIN_ROWS = 0.7
+GRID = 4  # blocks per side of each picture's train / test checkerboard
 
 
 def _unit(a: np.ndarray) -> torch.Tensor:
@@ -46,21 +47,26 @@ def source_pictures() -> dict[str, torch.Tensor]:
     return {k: grey[k] for k in CLASSES}
 
 
-def cut_patches(picture: torch.Tensor, n: int, size: int, rows: tuple[float, float], g: torch.Generator):
-    """``n`` patches ``(n, 1, size, size)`` from the band of ``picture`` between the row fractions ``rows``."""
+def cut_patches(picture: torch.Tensor, n: int, size: int, part: int, g: torch.Generator) -> torch.Tensor:
+    """``n`` patches ``(n, 1, size, size)`` from one part of ``picture``: it is cut into a
+    ``GRID x GRID`` checkerboard of blocks, part 0 the white blocks and part 1 the black ones, so the
+    two parts share no pixel but both span the whole picture; each patch lies inside one block."""
     h, w = picture.shape
-    lo, hi = int(rows[0] * h), int(rows[1] * h)
-    sides = (size * (1 + 2 * torch.rand(n, generator=g))).round().long().clamp(max=min(hi - lo, w))
+    bh, bw = h // GRID, w // GRID
+    blocks = [(i, j) for i in range(GRID) for j in range(GRID) if (i + j) % 2 == part]
+    sides = (size * (1 + 2 * torch.rand(n, generator=g))).round().long().clamp(max=min(bh, bw))
+    which = torch.randint(len(blocks), (n,), generator=g).tolist()
     out = []
-    for side in sides.tolist():  # patch sizes differ: one crop and resize each (a few hundred, once)
-        top = lo + int(torch.randint(0, hi - lo - side + 1, (1,), generator=g))
-        left = int(torch.randint(0, w - side + 1, (1,), generator=g))
+    for side, b in zip(sides.tolist(), which, strict=True):  # sizes differ: one crop and resize each
+        i, j = blocks[b]
+        top = i * bh + int(torch.randint(0, bh - side + 1, (1,), generator=g))
+        left = j * bw + int(torch.randint(0, bw - side + 1, (1,), generator=g))
         crop = picture[top : top + side, left : left + side][None, None]
         out.append(F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True))
     return torch.cat(out).clamp(0, 1)
 
 
-def write_patches(root: str | Path, size: int = 16, train_per_class: int = 300, test_per_class: int = 100,
+def write_patches(root: str | Path, size: int = 16, train_per_class: int = 500, test_per_class: int = 150,
                   seed: int = 0) -> tuple[Path, Path]:  # fmt: skip
     """Write the train and test ImageFolders under ``root`` (once); returns their paths."""
     root = Path(root)
@@ -69,11 +75,8 @@ def write_patches(root: str | Path, size: int = 16, train_per_class: int = 300, 
         return train_dir, test_dir
     g = torch.Generator().manual_seed(seed)
     pictures = source_pictures()
-    for folder, n, rows in (
-        (train_dir, train_per_class, (0.0, TRAIN_ROWS)),
-        (test_dir, test_per_class, (TRAIN_ROWS, 1.0)),
-    ):
-        images = torch.cat([cut_patches(pictures[c], n, size, rows, g) for c in CLASSES])
+    for folder, n, part in ((train_dir, train_per_class, 0), (test_dir, test_per_class, 1)):
+        images = torch.cat([cut_patches(pictures[c], n, size, part, g) for c in CLASSES])
         labels = torch.arange(len(CLASSES)).repeat_interleave(n)
         save_image_folder(folder, ImageSet(images, labels, list(CLASSES)))
     return train_dir, test_dir

@@ -9,7 +9,9 @@ and each variant through ``modelmine cake`` / ``modelmine deepinversion`` with t
 the variant's settings: ``batchnorm`` (the start read off the teacher's first BatchNorm layer, 30
 steps per batch: not model-agnostic), ``generic`` (the official N(0, 1) start in the normalised
 input space, 30 steps), ``generic_adaptive`` (that start, each batch stepped until 90% of its samples
-reach their target, at most 60 steps) and ``deepinversion``. ``patches`` is the non-digit set of
+reach their target, at most 60 steps), ``generic_adaptive_weak_priors`` (the same with the image
+priors chosen on digits relaxed: full-resolution pixels, no contrast stretch, ``w_tv`` 1e4) and
+``deepinversion``. ``patches`` is the non-digit set of
 ``_patches.py`` (six source pictures, grey 16 px); ``digits_mlp`` the digits with an MLP teacher,
 which has no BatchNorm layer for DeepInversion (or the batchnorm start) to read. Each finished
 (dataset, variant) is written to ``results/cake_agnostic.json`` at once; a re-run continues with
@@ -33,6 +35,18 @@ VARIANTS = {
     "batchnorm": ("cake", {"start": "batchnorm"}),
     "generic": ("cake", {"start": "generic"}),
     "generic_adaptive": ("cake", {"start": "generic", "target_share": 0.9, "num_steps": 60}),
+    # the digit-chosen image priors off (full-resolution pixels, no stretch, a weaker TV)
+    "generic_adaptive_weak_priors": (
+        "cake",
+        {
+            "start": "generic",
+            "target_share": 0.9,
+            "num_steps": 60,
+            "downsample": 1,
+            "stretch": None,
+            "w_tv": 1e4,
+        },
+    ),  # fmt: skip
     "deepinversion": ("deepinversion", {}),  # not in the default run: the target is the teacher
 }
 KEYS = ("teacher_acc", "student_acc", "synthesis_target_acc", "synthesis_steps", "synthesis_seconds",

@@ -35,7 +35,7 @@ from modelmine.config import merge_dicts, parse_set
 from modelmine.methods import ddis
 
 RESULTS = Path(__file__).parent / "results"
-KEYS = ("student_acc", "fid", "precision", "recall", "teacher_acc_on_synthetic")
+KEYS = ("student_acc", "fid", "precision", "recall", "inception_score", "teacher_acc_on_synthetic")
 
 
 def ddis_overrides(sets: dict, seed: int) -> dict:
@@ -86,7 +86,9 @@ def summarize(runs: list[dict]) -> dict:
     for v in ddis.VARIANTS:
         p = "" if v == "ddis" else ddis.VARIANTS[v].prefix
         if all(f"{p}student_acc" in r["ddis"] for r in runs):
-            summary[v] = {k: stats([r["ddis"][f"{p}{k}"] for r in runs]) for k in KEYS}
+            summary[v] = {
+                k: stats([r["ddis"][f"{p}{k}"] for r in runs]) for k in KEYS if f"{p}{k}" in runs[0]["ddis"]
+            }
     summary["deepinversion"] = {"student_acc": stats([r["deepinversion"]["student_acc"] for r in runs])}
     summary["teacher_acc"] = stats([r["ddis"]["teacher_acc"] for r in runs])
     summary["ddis_wall_seconds"] = stats([r["ddis_wall_seconds"] for r in runs])
@@ -113,7 +115,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--work", default="/tmp/ddis_bench")
-    ap.add_argument("--name", default="ddis")
+    ap.add_argument("--name", default="ddis_xt", help="results/<name>.json (ddis_xt: today's defaults)")
     ap.add_argument("--set", nargs="*", default=[], help="DDIS config overrides key=value")
     args = ap.parse_args()
     sets = parse_set(args.set)

@@ -8,6 +8,7 @@ LABELS = {
     "batchnorm": "start read off the first BatchNorm layer, 30 steps",
     "generic": "official start (no layer read), 30 steps",
     "generic_adaptive": "official start, until 90% reach their target (at most 60 steps)",
+    "generic_adaptive_weak_priors": "the same, without the digit-chosen priors (full resolution, no stretch, w_tv 1e4)",
     "deepinversion": "DeepInversion, same teacher",
 }
 

@@ -26,6 +26,7 @@ def dag_setting(c: dict) -> str:
 
 DDIS_RUNS = [  # (results file, heading): the current defaults first
     ("ddis_xt.json", "DAG on x_t (the paper's form, the default)"),
+    ("ddis_squared.json", "DAG with the paper's squared L_BN norms (`dag_norm=squared_l2`)"),
     (
         "ddis.json",
         "DAG on x0_hat (the earlier default; CAT tokens from the class name, last DeepInversion iterate)",
@@ -49,7 +50,8 @@ def ddis_block(r: Results, name: str, d: dict, title: str) -> list[str]:
     lines += para(
         f"DDIS and its ablations on the embedded default, seeds {', '.join(map(str, seeds))} (the seed",
         "changes the teacher's initial weights, the start noise, the CAT batches and the students).",
-        f"Each variant generates {c['num_images']} images ({c['sample_steps']} DDIM steps, {dag_setting(c)};",
+        f"Each variant generates {c['num_images']} images ({c['sample_steps']} steps of {c.get('sampler', 'ddim')},"
+        f" {dag_setting(c)};",
         "CAT tokens trained",
         "on DAG-guided samples" if c.get("cat_with_dag") else "without DAG",
         f"for up to {c['cat_iters']} iterations, until {c['cat_stop_acc']:.0%} of a class's batch is",
@@ -66,20 +68,26 @@ def ddis_block(r: Results, name: str, d: dict, title: str) -> list[str]:
         di = sm["deepinversion"]["student_acc"]
         rows.append(["DeepInversion", *map(f3, di["values"]), mean_sd(di)])
     lines += table(["variant", *[f"seed {s}" for s in seeds], "mean ± sd"], rows)
+    halves = "inception_score" in sm["ddis"]  # the metric classifier fitted to half the real images
     lines += para(
         "FID, precision and recall use the penultimate features of a separate",
-        f'`{c["feature_preset"]}` classifier trained on the private data (not the teacher); "teacher',
-        "agrees\" is the teacher's accuracy on the synthetic images against their prompted class.",
-        "Precision, recall and agreement are means over the seeds.",
+        f"`{c['feature_preset']}` classifier (not the teacher)",
+        "fitted to one half of the real images and compared with the other half; IS is the Inception Score"
+        " formula on its logits;"
+        if halves
+        else "trained on the same private images it compares with;",
+        '"teacher agrees" is the teacher\'s accuracy on the synthetic images against their prompted class.',
+        "Precision, recall, IS and agreement are means over the seeds.",
     )
     rows = []
+    extra = ("precision", "recall", "inception_score") if halves else ("precision", "recall")
     for k, label in variants:
         v = sm[k]
         fids = [f"{x:.1f}" for x in v["fid"]["values"]]
-        means = [f3(v[x]["mean"]) for x in ("precision", "recall", "teacher_acc_on_synthetic")]
+        means = [f3(v[x]["mean"]) for x in (*extra, "teacher_acc_on_synthetic")]
         rows.append([label, *fids, mean_sd(v["fid"], ".1f"), *means])
     header = ["variant", *[f"FID seed {s}" for s in seeds], "FID mean ± sd", "precision", "recall"]
-    lines += table([*header, "teacher agrees"], rows)
+    lines += table([*header, *(["IS"] if halves else []), "teacher agrees"], rows)
     pairs = [("ddis", "plain"), ("dag_only", "plain"), ("cat_only", "plain"), ("ddis", "dag_only")]
     pairs.append(("ddis", "deepinversion"))
     rows = []
@@ -105,7 +113,9 @@ def ddis_block(r: Results, name: str, d: dict, title: str) -> list[str]:
         lines += r.image(f"{name[:-5]}_grid_{k}.png", f"{label} samples, seed {seeds[0]}")
     return lines + source(
         name,
-        f"python benchmarks/ddis_bench.py --seeds 0 1 2 --name {name[:-5]}"
-        + ("" if name == "ddis_xt.json" else " --set dag_input=x0_hat"),
+        f"python benchmarks/ddis_bench.py --seeds {' '.join(map(str, seeds))} --name {name[:-5]}"
+        + {"ddis_xt.json": "", "ddis_squared.json": " --set dag_norm=squared_l2"}.get(
+            name, " --set dag_input=x0_hat"
+        ),
         "; a finished seed is kept in its `--work` folder and not run again",
     )
