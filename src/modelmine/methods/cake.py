@@ -26,8 +26,8 @@ images (kept in [0, 1], 8-bit at the end, so the labels describe the PNGs; offic
 tensors in normalised space); ``eps_t`` ends on the last batch (the official ``t / T`` stops a step
 short); no entropy or soft-nearest-neighbour variants. The priors below exist because a global-pooling
 teacher (our ``cnn``) sums local stroke evidence, so outputs alone are met by stroke textures that do
-not transfer; the official ``Cnn`` (preset ``cake_cnn``) admits one centred shape. Results, with the
-official setting beside ours (matrix row ``cake (cake_cnn)``): ``benchmarks/RESULTS.md``.
+not transfer; the official ``Cnn`` (preset ``cake_cnn``) admits one centred shape. ``student_acc`` is
+the paper's quantity (real test accuracy), from a smaller budget. Results: ``benchmarks/RESULTS.md``.
 
 | field | paper or official code | why ours differs |
 |---|---|---|
