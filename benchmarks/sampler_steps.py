@@ -1,7 +1,7 @@
 """Samplers against step counts on the embedded generator: CAS and images per second.
 
-    python benchmarks/sampler_steps.py [--per-class 20] [--steps 5 10 15 20 30 50]
-                                       [--samplers ddim dpmpp_2m] [--work benchmarks/out/sampler_steps]
+    python benchmarks/sampler_steps.py [--per-class 100] [--steps 5 10 15 20 30 50]
+                                       [--samplers ddim dpmpp_2m] [--name sampler_steps]
 
 For each sampler and step count: ``--per-class`` images of each digit with the prompt "a photo of
 digit <class>" at the generator's stored CFG, the same start noise for every setting (seeded by
@@ -9,7 +9,7 @@ class), scored by the public-glyph ``cnn`` of ``modelmine pretrain`` (``cas_publ
 teacher of the private digits (``cas_private``); ``fid_public`` is the Frechet distance between
 the images and as many held-out public glyphs (seeds never used in pretraining) on the public
 classifier's penultimate features; ``images_per_second`` is the sampling rate (one torch thread).
-Every finished setting is written to ``benchmarks/results/sampler_steps.json`` at once, so an
+Every finished setting is written to ``benchmarks/results/<name>.json`` at once, so an
 interrupted run continues where it stopped (a setting recorded without ``fid_public`` is sampled
 again). Each method's own headline at the chosen defaults is in ``speed.py``.
 """
@@ -31,7 +31,7 @@ from modelmine.diffusion.sampler import sample_batched
 from modelmine.metrics import classification_accuracy_score, classifier_features, frechet_distance
 from modelmine.teacher import TeacherRunConfig, obtain_teacher, resolve_teacher
 
-RESULTS = Path(__file__).parent / "results" / "sampler_steps.json"
+RESULTS = Path(__file__).parent / "results"
 
 
 def score(
@@ -62,14 +62,16 @@ def score(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--per-class", type=int, default=20)
+    ap.add_argument("--per-class", type=int, default=100)
     ap.add_argument("--steps", type=int, nargs="+", default=[5, 10, 15, 20, 30, 50])
     ap.add_argument("--samplers", nargs="+", default=["ddim", "dpmpp_2m"])
     ap.add_argument("--work", default="benchmarks/out/sampler_steps")
+    ap.add_argument("--name", default="sampler_steps", help="results/<name>.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
     work = Path(args.work)
-    res = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    path = RESULTS / f"{args.name}.json"
+    res = json.loads(path.read_text()) if path.exists() else {}
     if res.get("per_class") != args.per_class:
         res = {"per_class": args.per_class, "runs": {}}
     gen = Generator.embedded()
@@ -87,7 +89,7 @@ def main() -> None:
                 with torch.inference_mode():
                     res["runs"][key] = score(gen, sampler, steps, args.per_class, clfs, reference)
                 res |= {"cfg": gen.defaults["cfg"], "threads": 1, **machine_info()}
-                write_results(RESULTS, res)
+                write_results(path, res)
             print(
                 key, {k: round(v, 3) for k, v in res["runs"][key].items() if isinstance(v, float)}, flush=True
             )

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from _render import Results, f3, machine, para, source, table
 
+RUNS = ("sampler_steps.json", "sampler_steps_200.json")  # (1,000 images per setting; 200, with FID)
 
-def section_sampler_steps(r: Results) -> list[str] | None:
-    s = r.get("sampler_steps.json")
-    if s is None:
-        return None
-    rows = [
+
+def _rows(s: dict) -> list[list[str]]:
+    return [
         [
             run["sampler"],
             str(run["steps"]),
@@ -20,16 +19,26 @@ def section_sampler_steps(r: Results) -> list[str] | None:
         ]
         for run in s["runs"].values()
     ]
+
+
+def section_sampler_steps(r: Results) -> list[str] | None:
+    found = [(name, s) for name in RUNS if (s := r.get(name)) is not None]
+    if not found:
+        return None
     lines = ["## Samplers and step counts", ""]
+    s = found[0][1]
     lines += para(
-        f'The embedded generator, {s["per_class"]} images per digit ("a photo of digit <class>", CFG',
-        f"{s['cfg']:g}, the same start noise for every setting), scored by the public-glyph classifier and",
-        "the default digits teacher; FID against as many held-out public glyphs on the public classifier's",
-        f"features; machine: {machine(s)}, one torch thread. CAS from {10 * s['per_class']} images moves by",
-        "about a point between seeds. The commands sample with DPM-Solver++(2M) at 10 steps: at least",
-        "DDIM-30's CAS at about three times its rate.",
+        f'The embedded generator prompted "a photo of digit <class>" (CFG {s["cfg"]:g}, the same start noise',
+        "for every setting), scored by the public-glyph classifier and the default digits teacher; FID",
+        "against as many held-out public glyphs on the public classifier's features; one torch thread,",
+        f"machine: {machine(s)}. The commands sample with DPM-Solver++(2M) at 10 steps: above DDIM-30's",
+        "CAS and below its FID at about three times its rate. CAS moves by about a point between seeds.",
     )
-    lines += table(["sampler", "steps", "CAS public", "CAS private", "FID public", "images/s"], rows)
+    for name, s in found:
+        lines += para(f"{10 * s['per_class']} images per setting (`results/{name}`):")
+        lines += table(["sampler", "steps", "CAS public", "CAS private", "FID public", "images/s"], _rows(s))
     return lines + source(
-        "sampler_steps.json", f"python benchmarks/sampler_steps.py --per-class {s['per_class']}"
+        "sampler_steps.json",
+        "python benchmarks/sampler_steps.py",
+        "; `sampler_steps_200.json` by `python benchmarks/sampler_steps.py --per-class 20 --name sampler_steps_200`",
     )
