@@ -37,6 +37,7 @@ from _results import machine_info, write_results
 from modelmine.classifiers import CAKE_CNN_MIN_SIZE
 from modelmine.cli import main as cli
 from modelmine.data import dataset_size
+from modelmine.diffusion.generator import GeneratorOptions
 
 RESULTS = Path(__file__).parent / "results" / "matrix.json"
 # method -> (command words, extra arguments); every method takes --data <dataset>
@@ -106,7 +107,8 @@ def main() -> None:
                 Path(args.work) / dataset / re.sub(r"\W+", "_", method).strip("_"),
                 args.shadows,
             )
-            results.update(headline=HEADLINE, threads=args.threads, seed=0, **machine_info())
+            sampler = GeneratorOptions().sampler  # the generator commands' default, for RESULTS.md
+            results.update(headline=HEADLINE, threads=args.threads, seed=0, sampler=sampler, **machine_info())
             if args.note:
                 results["note"] = args.note
             write_results(out, results)
