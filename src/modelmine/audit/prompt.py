@@ -16,10 +16,10 @@ elements of one prediction, and ``(x, t)`` a fixed, seeded set of inputs at each
 prompt *and near the fine-tuning images*, so the shift is largest for prompts close to it when it
 is measured at states like the ones it was trained on. The attacker does not have those images but
 has the fine-tuned model's own samples (``states="samples"``, the default): ``num_noise`` images
-drawn from ``eps_ft`` with the empty prompt (``sample_steps`` DDIM steps, seeded), noised to each
-timestep, ``x = sqrt(a_t) x0 + sqrt(1 - a_t) n``. ``states="noise"`` measures at standard normal
-states instead (where the shift is dominated by where the base model itself is sensitive to a
-word). S also grows for a prior concept the fine-tune overwrote (``eps_pre`` still draws, say, a
+drawn from ``eps_ft`` with the empty prompt (``sample_steps`` steps of the command's sampler,
+seeded), noised to each timestep, ``x = sqrt(a_t) x0 + sqrt(1 - a_t) n``. ``states="noise"``
+measures at standard normal states instead (where the shift is dominated by where the base model
+itself is sensitive to a word). S also grows for a prior concept the fine-tune overwrote (``eps_pre`` still draws, say, a
 checkerboard where ``eps_ft`` draws the fine-tuning digit), and such a word can win.
 
 ``score="response"`` is the variant built against that: with ``R_m(p) = mean || eps_m(x, t, p) -
@@ -46,7 +46,7 @@ tokens, the first ``max_candidates`` words), without byte aliases (``Ċ``) or ca
 |---|---|---|---|
 | caption search | described in the paper only (up to 7 words recovered); no official code | greedy append of the word maximising ``S`` above; stop when ``S`` gains < 1% or at 7 words | gradient-free, deterministic, one batched pass per position |
 | score | not given | ``S``, the conditional prediction shift; ``G`` (response gain) as ``score="response"`` | ``S`` ranked the trained word first on more fine-tunes; ``G`` fails on full fine-tunes (above) |
-| score inputs | not given | 16 of the fine-tuned model's own unconditional samples (10 DDIM steps), noised to t = 0.1, 0.3, 0.5, 0.7 T | the fine-tuning images are unknown to the attacker; the model's samples stand in for them |
+| score inputs | not given | 16 of the fine-tuned model's own unconditional samples (10 sampling steps), noised to t = 0.1, 0.3, 0.5, 0.7 T | the fine-tuning images are unknown to the attacker; the model's samples stand in for them |
 | candidates | not given | lower-case whole words that tokenize back to one token, in vocabulary order, at most `max_candidates` | the full CLIP vocabulary costs 49k prompts per position |
 | prompt accuracy | words recovered | word-multiset overlap / max(len true, len recovered) | greedy append does not recover word order |
 """
@@ -84,7 +84,7 @@ class PromptSearchConfig:
     max_candidates: int = 1000
     states: str = "samples"  # "samples": the fine-tuned model's own samples, noised; "noise": N(0, I)
     num_noise: int = 16  # states per timestep (samples, or N(0, I) draws)
-    sample_steps: int = 10  # DDIM steps of the fine-tuned model's samples (states="samples")
+    sample_steps: int = 10  # sampling steps of the fine-tuned model's samples (states="samples")
     timesteps: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7])  # fractions of T
     min_gain: float = 0.01  # stop when the best word raises the shift by less than this fraction
     batch_size: int = 256  # UNet rows per call
@@ -146,7 +146,7 @@ def sample_states(
     ft: Generator, num: int, timesteps: Sequence[int], sample_steps: int = 10, seed: int = 0
 ) -> torch.Tensor:
     """States ``(len(timesteps), num, *shape)``: ``num`` samples of ``ft`` with the empty prompt
-    (DDIM, ``sample_steps``, seeded), each noised to every timestep with seeded noise."""
+    (the generator's sampler, ``sample_steps``, seeded), each noised to every timestep with seeded noise."""
 
     g = torch.Generator().manual_seed(item_seed(seed, 104_729))
     latents = torch.randn((num, *ft.latent_shape), generator=g)
