@@ -8,7 +8,9 @@ offline). ``metrics.json`` holds, for attack ``A`` and variant ``V``, ``A_V_auc`
 ``A_V_tpr_at_1pct_fpr`` (and ``_tpr_at_0.1pct_fpr`` with at least 1,000 non-members), plus the
 headline ``A_auc``/``A_tpr_at_...``: LiRA online with the fixed variance below 64 reference models
 (per-example from 64), RMIA online (offline with a single reference model, where online is not run).
-``roc.png`` draws every curve; ``scores.safetensors`` holds every score. The reference models are
+``roc.png`` draws every curve; ``scores.safetensors`` and ``scores.csv`` hold every score;
+``report.md`` / ``report.html`` sum the audit up with the empirical epsilon lower bound of the first
+attack's headline (``eps_lower_bound``, :mod:`modelmine.audit.privacy_report`). The reference models are
 files in ``shadows/`` whose masks never depend on their number, so running again in the same folder
 with more (``--shadows 32``) trains only the new ones; other attacks or scoring settings
 (``SCORING_KEYS``) in the same folder train nothing.
@@ -24,6 +26,7 @@ from ..metrics import membership_metrics, roc_curve
 from ..report import plot_roc
 from ..runs import atomic_save_tensors
 from . import lira, rmia
+from .privacy_report import DELTA, write_report, write_scores_csv
 
 ATTACKS = ("lira", "rmia")
 # keys a later run in the same folder may change: they only select and score models, never train them
@@ -91,6 +94,12 @@ def run(cfg: MembershipConfig, out: Path) -> dict:
         metrics |= membership_metrics(sc, is_member, f"{name}_", fprs)
     curves = {LABELS[k]: roc_curve(v, is_member) for k, v in scores.items()}
     plot_roc(data.run.path("roc.png"), curves, "Membership inference on the target")
+    pop = data.population
+    files = list(pop.files) if pop.files is not None else [str(i) for i in range(len(is_member))]
+    write_scores_csv(data.run.path("scores.csv"), files, is_member, scores)
+    eps = write_report(data.run.dir, "Membership audit of the target", scores, is_member, labels,
+                       list(pop.class_names), headline[attacks[0]], data.run.path("roc.png"))  # fmt: skip
+    metrics |= {"eps_lower_bound": eps["eps_lower_bound"], "eps_delta": DELTA}
     if "lira" in attacks:
         metrics["lira_headline_fixed_variance"] = int(headline["lira"] == "lira_online_fixed")
     return data.run.log_metrics(
