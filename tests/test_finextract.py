@@ -305,6 +305,9 @@ def test_audit_generator_on_a_tckr_run(tmp_path, tiny_generator, capsys):
     assert m["leaked_images"] == round(m["calibrated_success_rate"] * 1077)
     assert m["similarity_threshold"] == 0.95 and "calibrated_threshold" in m and m["k"] == 0.0
     assert "baseline_success_rate" in m and "baseline_calibrated_success_rate" in m
+    # membership inference on the LoRA: members against the held-out digits, both attacks
+    assert m["mia_num_nonmembers"] == 360 and 0 <= m["mia_loss_auc"] <= 1 and 0 <= m["mia_pia_auc"] <= 1
+    assert "mia_pia_tpr_at_1pct_fpr" in m and (out / "mia_scores.safetensors").is_file()
     assert (out / "leaks.png").is_file()
     assert main(["audit", "generator", "--out", str(tmp_path / "a2"), "--run", str(tmp_path)]) == 2
 
@@ -408,3 +411,21 @@ def test_torchscript_and_sscd_features(tmp_path, tiny_generator, tiny_folder, ca
     assert main([*args, "--out", str(out), "--set", f"features=sscd:{path}"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["similarity_threshold"] == 0.7 and 0 <= m["lora_success_rate"] <= 1
+
+
+def test_diffusion_membership_attacks(tiny_generator):
+    """The loss attack is the pretrained minus the fine-tuned denoising error: exactly 0 while the
+    LoRA is still zero (B = 0), seeded, one score per image; PIA gives one finite score per image."""
+    from modelmine.audit.diffusion_mia import loss_scores, pia_scores
+
+    gen = Generator.embedded(tiny_generator)
+    add_lora(gen.unet, rank=2, alpha=2.0)
+    images = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    prompts = ["a photo of digit three"] * 5
+    kw = dict(timesteps=[0.1, 0.5], num_noise=2, seed=3, batch_size=2)
+    assert torch.equal(loss_scores(gen, images, prompts, **kw), torch.zeros(5))
+    _randomise_lora(gen.unet)
+    s = loss_scores(gen, images, prompts, **kw)
+    assert s.shape == (5,) and s.abs().sum() > 0 and torch.equal(s, loss_scores(gen, images, prompts, **kw))
+    p = pia_scores(gen, images, prompts, batch_size=2)
+    assert p.shape == (5,) and torch.isfinite(p).all() and (p <= 0).all()

@@ -22,7 +22,11 @@ generations than private images (e.g. 500 generations for the 1,077 private digi
 would only throw candidates away, so ``leaked_images`` is the owner's worst case for this budget,
 a lower bound on what a larger budget finds. Defaults follow FineXtract's for a LoRA (``w`` 5, fix
 term ``k`` 0; ``w`` 1.25 for pixel-space generators, see :mod:`modelmine.methods.finextract`).
-Measured leaks and costs are in ``benchmarks/RESULTS.md``.
+``membership`` (default on) also asks whether the LoRA reveals *which* images it was trained on:
+the loss attack and PIA of :mod:`modelmine.audit.diffusion_mia` score every member and every
+held-out non-member of the members' classes, prompted the same way (the non-members captioned here
+by the run's captioner), for ``mia_loss_auc``, ``mia_pia_auc`` and their TPR at low FPR. Measured
+leaks and costs are in ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -30,21 +34,23 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..captioning import tckr_prompts
+from ..captioning import captions_for, tckr_prompts
 from ..config import Threads, read_yaml_mapping
 from ..data import load_described, read_caption_list
 from ..diffusion.finetune import load_lora
 from ..diffusion.generator import LORA_WEIGHTS, GeneratorOptions, open_generator, refuse_pickle
 from ..distributed import processes, resolve_device
 from ..errors import UserError
+from ..metrics import membership_metrics, reported_fprs
 from ..report import save_grid
-from ..runs import Run, Task, load_generated, run_phase
+from ..runs import Run, Task, atomic_save_tensors, load_generated, run_phase
+from .diffusion_mia import loss_scores, pia_scores
 from .extraction import (
     attack,
     build_features,
@@ -77,6 +83,12 @@ class AuditGeneratorConfig(GeneratorOptions, Threads):
     similarity_threshold: float | None = None
     calibrated_threshold: float | None = None
     calibration_quantile: float = 0.99
+    # membership inference on the LoRA (modelmine.audit.diffusion_mia): members against the held-out
+    # images, each prompted as TCKR prompts (non-members captioned by the run's captioner)
+    membership: bool = True
+    mia_timesteps: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3])  # fractions of T (loss)
+    mia_num_noise: int = 2  # noise draws per timestep (loss)
+    pia_timestep: float = 0.2  # fraction of T (PIA)
     seed: int = 0
 
 
@@ -87,9 +99,9 @@ def _read_json(path: Path) -> Any:
         raise UserError(f"{path} is not valid JSON: {e}") from None
 
 
-def read_tckr_run(run_dir: Path) -> tuple[str, Path, dict]:
-    """A finished TCKR run's generator (from ``config.yaml``, ``yaml.safe_load``), LoRA folder and
-    member split (``split.json``); one-line UserErrors for anything else."""
+def read_tckr_run(run_dir: Path) -> tuple[str, Path, dict, str]:
+    """A finished TCKR run's generator (from ``config.yaml``, ``yaml.safe_load``), LoRA folder,
+    member split (``split.json``) and captioner; one-line UserErrors for anything else."""
 
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
@@ -110,13 +122,13 @@ def read_tckr_run(run_dir: Path) -> tuple[str, Path, dict]:
         refuse_pickle(lora_dir, "TCKR LoRA")
     if not (lora_dir / LORA_WEIGHTS).is_file():
         raise UserError(f"{lora_dir / LORA_WEIGHTS} not found (is {run_dir} a finished TCKR run?)")
-    return str(tcfg["generator"]), lora_dir, split
+    return str(tcfg["generator"]), lora_dir, split, str(tcfg.get("captioner") or "attributes")
 
 
 def load_members(run_dir: Path, split: dict, size: int, channels: int):
     """The run's private training images ``(N, C, H, W)``, their TCKR prompts ``"<class>: <caption>"``
-    (``captions.json``, else the members' own captions) and the non-members ``(M, C, H, W)`` of the
-    members' classes, all at ``size`` with ``channels``."""
+    (``captions.json``, else the members' own captions) and the non-members of the members' classes
+    (an ImageSet), all at ``size`` with ``channels``."""
     members = load_described(split["members"], size, channels)
     nonmembers = load_described(split["nonmembers"], size, channels)
     captions_path = run_dir / "captions.json"
@@ -130,7 +142,51 @@ def load_members(run_dir: Path, split: dict, size: int, channels: int):
         raise UserError(f"{captions_path} has {len(captions)} captions for {len(members)} private images")
     prompts = tckr_prompts(members.class_names, members.labels, captions)
     keep = torch.isin(nonmembers.labels, members.labels.unique())
-    return members.images, prompts, nonmembers.images[keep]
+    return members.images, prompts, nonmembers.subset(keep.nonzero().flatten())
+
+
+def membership_audit(
+    cfg: AuditGeneratorConfig, run_: Run, gen, images, member_prompts, nonmembers, captioner
+):
+    """Both attacks of :mod:`modelmine.audit.diffusion_mia` on the members ``(N, C, H, W)`` against
+    the held-out ``nonmembers``, prompted the same way (the non-members captioned here by the run's
+    ``captioner``); AUC and TPR at low FPR per attack (``mia_loss_*``, ``mia_pia_*``) and their
+    scores in ``mia_scores.safetensors``."""
+    if len(nonmembers) == 0:
+        raise UserError(
+            f"{cfg.run}'s split has no held-out images of the members' classes to test membership against"
+        )
+    t0 = time.time()
+    captions = captions_for(nonmembers, captioner, device=gen.device)
+    prompts = member_prompts + tckr_prompts(nonmembers.class_names, nonmembers.labels, captions)
+    cand = torch.cat([images, nonmembers.images])
+    is_member = torch.cat(
+        [torch.ones(len(images), dtype=torch.bool), torch.zeros(len(nonmembers), dtype=torch.bool)]
+    )
+    scores = {
+        "loss": loss_scores(
+            gen, cand, prompts, timesteps=cfg.mia_timesteps, num_noise=cfg.mia_num_noise, seed=cfg.seed
+        ),
+        "pia": pia_scores(gen, cand, prompts, timestep=cfg.pia_timestep),
+    }
+    atomic_save_tensors(run_.path("mia_scores.safetensors"), {**scores, "is_member": is_member})
+    fprs = reported_fprs(len(nonmembers))
+    metrics = {
+        k: v
+        for name, sc in scores.items()
+        for k, v in membership_metrics(sc, is_member, f"mia_{name}_", fprs).items()
+    }
+    return metrics | {"mia_seconds": time.time() - t0, "mia_num_nonmembers": len(nonmembers)}
+
+
+def save_leaks(
+    path: Path, images: torch.Tensor, fx: torch.Tensor, bl: torch.Tensor, res: dict, base_res: dict
+):
+    """``leaks.png``: the 32 best-matched private images over their FineXtract and baseline matches."""
+    top = res["best"].argsort(descending=True)[:32]
+    rows = [images[top], match_rows(images[top], fx, res["best_index"][top]),
+            match_rows(images[top], bl, base_res["best_index"][top])]  # fmt: skip
+    save_grid(path, torch.cat(rows), nrow=len(top))
 
 
 def leak_threshold(cfg: AuditGeneratorConfig, features, train_feats: torch.Tensor, nonmembers) -> float:
@@ -150,8 +206,8 @@ def run(cfg: AuditGeneratorConfig, out: Path) -> dict:
     (``leaked_images``: private images whose best match reaches the calibrated threshold;
     ``calibrated_success_rate``, the same as a fraction; ``success_rate``, the paper's, at the fixed
     ``similarity_threshold``; ``avg_similarity``, ``baseline_*``, both thresholds,
-    ``num_generations``, ``num_train_images``, ``w``, ``k``) and ``leaks.png`` (the 32 best-matched
-    private images over their FineXtract and baseline matches)."""
+    ``num_generations``, ``num_train_images``, ``w``, ``k``; ``membership``: ``mia_loss_*`` and
+    ``mia_pia_*``, :func:`membership_audit`) and ``leaks.png`` (:func:`save_leaks`)."""
     t0 = time.time()
     torch.set_num_threads(max(1, cfg.threads))
     if cfg.run is None:
@@ -160,7 +216,7 @@ def run(cfg: AuditGeneratorConfig, out: Path) -> dict:
         cfg.num_generations, cfg.sample_steps, cfg.gen_batch_size, cfg.calibration_quantile,
         cfg.similarity_threshold,
     )  # fmt: skip
-    generator, lora_dir, split = read_tckr_run(Path(cfg.run))
+    generator, lora_dir, split, captioner = read_tckr_run(Path(cfg.run))
     if cfg.similarity_threshold is None:  # resolved before config.yaml is written
         cfg = replace(cfg, similarity_threshold=fixed_threshold(cfg.features))
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
@@ -172,8 +228,9 @@ def run(cfg: AuditGeneratorConfig, out: Path) -> dict:
     images, prompts, nonmembers = load_members(Path(cfg.run), split, gen.image_size, gen.channels)
     features = build_features(cfg.features, min(gen.image_size, 64), device)
     train_feats = features(images)
-    calibrated = leak_threshold(cfg, features, train_feats, nonmembers)  # leaked_images counts against it
+    calibrated = leak_threshold(cfg, features, train_feats, nonmembers.images)  # what leaked_images counts
     w, k = resolve_guidance("lora", cfg.w, cfg.k, gen.vae is None)
+    member_prompts = list(prompts)
     random.Random(cfg.seed).shuffle(prompts)  # generation i uses prompts[i % N] in a seeded order
     steps, s = cfg.sample_steps, cfg.baseline_cfg
     makers = {"finextract": lambda p, z: generate_finextract(gen, p, z, steps, w, k),
@@ -189,19 +246,14 @@ def run(cfg: AuditGeneratorConfig, out: Path) -> dict:
     # the generations, uint8 (M, C, H, W)
     fx, bl = (load_generated(run_, f, cfg.num_generations, cfg.gen_batch_size)["images"] for f in makers)
     thresholds = (cfg.similarity_threshold, calibrated)
-    res, base_res = (
-        attack(features, fx, train_feats, *thresholds),
-        attack(features, bl, train_feats, *thresholds),
-    )
-    top = res["best"].argsort(descending=True)[:32]  # the best-matched private images
-    rows = [images[top], match_rows(images[top], fx, res["best_index"][top]),
-            match_rows(images[top], bl, base_res["best_index"][top])]  # fmt: skip
-    save_grid(run_.path("leaks.png"), torch.cat(rows), nrow=len(top))
+    res, base_res = (attack(features, x, train_feats, *thresholds) for x in (fx, bl))
+    save_leaks(run_.path("leaks.png"), images, fx, bl, res, base_res)
     return run_.log_metrics(
         **res["scores"], **{f"baseline_{key}": v for key, v in base_res["scores"].items()},
         leaked_images=int((res["best"] >= calibrated).sum()),
         baseline_leaked_images=int((base_res["best"] >= calibrated).sum()),
         similarity_threshold=cfg.similarity_threshold, calibrated_threshold=calibrated,
         num_generations=cfg.num_generations, num_train_images=len(images), w=w, k=k,
+        **(membership_audit(cfg, run_, gen, images, member_prompts, nonmembers, captioner) if cfg.membership else {}),
         seconds=time.time() - t0,
     )  # fmt: skip
