@@ -107,6 +107,19 @@ def test_tckr_command_end_to_end_and_resume(tmp_path, tiny_generator):
     assert student.stat().st_mtime_ns == before
     m2 = json.loads((out / "metrics.json").read_text())
     assert m2["student_acc"] == m["student_acc"] and m2["teacher_auc"] == m["teacher_auc"]
+    # `audit run`: the run's teacher, students and LoRA in one report
+    audit = tmp_path / "audit"
+    audit_args = ["audit", "run", "--out", str(audit), "--run", str(out), "--set", "num_generations=6",
+                  "--set", "sample_steps=2", "--set", "device=cpu"]  # fmt: skip
+    assert main(audit_args) == 0
+    a = json.loads((audit / "metrics.json").read_text())
+    assert a["teacher_auc"] == pytest.approx(m["teacher_auc"])  # the run's own scores, read back
+    for key in ("teacher_eps_lower_bound", "student_x0.1_eps_lower_bound", "student_hard_auc", "lora_mia_pia_auc",
+                "lora_leaked_images"):  # fmt: skip
+        assert key in a, key
+    md, page = (audit / "report.md").read_text(), (audit / "report.html").read_text()
+    assert "## teacher" in md and "## student_hard" in md and "## The LoRA generator" in md
+    assert page.count('src="data:image/png;base64,') >= 5  # four ROC figures and the leaks, inline
 
 
 def test_tckr_bad_input(tmp_path, tiny_generator, capsys):

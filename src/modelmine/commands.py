@@ -110,6 +110,11 @@ COMMANDS: dict[str, Command] = {
         "FineXtract on the LoRA generator of a TCKR run: how many private training images it leaks",
         {"run": "run"}, sharded=True,
     ),
+    "audit run": Command(
+        "audit.run_audit:AuditRunConfig:run",
+        "every audit of a TCKR run folder (teacher, students, LoRA) in one report.md / report.html",
+        {"run": "run"},
+    ),
     "pretrain": Command(
         "diffusion.pretrain:PretrainConfig:run",
         "pretrain the embedded tiny text-to-image generator on public glyphs; report cas_public/cas_private",

@@ -26,7 +26,7 @@ from ..metrics import membership_metrics, roc_curve
 from ..report import plot_roc
 from ..runs import atomic_save_tensors
 from . import lira, rmia
-from .privacy_report import DELTA, write_report, write_scores_csv
+from .privacy_report import DELTA, target_section, write_report, write_scores_csv
 
 ATTACKS = ("lira", "rmia")
 # keys a later run in the same folder may change: they only select and score models, never train them
@@ -97,9 +97,10 @@ def run(cfg: MembershipConfig, out: Path) -> dict:
     pop = data.population
     files = list(pop.files) if pop.files is not None else [str(i) for i in range(len(is_member))]
     write_scores_csv(data.run.path("scores.csv"), files, is_member, scores)
-    eps = write_report(data.run.dir, "Membership audit of the target", scores, is_member, labels,
-                       list(pop.class_names), headline[attacks[0]], data.run.path("roc.png"))  # fmt: skip
-    metrics |= {"eps_lower_bound": eps["eps_lower_bound"], "eps_delta": DELTA}
+    section = target_section("Target", scores, is_member, labels, list(pop.class_names), headline[attacks[0]],
+                             data.run.path("roc.png"))  # fmt: skip
+    write_report(data.run.dir, "Membership audit", "Scores per image: `scores.csv`.", [section])
+    metrics |= {"eps_lower_bound": section.numbers["eps_lower_bound"], "eps_delta": DELTA}
     if "lira" in attacks:
         metrics["lira_headline_fixed_variance"] = int(headline["lira"] == "lira_online_fixed")
     return data.run.log_metrics(

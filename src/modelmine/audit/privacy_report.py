@@ -29,6 +29,7 @@ import csv
 import html
 import io
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -155,43 +156,66 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{cells}</tr>{body}</table>"
 
 
-def write_report(
-    out: Path, title: str, scores: dict[str, torch.Tensor], is_member: torch.Tensor, labels: torch.Tensor,
+@dataclass
+class Section:
+    """One part of a report: markdown lines, the same as HTML, and the numbers behind it."""
+
+    md: list[str]
+    html: str
+    numbers: dict[str, float] = field(default_factory=dict)
+
+
+def _img(png: Path, alt: str) -> str:
+    """An ``<img>`` holding ``png`` itself as a data URL (nothing to fetch), empty if it is missing."""
+    if not png.exists():
+        return ""
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}">'
+
+
+def image_section(heading: str, text: str, png: Path) -> Section:
+    """A heading, a paragraph and one figure (inline in the HTML, linked from the markdown)."""
+    md = [f"## {heading}", "", text, "", f"![{heading}]({png.name})", ""]
+    return Section(md, f"<h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>{_img(png, heading)}")
+
+
+def target_section(
+    heading: str, scores: dict[str, torch.Tensor], is_member: torch.Tensor, labels: torch.Tensor,
     class_names: list[str], headline: str, roc_png: Path,
-) -> dict[str, float]:  # fmt: skip
-    """``report.md`` and a self-contained ``report.html`` for one audited target: the attack table,
-    the epsilon bound of ``headline``'s scores, the log-log ROC and the per-class AUC of
-    ``headline``. Returns the bound's numbers (:func:`epsilon_lower_bound`)."""
+) -> Section:  # fmt: skip
+    """The audit of one target: every attack's rates, the epsilon bound and the per-class AUC of
+    ``headline``'s scores, the log-log ROC (``numbers``: :func:`epsilon_lower_bound`'s)."""
     header, rows = attack_rows(scores, is_member)
     eps = epsilon_lower_bound(scores[headline], is_member)
     per_class = per_class_auc(scores[headline], is_member, labels, class_names)
     pc_rows = [[k, "-" if v is None else f"{v:.3f}"] for k, v in per_class.items()]
     note = low_fpr_note(int((~is_member).sum()))
-    n1, n0 = int(is_member.sum()), int((~is_member).sum())
+    intro = f"{int(is_member.sum())} members and {int((~is_member).sum())} non-members; every attack scores each image."
     bound = (
-        f"Empirical epsilon lower bound (delta = {DELTA:g}, {headline}, Clopper-Pearson at {1 - ALPHA:.0%} per rate, "
-        f"threshold chosen on half the points): eps >= {eps['eps_lower_bound']:.3f} (TPR {eps['tpr']:.3f}, "
-        f"FPR {eps['fpr']:.3f} on the other half). A lower bound this audit demonstrates, not a guarantee."
+        f"Empirical epsilon lower bound (delta = {DELTA:g}, {headline}, Clopper-Pearson at {1 - ALPHA:.0%} per"
+        f" rate, threshold chosen on half the points): eps >= {eps['eps_lower_bound']:.3f} (TPR {eps['tpr']:.3f},"
+        f" FPR {eps['fpr']:.3f} on the other half). A lower bound this audit demonstrates, not a guarantee."
     )
-    intro = f"{n1} members and {n0} non-members; every attack scores each image (`scores.csv`)."
-    md = [f"# {title}", "", intro, "", *_md_table(header, rows), ""]
-    md += [note, ""] if note else []
-    md += [
-        bound,
-        "",
-        "![ROC](roc.png)",
-        "",
-        f"AUC of {headline} per true class:",
-        "",
-        *_md_table(["class", "AUC"], pc_rows),
-    ]
-    atomic_write_text(out / "report.md", "\n".join(md) + "\n")
-    png = base64.b64encode(roc_png.read_bytes()).decode() if roc_png.exists() else ""
-    page = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>", _html_table(header, rows)]
+    pc_text = f"AUC of {headline} per true class:"
+    md = [f"## {heading}", "", intro, "", *_md_table(header, rows), "", *([note, ""] if note else [])]
+    md += [bound, "", f"![ROC]({roc_png.name})", "", pc_text, "", *_md_table(["class", "AUC"], pc_rows), ""]
+    page = [f"<h2>{html.escape(heading)}</h2>", f"<p>{html.escape(intro)}</p>", _html_table(header, rows)]
     page += [f"<p>{html.escape(note)}</p>"] if note else []
-    page += [f"<p>{html.escape(bound)}</p>", f'<img alt="ROC" src="data:image/png;base64,{png}">']
-    page += [f"<p>AUC of {html.escape(headline)} per true class:</p>", _html_table(["class", "AUC"], pc_rows)]
+    page += [
+        f"<p>{html.escape(bound)}</p>",
+        _img(roc_png, "ROC"),
+        f"<p>{html.escape(pc_text)}</p>",
+        _html_table(["class", "AUC"], pc_rows),
+    ]
+    return Section(md, "".join(page), eps)
+
+
+def write_report(out: Path, title: str, intro: str, sections: list[Section]) -> None:
+    """``report.md`` and a self-contained ``report.html`` (figures inline, no network access)."""
+    md = [f"# {title}", "", intro, ""] + [line for s in sections for line in s.md]
+    atomic_write_text(out / "report.md", "\n".join(md) + "\n")
     style = "body{font-family:sans-serif;max-width:52em}td,th{padding:2px 8px;border-bottom:1px solid #ccc}"
-    doc = f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{style}</style></head><body>{"".join(page)}</body></html>'
-    atomic_write_text(out / "report.html", doc + "\n")
-    return eps
+    body = f"<h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>" + "".join(s.html for s in sections)
+    head = f'<meta charset="utf-8"><title>{html.escape(title)}</title><style>{style}</style>'
+    atomic_write_text(
+        out / "report.html", f"<!doctype html><html><head>{head}</head><body>{body}</body></html>\n"
+    )
