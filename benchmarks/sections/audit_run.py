@@ -1,0 +1,38 @@
+"""`modelmine audit run` on the TCKR benchmark's run: every target's membership and the LoRA's."""
+
+from __future__ import annotations
+
+from _render import Results, f3, machine, para, secs, source, table
+
+
+def section_audit_run(r: Results) -> list[str] | None:
+    s = r.get("audit_run.json")
+    if s is None:
+        return None
+    m = s["metrics"]
+    targets = sorted({k.removesuffix("_eps_lower_bound") for k in m if k.endswith("_eps_lower_bound")})
+    rows = [[t, f3(m[f"{t}_auc"]), f3(m[f"{t}_eps_lower_bound"])] for t in targets]
+    lora = [
+        ["loss attack (fine-tuned vs pretrained denoising error)", f3(m.get("lora_mia_loss_auc")),
+         f3(m.get("lora_mia_loss_tpr_at_1pct_fpr"))],
+        ["PIA (Kong et al., ICLR 2024)", f3(m.get("lora_mia_pia_auc")), f3(m.get("lora_mia_pia_tpr_at_1pct_fpr"))],
+    ]  # fmt: skip
+    lines = ["## audit run", ""]
+    lines += para(
+        "`modelmine audit run` with its defaults on the run folder of `tckr_bench.py` (the embedded",
+        "default on the private digits): the run's own LiRA scores of its teacher and students, read",
+        "back, with the empirical epsilon lower bound (delta = 1e-5, Clopper-Pearson at 95% per rate, the",
+        "threshold chosen on half the points and the bound computed on the other half: a lower bound",
+        f"this audit shows, not a guarantee). Whole audit {secs(s['wall_seconds'])}; machine: {machine(s)}.",
+    )
+    lines += table(["target", "LiRA AUC (headline variant)", "epsilon lower bound"], rows)
+    lines += para(
+        "Membership inference on the TCKR LoRA: its 1,077 private training images against the",
+        f"{m.get('lora_mia_num_nonmembers', '?')} held-out digits, both prompted as TCKR prompts; FineXtract",
+        f"on the same LoRA leaks {m.get('lora_leaked_images', '?')} of the private images",
+        f"({secs(m.get('lora_mia_seconds', 0))} for both membership attacks).",
+    )
+    lines += table(["attack on the LoRA", "AUC", "TPR at 1% FPR"], lora)
+    return lines + source(
+        "audit_run.json", "python benchmarks/audit_run_bench.py", " (report: `audit_run_report.md`)"
+    )
