@@ -46,7 +46,7 @@ def overrides(args, data: str, seed: int) -> dict:
         "data": data, "seed": seed, "extra_baseline_cfgs": list(args.extra_cfg), "workers": args.workers,
         "identifier": args.identifier, "num_train_images": args.num_train_images,
     }  # fmt: skip
-    for key in ("num_generations", "sample_steps"):  # None: the command's default
+    for key in ("num_generations", "sample_steps", "sampler"):  # None: the command's default
         if getattr(args, key) is not None:
             out[key] = getattr(args, key)
     if args.prompt_auto:
@@ -101,6 +101,7 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", default=["digits", "mnist5k"])
     ap.add_argument("--num-generations", type=int, default=None, help="default: the command's (500)")
     ap.add_argument("--sample-steps", type=int, default=None, help="default: the command's")
+    ap.add_argument("--sampler", default=None, help="ddim or dpmpp_2m; default: the command's")
     ap.add_argument("--num-train-images", type=int, default=10)
     ap.add_argument("--extra-cfg", type=float, nargs="*", default=[])
     ap.add_argument("--identifier", default=None, help="DreamBooth identifier, e.g. sks")

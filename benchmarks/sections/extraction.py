@@ -27,10 +27,13 @@ def seed_cell(res: dict | None, data: str, key: str) -> str:
     return "-" if v is None else mean_sd(v, pm="+-")
 
 
-def section_finextract_seeds(r: Results, f: dict) -> list[str]:
-    """finextract_bench.py's multi-seed, multi-dataset results: mean +- std over seeds per dataset."""
+def section_finextract_seeds(
+    r: Results, f: dict, name: str = "finextract", heading: str = "## FineXtract"
+) -> list[str]:
+    """finextract_bench.py's multi-seed, multi-dataset results (``results/<name>.json``): mean +- std
+    over seeds per dataset."""
     c, b = f["config"], f["budget"]
-    lines = ["## FineXtract", ""]
+    lines = [heading, ""]
     lines += para(
         f"The {c['base']} generator fine-tuned on the first {c['num_train_images']} training images of",
         f"class {c['train_class']} of each dataset with LoRA and fully (steps per image: LoRA",
@@ -59,10 +62,11 @@ def section_finextract_seeds(r: Results, f: dict) -> list[str]:
         f"{len(f['targets'])} (dataset, mode) pairs. Wall time of all runs {secs(f['wall_seconds'])}.",
     )
     for data in f["datasets"]:
-        lines += r.image(f"finextract_matches_{data}.png", f"{data}: training images and best candidates")
-    return lines + source(
-        "finextract.json", "python benchmarks/finextract_bench.py", "; a finished (dataset, seed) run is kept"
+        lines += r.image(f"{name}_matches_{data}.png", f"{data}: training images and best candidates")
+    command = "python benchmarks/finextract_bench.py" + (
+        "" if name == "finextract" else f" --name {name} --sampler dpmpp_2m --sample-steps 10"
     )
+    return lines + source(f"{name}.json", command, "; a finished (dataset, seed) run is kept")
 
 
 def section_finextract(r: Results) -> list[str] | None:
@@ -70,7 +74,11 @@ def section_finextract(r: Results) -> list[str] | None:
     if f is None:
         return None
     if "runs" in f:
-        return section_finextract_seeds(r, f)
+        lines = section_finextract_seeds(r, f)
+        if (g := r.get("finextract_dpmpp.json")) is not None:
+            heading = "### FineXtract with DPM-Solver++(2M) at 10 steps (not the default)"
+            lines += section_finextract_seeds(r, g, "finextract_dpmpp", heading)
+        return lines
     m, c = extraction_keys(f["metrics"]), f["config"]
     extra = [f"{x:g}" for x in c.get("extra_baseline_cfgs", [])]
     fixed = (

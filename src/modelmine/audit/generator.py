@@ -36,7 +36,7 @@ import random
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -73,7 +73,8 @@ class AuditGeneratorConfig(GeneratorOptions, Threads):
     w: float | None = None  # None: 5 (paper, LoRA); 1.25 for pixel-space generators
     k: float = 0.0  # the official fix term (0 for a LoRA)
     num_generations: int = 500
-    sample_steps: int = 10  # steps of `sampler`, as `modelmine extract`
+    sampler: Literal["ddim", "dpmpp_2m"] = "ddim"  # FineXtract's DDIM, as `modelmine extract`
+    sample_steps: int = 50
     baseline_cfg: float = 3.0
     gen_batch_size: int = 100
     features: str = "pixels"

@@ -33,7 +33,7 @@ maximal cliques with a 30 s timeout (deterministic, O(n^2)). Results: ``benchmar
 |---|---|---|
 | ``lora.w``, ``full.w`` | LoRA 5, DreamBooth 3 | the paper's for latent models; noise in pixel space |
 | ``lora.k``, ``full.k`` | LoRA 0, DreamBooth -0.02 (``fix_term``) | official |
-| ``num_generations``, ``sampler``, ``sample_steps`` | 500, DDIM 50 steps | DPM-Solver++(2M) 10 steps: fewer calls |
+| ``num_generations``, ``sampler``, ``sample_steps`` | 500, DDIM 50 steps | the paper's (DPM-Solver++ 10: below CFG) |
 | ``baseline_cfg``, ``extra_baseline_cfgs`` | CFG 3 | the paper's; more scales from the same noise |
 | ``num_train_images``, ``train_class`` | 10 images of one subject | a digit class stands in for a subject |
 | ``lora.rank``, ``lora.lr``, ``lora.target_modules`` | 64, 1e-4, attention | tiny UNet: attention barely moves it |
@@ -53,6 +53,7 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -124,7 +125,10 @@ class ExtractConfig(GeneratorOptions, Workers):
     lora: ModeConfig = field(default_factory=ModeConfig)
     full: ModeConfig = field(default_factory=lambda: ModeConfig(steps_per_image=300, lr=1e-4))
     num_generations: int = 500
-    sample_steps: int = 10  # steps of `sampler`
+    # the paper's DDIM at 50 steps: at 10 steps DPM-Solver++(2M) lost FineXtract's lead over CFG on
+    # mnist5k (benchmarks/RESULTS.md, FineXtract)
+    sampler: Literal["ddim", "dpmpp_2m"] = "ddim"
+    sample_steps: int = 50
     baseline_cfg: float = 3.0  # the official baseline's CFG scale
     extra_baseline_cfgs: list[float] = field(default_factory=list)  # more baselines, same noise
     gen_batch_size: int = 100
