@@ -169,8 +169,9 @@ class GeneratorOptions:
     as diffusers' training scripts keep them. ``gradient_checkpointing``: the UNet (and text encoder)
     recompute activations in backward passes (fine-tuning, DAG, CAT). ``vae_slicing``: the VAE
     encodes and decodes a batch one image at a time. ``sampler``: the sampling loop every ``sample``
-    call of the command runs (:mod:`modelmine.diffusion.sampler`): DPM-Solver++(2M), the commands'
-    default (benchmarks/sampler_steps.py: the same CAS in a third of DDIM's UNet calls), or DDIM. Attention
+    call of the command runs (:mod:`modelmine.diffusion.sampler`): DPM-Solver++(2M), the default
+    (benchmarks/sampler_steps.py: the same CAS in a third of DDIM's UNet calls), or DDIM (the default
+    of the FineXtract commands, whose guidance lost its lead over CFG at fewer steps). Attention
     uses PyTorch's ``scaled_dot_product_attention``, diffusers' default processor where torch has it.
     """
 
