@@ -283,8 +283,9 @@ def synthesize_batch(
     t = targets.to(device)
     w_tv = cfg.w_tv if cfg.tv_reference_size is None else cfg.w_tv * h * w / cfg.tv_reference_size**2
     opt = torch.optim.SGD([x], lr=eps)
-    steps = 0
-    for steps in range(cfg.num_steps + 1):
+    taken = 0  # SGD steps
+    # with target_share, one more forward after the last step checks it; without, the loop ends there
+    for _ in range(cfg.num_steps + (cfg.target_share is not None)):
         image = upsample(x, (h, w))  # (B, C, H, W)
         seen = image
         if cfg.jitter > 0:
@@ -292,12 +293,13 @@ def synthesize_batch(
             seen = torch.roll(image, shifts=(dx, dy), dims=(2, 3))
         logits = teacher(seen).view(rows, k, -1)
         reached = cfg.target_share is not None and (logits.argmax(-1) == t).float().mean() >= cfg.target_share
-        if steps == cfg.num_steps or reached:
+        if reached or taken == cfg.num_steps:
             break
         loss, _ = cake_loss(logits, t, image, cfg.w_cls, cfg.w_contr, w_tv)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        taken += 1
         with torch.no_grad():
             if cfg.langevin:
                 noise = torch.randn(x.shape, generator=generator).to(device)
@@ -307,7 +309,7 @@ def synthesize_batch(
     if cfg.stretch is not None:  # low-contrast grey samples transfer poorly (module docstring)
         images = stretch_contrast(images, cfg.stretch)
     images = quantize(images)  # exactly what the PNGs (and the soft labels) describe
-    return {"images": images.cpu(), "targets": targets.flatten(), "steps": torch.tensor(steps)}
+    return {"images": images.cpu(), "targets": targets.flatten(), "steps": torch.tensor(taken)}
 
 
 # --------------------------------------------------------------------------------------------
