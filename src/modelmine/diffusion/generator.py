@@ -171,7 +171,7 @@ class GeneratorOptions:
     encodes and decodes a batch one image at a time. ``sampler``: the sampling loop every ``sample``
     call of the command runs (:mod:`modelmine.diffusion.sampler`): DPM-Solver++(2M), the default
     (benchmarks/sampler_steps.py: the same CAS in a third of DDIM's UNet calls), or DDIM (the default
-    of the FineXtract commands, whose guidance lost its lead over CFG at fewer steps). Attention
+    of ddis and the FineXtract commands, whose guidance lost quality at fewer steps). Attention
     uses PyTorch's ``scaled_dot_product_attention``, diffusers' default processor where torch has it.
     """
 
