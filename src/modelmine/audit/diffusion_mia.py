@@ -34,12 +34,7 @@ from contextlib import nullcontext
 import torch
 
 from ..diffusion.generator import Generator
-from ..diffusion.guidance import Conditioning, lora_disabled, predict_eps
-
-
-def _steps(gen: Generator, fractions: Sequence[float]) -> list[int]:
-    total = gen.scheduler.config.num_train_timesteps
-    return [min(total - 1, max(1, round(f * total))) for f in fractions]
+from ..diffusion.guidance import Conditioning, lora_disabled, predict_eps, train_timesteps
 
 
 def _noisy(gen: Generator, x0: torch.Tensor, t: int, noise: torch.Tensor) -> torch.Tensor:
@@ -55,7 +50,7 @@ def loss_scores(
     """``s_loss`` of the module docstring for each image. ``gen`` is the fine-tuned model (its LoRA
     switched off for ``eps_pre`` when ``base`` is None), ``base`` the pretrained one otherwise."""
     out = []
-    steps = _steps(gen, timesteps)
+    steps = train_timesteps(gen, timesteps)
     for i in range(0, len(images), batch_size):
         x0 = gen.encode_images(images[i : i + batch_size].to(gen.device)).to(gen.dtype)
         c = Conditioning(gen.encode_prompt(list(prompts[i : i + batch_size])).to(gen.dtype))
@@ -82,7 +77,7 @@ def pia_scores(
     batch_size: int = 64,
 ) -> torch.Tensor:  # fmt: skip
     """``s_PIA`` of the module docstring for each image, at ``t = timestep x`` the training steps."""
-    (t,) = _steps(gen, [timestep])
+    (t,) = train_timesteps(gen, [timestep])
     out = []
     for i in range(0, len(images), batch_size):
         x0 = gen.encode_images(images[i : i + batch_size].to(gen.device)).to(gen.dtype)

@@ -36,6 +36,7 @@ import torch
 from scipy.stats import beta
 
 from ..metrics import low_fpr_note, reported_fprs, roc_auc, tpr_at_fpr
+from ..report import markdown_table
 from ..runs import atomic_write_text
 
 DELTA = 1e-5
@@ -143,11 +144,8 @@ def write_scores_csv(
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return [
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(r) + " |" for r in rows),
-    ]
+    """:func:`modelmine.report.markdown_table` of string rows, as lines."""
+    return markdown_table([dict(zip(header, r, strict=True)) for r in rows], header).splitlines()
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:

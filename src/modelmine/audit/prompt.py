@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..diffusion.guidance import Conditioning, lora_disabled, predict_eps
+from ..diffusion.guidance import Conditioning, lora_disabled, predict_eps, train_timesteps
 from ..diffusion.sampler import sample
 from ..errors import UserError
 from ..runs import item_seed
@@ -241,8 +241,7 @@ def search_setup(
     words = [w.strip() for w in words if w.strip()]
     if not words:
         raise UserError("the tokenizer has no whole-word tokens to search the prompt over")
-    n_t = ft.scheduler.config.num_train_timesteps
-    timesteps = [min(n_t - 1, int(f * n_t)) for f in cfg.timesteps]
+    timesteps = train_timesteps(ft, cfg.timesteps)
     if cfg.states == "samples":
         x = sample_states(ft, cfg.num_noise, timesteps, cfg.sample_steps, seed)
     else:

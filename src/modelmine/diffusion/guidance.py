@@ -134,6 +134,12 @@ def cfg_eps_fn(gen: Generator, c: Conditioning) -> EpsFn:
     return eps_fn
 
 
+def train_timesteps(gen: Generator, fractions: Sequence[float]) -> list[int]:
+    """The training timesteps at ``fractions`` of the schedule: ``int(f T)``, at most ``T - 1``."""
+    n_t = gen.scheduler.config.num_train_timesteps
+    return [min(n_t - 1, int(f * n_t)) for f in fractions]
+
+
 def sqrt_alpha_bars(
     alphas_cumprod: torch.Tensor, t: int, like: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
