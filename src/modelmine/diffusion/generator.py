@@ -45,6 +45,8 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 EMBEDDED_WEIGHTS = ASSETS / "embedded_generator.safetensors"
 EMBEDDED_CONFIG = ASSETS / "embedded_generator.json"
 EMBEDDED_TOKENIZER = ASSETS / "embedded_tokenizer.json"
+EMBEDDED_FILES = {1: "embedded_generator.safetensors", 3: "embedded_generator_rgb.safetensors"}  # by channels
+EMBEDDED_NAMES = {1: "embedded", 3: "embedded-rgb"}  # what --generator / --base call them
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' file name for LoRA weights
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
@@ -303,17 +305,17 @@ class Generator:
         cls, path_or_id: str | Path, dtype: torch.dtype = torch.float32, local_files_only: bool = True
     ) -> Generator:
         """A diffusers Stable Diffusion folder (``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``,
-        ``scheduler/``; SD 2.x and 1.x). ``"embedded"`` gives :meth:`embedded`, and a
-        ``.safetensors`` file one written by :meth:`save_embedded`. The sampling scheduler is
+        ``scheduler/``; SD 2.x and 1.x). ``"embedded"`` and ``"embedded-rgb"`` give the shipped grey and
+        colour models (:meth:`embedded`), and a ``.safetensors`` file one written by
+        :meth:`save_embedded`. The sampling scheduler is
         always DDIM built from the folder's scheduler config with the corrections
         ``StableDiffusionPipeline`` applies to the scheduler it is given (:func:`pipeline_scheduler`);
         the folder's own config is kept for :meth:`save_pretrained`. Pickle weights are refused
         (:func:`refuse_pickle`).
         """
-        if str(path_or_id) == "embedded":
-            return cls.embedded()
-        if str(path_or_id).endswith(".safetensors"):
-            return cls.embedded(path_or_id)
+        weights = embedded_weights(str(path_or_id))
+        if weights is not None:
+            return cls.embedded(weights)
         refuse_pickle(path_or_id, "generator")
 
         src = local_model(str(path_or_id), "generator")  # a hub id: its cached snapshot, never a download
@@ -342,8 +344,8 @@ class Generator:
     def load_tokenizer(path_or_id: str | Path) -> Any:
         """Only the tokenizer of what :meth:`from_pretrained` loads (no weights read)."""
         src = str(path_or_id)
-        if src == "embedded" or src.endswith(".safetensors"):
-            _, cfg_path, tok_path = _embedded_files(None if src == "embedded" else src)
+        if (weights := embedded_weights(src)) is not None:
+            _, cfg_path, tok_path = _embedded_files(weights)
             if not (cfg_path.is_file() and tok_path.is_file()):
                 raise UserError(f"embedded generator file missing: {cfg_path} or {tok_path}")
             max_tokens = json.loads(cfg_path.read_text()).get("max_tokens", MAX_TOKENS)
@@ -360,8 +362,8 @@ class Generator:
         """``(image_size, channels)`` of the generator :meth:`from_pretrained` would load, read from
         its config files without loading weights."""
         src = str(path_or_id)
-        if src == "embedded" or src.endswith(".safetensors"):
-            _, cfg_path, _ = _embedded_files(None if src == "embedded" else src)
+        if (weights := embedded_weights(src)) is not None:
+            _, cfg_path, _ = _embedded_files(weights)
             if not cfg_path.is_file():
                 raise UserError(f"embedded generator config missing: {cfg_path}")
             cfg = json.loads(cfg_path.read_text())
@@ -536,6 +538,21 @@ def _embedded_files(weights: str | Path | None) -> tuple[Path, Path, Path]:
         return EMBEDDED_WEIGHTS, EMBEDDED_CONFIG, EMBEDDED_TOKENIZER
     path = Path(weights)
     return path, path.with_suffix(".json"), embedded_tokenizer_path(path)
+
+
+def embedded_weights(source: str) -> Path | None:
+    """The weights file of an embedded-format generator ``source``: a shipped model's name
+    (:data:`EMBEDDED_NAMES`) or a ``.safetensors`` file; None for a diffusers folder or hub id."""
+    for channels, name in EMBEDDED_NAMES.items():
+        if source == name:
+            return ASSETS / EMBEDDED_FILES[channels]
+    return Path(source) if source.endswith(".safetensors") else None
+
+
+def embedded_for(source: str, data_channels: int) -> str:
+    """``source`` with ``"embedded"`` resolved to the shipped model that makes ``data_channels``-channel
+    images (``"embedded-rgb"`` for colour data); any other source is the user's choice, unchanged."""
+    return EMBEDDED_NAMES.get(data_channels, source) if source == "embedded" else source
 
 
 def _geometry(unet: Mapping[str, Any], vae: Mapping[str, Any] | None) -> tuple[int, int]:

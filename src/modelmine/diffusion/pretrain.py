@@ -28,6 +28,17 @@ Quality is measured with the Classification Accuracy Score (:mod:`modelmine.metr
 ``cas_per_class`` images per class at the default sampling settings: ``cas_public`` by a classifier
 trained on held-out public glyphs, ``cas_private`` by the default digits teacher (the domain gap
 LoRA/DAG later close). Resumable: a checkpoint is written atomically every few minutes.
+
+Colour (``channels=3``): the same corpus, every image passed through
+:func:`modelmine.procedural.colourise` (a random colour ramp per image, a quarter left grey), so the
+attribute captions gain saturation and hue words (``"three: thick upright large centered bold red"``).
+``cas_public`` then uses a classifier trained on colourised held-out glyphs; ``cas_private`` is not
+measured (the digits teacher reads grey). Warm start (``init_from``, ``"embedded"`` for the shipped
+grey model): a checkpoint of fewer channels is widened (:func:`widen_channels`), its first
+convolution's weights split equally over the new input channels and its last convolution repeated
+per output channel, so the widened model starts out making the grey model's images on grey input and
+training only has to learn colour (the widening Stable Diffusion's inpainting models use for their
+extra input channels).
 """
 
 from __future__ import annotations
@@ -57,11 +68,11 @@ from ..data import DIGIT_NAMES, render_glyphs
 from ..distributed import resolve_device
 from ..errors import UserError
 from ..metrics import classification_accuracy_score
-from ..procedural import KINDS, ORIENTATIONS, SHAPES, render_procedural
+from ..procedural import KINDS, ORIENTATIONS, SHAPES, colourise, render_procedural
 from ..report import save_grid
 from ..runs import Run, atomic_torch_save, atomic_write_text, item_seed
 from ..teacher import TeacherConfig, obtain_teacher, resolve_teacher
-from .generator import ASSETS, EMBEDDED_WEIGHTS, Generator
+from .generator import ASSETS, EMBEDDED_FILES, Generator, embedded_tokenizer_path
 from .sampler import sample_batched
 
 EVAL_TEMPLATE = "a photo of digit {c}"
@@ -115,7 +126,8 @@ class PretrainConfig(Threads):
     public_classifier_train: int = 5000  # held-out public glyphs for the CAS classifier
     public_classifier_epochs: int = 8
     teacher: TeacherConfig = field(default_factory=TeacherConfig)  # cas_private's classifier
-    init_from: str | None = None  # warm start: a pretrain checkpoint.pt or embedded .safetensors
+    channels: int = 1  # 1: grey; 3: colour (the corpus colourised, module docstring)
+    init_from: str | None = None  # warm start: a checkpoint.pt, an embedded .safetensors or "embedded"
     ship: bool = False  # also copy the weights into the package (src/modelmine/assets)
 
 
@@ -147,23 +159,31 @@ def _other_prompts(kinds: list[str], names: list[str], captions: list[str], rng:
 
 
 def public_batch(
-    n: int, seed: int, mix: tuple[float, float, float], captioner, rng: random.Random
+    n: int, seed: int, mix: tuple[float, float, float], captioner, rng: random.Random, channels: int = 1
 ) -> tuple[torch.Tensor, list[str]]:
-    """One pretraining batch: images ``(n, 1, 16, 16)`` and their prompts, ``mix`` = shares of digit
-    glyphs, letter/symbol glyphs and procedural images (rounded; digits take the remainder)."""
+    """One pretraining batch: images ``(n, channels, 16, 16)`` and their prompts, ``mix`` = shares of
+    digit glyphs, letter/symbol glyphs and procedural images (rounded; digits take the remainder);
+    ``channels=3`` colourises every image (:func:`modelmine.procedural.colourise`)."""
     n_chr, n_proc = round(mix[1] * n), round(mix[2] * n)
     n_dig = n - n_chr - n_proc
+
+    def paint(x: torch.Tensor, offset: int) -> torch.Tensor:
+        return x if channels == 1 else colourise(x, seed + offset)
+
     digits = render_glyphs(n_dig, seed=seed)
-    prompts = make_prompts(digits.labels, captioner(digits.images), rng)
-    images = [digits.images]
+    digit_x = paint(digits.images, 3)
+    prompts = make_prompts(digits.labels, captioner(digit_x), rng)
+    images = [digit_x]
     if n_chr:
         chars = render_glyphs(n_chr, seed=seed + 1, chars=CHARS, names=CHAR_NAMES)
         names = [CHAR_NAMES[i] for i in chars.labels.tolist()]
         kinds = [nm.split()[-1] for nm in names]
-        prompts += _other_prompts(kinds, names, captioner(chars.images), rng)
-        images.append(chars.images)
+        chars_x = paint(chars.images, 4)
+        prompts += _other_prompts(kinds, names, captioner(chars_x), rng)
+        images.append(chars_x)
     if n_proc:
         proc, kind, orient = render_procedural(n_proc, seed=seed + 2)
+        proc = paint(proc, 5)
         kinds = [KINDS[k] for k in kind.tolist()]
         names = [
             (f"a {k}" if k in SHAPES or k == "checkerboard" else k)
@@ -176,17 +196,23 @@ def public_batch(
     return torch.cat(images), prompts
 
 
-def public_cas_classifier(out_dir: Path, n_train: int, seed: int = 0, device="cpu", epochs: int = 8):
-    """A ``cnn`` trained on held-out public glyphs (seeds never used in pretraining); cached."""
+def public_cas_classifier(
+    out_dir: Path, n_train: int, seed: int = 0, device="cpu", epochs: int = 8, channels: int = 1
+):
+    """A ``cnn`` trained on held-out public glyphs (seeds never used in pretraining), colourised when
+    ``channels=3``; cached."""
     path = out_dir / "cas_public_classifier.safetensors"
     if path.exists():
         return load_classifier(path)[0], json.loads((out_dir / "cas_public_classifier.json").read_text())
     train = render_glyphs(n_train, seed=900_001 + seed)
     test = render_glyphs(2000, seed=900_002 + seed)
-    model = build_classifier("cnn", 10, 1, 16)
-    train_classifier(model, train.images, train.labels, epochs=epochs, lr=3e-3, seed=seed, device=device)
-    acc = evaluate(model, test.images, test.labels, device=device)
-    save_classifier(path, model.cpu(), ClassifierInfo("cnn", 10, 1, 16, list(DIGIT_NAMES)))
+    train_x, test_x = train.images, test.images
+    if channels == 3:
+        train_x, test_x = colourise(train_x, 900_003 + seed), colourise(test_x, 900_004 + seed)
+    model = build_classifier("cnn", 10, channels, 16)
+    train_classifier(model, train_x, train.labels, epochs=epochs, lr=3e-3, seed=seed, device=device)
+    acc = evaluate(model, test_x, test.labels, device=device)
+    save_classifier(path, model.cpu(), ClassifierInfo("cnn", 10, channels, 16, list(DIGIT_NAMES)))
     info = {"public_classifier_acc": acc}
     atomic_write_text(out_dir / "cas_public_classifier.json", json.dumps(info))
     return model.cpu(), info
@@ -226,19 +252,39 @@ class _EMA:
             s.copy_(tmp)
 
 
-def _warm_start(gen: Generator, path: Path) -> None:
-    """Load UNet + text encoder weights from a pretrain ``checkpoint.pt`` (live weights) or an
-    embedded ``.safetensors``; the optimizer starts fresh."""
-    if not path.is_file():
+def _warm_start(gen: Generator, source: str) -> None:
+    """Load UNet + text encoder weights from a pretrain ``checkpoint.pt`` (live weights), an embedded
+    ``.safetensors`` or ``"embedded"`` (the shipped grey model), widened to ``gen``'s channels
+    (:func:`widen_channels`); the optimizer starts fresh."""
+    path = None if source == "embedded" else Path(source)
+    if path is not None and not path.is_file():
         raise UserError(f"init_from file not found: {path}")
-    if path.suffix == ".safetensors":
+    if path is None or path.suffix == ".safetensors":
         src = Generator.embedded(path)
         unet_sd, text_sd = src.unet.state_dict(), src.text_encoder.state_dict()
     else:
         ck = torch.load(path, map_location="cpu", weights_only=True)
         unet_sd, text_sd = ck["unet"], ck["text_encoder"]
-    gen.unet.load_state_dict(unet_sd)
+    gen.unet.load_state_dict(widen_channels(unet_sd, gen.channels))
     gen.text_encoder.load_state_dict(text_sd)
+
+
+def widen_channels(unet_sd: dict[str, torch.Tensor], channels: int) -> dict[str, torch.Tensor]:
+    """A pixel-space UNet's state dict widened to ``channels`` image channels: ``conv_in`` weights
+    ``(o, c, k, k)`` split equally over the new inputs, ``conv_out`` weights and biases repeated per
+    new output, so equal-channel input gives the old model's output on every channel. Unchanged when
+    the channels match; a one-line error when they cannot be widened."""
+    c = unet_sd["conv_in.weight"].shape[1]
+    if c == channels:
+        return unet_sd
+    if channels % c:
+        raise UserError(f"init_from makes {c}-channel images; it cannot be widened to {channels} channels")
+    r = channels // c
+    out = dict(unet_sd)
+    out["conv_in.weight"] = unet_sd["conv_in.weight"].repeat_interleave(r, 1) / r
+    out["conv_out.weight"] = unet_sd["conv_out.weight"].repeat_interleave(r, 0)
+    out["conv_out.bias"] = unet_sd["conv_out.bias"].repeat_interleave(r, 0)
+    return out
 
 
 def _lr_factor(step: int, cfg: PretrainConfig) -> float:
@@ -314,7 +360,7 @@ class _Training:
 
 def _start_training(cfg: PretrainConfig, ckpt_path: Path, device: torch.device) -> _Training:
     """A fresh tiny generator (or ``init_from``'s weights) and its optimizer, resumed from ``ckpt_path``."""
-    gen = Generator.build_tiny(seed=cfg.seed).to(device)
+    gen = Generator.build_tiny(channels=cfg.channels, seed=cfg.seed).to(device)
     gen.defaults = {"steps": cfg.sample_steps, "cfg": cfg.guidance_scale, "prompt": EVAL_TEMPLATE}
     params_u = [p for p in gen.unet.parameters()]
     params_t = [p for p in gen.text_encoder.parameters()]
@@ -324,7 +370,7 @@ def _start_training(cfg: PretrainConfig, ckpt_path: Path, device: torch.device) 
     params = params_u + params_t
     ema = _EMA(params, cfg.ema_decay)
     if cfg.init_from is not None and not ckpt_path.exists():
-        _warm_start(gen, Path(cfg.init_from))
+        _warm_start(gen, cfg.init_from)
         ema = _EMA(params, cfg.ema_decay)
     tr = _Training(gen, opt, ema, params)
     if ckpt_path.exists():
@@ -343,7 +389,12 @@ def _optimizer_step(tr: _Training, cfg: PretrainConfig, captioner: AttributeCapt
     """One step on a fresh public batch, seeded by the step index (a resumed run sees the same data)."""
     rng = random.Random(tr.step * 7919 + cfg.seed)
     images, prompts = public_batch(
-        cfg.batch_size, 10_000_000 * (cfg.seed + 1) + 3 * tr.step, tuple(cfg.mix), captioner, rng
+        cfg.batch_size,
+        10_000_000 * (cfg.seed + 1) + 3 * tr.step,
+        tuple(cfg.mix),
+        captioner,
+        rng,
+        cfg.channels,
     )
     prompts = ["" if rng.random() < cfg.cond_dropout else p for p in prompts]
     g = torch.Generator().manual_seed(item_seed(cfg.seed, tr.step))
@@ -385,7 +436,7 @@ def _train(tr: _Training, cfg: PretrainConfig, run_dir: Path, device) -> None:
     pub_clf = None
     if cfg.eval_every > 0 and tr.step < cfg.steps:
         pub_clf, _ = public_cas_classifier(
-            run_dir, cfg.public_classifier_train, cfg.seed, device, cfg.public_classifier_epochs
+            run_dir, cfg.public_classifier_train, cfg.seed, device, cfg.public_classifier_epochs, cfg.channels
         )
     captioner = AttributeCaptioner()
     tr.gen.unet.train()
@@ -404,22 +455,25 @@ def _train(tr: _Training, cfg: PretrainConfig, run_dir: Path, device) -> None:
 
 
 def _final_cas(gen: Generator, cfg: PretrainConfig, run_dir: Path, device) -> dict:
-    """CAS public/private on one set of generated images, scored by both classifiers; keeps a grid."""
+    """CAS public/private on one set of generated images, scored by both classifiers (a colour model:
+    public only, the digits teacher reads grey); keeps a grid."""
     clf, info = public_cas_classifier(
-        run_dir, cfg.public_classifier_train, cfg.seed, device, cfg.public_classifier_epochs
+        run_dir, cfg.public_classifier_train, cfg.seed, device, cfg.public_classifier_epochs, cfg.channels
     )
     cas, per, images, secs = measure_cas(
         gen, clf, cfg.cas_per_class, steps=cfg.sample_steps, cfg=cfg.guidance_scale, seed=12345
     )
     atomic_torch_save(run_dir / "grid_images.pt", images[:: max(1, cfg.cas_per_class // 10)].clone())
-    teacher, _ = obtain_teacher(cfg.teacher, run_dir, device=device)
-    _, labels = class_prompts(cfg.cas_per_class)
-    cas_p, per_p = classification_accuracy_score(teacher, images, labels, per_class=True, num_classes=10)
+    private = {}
+    if cfg.channels == 1:
+        teacher, _ = obtain_teacher(cfg.teacher, run_dir, device=device)
+        _, labels = class_prompts(cfg.cas_per_class)
+        cas_p, per_p = classification_accuracy_score(teacher, images, labels, per_class=True, num_classes=10)
+        private = {"cas_private": cas_p, **{f"cas_private_{DIGIT_NAMES[i]}": v for i, v in enumerate(per_p)}}
     return {
         "cas_public": cas,
-        "cas_private": cas_p,
         **{f"cas_public_{DIGIT_NAMES[i]}": v for i, v in enumerate(per)},
-        **{f"cas_private_{DIGIT_NAMES[i]}": v for i, v in enumerate(per_p)},
+        **private,
         "public_classifier_acc": info["public_classifier_acc"],
         "cas_images": len(images),
         "cas_steps": cfg.sample_steps,
@@ -433,6 +487,8 @@ def run(cfg: PretrainConfig, out: Path) -> dict:
     """Pretrain, evaluate (CAS public/private), write weights + grid; metrics in ``out/metrics.json``."""
     if cfg.steps < 1 or cfg.batch_size < 2:
         raise UserError("pretrain needs steps >= 1 and batch_size >= 2")
+    if cfg.channels not in (1, 3):
+        raise UserError(f"pretrain makes grey (channels=1) or colour (channels=3) models, not {cfg.channels}")
     if len(cfg.mix) != 3 or min(cfg.mix) < 0 or sum(cfg.mix[1:]) >= 1:
         raise UserError(
             f"mix must be three shares >= 0 (digits, glyphs, procedural) with digits > 0, got {cfg.mix}"
@@ -447,12 +503,13 @@ def run(cfg: PretrainConfig, out: Path) -> dict:
     # the EMA weights are what ships: write them as the embedded generator, reload, measure
     tr.ema.swap()
     tr.gen.eval()
-    weights = run_.dir / "embedded_generator.safetensors"
+    weights = run_.dir / EMBEDDED_FILES[cfg.channels]
     provenance = {
         "command": f"modelmine pretrain --out {out}",
         "config": config_to_dict(cfg),
         "train_seconds": round(tr.elapsed, 1),
-        "data": "public corpus only: font glyphs (digits, letters, symbols) and procedural images",
+        "data": "public corpus only: font glyphs (digits, letters, symbols) and procedural images"
+        + (", colourised" if cfg.channels == 3 else ""),
     }
     tr.gen.save_embedded(weights, extra={"provenance": provenance})
     gen = Generator.embedded(weights).to(device)
@@ -462,6 +519,6 @@ def run(cfg: PretrainConfig, out: Path) -> dict:
     save_grid(run_.dir / "samples.png", grid, nrow=10)
     if cfg.ship:
         ASSETS.mkdir(parents=True, exist_ok=True)
-        for src in (weights, weights.with_suffix(".json"), run_.dir / "embedded_tokenizer.json"):
-            shutil.copyfile(src, EMBEDDED_WEIGHTS.parent / src.name)
+        for src in (weights, weights.with_suffix(".json"), embedded_tokenizer_path(weights)):
+            shutil.copyfile(src, ASSETS / src.name)
     return run_.log_metrics(**metrics)

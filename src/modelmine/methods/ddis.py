@@ -71,7 +71,13 @@ from ..classifiers import (
 )
 from ..config import Workers
 from ..data import ImageSet, load_image_folder, quantize, resolve, save_image_folder, split_holdout
-from ..diffusion.generator import Generator, GeneratorOptions, note_grey_for_colour, open_generator
+from ..diffusion.generator import (
+    Generator,
+    GeneratorOptions,
+    embedded_for,
+    note_grey_for_colour,
+    open_generator,
+)
 from ..diffusion.guidance import CorrectXt, LossGradient
 from ..diffusion.sampler import sample, sampler_timesteps
 from ..diffusion.tokens import (
@@ -99,7 +105,7 @@ from ..runs import (
     run_tasks,
     synthesize_batches,
 )
-from ..teacher import TeacherConfig, load_teacher, open_data_free_run
+from ..teacher import TeacherConfig, load_teacher, open_data_free_run, teacher_channels
 
 if TYPE_CHECKING:
     from ..diffusion.guidance import Guide
@@ -127,7 +133,9 @@ class DdisConfig(GeneratorOptions, Workers):
     student: StudentConfig = field(default_factory=StudentConfig)  # the CAKE / DeepInversion recipe
     data: str = "digits"  # the private data the default teacher trains on (built-in name or folder)
     test_data: str | None = None  # real test ImageFolder; none: the test split of `data`
-    generator: str = "embedded"  # "embedded", an embedded .safetensors, or a diffusers SD folder
+    generator: str = (
+        "embedded"  # "embedded" (grey or RGB, as the teacher), an embedded .safetensors, an SD folder
+    )
     dag: bool = True
     cat: bool = True
     ablations: bool = True  # also plain, dag_only, cat_only
@@ -549,9 +557,11 @@ def note_unknown_class_words(cfg: DdisConfig, class_names: list[str]) -> list[st
     return words
 
 
-def _derive_student_size(cfg: DdisConfig) -> DdisConfig:
-    """``student.image_size`` from the generator's resolution and the teacher's (recorded in config.yaml)."""
+def _derive_generator(cfg: DdisConfig) -> DdisConfig:
+    """The generator that makes the teacher's channels (``"embedded"`` resolved, :func:`embedded_for`)
+    and ``student.image_size`` from its resolution and the teacher's (recorded in config.yaml)."""
 
+    cfg = replace(cfg, generator=embedded_for(cfg.generator, teacher_channels(cfg.teacher, cfg.data)))
     size = Generator.geometry(cfg.generator)[0]
     return replace(cfg, student=resolve_student_size(cfg.student, cfg.teacher.image_size, size))
 
@@ -571,7 +581,7 @@ def run(cfg: DdisConfig, out: Path) -> dict:
         cfg,
         out,
         check=lambda t: require_batchnorm(t, "DAG", DAG_INSTEAD) if cfg.dag else None,  # before any work
-        derive=_derive_student_size,
+        derive=_derive_generator,
     )
     if procs.is_main:
         note_grey_for_colour(

@@ -60,13 +60,15 @@ import torch
 from ..audit import extraction
 from ..audit.prompt import PromptSearchConfig, check_search, prompt_token_accuracy, recover_prompt
 from ..config import Workers
-from ..data import fit_to, is_builtin, load_builtin, load_image_folder
+from ..data import DIGIT_NAMES, dataset_channels, fit_to, is_builtin, load_builtin, load_image_folder
 from ..diffusion.finetune import UNET_LORA_TARGETS, TrainSettings, finetune_or_load, load_lora
 from ..diffusion.generator import (
     Generator,
     GeneratorOptions,
     check_serves,
     checkpoint_kind,
+    embedded_for,
+    embedded_weights,
     open_generator,
     refuse_pickle,
 )
@@ -75,7 +77,7 @@ from ..errors import UserError
 from ..report import save_grid
 from ..runs import Run, Task, atomic_save_tensors, atomic_write_text, load_generated, run_phase
 
-EMBEDDED_PROMPT = "a photo of digit {c}"
+EMBEDDED_PROMPT = "a photo of digit {c}"  # built-in digits; other built-ins: "a photo of {c}"
 # DreamBooth's instance prompt (Ruiz et al., 2023): "a photo of [identifier] [class noun]"; the
 # embedded tokenizer does not know the identifier, so it becomes a new token trained with the
 # fine-tuning (modelmine.diffusion.tokens)
@@ -104,7 +106,7 @@ class ModeConfig:
 class ExtractConfig(GeneratorOptions, Workers):
     """`modelmine extract`: FineXtract and its CFG baseline on a (pretrained, fine-tuned) pair."""
 
-    base: str = "embedded"  # pretrained generator: "embedded", an embedded .safetensors, a diffusers folder
+    base: str = "embedded"  # pretrained: "embedded" (grey or RGB, as the data), an embedded .safetensors, an SD folder
     # the audited model: a LoRA (.safetensors / folder) or a fully fine-tuned generator (diffusers
     # folder, embedded .safetensors); None: fine-tune `base` here on `data` in every mode of `modes`
     finetuned: str | None = None
@@ -165,7 +167,9 @@ def load_train_data(cfg: ExtractConfig, size: int, channels: int):
             if not cfg.identifier.strip() or len(cfg.identifier.split()) != 1:
                 raise UserError(f"identifier must be one word, got {cfg.identifier!r}")
             given = IDENTIFIER_PROMPT.replace("{id}", cfg.identifier.strip())
-        prompt = (given or EMBEDDED_PROMPT).replace("{c}", sets["train"].class_names[cfg.train_class])
+        names = sets["train"].class_names
+        default = EMBEDDED_PROMPT if names == DIGIT_NAMES else EMBEDDED_PROMPT.replace("digit ", "")
+        prompt = (given or default).replace("{c}", names[cfg.train_class])
     else:
         data = load_image_folder(cfg.data, size=size)  # its own channels: RGB on a grey base stops
         if len(data) == 0:
@@ -201,7 +205,7 @@ def _check(cfg: ExtractConfig) -> list[str]:
                 "fine-tuning here on --data needs its prompt: --set true_prompt='...' (--prompt auto "
                 "recovers the prompt of a given --finetuned model)"
             )
-    if cfg.base != "embedded":
+    if embedded_weights(cfg.base) is None:
         refuse_pickle(cfg.base, "base generator")
     if cfg.finetuned is not None:
         kind = checkpoint_kind(cfg.finetuned)
@@ -325,6 +329,7 @@ def run(cfg: ExtractConfig, out: Path) -> dict:
     if cfg.similarity_threshold is None:  # resolved before config.yaml is written
         cfg = replace(cfg, similarity_threshold=extraction.fixed_threshold(cfg.features))
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
+    cfg = replace(cfg, base=embedded_for(cfg.base, dataset_channels(cfg.data or "digits")))
     size, channels = Generator.geometry(cfg.base)  # without loading the generator in this process
     images, true_prompt, nonmembers = load_train_data(cfg, size, channels)
     cfg = replace(cfg, lora=resolve_steps(cfg.lora, len(images)), full=resolve_steps(cfg.full, len(images)))

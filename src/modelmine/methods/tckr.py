@@ -81,7 +81,14 @@ from ..data import (
     save_image_folder,
 )
 from ..diffusion.finetune import LoraSettings, TrainSettings, finetune_or_load
-from ..diffusion.generator import Generator, GeneratorOptions, check_dtype, check_serves, open_generator
+from ..diffusion.generator import (
+    Generator,
+    GeneratorOptions,
+    check_dtype,
+    check_serves,
+    embedded_for,
+    open_generator,
+)
 from ..diffusion.sampler import sample
 from ..distill import TCKR_STUDENT, StudentConfig, resolve_student_size, save_student, train_student
 from ..distributed import Shard, processes, resolve_device
@@ -112,7 +119,9 @@ class TckrConfig(GeneratorOptions, Workers):
     data: str = "digits"  # private data: a built-in dataset (digits, mnist5k) or an ImageFolder (+ captions)
     test_data: str | None = None  # real test set; default: digits test (or 20% of --data)
     heldout_data: str | None = None  # LiRA non-members; default: digits held-out (or the test split)
-    generator: str = "embedded"  # "embedded", an embedded .safetensors, or a diffusers SD folder
+    generator: str = (
+        "embedded"  # "embedded" (grey or RGB, as the data), an embedded .safetensors, an SD folder
+    )
     captioner: str = "attributes"  # for images without captions: attributes, class_name, blip2[:path]
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     lora: LoraSettings = field(default_factory=LoraSettings)
@@ -385,10 +394,11 @@ def run(cfg: TckrConfig, out: Path) -> dict:
     _check(cfg)
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
     cfg = resolve_teacher(cfg, cfg.data, cfg.test_data)
-    gen_size, gen_channels = Generator.geometry(cfg.generator)  # read once, from its config files
-    cfg = replace(cfg, student=resolve_student_size(cfg.student, cfg.teacher.image_size, gen_size))
     splits = load_private(cfg, cfg.teacher.image_size)
     train, test, heldout = splits.train, splits.test, splits.heldout
+    cfg = replace(cfg, generator=embedded_for(cfg.generator, train.images.shape[1]))
+    gen_size, gen_channels = Generator.geometry(cfg.generator)  # read once, from its config files
+    cfg = replace(cfg, student=resolve_student_size(cfg.student, cfg.teacher.image_size, gen_size))
     if len(train) < 2:
         raise UserError("TCKR needs at least 2 private training images")
     # the LoRA is fine-tuned on the private images themselves: RGB ones on a grey generator stop here
