@@ -248,3 +248,23 @@ def test_cake_command_runs_on_an_opaque_teacher(tmp_path, monkeypatch):
     m = json.loads((out / "metrics.json").read_text())
     assert (m["start_mean"], m["start_std"]) == cake.FALLBACK_START and m["synthesis_steps"] >= 1
     assert "start: generic" in (out / "config.yaml").read_text()
+
+
+def test_audit_run_scores_a_data_free_runs_teacher_and_student_against_the_teachers_data(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["cake", "--out", str(run), *TINY, "--preset", "mlp"]) == 0
+    audit = tmp_path / "audit"
+    args = ["audit", "run", "--out", str(audit), "--run", str(run), "--shadows", "2"]
+    assert main(args) == 0
+    a = json.loads((audit / "metrics.json").read_text())
+    for key in ("teacher_auc", "student_auc", "teacher_eps_lower_bound", "student_eps_lower_bound"):
+        assert key in a and math.isfinite(a[key]), key
+    md = (audit / "report.md").read_text()
+    assert "## teacher" in md and "## student" in md and (audit / "roc_student.png").is_file()
+    assert len(list((audit / "membership" / "shadows").glob("shadow_*.safetensors"))) == 2  # one set for both
+    # a run whose teacher was the user's own: the members must come from the user
+    user = tmp_path / "user"
+    assert main(["cake", "--out", str(user), "--teacher", str(run / "teacher.safetensors"), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["audit", "run", "--out", str(tmp_path / "a2"), "--run", str(user), "--shadows", "2"]) == 2
+    assert "--population" in capsys.readouterr().err

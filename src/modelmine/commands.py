@@ -112,8 +112,9 @@ COMMANDS: dict[str, Command] = {
     ),
     "audit run": Command(
         "audit.run_audit:AuditRunConfig:run",
-        "every audit of a TCKR run folder (teacher, students, LoRA) in one report.md / report.html",
-        {"run": "run"},
+        "every audit of a run folder in one report.md / report.html: TCKR (teacher, students, LoRA), "
+        "DDIS / CAKE / DeepInversion (teacher and students against the teacher's training data)",
+        {"run": "run", "population": "population", "members": "members", "shadows": "num_shadows"},
     ),
     "pretrain": Command(
         "diffusion.pretrain:PretrainConfig:run",

@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from ..errors import UserError
 from ..metrics import membership_metrics, roc_curve
 from ..report import plot_roc
@@ -64,6 +66,34 @@ def _check(cfg: MembershipConfig) -> list[str]:
     return attacks
 
 
+def attack_scores(
+    cfg: MembershipConfig, attacks: list[str], data: lira.AuditData, target_logits: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Every attack's scores ``(N,)`` (``lira_<variant>``, ``rmia_<variant>``) of a target from its
+    logits ``(N, A, K)`` on the audit's views, against ``data``'s reference models."""
+    is_member, labels = data.is_member, data.population.labels
+    scores = {}
+    if "lira" in attacks:
+        lira_scores = lira.score_target(target_logits, labels, data.shadow_logits, data.keep)
+        scores |= {f"lira_{k}": v for k, v in lira_scores.items()}
+    if "rmia" in attacks:
+        variants = ("online", "offline") if cfg.num_shadows >= 2 else ("offline",)  # online: IN and OUT
+        rmia_scores = rmia.score_target(
+            target_logits, labels, data.shadow_logits, data.keep, ~is_member, cfg.rmia, variants
+        )
+        scores |= {f"rmia_{k}": v for k, v in rmia_scores.items()}
+    return scores
+
+
+def headline_attacks(cfg: MembershipConfig) -> dict[str, str]:
+    """``{attack: its headline variant's score key}`` (module docstring)."""
+    m = cfg.num_shadows
+    return {
+        "lira": f"lira_{lira.headline_variant(m, cfg.fix_variance)}",
+        "rmia": "rmia_online" if m >= 2 else "rmia_offline",
+    }
+
+
 def run(cfg: MembershipConfig, out: Path) -> dict:
     """Train (or reuse) the reference models, run every attack on the target, write metrics, scores, ``roc.png``."""
 
@@ -72,21 +102,10 @@ def run(cfg: MembershipConfig, out: Path) -> dict:
     if data is None:  # a helper process of a launch: its shadows are trained
         return {}
     is_member, labels, m = data.is_member, data.population.labels, cfg.num_shadows
-    scores = {}
-    if "lira" in attacks:
-        lira_scores = lira.score_target(data.target_logits, labels, data.shadow_logits, data.keep)
-        scores |= {f"lira_{k}": v for k, v in lira_scores.items()}
-    if "rmia" in attacks:
-        variants = ("online", "offline") if m >= 2 else ("offline",)  # online needs IN and OUT models
-        rmia_scores = rmia.score_target(
-            data.target_logits, labels, data.shadow_logits, data.keep, ~is_member, cfg.rmia, variants
-        )
-        scores |= {f"rmia_{k}": v for k, v in rmia_scores.items()}
+    scores = attack_scores(cfg, attacks, data, data.target_logits)
     atomic_save_tensors(data.run.path("scores.safetensors"), {**scores, "is_member": is_member})
     fprs = lira.note_low_fpr(int((~is_member).sum()))
-    headline = {"lira": f"lira_{lira.headline_variant(m, cfg.fix_variance)}", "rmia": "rmia_online"}
-    if m < 2:
-        headline["rmia"] = "rmia_offline"
+    headline = headline_attacks(cfg)
     metrics: dict = {}
     for attack in attacks:
         metrics |= membership_metrics(scores[headline[attack]], is_member, f"{attack}_", fprs)
