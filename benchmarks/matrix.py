@@ -81,7 +81,9 @@ FOLDERS = {"patches-grey": lambda work: write_patches(work / "patches-grey-data"
 FOLDER_SKIPS = ("audit membership",)
 
 
-def extract_folders(train: Path, test: Path, out: Path, class_index: int = 3, n: int = 10) -> tuple[Path, Path]:
+def extract_folders(
+    train: Path, test: Path, out: Path, class_index: int = 3, n: int = 10
+) -> tuple[Path, Path]:
     """One class's first ``n`` train images (the fine-tuning set) and its other images (non-members)."""
     cls = sorted(d.name for d in train.iterdir() if d.is_dir())[class_index]
     files = sorted((train / cls).glob("*.png")) + sorted((test / cls).glob("*.png"))

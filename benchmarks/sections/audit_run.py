@@ -36,3 +36,19 @@ def section_audit_run(r: Results) -> list[str] | None:
     return lines + source(
         "audit_run.json", "python benchmarks/audit_run_bench.py", " (report: `audit_run_report.md`)"
     )
+
+
+def section_report_render(r: Results) -> list[str] | None:
+    s = r.get("report_render.json")
+    if s is None:
+        return None
+    lines = ["## The audit report in a browser", ""]
+    lines += para(
+        f"`{s['report']}` opened in headless {s['browser']} with the network blocked (every host name",
+        "unresolvable, a dead proxy), screenshotted, and screenshotted again with its inline images",
+        f"removed: {s['inline_images']} inline figures, {s['pixels_differing_without_images']:,} of",
+        f"{s['screenshot_pixels']:,} pixels differ between the two, external references:",
+        f"{', '.join(s['external_references']) or 'none'}. Figures shown: {'yes' if s['figures_shown'] else 'no'}",
+        "(screenshot: `results/report_render.png`).",
+    )
+    return lines + source("report_render.json", "python benchmarks/report_render.py")
