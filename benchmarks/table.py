@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from _render import Results, para
-from sections.audit_run import section_audit_run, section_report_render
+from sections.audit_run import section_audit_run, section_diffusion_mia, section_report_render
 from sections.bench import section_bench
 from sections.cake import section_cake, section_moons
 from sections.cake_agnostic import section_cake_agnostic
@@ -80,6 +80,7 @@ SECTIONS: list[Callable[[Results], list[str] | None]] = [
     section_finextract_identifier,
     section_audit_generator,
     section_audit_run,
+    section_diffusion_mia,
     section_report_render,
     section_lira,
     section_mia_refs,

@@ -52,3 +52,28 @@ def section_report_render(r: Results) -> list[str] | None:
         "(screenshot: `results/report_render.png`).",
     )
     return lines + source("report_render.json", "python benchmarks/report_render.py")
+
+
+def section_diffusion_mia(r: Results) -> list[str] | None:
+    d = r.get("diffusion_mia.json")
+    if d is None:
+        return None
+    lines = ["## Membership inference on the TCKR LoRA", ""]
+    lines += para(
+        "`modelmine audit generator` on each dataset's TCKR run (the LoRA the command fine-tuned on the",
+        "private training split): every private training image (member) against the run's held-out",
+        "images (non-members), each prompted as TCKR prompts. The loss attack scores the pretrained",
+        "minus the fine-tuned model's denoising error at fixed timesteps and noise; PIA (Kong et al.,",
+        f"ICLR 2024) the consistency of the noise each model infers. Machine: {machine(d)}.",
+    )
+    rows = []
+    for dataset, e in d["runs"].items():
+        m = e["metrics"]
+        rows.append([dataset, f"{m.get('num_train_images', '?')} / {m.get('mia_num_nonmembers', '?')}",
+                     f3(m.get("mia_loss_auc")), f3(m.get("mia_loss_tpr_at_1pct_fpr")), f3(m.get("mia_pia_auc")),
+                     f3(m.get("mia_pia_tpr_at_1pct_fpr")), secs(m.get("mia_seconds", 0.0))])  # fmt: skip
+    header = ["dataset", "members / non-members", "loss AUC", "loss TPR at 1% FPR", "PIA AUC",
+              "PIA TPR at 1% FPR", "both attacks"]  # fmt: skip
+    lines += table(header, rows)
+    runs = " ".join(f"--run {k}={e['run']}" for k, e in d["runs"].items())
+    return lines + source("diffusion_mia.json", f"python benchmarks/diffusion_mia_bench.py {runs}")
