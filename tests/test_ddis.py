@@ -183,10 +183,37 @@ def test_cat_trains_only_its_tokens_and_stops_early():
         train_class_tokens(_tiny_gen(), clf, names, DdisConfig(cat_init="two words"))
 
 
+def test_a_class_the_classifier_never_accepts_falls_back_to_its_start_or_keeps_its_lowest_loss_token():
+    """A classifier that never predicts class 2: its token never stops; "start" (default) gives it
+    back its starting embedding, "best" (official) the one of its lowest cross-entropy, "last" the
+    final update's."""
+
+    class Never(torch.nn.Module):
+        def forward(self, x):
+            s = x.mean((1, 2, 3))
+            return torch.stack([10 * s, -10 * s, torch.full_like(s, -50.0)], 1)
+
+    names = ["zero", "one", "two"]
+    tokens = {}
+    for keep in ("start", "best", "last"):
+        gen = _tiny_gen()
+        cfg = DdisConfig(cat_iters=4, cat_per_class=2, cat_steps=2, cat_lr=0.5, cat_keep=keep)
+        summary = train_class_tokens(gen, Never(), names, cfg)
+        ids = gen.tokenizer.convert_tokens_to_ids(cat_tokens(3))
+        tokens[keep] = gen.text_encoder.get_input_embeddings().weight.detach()[ids].clone()
+        losses = [h["loss"] for h in summary["cat_history"]]
+    assert summary["cat_iters"] == 4 and not torch.equal(tokens["best"][2], tokens["last"][2])
+    (a,) = gen.tokenizer("a", add_special_tokens=False).input_ids
+    start = gen.text_encoder.get_input_embeddings().weight.detach()[a]
+    assert torch.equal(tokens["start"][2], start) and not torch.equal(tokens["last"][2], start)
+    assert summary["cat_best_loss"][2] > 40 and len(losses) == 4  # class 2's logit sits 50 below
+
+
 def test_cat_trains_on_dag_guided_samples_and_the_ablation_gets_its_own_tokens():
     names = ["zero", "one", "two"]
     clf = build_classifier("cnn_small", 3, 1, 8).eval().requires_grad_(False)
-    cfg = DdisConfig(cat_iters=1, cat_per_class=2, cat_steps=2, cat_lr=0.1, cat_stop_acc=2.0)
+    # one update, kept ("best" would keep the embedding the only loss was measured at: the start)
+    cfg = DdisConfig(cat_iters=1, cat_per_class=2, cat_steps=2, cat_lr=0.1, cat_stop_acc=2.0, cat_keep="last")
     rows = []
     for guidance in ([], dag_guides(clf, DdisConfig(dag_step=50.0), cfg.cat_steps)):
         gen = _tiny_gen()

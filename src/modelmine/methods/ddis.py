@@ -21,7 +21,13 @@ CFG, every step (:class:`~modelmine.diffusion.guidance.LossGradient`).
 "A {S_c} {class name}"), started at ``cat_init``'s embedding. Only these embeddings train, on the
 classifier's cross-entropy of images sampled with DAG (``cat_with_dag``; official, Fig. 2), the
 gradient through the last denoising step only, new start noise each update; a class stops once
-``cat_stop_acc`` of its batch is classified as it (``cat/learned_embeds.safetensors``). Not applied:
+``cat_stop_acc`` of its batch is classified as it (``cat/learned_embeds.safetensors``). A class that
+never does falls back to its starting embedding (``cat_keep="start"``): its token did not make the
+generator draw the class, and what it learned is the classifier's gradient through the last
+denoising step on images of other classes, details that lower the teacher's loss without being the
+class; images drawn with it teach a student those details (on data the generator has no words for,
+e.g. texture patches, such tokens put DDIS below its own DAG-only ablation). The official code keeps
+the token of the lowest loss seen (``cat_keep="best"``); ``"last"`` keeps the last update's. Not applied:
 the official clamp of token rows to [-0.1, 0.1] and its ``clip_grad_norm_`` (before ``backward``: a no-op).
 
 Ablations, same seeds and noise: ``plain`` (``"a <class>"``: CAT's prompt without the token, no DAG),
@@ -36,10 +42,11 @@ the real images, compared with the other half. Results: ``benchmarks/RESULTS.md`
 | ``dag_norm`` | squared norms (paper); unsquared (official) | official; ``squared_l2`` the paper's |
 | ``guidance_scale`` | 10, on SD 2.1 at 512 px | each generator's own stored scale |
 | ``cat_lr`` | AdamW 1e-4, decay 1e-2 (official); 5e-3 (paper) | larger: 64-wide embeddings barely move |
-| ``cat_iters`` | 15 updates, lowest loss kept (official); 30 epochs x 20 (paper) | CPU budget; the last kept |
+| ``cat_iters`` | 15 updates (official); 30 epochs x 20 (paper) | CPU budget |
 | ``cat_per_class`` | 10 images of one class (official); 20 accumulations (paper) | all classes per update |
 | ``sampler``, ``sample_steps``, ``cat_steps`` | DDIM, 30 steps, with DAG (official) | official; fewer ``cat_steps`` for cost |
 | ``cat_stop_acc`` | 70% of an epoch's images | the same rule per class, as classes train together |
+| ``cat_keep`` | lowest-loss token (official) | a class never accepted: its start (above) |
 | ``student.image_size`` | the teacher's | the generator's if smaller: upsampled images teach blur |
 | ``feature_preset`` | Inception-v3 features for FID and IS | no download; so ``fid`` is not the paper's quantity |
 """
@@ -165,6 +172,9 @@ class DdisConfig(GeneratorOptions, Workers):
     cat_steps: int = 10
     cat_grad_steps: int = 1  # denoising steps the CE gradient flows through (paper: the last one)
     cat_stop_acc: float = 0.7
+    # a class that never stops keeps its starting embedding ("start": a token the classifier never
+    # accepted carries no class), its lowest-loss token ("best", official) or the last update's
+    cat_keep: Literal["start", "best", "last"] = "start"
     cat_with_dag: bool = True  # tokens trained on DAG-guided samples (paper Fig. 2, official code)
     feature_preset: str = "cnn_small"  # the metric classifier (trained on the private data)
     seed: int = 0
@@ -291,6 +301,7 @@ def train_class_tokens(
     ids = _add_cat_tokens(gen, k, cfg.cat_init)
     weight = token_parameter(gen, ids)
     reference = weight.detach().clone()
+    start, best, best_loss = reference.clone(), reference.clone(), torch.full((k,), math.inf)
     opt = torch.optim.Adam([weight], lr=cfg.cat_lr)
     active = torch.ones(k, dtype=torch.bool)
     history = []
@@ -305,7 +316,13 @@ def train_class_tokens(
             seed=item_seed(cfg.seed, it, stride=7919), grad_steps=cfg.cat_grad_steps, guidance=guidance,
         )  # fmt: skip
         logits = classifier(images)
-        loss = F.cross_entropy(logits, targets.to(logits.device))
+        per_image = F.cross_entropy(logits, targets.to(logits.device), reduction="none")
+        loss = per_image.mean()
+        per_class = torch.zeros(k).index_add_(0, targets, per_image.detach().cpu()) / cfg.cat_per_class
+        better = active & (per_class < best_loss)  # the rows these images were sampled with
+        best_loss = torch.where(better, per_class, best_loss)
+        rows = torch.tensor(ids)[better]
+        best[rows] = reference[rows].to(best)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -325,7 +342,12 @@ def train_class_tokens(
         )
         if log is not None:
             log(history[-1])
-    return {"cat_iters": it + 1, "cat_classes_stopped": int((~active).sum()), "cat_history": history}
+    if cfg.cat_keep != "last":
+        with torch.no_grad():
+            rows = torch.tensor(ids)[active]  # classes that never stopped
+            weight[rows] = (best if cfg.cat_keep == "best" else start)[rows].to(weight)
+    return {"cat_iters": it + 1, "cat_classes_stopped": int((~active).sum()), "cat_history": history,
+            "cat_best_loss": best_loss.tolist()}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------
