@@ -22,7 +22,7 @@ from sections.audit_run import section_audit_run, section_diffusion_mia, section
 from sections.bench import section_bench
 from sections.cake import section_cake, section_moons
 from sections.cake_agnostic import section_cake_agnostic
-from sections.ddis import section_ddis
+from sections.ddis import section_ddis, section_ddis_cat_keep
 from sections.extraction import (
     section_audit_generator,
     section_finextract,
@@ -75,6 +75,7 @@ SECTIONS: list[Callable[[Results], list[str] | None]] = [
     section_tckr,
     section_renamed,
     section_ddis,
+    section_ddis_cat_keep,
     section_finextract,
     section_prompt_recovery,
     section_finextract_identifier,

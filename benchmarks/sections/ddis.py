@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from _render import BENCH, Results, bench_methods, f3, machine, mean_sd, para, pts, source, table, workers
+from _render import (
+    BENCH,
+    Results,
+    bench_methods,
+    f3,
+    machine,
+    mean_sd,
+    n_threads,
+    para,
+    pts,
+    source,
+    table,
+    workers,
+)
 from modelmine.papers import PAPERS
 
 DDIS_VARIANTS = [
@@ -131,3 +144,32 @@ def ddis_block(r: Results, name: str, d: dict, title: str) -> list[str]:
         }.get(name, " --set dag_input=x0_hat"),
         "; a finished seed is kept in its `--work` folder and not run again",
     )
+
+
+KEEP_LABELS = {
+    "start": "`cat_keep=start` (default): unaccepted tokens back to their start",
+    "best": "`cat_keep=best` (official): lowest-loss token",
+    "last": "`cat_keep=last`: last update",
+    "dag_only": "DAG only (`cat=false`)",
+}
+
+
+def section_ddis_cat_keep(r: Results) -> list[str] | None:
+    d = r.get("ddis_cat_keep.json")
+    if d is None:
+        return None
+    lines = ["### DDIS: class tokens that never reach their class", ""]
+    lines += para(
+        "`modelmine ddis --set ablations=false` per dataset, once per `cat_keep` and once with DAG only,",
+        "same seed, noise and targets: the runs differ by the CAT tokens alone. A class stops when 70% of",
+        "its batch is classified as it; the others keep what `cat_keep` says.",
+        f"Machine: {machine(d, n_threads(d['threads']))}.",
+    )
+    rows = []
+    for key, run in d["runs"].items():
+        dataset, variant = key.split("/", 1)
+        m = run.get("metrics", {})
+        rows.append([dataset, KEEP_LABELS.get(variant, variant), f3(m.get("student_acc")),
+                     str(m.get("cat_classes_stopped", "-")), f3(m.get("fid")), f3(m.get("recall"))])  # fmt: skip
+    lines += table(["dataset", "tokens", "student accuracy", "classes stopped", "FID", "recall"], rows)
+    return lines + source("ddis_cat_keep.json", "python benchmarks/ddis_cat_keep.py")
