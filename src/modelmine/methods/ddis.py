@@ -18,22 +18,16 @@ Normalised, because a raw gradient's size depends on the teacher, its layers, th
 CFG, every step (:class:`~modelmine.diffusion.guidance.LossGradient`).
 
 **Class Alignment Token (CAT)**: a new token ``S_c`` per class in ``"a S_c <class>"`` (the paper's
-"A {S_c} {class name}"), started at ``cat_init``'s embedding. Only these embeddings train, on the
-classifier's cross-entropy of images sampled with DAG (``cat_with_dag``; official, Fig. 2), the
-gradient through the last denoising step only, new start noise each update; a class stops once
-``cat_stop_acc`` of its batch is classified as it (``cat/learned_embeds.safetensors``). A class that
-never does falls back to its starting embedding (``cat_keep="start"``): its token did not make the
-generator draw the class, and what it learned is the classifier's gradient through the last
-denoising step on images of other classes, details that lower the teacher's loss without being the
-class; images drawn with it teach a student those details (on data the generator has no words for,
-e.g. texture patches, such tokens put DDIS below its own DAG-only ablation). The official code keeps
-the token of the lowest loss seen (``cat_keep="best"``); ``"last"`` keeps the last update's. Not applied:
-the official clamp of token rows to [-0.1, 0.1] and its ``clip_grad_norm_`` (before ``backward``: a no-op).
+"A {S_c} {class name}"), started at ``cat_init``'s embedding, trained alone on the classifier's
+cross-entropy of DAG-guided samples (``cat_with_dag``; official, Fig. 2) through the last denoising
+step, new noise each update; a class stops once ``cat_stop_acc`` of its batch is classified as it.
+One that never does gets its start back (``cat_keep="start"``): its token never made the generator
+draw the class, only learned details that lower the classifier's loss, and would teach a student
+those (on texture patches, DDIS below DAG-only). Not applied: the official clamp of token rows.
 
-Ablations, same seeds and noise: ``plain`` (``"a <class>"``: CAT's prompt without the token, no DAG),
-``dag_only``, ``cat_only`` (own tokens, trained without DAG). Each variant trains a KD student and gets
-FID, k-NN precision/recall and Inception Score on a ``feature_preset`` classifier fitted to one half of
-the real images, compared with the other half. Results: ``benchmarks/RESULTS.md`` (DDIS).
+Ablations, same seeds and noise: ``plain`` (``"a <class>"``, no DAG), ``dag_only``, ``cat_only`` (own
+tokens, no DAG); each trains a KD student, scored with FID, k-NN precision/recall and IS on a
+``feature_preset`` classifier fitted to half the real images, against the other half.
 
 | field | paper or official code | why ours differs |
 |---|---|---|
@@ -46,7 +40,7 @@ the real images, compared with the other half. Results: ``benchmarks/RESULTS.md`
 | ``cat_per_class`` | 10 images of one class (official); 20 accumulations (paper) | all classes per update |
 | ``sampler``, ``sample_steps``, ``cat_steps`` | DDIM, 30 steps, with DAG (official) | official; fewer ``cat_steps`` for cost |
 | ``cat_stop_acc`` | 70% of an epoch's images | the same rule per class, as classes train together |
-| ``cat_keep`` | lowest-loss token (official) | a class never accepted: its start (above) |
+| ``cat_keep`` | the lowest-loss token (official) | its start (above); ``"best"``, ``"last"`` options |
 | ``student.image_size`` | the teacher's | the generator's if smaller: upsampled images teach blur |
 | ``feature_preset`` | Inception-v3 features for FID and IS | no download; so ``fid`` is not the paper's quantity |
 """
@@ -281,6 +275,29 @@ def _add_cat_tokens(gen, k: int, cat_init: str) -> list[int]:
     return ids
 
 
+class _KeptTokens:
+    """What ``cat_keep`` gives the classes that never stop: each token's start, or the rows it was
+    sampled with when its class's mean cross-entropy was lowest."""
+
+    def __init__(self, reference: torch.Tensor, ids: list[int]):
+        self.ids = torch.tensor(ids)
+        self.start, self.best = reference.clone(), reference.clone()
+        self.best_loss = torch.full((len(ids),), math.inf)
+
+    def observe(self, per_class: torch.Tensor, active: torch.Tensor, reference: torch.Tensor) -> None:
+        """``per_class`` ``(K,)`` losses of images sampled with ``reference``'s rows."""
+        better = active & (per_class < self.best_loss)
+        self.best_loss = torch.where(better, per_class, self.best_loss)
+        rows = self.ids[better]
+        self.best[rows] = reference[rows].to(self.best)
+
+    @torch.no_grad()
+    def finish(self, weight: torch.Tensor, active: torch.Tensor, keep: str) -> None:
+        if keep != "last":
+            rows = self.ids[active]  # classes that never stopped
+            weight[rows] = (self.best if keep == "best" else self.start)[rows].to(weight)
+
+
 def train_class_tokens(
     gen,
     classifier: nn.Module,
@@ -301,7 +318,7 @@ def train_class_tokens(
     ids = _add_cat_tokens(gen, k, cfg.cat_init)
     weight = token_parameter(gen, ids)
     reference = weight.detach().clone()
-    start, best, best_loss = reference.clone(), reference.clone(), torch.full((k,), math.inf)
+    kept = _KeptTokens(reference, ids)
     opt = torch.optim.Adam([weight], lr=cfg.cat_lr)
     active = torch.ones(k, dtype=torch.bool)
     history = []
@@ -319,10 +336,7 @@ def train_class_tokens(
         per_image = F.cross_entropy(logits, targets.to(logits.device), reduction="none")
         loss = per_image.mean()
         per_class = torch.zeros(k).index_add_(0, targets, per_image.detach().cpu()) / cfg.cat_per_class
-        better = active & (per_class < best_loss)  # the rows these images were sampled with
-        best_loss = torch.where(better, per_class, best_loss)
-        rows = torch.tensor(ids)[better]
-        best[rows] = reference[rows].to(best)
+        kept.observe(per_class, active, reference)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -342,12 +356,9 @@ def train_class_tokens(
         )
         if log is not None:
             log(history[-1])
-    if cfg.cat_keep != "last":
-        with torch.no_grad():
-            rows = torch.tensor(ids)[active]  # classes that never stopped
-            weight[rows] = (best if cfg.cat_keep == "best" else start)[rows].to(weight)
+    kept.finish(weight, active, cfg.cat_keep)
     return {"cat_iters": it + 1, "cat_classes_stopped": int((~active).sum()), "cat_history": history,
-            "cat_best_loss": best_loss.tolist()}  # fmt: skip
+            "cat_best_loss": kept.best_loss.tolist()}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------

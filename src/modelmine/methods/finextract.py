@@ -185,6 +185,14 @@ def load_train_data(cfg: ExtractConfig, size: int, channels: int):
     return images, prompt, nonmembers
 
 
+def _resolve(cfg: ExtractConfig) -> ExtractConfig:
+    """The settings that derive from the features and the data, before ``config.yaml`` is written:
+    the fixed threshold and the embedded base that makes the data's channels."""
+    if cfg.similarity_threshold is None:
+        cfg = replace(cfg, similarity_threshold=extraction.fixed_threshold(cfg.features))
+    return replace(cfg, base=embedded_for(cfg.base, dataset_channels(cfg.data or "digits")))
+
+
 def _check(cfg: ExtractConfig) -> list[str]:
     """Validate the config (nothing loaded yet); returns the modes to run."""
     extraction.check_generation_settings(
@@ -326,10 +334,8 @@ def run(cfg: ExtractConfig, out: Path) -> dict:
     t0 = time.time()
     torch.set_num_threads(max(1, cfg.threads))
     modes = _check(cfg)
-    if cfg.similarity_threshold is None:  # resolved before config.yaml is written
-        cfg = replace(cfg, similarity_threshold=extraction.fixed_threshold(cfg.features))
+    cfg = _resolve(cfg)
     procs = processes()  # one, or a shard of an `accelerate launch` (modelmine.distributed)
-    cfg = replace(cfg, base=embedded_for(cfg.base, dataset_channels(cfg.data or "digits")))
     size, channels = Generator.geometry(cfg.base)  # without loading the generator in this process
     images, true_prompt, nonmembers = load_train_data(cfg, size, channels)
     cfg = replace(cfg, lora=resolve_steps(cfg.lora, len(images)), full=resolve_steps(cfg.full, len(images)))
