@@ -321,8 +321,7 @@ def train_class_tokens(
     kept = _KeptTokens(reference, ids)
     opt = torch.optim.Adam([weight], lr=cfg.cat_lr)
     active = torch.ones(k, dtype=torch.bool)
-    history = []
-    it = 0
+    history, it = [], 0
     for it in range(cfg.cat_iters):
         classes = torch.nonzero(active).squeeze(1)
         if len(classes) == 0:
