@@ -169,9 +169,8 @@ TINY_TCKR = [
 
 def test_tckr_rgb_data_on_the_grey_generator_stops(folders, generators, tmp_path, capsys):
     out = tmp_path / "tckr"
-    for gen in ([], ["--generator", str(generators["grey"])]):
-        args = ["tckr", "--out", str(out), "--data", str(folders["rgb"]), *gen, *TINY_TCKR]
-        _stops(args, capsys, RGB_ON_GREY, "--generator")
+    args = ["tckr", "--out", str(out), "--data", str(folders["rgb"]), "--generator", str(generators["grey"])]
+    _stops([*args, *TINY_TCKR], capsys, RGB_ON_GREY, "--generator")
     assert not out.exists()  # stopped before any work
 
 
@@ -244,8 +243,12 @@ def test_audit_of_a_target_at_another_size(folders, tmp_path, capsys):
 def test_finetune(folders, generators, tmp_path, capsys):
     tiny = ["--set", "lora.steps=2", "--set", "lora.batch_size=4", "--set", "device=cpu"]
     rgb = ["finetune", "--out", str(tmp_path / "rgb"), "--data", str(folders["rgb"]), *tiny]
-    for gen in ([], ["--generator", str(generators["grey"])]):
-        _stops([*rgb, *gen], capsys, RGB_ON_GREY, "--generator")
+    _stops([*rgb, "--generator", str(generators["grey"])], capsys, RGB_ON_GREY, "--generator")
+    # the default "embedded" is the shipped model that makes the data's channels, named in config.yaml
+    for name, resolved in (("rgb", "embedded-rgb"), ("grey", "embedded")):
+        out = tmp_path / f"{name}_default"
+        assert main(["finetune", "--out", str(out), "--data", str(folders[name]), *tiny]) == 0
+        assert _config(out)["generator"] == resolved
     for name, gen in (("rgb", "rgb"), ("grey", "grey"), ("grey", "rgb")):
         out = tmp_path / f"{name}_on_{gen}"
         args = ["finetune", "--out", str(out), "--data", str(folders[name]), "--generator",
