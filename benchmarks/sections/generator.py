@@ -134,3 +134,42 @@ def section_sampler(r: Results) -> list[str] | None:
         ],
     )
     return lines + source("diffusion_sampler_speed.json", "python benchmarks/diffusion_sampler_speed.py")
+
+
+def section_pretrain_rgb(r: Results) -> list[str] | None:
+    d = r.get("diffusion_pretrain_rgb.json")
+    if d is None:
+        return None
+    m, c = d["metrics"], d.get("config") or {}
+    lines = ["### The colour embedded generator", ""]
+    lines += para(
+        "The colour model (`embedded_generator_rgb.*`): the grey model widened to three channels",
+        f"(`init_from={c.get('init_from')}`), trained {m['steps']} steps on the public corpus through",
+        "random colour ramps (a quarter left grey). `cas_public`: a classifier of colourised glyphs",
+        f"(its own accuracy {m['public_classifier_acc']:.3f}) on {m['cas_images']} generated digits,",
+        f"{m['cas_steps']} DDIM steps, CFG {m['cas_cfg']}; target 0.90.",
+        f"Note: {d['note']}." if d.get("note") else "",
+    )
+    names = [k[len("cas_public_") :] for k in m if k.startswith("cas_public_")]
+    names.sort(key=lambda n: DIGITS.index(n) if n in DIGITS else len(DIGITS))
+    lines += table(
+        ["cas_public", "training steps", "training time", *names],
+        [
+            [
+                f3(m["cas_public"]),
+                m["steps"],
+                secs(m["train_seconds"]),
+                *[f3(m[f"cas_public_{n}"]) for n in names],
+            ]
+        ],
+    )
+    quick = [f"{t['step']}: {t['cas_public_quick']:.2f}" for t in d.get("cas_during_training", [])]
+    lines += (
+        para("Quick CAS (100 images) during training, by step: " + ", ".join(quick) + ".") if quick else []
+    )
+    lines += r.image("diffusion_pretrain_rgb_samples.png", "colour generator samples, one column per digit")
+    return lines + source(
+        "diffusion_pretrain_rgb.json",
+        "python benchmarks/diffusion_pretrain.py --out DIR --name diffusion_pretrain_rgb --set channels=3 "
+        "--set init_from=embedded --set steps=10000",
+    )
