@@ -1,12 +1,14 @@
 """The embedded generator's pretraining and its Classification Accuracy Score.
 
-    python benchmarks/diffusion_pretrain.py [--out runs/pretrain] [--set key=value ...]
+    python benchmarks/diffusion_pretrain.py [--out runs/pretrain] [--set key=value ...] [--name NAME]
+    python benchmarks/diffusion_pretrain.py --out runs/pretrain-rgb --name diffusion_pretrain_rgb \
+        --set channels=3 --set init_from=embedded --set steps=10000      # the colour model
 
 Runs (or resumes, or just reads back) ``modelmine pretrain --out DIR`` in this process
 (``_bench.run_cli``) and copies its metrics (``cas_public``, ``cas_private``, per-class CAS,
 training time and settings) to benchmarks/results/diffusion_pretrain.json and its sample grid (one
 column per digit, prompt "a photo of digit <class>") to
-benchmarks/results/diffusion_pretrain_samples.png.
+benchmarks/results/diffusion_pretrain_samples.png (``--name``: other file names, e.g. the colour model's).
 Target (issue 3): cas_public >= 0.90 at the default sampling settings.
 """
 
@@ -29,6 +31,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/pretrain")
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--results", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--name", default="diffusion_pretrain")
     ap.add_argument("--note", default="", help="free text stored with the result (e.g. run history)")
     ap.add_argument("--logs", nargs="*", default=[], help="train_log.jsonl files of earlier phases")
     ap.add_argument("--extra-train-seconds", type=float, default=0.0, help="earlier phases (warm start)")
@@ -40,7 +43,10 @@ def main() -> None:
         run_cli("pretrain", args.out, None, *[w for s in args.set for w in ("--set", s)])
     metrics = json.loads((run / "metrics.json").read_text())
     config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").exists() else None
-    gen_json = json.loads((run / "embedded_generator.json").read_text())
+    weights = next(
+        p for p in (run / "embedded_generator.json", run / "embedded_generator_rgb.json") if p.exists()
+    )
+    gen_json = json.loads(weights.read_text())
     logs = [run / "train_log.jsonl", *map(Path, args.logs)]
     trajectory = []
     for path in logs:
@@ -63,8 +69,8 @@ def main() -> None:
         "cas_during_training": trajectory,
     }
     out = Path(args.results)
-    write_results(out / "diffusion_pretrain.json", result)
-    shutil.copyfile(run / "samples.png", out / "diffusion_pretrain_samples.png")
+    write_results(out / f"{args.name}.json", result)
+    shutil.copyfile(run / "samples.png", out / f"{args.name}_samples.png")
     print(json.dumps({k: metrics[k] for k in ("cas_public", "cas_private", "train_seconds") if k in metrics}))
 
 

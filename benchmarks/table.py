@@ -29,7 +29,7 @@ from sections.extraction import (
     section_finextract_identifier,
     section_prompt_recovery,
 )
-from sections.generator import section_pretrain, section_renamed, section_sampler
+from sections.generator import section_pretrain, section_pretrain_rgb, section_renamed, section_sampler
 from sections.membership import section_lira, section_mia_refs
 from sections.papers import section_papers
 from sections.profile import section_profile
@@ -64,6 +64,7 @@ SECTIONS: list[Callable[[Results], list[str] | None]] = [
     section_matrix,
     section_background_noise,
     section_pretrain,
+    section_pretrain_rgb,
     section_sampler,
     section_sampler_steps,
     section_speed,
