@@ -244,7 +244,8 @@ def test_extract_command_embedded_default_and_resume(tmp_path, tiny_generator):
     for key in ("success_rate", "avg_similarity", "baseline_success_rate", "baseline_avg_similarity",
                 "lora_success_rate", "full_baseline_avg_similarity", "baseline_cfg1.5_success_rate",
                 "calibrated_success_rate", "baseline_calibrated_success_rate", "lora_calibrated_success_rate",
-                "baseline_cfg1.5_calibrated_success_rate", "similarity_threshold", "calibrated_threshold"):  # fmt: skip
+                "baseline_cfg1.5_calibrated_success_rate", "similarity_threshold", "calibrated_threshold",
+                "lora_mia_loss_auc", "full_mia_pia_tpr_at_1pct_fpr", "mia_loss_auc", "mia_pia_auc"):  # fmt: skip
         assert key in m, key
     assert m["num_generations"] == 10 and m["num_train_images"] == 4
     assert m["success_rate"] == 0 and m["avg_similarity"] == pytest.approx(
@@ -335,6 +336,8 @@ def test_extract_command_on_a_given_pair(tmp_path, tiny_generator, tiny_folder, 
     assert m["num_train_images"] == 12 and m["num_generations"] == 13
     assert m["calibrated_threshold"] == pytest.approx(1.0, abs=1e-5)  # non-members = the members here
     assert f"{kind}_success_rate" in m and (out / "matches.png").is_file()
+    # membership inference on the pair: the same images as members and non-members score alike
+    assert m[f"{kind}_mia_loss_auc"] == pytest.approx(0.5) and m["mia_pia_auc"] == pytest.approx(0.5)
 
 
 def test_fine_tuning_steps_derive_from_the_number_of_images():

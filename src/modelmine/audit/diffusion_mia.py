@@ -23,6 +23,9 @@ two UNet calls per image at one ``t``. Chosen over SecMI (Duan et al., ICML 2023
 published attack for this setting, because SecMI inverts each image through many deterministic
 steps, where PIA needs one query at ``t = 0`` and one at ``t``; it uses the fine-tuned model alone.
 
+Both run in ``modelmine audit generator`` (a TCKR run's LoRA) and in ``modelmine extract`` (any
+``--base`` / ``--finetuned`` pair with real non-members), from :class:`MiaSettings`.
+
 Shapes: images ``(N, C, H, W)`` in [0, 1] in, scores ``(N,)`` out; batches of ``batch_size``.
 """
 
@@ -30,11 +33,46 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 
 import torch
 
 from ..diffusion.generator import Generator
 from ..diffusion.guidance import Conditioning, lora_disabled, predict_eps, train_timesteps
+from ..metrics import membership_metrics, reported_fprs
+
+
+@dataclass
+class MiaSettings:
+    """The membership attacks' settings, shared by the commands that run them."""
+
+    membership: bool = True  # run the loss attack and PIA (members against real non-members)
+    mia_timesteps: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3])  # fractions of T (loss)
+    mia_num_noise: int = 2  # noise draws per timestep (loss)
+    pia_timestep: float = 0.2  # fraction of T (PIA)
+
+
+def membership_attacks(
+    cfg: MiaSettings, gen: Generator, members: torch.Tensor, nonmembers: torch.Tensor,
+    prompts: Sequence[str], seed: int = 0, base: Generator | None = None,
+) -> tuple[dict[str, float], dict[str, torch.Tensor]]:  # fmt: skip
+    """Both attacks on ``members`` ``(N, C, H, W)`` against ``nonmembers`` ``(M, C, H, W)``, image i
+    prompted with ``prompts[i]`` (members first): ``mia_loss_*`` and ``mia_pia_*`` (AUC, TPR at the
+    FPRs the non-members allow) and the scores ``(N + M,)`` with ``is_member``."""
+    cand = torch.cat([members, nonmembers])
+    is_member = torch.arange(len(cand)) < len(members)
+    scores = {
+        "loss": loss_scores(gen, cand, prompts, timesteps=cfg.mia_timesteps, num_noise=cfg.mia_num_noise,
+                            seed=seed, base=base),
+        "pia": pia_scores(gen, cand, prompts, timestep=cfg.pia_timestep),
+    }  # fmt: skip
+    fprs = reported_fprs(len(nonmembers))
+    metrics = {
+        k: v
+        for name, sc in scores.items()
+        for k, v in membership_metrics(sc, is_member, f"mia_{name}_", fprs).items()
+    }
+    return metrics, {**scores, "is_member": is_member}
 
 
 def _noisy(gen: Generator, x0: torch.Tensor, t: int, noise: torch.Tensor) -> torch.Tensor:

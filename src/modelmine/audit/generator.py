@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,10 +47,9 @@ from ..diffusion.finetune import load_lora
 from ..diffusion.generator import LORA_WEIGHTS, GeneratorOptions, open_generator, refuse_pickle
 from ..distributed import processes, resolve_device
 from ..errors import UserError
-from ..metrics import membership_metrics, reported_fprs
 from ..report import save_grid
 from ..runs import Run, Task, atomic_save_tensors, load_generated, run_phase
-from .diffusion_mia import loss_scores, pia_scores
+from .diffusion_mia import MiaSettings, membership_attacks
 from .extraction import (
     attack,
     build_features,
@@ -66,8 +65,10 @@ from .extraction import (
 
 
 @dataclass
-class AuditGeneratorConfig(GeneratorOptions, Threads):
-    """`modelmine audit generator`: FineXtract on the LoRA generator of a TCKR run."""
+class AuditGeneratorConfig(MiaSettings, GeneratorOptions, Threads):
+    """`modelmine audit generator`: FineXtract on the LoRA generator of a TCKR run, and membership
+    inference on it (``MiaSettings``: members against the held-out images, each prompted as TCKR
+    prompts, the non-members captioned by the run's captioner)."""
 
     run: str | None = None  # the TCKR run folder
     w: float | None = None  # None: 5 (paper, LoRA); 1.25 for pixel-space generators
@@ -84,12 +85,6 @@ class AuditGeneratorConfig(GeneratorOptions, Threads):
     similarity_threshold: float | None = None
     calibrated_threshold: float | None = None
     calibration_quantile: float = 0.99
-    # membership inference on the LoRA (modelmine.audit.diffusion_mia): members against the held-out
-    # images, each prompted as TCKR prompts (non-members captioned by the run's captioner)
-    membership: bool = True
-    mia_timesteps: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3])  # fractions of T (loss)
-    mia_num_noise: int = 2  # noise draws per timestep (loss)
-    pia_timestep: float = 0.2  # fraction of T (PIA)
     seed: int = 0
 
 
@@ -160,23 +155,8 @@ def membership_audit(
     t0 = time.time()
     captions = captions_for(nonmembers, captioner, device=gen.device)
     prompts = member_prompts + tckr_prompts(nonmembers.class_names, nonmembers.labels, captions)
-    cand = torch.cat([images, nonmembers.images])
-    is_member = torch.cat(
-        [torch.ones(len(images), dtype=torch.bool), torch.zeros(len(nonmembers), dtype=torch.bool)]
-    )
-    scores = {
-        "loss": loss_scores(
-            gen, cand, prompts, timesteps=cfg.mia_timesteps, num_noise=cfg.mia_num_noise, seed=cfg.seed
-        ),
-        "pia": pia_scores(gen, cand, prompts, timestep=cfg.pia_timestep),
-    }
-    atomic_save_tensors(run_.path("mia_scores.safetensors"), {**scores, "is_member": is_member})
-    fprs = reported_fprs(len(nonmembers))
-    metrics = {
-        k: v
-        for name, sc in scores.items()
-        for k, v in membership_metrics(sc, is_member, f"mia_{name}_", fprs).items()
-    }
+    metrics, scores = membership_attacks(cfg, gen, images, nonmembers.images, prompts, seed=cfg.seed)
+    atomic_save_tensors(run_.path("mia_scores.safetensors"), scores)
     return metrics | {"mia_seconds": time.time() - t0, "mia_num_nonmembers": len(nonmembers)}
 
 

@@ -24,7 +24,9 @@ SSCD threshold, which is not calibrated for it: set ``similarity_threshold``. Wi
 the embedded pixel-space generator is fine-tuned here in each of ``modes`` on ``num_train_images``
 private digits of ``train_class``; the class's other digits (or ``heldout_data``) are the non-members.
 
-Without a field: with ``sampler=ddim``, the last step uses the scheduler's final alpha, as ``DDIMScheduler``
+With real non-members (``heldout_data``, or the embedded default's), each mode's model also gets the
+membership attacks of :mod:`modelmine.audit.diffusion_mia` (``<mode>_mia_*``; ``membership=false``:
+not). Without a field: with ``sampler=ddim``, the last step uses the scheduler's final alpha, as ``DDIMScheduler``
 (official: ``alpha_prev`` of ``t = 1``); the official optional ``dt`` re-normalisation of ``x0_hat``
 (off in its runs) is not implemented; greedy cliques, exactly ``N`` candidates, replace networkx's
 maximal cliques with a 30 s timeout (deterministic, O(n^2)). Results: ``benchmarks/RESULTS.md``.
@@ -58,6 +60,7 @@ from typing import Literal
 import torch
 
 from ..audit import extraction
+from ..audit.diffusion_mia import MiaSettings, membership_attacks
 from ..audit.prompt import PromptSearchConfig, check_search, prompt_token_accuracy, recover_prompt
 from ..config import Workers
 from ..data import DIGIT_NAMES, dataset_channels, fit_to, is_builtin, load_builtin, load_image_folder
@@ -103,7 +106,7 @@ class ModeConfig:
 
 
 @dataclass
-class ExtractConfig(GeneratorOptions, Workers):
+class ExtractConfig(MiaSettings, GeneratorOptions, Workers):
     """`modelmine extract`: FineXtract and its CFG baseline on a (pretrained, fine-tuned) pair."""
 
     base: str = "embedded"  # pretrained: "embedded" (grey or RGB, as the data), an embedded .safetensors, an SD folder
@@ -278,7 +281,7 @@ def task_mode(
     run_ = Run(out)
     device = resolve_device(cfg.device)
     base = open_generator(cfg.base, cfg, device).eval()
-    images, prompt, _ = load_train_data(cfg, base.image_size, base.channels)
+    images, prompt, nonmembers = load_train_data(cfg, base.image_size, base.channels)
     ft = finetuned_generator(cfg, run_.dir, mode, base, images, prompt, device)
     pre = None if mode == "lora" else base
     if pre is not None and pre.latent_shape != ft.latent_shape:
@@ -301,6 +304,16 @@ def task_mode(
     for folder, make in makers.items():  # batch i starts from the same noise for every method
         common = (cfg.num_generations, cfg.gen_batch_size, cfg.seed, ft.latent_shape, [prompts[folder]])
         extraction.generate_all(run_, f"{mode}/{folder}", *common, make, shard)
+    path = run_.path(mode, "mia.json")
+    if (
+        cfg.membership
+        and nonmembers is not None
+        and not path.exists()
+        and (shard is None or shard.index == 0)
+    ):
+        mia, _ = membership_attacks(cfg, ft, images, nonmembers, [attack_prompt] * (len(images) + len(nonmembers)),
+                                    seed=cfg.seed, base=pre)  # fmt: skip
+        atomic_write_text(path, json.dumps(mia))
 
 
 RECOVERED = "finextract_recovered"  # folder of FineXtract's generations with the recovered prompt
@@ -384,7 +397,7 @@ def run(cfg: ExtractConfig, out: Path) -> dict:
 def _means_over_modes(cfg: ExtractConfig, metrics: dict, modes: list[str]) -> dict[str, float]:
     """The headline rates: each ``<mode>_<name><key>`` metric averaged over the modes, as ``<name><key>``."""
     means = {}
-    for key in ["success_rate", "calibrated_success_rate", "avg_similarity"]:
+    for key in ["success_rate", "calibrated_success_rate", "avg_similarity", "mia_loss_auc", "mia_pia_auc"]:
         for name in ["", "recovered_", *(f"{b}_" for b in _baselines(cfg))]:
             if f"{modes[0]}_{name}{key}" in metrics:
                 means[name + key] = sum(metrics[f"{m}_{name}{key}"] for m in modes) / len(modes)
@@ -429,6 +442,8 @@ def _score_mode(
             rows.append(extraction.match_rows(images, x, res["best_index"]))
         saved |= {f"{name}_best": res["best"], f"{name}_candidates": x[res["candidates"]]}
     atomic_save_tensors(run_.path(mode, "candidates.safetensors"), saved)
+    if (mia := run_.dir / mode / "mia.json").exists():
+        metrics |= {f"{mode}_{k}": v for k, v in json.loads(mia.read_text()).items()}
     info_path = run_.dir / mode / "train_info.json"
     if info_path.exists():
         metrics[f"{mode}_train_seconds"] = json.loads(info_path.read_text())["train_seconds"]
