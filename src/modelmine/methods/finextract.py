@@ -22,14 +22,12 @@ the same at ``calibrated_threshold``, by default the ``calibration_quantile`` qu
 non-members' best similarity to the training images. ``features`` ``dino`` (DINOv2) keeps the paper's
 SSCD threshold, which is not calibrated for it: set ``similarity_threshold``. Without ``finetuned``,
 the embedded pixel-space generator is fine-tuned here in each of ``modes`` on ``num_train_images``
-private digits of ``train_class``; the class's other digits (or ``heldout_data``) are the non-members.
+private digits of ``train_class``; the class's other digits (or ``heldout_data``) are the non-members,
+against which :mod:`modelmine.audit.diffusion_mia`'s attacks score each mode (``<mode>_mia_*``).
 
-With real non-members (``heldout_data``, or the embedded default's), each mode's model also gets the
-membership attacks of :mod:`modelmine.audit.diffusion_mia` (``<mode>_mia_*``; ``membership=false``:
-not). Without a field: with ``sampler=ddim``, the last step uses the scheduler's final alpha, as ``DDIMScheduler``
-(official: ``alpha_prev`` of ``t = 1``); the official optional ``dt`` re-normalisation of ``x0_hat``
-(off in its runs) is not implemented; greedy cliques, exactly ``N`` candidates, replace networkx's
-maximal cliques with a 30 s timeout (deterministic, O(n^2)). Results: ``benchmarks/RESULTS.md``.
+Without a field: DDIM's last step uses the final alpha (official: ``alpha_prev`` of ``t = 1``); the
+official optional ``dt`` re-normalisation of ``x0_hat`` (off in its runs) is not implemented; greedy
+cliques, exactly ``N`` candidates, replace networkx's maximal cliques with a 30 s timeout.
 
 | field | paper or official code | why ours differs |
 |---|---|---|
