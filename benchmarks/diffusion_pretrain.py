@@ -2,13 +2,16 @@
 
     python benchmarks/diffusion_pretrain.py [--out runs/pretrain] [--set key=value ...] [--name NAME]
     python benchmarks/diffusion_pretrain.py --out runs/pretrain-rgb --name diffusion_pretrain_rgb \
-        --set channels=3 --set init_from=embedded --set steps=10000      # the colour model
+        --set channels=3 --set init_from=embedded --set steps=10000 --set guidance_scale=3 \
+        --cfg-probe 1.5 2 3 4                                           # the colour model
 
 Runs (or resumes, or just reads back) ``modelmine pretrain --out DIR`` in this process
 (``_bench.run_cli``) and copies its metrics (``cas_public``, ``cas_private``, per-class CAS,
 training time and settings) to benchmarks/results/diffusion_pretrain.json and its sample grid (one
 column per digit, prompt "a photo of digit <class>") to
 benchmarks/results/diffusion_pretrain_samples.png (``--name``: other file names, e.g. the colour model's).
+``--cfg-probe 1.5 2 3 4``: also the quick CAS (50 images per digit, the run's public classifier) at
+each CFG scale, the probe that picks the model's stored ``guidance_scale``.
 Target (issue 3): cas_public >= 0.90 at the default sampling settings.
 """
 
@@ -24,6 +27,8 @@ import yaml
 
 from _bench import run_cli
 from _results import write_results
+from modelmine.diffusion.generator import Generator
+from modelmine.diffusion.pretrain import measure_cas, public_cas_classifier
 
 
 def main() -> None:
@@ -32,6 +37,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--results", default=str(Path(__file__).parent / "results"))
     ap.add_argument("--name", default="diffusion_pretrain")
+    ap.add_argument("--cfg-probe", nargs="*", type=float, default=[])
     ap.add_argument("--note", default="", help="free text stored with the result (e.g. run history)")
     ap.add_argument("--logs", nargs="*", default=[], help="train_log.jsonl files of earlier phases")
     ap.add_argument("--extra-train-seconds", type=float, default=0.0, help="earlier phases (warm start)")
@@ -57,7 +63,14 @@ def main() -> None:
                     trajectory.append(
                         {"log": str(path), "step": r["step"], "cas_public_quick": r["cas_public_quick"]}
                     )
+    probe = {}
+    if args.cfg_probe:
+        gen = Generator.embedded(weights.with_suffix(".safetensors"))
+        clf, _ = public_cas_classifier(run, 0, channels=gen.channels)  # the run's, cached there
+        for s in args.cfg_probe:
+            probe[f"{s:g}"] = measure_cas(gen, clf, 50, steps=gen.defaults["steps"], cfg=s, seed=777)[0]
     result = {
+        "cfg_probe": probe,
         "command": "modelmine pretrain --out DIR " + " ".join(f"--set {s}" for s in args.set),
         "cpu": platform.processor() or platform.machine(),
         "config": config,

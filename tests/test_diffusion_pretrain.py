@@ -40,6 +40,11 @@ def test_pretrain_command_smoke_and_resume(tmp_path):
     assert main(args) == 0  # resumes: nothing retrained
     assert (out / "checkpoint.pt").stat().st_mtime == before
     assert json.loads((out / "metrics.json").read_text())["cas_public"] == m["cas_public"]
+    # another CFG scale in the finished folder: the stored default and CAS move, nothing is retrained
+    assert main(args + ["--set=guidance_scale=2"]) == 0
+    assert (out / "checkpoint.pt").stat().st_mtime == before
+    assert json.loads((out / "metrics.json").read_text())["cas_cfg"] == 2
+    assert Generator.embedded(out / "embedded_generator.safetensors").defaults["cfg"] == 2
 
 
 def test_public_batch_mixes_glyphs_letters_and_procedural_images_in_known_words():
