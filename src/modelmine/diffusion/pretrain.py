@@ -344,7 +344,7 @@ class _Training:
     params: list[torch.Tensor]
     step: int = 0
     elapsed: float = 0.0
-    loss: float = 0.0  # smoothed training loss (restarts from the next step on resume)
+    loss: float = 0.0  # smoothed training loss (kept in the checkpoint)
 
     def save(self, path: Path) -> None:
         state = {
@@ -354,6 +354,7 @@ class _Training:
             "ema": self.ema.shadow,
             "step": self.step,
             "elapsed": self.elapsed,
+            "loss": self.loss,
         }
         atomic_torch_save(path, state)
 
@@ -380,7 +381,7 @@ def _start_training(cfg: PretrainConfig, ckpt_path: Path, device: torch.device) 
         opt.load_state_dict(ck["opt"])
         for s, v in zip(ema.shadow, ck["ema"], strict=True):
             s.copy_(v)
-        tr.step, tr.elapsed = ck["step"], ck["elapsed"]
+        tr.step, tr.elapsed, tr.loss = ck["step"], ck["elapsed"], float(ck.get("loss", 0.0))
         print(f"resuming at step {tr.step}", flush=True)
     return tr
 
