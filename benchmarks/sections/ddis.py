@@ -158,7 +158,7 @@ def section_ddis_cat_keep(r: Results) -> list[str] | None:
     d = r.get("ddis_cat_keep.json")
     if d is None:
         return None
-    lines = ["### DDIS: class tokens that never reach their class", ""]
+    lines = ["## DDIS: class tokens that never reach their class", ""]
     lines += para(
         "`modelmine ddis --set ablations=false` per dataset, once per `cat_keep` and once with DAG only,",
         "same seed, noise and targets: the runs differ by the CAT tokens alone. A class stops when 70% of",

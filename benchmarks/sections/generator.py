@@ -141,7 +141,7 @@ def section_pretrain_rgb(r: Results) -> list[str] | None:
     if d is None:
         return None
     m, c = d["metrics"], d.get("config") or {}
-    lines = ["### The colour embedded generator", ""]
+    lines = ["## The colour embedded generator", ""]
     lines += para(
         "The colour model (`embedded_generator_rgb.*`): the grey model widened to three channels",
         f"(`init_from={c.get('init_from')}`), trained {m['steps']} steps on the public corpus through",
