@@ -166,6 +166,12 @@ def section_pretrain_rgb(r: Results) -> list[str] | None:
     if probe := d.get("cfg_probe"):
         cells = ", ".join(f"CFG {s}: {f3(v)}" for s, v in probe.items())
         lines += para(f"CAS (500 images) by CFG scale, the probe that picks the stored scale: {cells}.")
+    if hue := d.get("hue_probe"):
+        cells = ", ".join(f"{w} {v:.2f}" for w, v in hue["per_word"].items())
+        lines += para(
+            f"Colour words followed: of 32 images prompted `{hue['prompt'].format('<hue>')}` per hue, the share",
+            f"the captioner names with that hue: {cells} (mean {hue['mean']:.2f}; chance 0.17).",
+        )
     quick = [f"{t['step']}: {t['cas_public_quick']:.2f}" for t in d.get("cas_during_training", [])]
     lines += (
         para("Quick CAS (100 images) during training, by step: " + ", ".join(quick) + ".") if quick else []
@@ -174,5 +180,5 @@ def section_pretrain_rgb(r: Results) -> list[str] | None:
     return lines + source(
         "diffusion_pretrain_rgb.json",
         "python benchmarks/diffusion_pretrain.py --out DIR --name diffusion_pretrain_rgb --set channels=3 "
-        "--set init_from=embedded --set steps=10000 --set guidance_scale=3 --cfg-probe 1.5 2 3 4",
+        "--set init_from=embedded --set steps=10000 --set guidance_scale=3 --cfg-probe 1.5 2 3 4 --hue-probe",
     )
