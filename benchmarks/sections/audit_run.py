@@ -62,17 +62,20 @@ def section_diffusion_mia(r: Results) -> list[str] | None:
     lines += para(
         "`modelmine audit generator` on each dataset's TCKR run (the LoRA the command fine-tuned on the",
         "private training split): every private training image (member) against the run's held-out",
-        "images (non-members), each prompted as TCKR prompts. The loss attack scores the pretrained",
+        "images (non-members), each prompted as TCKR prompts; the LoRA is the command's default whatever",
+        "the run's students and shadows (its cardinality and shadow count are listed). The loss attack scores the pretrained",
         "minus the fine-tuned model's denoising error at fixed timesteps and noise; PIA (Kong et al.,",
         f"ICLR 2024) the consistency of the noise each model infers. Machine: {machine(d)}.",
     )
     rows = []
     for dataset, e in d["runs"].items():
         m = e["metrics"]
-        rows.append([dataset, f"{m.get('num_train_images', '?')} / {m.get('mia_num_nonmembers', '?')}",
+        t = e.get("tckr_config", {})
+        rows.append([dataset, f"N {t.get('cardinality')}, {t.get('num_shadows')} shadows",
+                     f"{m.get('num_train_images', '?')} / {m.get('mia_num_nonmembers', '?')}",
                      f3(m.get("mia_loss_auc")), f3(m.get("mia_loss_tpr_at_1pct_fpr")), f3(m.get("mia_pia_auc")),
                      f3(m.get("mia_pia_tpr_at_1pct_fpr")), secs(m.get("mia_seconds", 0.0))])  # fmt: skip
-    header = ["dataset", "members / non-members", "loss AUC", "loss TPR at 1% FPR", "PIA AUC",
+    header = ["dataset", "TCKR run", "members / non-members", "loss AUC", "loss TPR at 1% FPR", "PIA AUC",
               "PIA TPR at 1% FPR", "both attacks"]  # fmt: skip
     lines += table(header, rows)
     runs = " ".join(f"--run {k}={e['run']}" for k, e in d["runs"].items())
