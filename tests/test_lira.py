@@ -194,6 +194,25 @@ def test_audit_lira_own_target_needs_members(tmp_path, capsys):
     assert "--members" in capsys.readouterr().err
 
 
+def test_the_default_target_trains_on_the_built_in_population_it_is_audited_on(tmp_path, capsys):
+    """Without --target the default teacher trains on the population's train split (its members): on
+    the colour patches, not on the digits; a population folder needs the target that trained on it."""
+    import json
+
+    from modelmine.classifiers import load_classifier
+    from modelmine.cli import main
+
+    out = tmp_path / "patches"
+    args = ["audit", "membership", "--out", str(out), "--population", "patches", "--shadows", "2",
+            "--set", "teacher.epochs=1", "--set", "teacher.preset=cnn_small"]  # fmt: skip
+    assert main(args) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["num_members"] == 1200 and m["num_nonmembers"] == 360
+    assert load_classifier(out / "teacher.safetensors")[1].in_channels == 3
+    assert main(["audit", "membership", "--out", str(tmp_path / "f"), "--population", str(tmp_path)]) == 2
+    assert "--target" in capsys.readouterr().err
+
+
 def test_shadow_files_answer_new_views_without_retraining(tmp_path):
     from modelmine.data import ImageSet
     from modelmine.teacher import TeacherConfig

@@ -72,7 +72,7 @@ from ..classifiers import (
     train_classifier,
 )
 from ..config import Runtime
-from ..data import population
+from ..data import is_builtin, population
 from ..distributed import processes, resolve_device
 from ..errors import UserError
 from ..metrics import low_fpr_note, membership_metrics, reported_fprs, roc_curve
@@ -371,11 +371,14 @@ class LiraConfig(Runtime):
 
 
 def check_sources(cfg: LiraConfig) -> None:
-    """A target of the user's own needs the files that say who its members are."""
+    """A target of the user's own needs the files that say who its members are; without a target, the
+    default teacher is trained on a built-in population's train split (its members)."""
     if cfg.target is not None and cfg.members is None:
         raise UserError(
             "auditing your own --target needs --population and --members (which files it trained on)"
         )
+    if cfg.target is None and not is_builtin(cfg.population):
+        raise UserError("a --population folder needs the --target that trained on its --members")
 
 
 def load_population(cfg: LiraConfig, class_names: list[str] | None = None):
@@ -432,7 +435,7 @@ def prepare_audit(cfg, out: Path, resumable: tuple[str, ...] = ()) -> AuditData 
     keep = keep_masks(cfg.num_shadows, is_member, cfg.keep_seed)
     if target is None:
         with procs.main_first():  # trained once; the other processes load it
-            target, info = obtain_teacher(cfg.teacher, run_.dir, None, device)
+            target, info = obtain_teacher(cfg.teacher, run_.dir, None, device, cfg.population)
     resize = f"; pass --set teacher.image_size={info.image_size} to resize it to the target's input"
     check_compatible(info, tuple(population.images.shape[1:]), population.num_classes, "population", resize)
     views = make_views(population.images, cfg.query_flip)
