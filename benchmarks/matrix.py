@@ -152,10 +152,14 @@ def main() -> None:
                 Path(args.work),
             )
             sampler = GeneratorOptions().sampler  # the generator commands' default, for RESULTS.md
+            runs[key]["sampler"] = sampler  # rows without it were measured with earlier defaults
             results.update(headline=HEADLINE, threads=args.threads, seed=0, sampler=sampler, **machine_info())
             if args.note:
                 results["note"] = args.note
             write_results(out, results)
+    if args.note and results.get("note") != args.note:  # a note for runs already finished
+        results["note"] = args.note
+        write_results(out, results)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ def section_matrix(r: Results) -> list[str] | None:
         metric, what = d["headline"].get(method, ["-", "-"])
         argv = run.get("argv", [])
         changed = ", ".join(argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--set") or "defaults"
+        changed += "" if "sampler" in run else " (earlier version)"
         rows.append([
             dataset, method, run.get("exit_status", "-"), f3(m.get("teacher_acc")),
             f"{what} {f3(m.get(metric))}" if metric in m else "-", changed, secs(run.get("wall_seconds", 0.0)),
