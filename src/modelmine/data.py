@@ -213,7 +213,7 @@ def dataset_channels(spec: str) -> int:
     """How many channels ``spec``'s images come with: a built-in's, else its first image's (1 for a
     grey mode, else 3, as :func:`load_image_folder` reads them)."""
     if is_builtin(spec):
-        return 3 if spec == "patches" else 1
+        return load_builtin(spec, "test").images.shape[1]
     first = _first_image(spec)
     try:
         with Image.open(first) as im:

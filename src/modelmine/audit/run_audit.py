@@ -29,6 +29,7 @@ import torch
 from ..classifiers import load_classifier, taking_any_size
 from ..config import read_yaml_mapping
 from ..data import is_builtin, load_described
+from ..distributed import resolve_device
 from ..errors import UserError
 from ..metrics import roc_auc, roc_curve
 from ..report import plot_roc
@@ -120,9 +121,13 @@ def audit_data_free(cfg: AuditRunConfig, run_dir: Path, out: Path) -> tuple[list
     headline = membership.headline_attacks(mcfg)["lira" if "lira" in attacks else "rmia"]
     labels, names = data.population.labels, list(data.population.class_names)
     sections, metrics = [], {}
+    device = resolve_device(cfg.device)
     for name, path in targets.items():
-        model, info = load_classifier(path)
-        logits = lira.query_views(taking_any_size(model, info), views)
+        if name == "teacher":  # prepare_audit has queried it already
+            logits = data.target_logits
+        else:
+            model, info = load_classifier(path)
+            logits = lira.query_views(taking_any_size(model, info), views, device)
         scores = membership.attack_scores(mcfg, list(attacks), data, logits)
         sections.append(_target(out, name, scores, data.is_member, labels, names, headline))
         metrics |= {f"{name}_auc": roc_auc(scores[headline], data.is_member)}

@@ -42,10 +42,10 @@ from ..hub import local_model
 from ..runs import atomic_save_tensors, atomic_write_text, load_tensors
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-EMBEDDED_WEIGHTS = ASSETS / "embedded_generator.safetensors"
-EMBEDDED_CONFIG = ASSETS / "embedded_generator.json"
-EMBEDDED_TOKENIZER = ASSETS / "embedded_tokenizer.json"
 EMBEDDED_FILES = {1: "embedded_generator.safetensors", 3: "embedded_generator_rgb.safetensors"}  # by channels
+EMBEDDED_WEIGHTS = ASSETS / EMBEDDED_FILES[1]
+EMBEDDED_CONFIG = EMBEDDED_WEIGHTS.with_suffix(".json")
+EMBEDDED_TOKENIZER = ASSETS / "embedded_tokenizer.json"
 EMBEDDED_NAMES = {1: "embedded", 3: "embedded-rgb"}  # what --generator / --base call them
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # diffusers' file name for LoRA weights
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")

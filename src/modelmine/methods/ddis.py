@@ -281,21 +281,20 @@ class _KeptTokens:
 
     def __init__(self, reference: torch.Tensor, ids: list[int]):
         self.ids = torch.tensor(ids)
-        self.start, self.best = reference.clone(), reference.clone()
+        self.start = reference[self.ids].clone()  # (K, D): the token rows only
+        self.best = self.start.clone()
         self.best_loss = torch.full((len(ids),), math.inf)
 
     def observe(self, per_class: torch.Tensor, active: torch.Tensor, reference: torch.Tensor) -> None:
         """``per_class`` ``(K,)`` losses of images sampled with ``reference``'s rows."""
         better = active & (per_class < self.best_loss)
         self.best_loss = torch.where(better, per_class, self.best_loss)
-        rows = self.ids[better]
-        self.best[rows] = reference[rows].to(self.best)
+        self.best[better] = reference[self.ids[better]].to(self.best)
 
     @torch.no_grad()
     def finish(self, weight: torch.Tensor, active: torch.Tensor, keep: str) -> None:
-        if keep != "last":
-            rows = self.ids[active]  # classes that never stopped
-            weight[rows] = (self.best if keep == "best" else self.start)[rows].to(weight)
+        if keep != "last":  # classes that never stopped
+            weight[self.ids[active]] = (self.best if keep == "best" else self.start)[active].to(weight)
 
 
 def train_class_tokens(
