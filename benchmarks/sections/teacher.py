@@ -112,7 +112,13 @@ def matrix_targets(runs: dict) -> list[str]:
         rows.append([dataset, *cells])
     header = ["dataset", "TCKR student vs teacher (within 3)", "DDIS student (>= DAG-only and plain)",
               "FineXtract avg. similarity (> CFG)", "CAKE student (0.90 of teacher)"]  # fmt: skip
-    return lines + ["Targets:", ""] + table(header, rows)
+    mia = [f"{k.split('/')[0]} {f3(r['metrics']['mia_loss_auc'])} / {f3(r['metrics']['mia_pia_auc'])}"
+           for k, r in runs.items() if k.endswith("/extract") and "mia_loss_auc" in r.get("metrics", {})]  # fmt: skip
+    lines += ["Targets:", ""] + table(header, rows)
+    if mia:
+        lines += para("`extract`'s membership attacks, its fine-tuning images against the rest of their class",
+                      "(AUC of the loss attack / PIA, mean of the modes): " + "; ".join(mia) + ".")  # fmt: skip
+    return lines
 
 
 def section_background_noise(r: Results) -> list[str] | None:
