@@ -78,7 +78,8 @@ from ..errors import UserError
 from ..report import save_grid
 from ..runs import Run, Task, atomic_save_tensors, atomic_write_text, load_generated, run_phase
 
-EMBEDDED_PROMPT = "a photo of digit {c}"  # built-in digits; other built-ins: "a photo of {c}"
+EMBEDDED_PROMPT = "a photo of digit {c}"  # the built-in digit datasets
+BUILTIN_PROMPT = "a photo of {c}"  # other built-ins (their class words are new tokens)
 # DreamBooth's instance prompt (Ruiz et al., 2023): "a photo of [identifier] [class noun]"; the
 # embedded tokenizer does not know the identifier, so it becomes a new token trained with the
 # fine-tuning (modelmine.diffusion.tokens)
@@ -115,7 +116,9 @@ class ExtractConfig(MiaSettings, GeneratorOptions, Workers):
     # images); None: the private digits
     data: str | None = None
     heldout_data: str | None = None  # real non-members (ImageFolder) to calibrate the success threshold
-    prompt: str | None = None  # the instance prompt; default "a photo of digit {c}" ({c}: class name);
+    prompt: str | None = (
+        None  # the instance prompt; default "a photo of digit {c}" (patches: "a photo of {c}");
+    )
     # "auto": recovered from the base and fine-tuned models (prompt_search), the attack runs with it
     true_prompt: str | None = None  # with "auto": the real prompt, if known, to score the recovery
     prompt_search: PromptSearchConfig = field(default_factory=PromptSearchConfig)
@@ -169,7 +172,7 @@ def load_train_data(cfg: ExtractConfig, size: int, channels: int):
                 raise UserError(f"identifier must be one word, got {cfg.identifier!r}")
             given = IDENTIFIER_PROMPT.replace("{id}", cfg.identifier.strip())
         names = sets["train"].class_names
-        default = EMBEDDED_PROMPT if names == DIGIT_NAMES else EMBEDDED_PROMPT.replace("digit ", "")
+        default = EMBEDDED_PROMPT if names == DIGIT_NAMES else BUILTIN_PROMPT
         prompt = (given or default).replace("{c}", names[cfg.train_class])
     else:
         data = load_image_folder(cfg.data, size=size)  # its own channels: RGB on a grey base stops
