@@ -116,9 +116,7 @@ class ExtractConfig(MiaSettings, GeneratorOptions, Workers):
     # images); None: the private digits
     data: str | None = None
     heldout_data: str | None = None  # real non-members (ImageFolder) to calibrate the success threshold
-    prompt: str | None = (
-        None  # the instance prompt; default "a photo of digit {c}" (patches: "a photo of {c}");
-    )
+    prompt: str | None = None  # instance prompt; default "a photo of digit {c}" (patches: "a photo of {c}");
     # "auto": recovered from the base and fine-tuned models (prompt_search), the attack runs with it
     true_prompt: str | None = None  # with "auto": the real prompt, if known, to score the recovery
     prompt_search: PromptSearchConfig = field(default_factory=PromptSearchConfig)
