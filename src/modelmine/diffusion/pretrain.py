@@ -72,7 +72,7 @@ from ..procedural import KINDS, ORIENTATIONS, SHAPES, colourise, render_procedur
 from ..report import save_grid
 from ..runs import Run, atomic_torch_save, atomic_write_text, item_seed
 from ..teacher import TeacherConfig, obtain_teacher, resolve_teacher
-from .generator import ASSETS, EMBEDDED_FILES, Generator, embedded_tokenizer_path
+from .generator import ASSETS, EMBEDDED_FILES, Generator, embedded_tokenizer_path, embedded_weights
 from .sampler import sample_batched
 
 EVAL_TEMPLATE = "a photo of digit {c}"
@@ -254,16 +254,16 @@ class _EMA:
 
 def _warm_start(gen: Generator, source: str) -> None:
     """Load UNet + text encoder weights from a pretrain ``checkpoint.pt`` (live weights), an embedded
-    ``.safetensors`` or ``"embedded"`` (the shipped grey model), widened to ``gen``'s channels
-    (:func:`widen_channels`); the optimizer starts fresh."""
-    path = None if source == "embedded" else Path(source)
-    if path is not None and not path.is_file():
-        raise UserError(f"init_from file not found: {path}")
-    if path is None or path.suffix == ".safetensors":
-        src = Generator.embedded(path)
+    ``.safetensors`` or a shipped model's name (``"embedded"``, :func:`embedded_weights`), widened to
+    ``gen``'s channels (:func:`widen_channels`); the optimizer starts fresh."""
+    weights = embedded_weights(source)
+    if not (weights or Path(source)).is_file():
+        raise UserError(f"init_from file not found: {weights or source}")
+    if weights is not None:
+        src = Generator.embedded(weights)
         unet_sd, text_sd = src.unet.state_dict(), src.text_encoder.state_dict()
     else:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
+        ck = torch.load(source, map_location="cpu", weights_only=True)
         unet_sd, text_sd = ck["unet"], ck["text_encoder"]
     gen.unet.load_state_dict(widen_channels(unet_sd, gen.channels))
     gen.text_encoder.load_state_dict(text_sd)
