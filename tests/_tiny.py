@@ -6,8 +6,11 @@ from modelmine.diffusion.generator import Generator
 SMALL_UNET = dict(block_out_channels=[8, 16, 16], norm_num_groups=4)
 
 
-def tiny(seed: int = 0) -> Generator:
-    return Generator.build_tiny(seed=seed, unet_overrides=SMALL_UNET, text_width=32)
+def tiny(seed: int = 0, **scheduler) -> Generator:
+    """``scheduler``: entries that replace the embedded scheduler config's (``prediction_type``, ...)."""
+    return Generator.build_tiny(
+        seed=seed, unet_overrides=SMALL_UNET, text_width=32, scheduler_overrides=scheduler
+    )
 
 
 # CAKE / DeepInversion through the CLI in seconds: 2 batches of 20 samples, 3 steps, 8x8 images.

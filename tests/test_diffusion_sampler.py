@@ -26,10 +26,14 @@ def test_deterministic_with_seed_and_eta():
         assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-def test_matches_diffusers_ddim_scheduler():
+V_TRAILING = {"prediction_type": "v_prediction", "timestep_spacing": "trailing"}  # the colour model's
+
+
+@pytest.mark.parametrize("scheduler", [{}, V_TRAILING], ids=["epsilon", "v-trailing"])
+def test_matches_diffusers_ddim_scheduler(scheduler):
     from diffusers import DDIMScheduler
 
-    gen = tiny(seed=1)
+    gen = tiny(seed=1, **scheduler)
     ours = sample(gen, PROMPTS, steps=5, cfg=1.0, seed=3, output="latents")
     sched = DDIMScheduler.from_config(gen.scheduler.config)
     sched.set_timesteps(5)
@@ -39,9 +43,31 @@ def test_matches_diffusers_ddim_scheduler():
         for t in sched.timesteps:
             eps = gen.unet(x, t, e).sample
             x = sched.step(eps, t, x, eta=0.0).prev_sample
-    assert torch.allclose(ours, x, atol=1e-5)
+    # v goes through eps in float32: at t = 999 (a = 2.4e-9) eps's rounding, divided by sqrt(a),
+    # moves x0_hat by ~1e-3 of its size, where diffusers computes x0 = sqrt(a) x_t - sqrt(1 - a) v
+    assert torch.allclose(ours, x, atol=1e-3 if scheduler else 1e-5)
     ts, step = ddim_timesteps(gen, 5)
     assert ts == [int(t) for t in sched.timesteps] and step == 200
+    assert ts[0] == (999 if scheduler else 801)  # trailing starts at the last training timestep
+
+
+def test_v_prediction_at_zero_snr_survives_half_precision():
+    """At t = 999 of the cosine schedule (a = 2.4e-9) x0_hat is -v; converting v to eps in bfloat16
+    would round sqrt(a) v away and leave x0_hat = 0."""
+    from modelmine.diffusion.generator import GeneratorOptions
+    from modelmine.diffusion.guidance import predict_eps
+    from modelmine.diffusion.sampler import ddim_step
+
+    x0 = {}
+    for dtype in ("float32", "bfloat16"):
+        gen = tiny(seed=2, **V_TRAILING).configure(GeneratorOptions(dtype=dtype))
+        x = torch.randn((2, *gen.latent_shape), generator=torch.Generator().manual_seed(0)).to(gen.dtype)
+        with torch.no_grad(), gen.autocast():
+            c = encode_conditioning(gen, PROMPTS, 1.0)
+            eps = predict_eps(gen, x, 999, c)
+            x0[dtype] = ddim_step(ddim_schedule(gen, 4), Prediction(x, eps), 999)[1].float()
+    assert x0["float32"].abs().mean() > 0.05  # a real prediction, not zero
+    assert (x0["bfloat16"] - x0["float32"]).abs().max() < 0.1
 
 
 def test_gradient_guidance_moves_output_in_expected_direction():

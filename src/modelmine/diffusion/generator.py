@@ -226,10 +226,12 @@ class Generator:
         words: tuple[str, ...] = BASE_WORDS,
         unet_overrides: dict | None = None,
         text_width: int = 64,
+        scheduler_overrides: dict | None = None,
     ) -> Generator:
         """Freshly initialised embedded architecture (for pretraining and tests), seeded.
 
-        ``unet_overrides`` replace entries of :func:`tiny_unet_config` (tests use smaller widths).
+        ``unet_overrides`` replace entries of :func:`tiny_unet_config` (tests use smaller widths),
+        ``scheduler_overrides`` entries of :func:`scheduler_config` (``prediction_type``, ...).
         """
 
         tokenizer = build_word_tokenizer(words)
@@ -237,7 +239,7 @@ class Generator:
         text_encoder = CLIPTextModel(CLIPTextConfig(**tiny_text_config(len(tokenizer), text_width)))
         unet_cfg = tiny_unet_config(channels, image_size, text_width) | (unet_overrides or {})
         unet = UNet2DConditionModel(**unet_cfg)
-        scheduler = DDIMScheduler(**scheduler_config())
+        scheduler = DDIMScheduler(**(scheduler_config() | (scheduler_overrides or {})))
         return cls(unet, None, text_encoder, tokenizer, scheduler, image_size, channels).eval()
 
     @classmethod

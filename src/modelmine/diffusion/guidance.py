@@ -104,7 +104,10 @@ def predict_eps(gen: Generator, x_t: torch.Tensor, t: int, c: Conditioning) -> t
     """CFG noise prediction ``(B, c, h, w)`` for ``x_t`` ``(B, c, h, w)`` at integer timestep ``t``.
 
     Both CFG halves go through one batched UNet call. Epsilon, v and sample prediction types are
-    converted to epsilon.
+    converted to epsilon, in float32 whatever the generator's dtype: where the schedule ends near zero
+    SNR (``a`` 2.4e-9 at the cosine schedule's last step) ``eps = sqrt(a) v + sqrt(1 - a) x_t``
+    differs from ``x_t`` by less than half precision resolves, and the loop's ``x0_hat = (x_t -
+    sqrt(1 - a) eps) / sqrt(a)`` (which is ``-v`` there) would be lost.
     """
     b = x_t.shape[0]
     tt = torch.full((b,), t, device=x_t.device, dtype=torch.long)
@@ -117,7 +120,8 @@ def predict_eps(gen: Generator, x_t: torch.Tensor, t: int, c: Conditioning) -> t
     kind = gen.scheduler.config.prediction_type
     if kind == "epsilon":
         return out
-    a = gen.scheduler.alphas_cumprod[t].to(x_t)
+    a = gen.scheduler.alphas_cumprod[t].to(x_t.device, torch.float32)
+    out, x_t = out.float(), x_t.float()
     if kind == "v_prediction":
         return a.sqrt() * out + (1 - a).sqrt() * x_t
     if kind == "sample":
