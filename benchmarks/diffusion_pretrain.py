@@ -2,7 +2,8 @@
 
     python benchmarks/diffusion_pretrain.py [--out runs/pretrain] [--set key=value ...] [--name NAME]
     python benchmarks/diffusion_pretrain.py --out runs/pretrain-rgb --name diffusion_pretrain_rgb \
-        --set channels=3 --set init_from=embedded --set steps=10000 --set guidance_scale=3 \
+        --set channels=3 --set init_from=embedded --set prediction_type=v_prediction \
+        --set timestep_spacing=trailing --set steps=10000 --set guidance_scale=3 --set threads=2 \
         --cfg-probe 1.5 2 3 4 --hue-probe                               # the colour model
 
 Runs (or resumes, or just reads back) ``modelmine pretrain --out DIR`` in this process

@@ -104,6 +104,24 @@ def test_colour_batch_keeps_each_grey_image_and_names_its_colours():
     assert (gen.tokenize(prompts) != gen.tokenizer.unk_token_id).all()
 
 
+def test_colourise_gives_each_ramp_one_dominant_hue():
+    from matplotlib.colors import rgb_to_hsv
+
+    from modelmine.procedural import colourise
+
+    # grey 0, 0.5 and 1 land exactly on a ramp's three stops
+    stops = torch.tensor([0.0, 0.5, 1.0]).view(1, 1, 1, 3).expand(500, 1, 1, 3)
+    hsv = torch.from_numpy(
+        rgb_to_hsv(colourise(stops, seed=3, grey_share=0)[:, :, 0].permute(0, 2, 1).numpy())
+    )
+    hue, vivid = hsv[..., 0], (hsv[..., 1] > 0.05) & (hsv[..., 2] > 0.05)  # (500, 3 stops)
+    gap = (hue[:, :, None] - hue[:, None, :]).abs()
+    gap = torch.minimum(gap, 1 - gap)  # circular distance between two stops' hues
+    both = vivid[:, :, None] & vivid[:, None, :]
+    assert both.any() and gap[both].max() <= 1 / 6 + 1e-4  # within one hue word's width
+    assert hue[:, 1][vivid[:, 1]].histc(6, 0, 1).min() > 40  # every hue is used
+
+
 def test_widened_grey_model_makes_the_grey_prediction_on_every_channel():
     from modelmine.diffusion.pretrain import widen_channels
 
@@ -128,9 +146,13 @@ def test_colour_pretrain_warm_starts_from_the_grey_model_and_names_its_files(tmp
         for kv in ("channels=3", "steps=1", "batch_size=4", "eval_every=0", "cas_per_class=1", "sample_steps=2",
                    "public_classifier_train=20", "public_classifier_epochs=1")
     ]  # fmt: skip
-    assert main(args + ["--set=init_from=embedded"]) == 0
+    v = ["--set=prediction_type=v_prediction", "--set=timestep_spacing=trailing"]
+    assert main(args + ["--set=init_from=embedded", *v]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert "cas_public" in m and "cas_private" not in m  # the digits teacher reads grey
     gen = Generator.embedded(out / "embedded_generator_rgb.safetensors")
     assert gen.channels == 3 and (out / "embedded_tokenizer_rgb.json").is_file()
+    sched = gen.scheduler.config  # what the model was trained for travels with its weights
+    assert (sched.prediction_type, sched.timestep_spacing) == ("v_prediction", "trailing")
     assert main(["pretrain", "--out", str(tmp_path / "bad"), "--set=channels=2"]) == 2
+    assert main(["pretrain", "--out", str(tmp_path / "bad"), "--set=prediction_type=sample"]) == 2

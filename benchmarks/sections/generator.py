@@ -145,7 +145,9 @@ def section_pretrain_rgb(r: Results) -> list[str] | None:
     lines += para(
         "The colour model (`embedded_generator_rgb.*`): the grey model widened to three channels",
         f"(`init_from={c.get('init_from')}`), trained {m['steps']} steps on the public corpus through",
-        "random colour ramps (a quarter left grey). `cas_public`: a classifier of colourised glyphs",
+        "colour ramps of one dominant hue per image (a quarter left grey), predicting",
+        f"`{c.get('prediction_type', 'epsilon')}` and sampled from `{c.get('timestep_spacing', 'leading')}`",
+        "timesteps. `cas_public`: a classifier of colourised glyphs",
         f"(its own accuracy {m['public_classifier_acc']:.3f}) on {m['cas_images']} generated digits,",
         f"{m['cas_steps']} DDIM steps, CFG {m['cas_cfg']}; target 0.90.",
         f"Note: {d['note']}." if d.get("note") else "",
@@ -180,5 +182,6 @@ def section_pretrain_rgb(r: Results) -> list[str] | None:
     return lines + source(
         "diffusion_pretrain_rgb.json",
         "python benchmarks/diffusion_pretrain.py --out DIR --name diffusion_pretrain_rgb --set channels=3 "
-        "--set init_from=embedded --set steps=10000 --set guidance_scale=3 --cfg-probe 1.5 2 3 4 --hue-probe",
+        "--set init_from=embedded --set prediction_type=v_prediction --set timestep_spacing=trailing "
+        "--set steps=10000 --set guidance_scale=3 --set threads=2 --cfg-probe 1.5 2 3 4 --hue-probe",
     )

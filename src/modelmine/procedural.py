@@ -16,11 +16,14 @@ Kinds (:data:`SHAPES` + :data:`TEXTURES`):
 
 Colour (:func:`colourise`): any of these grey images, glyphs included, becomes RGB through a random
 three-stop colour ramp per image, ``rgb = ramp(grey)``: a dark stop at grey 0, a mid stop at 0.5 and
-a bright stop at 1, each a random hue and saturation at a value drawn from its third of [0, 1] (a
-third of the ramps run bright to dark). A grey image's structure and contrast survive (its
-luminance order is kept), the dead-leaves discs get distinct colours, and a share of the ramps is
-left grey so a colour model keeps serving grey data. The colour draws use their own generator, so
-the grey images of a seed do not move.
+a bright stop at 1, each a random saturation at a value drawn from its third of [0, 1] (a third of
+the ramps run bright to dark). The three hues lie within ``hue_spread`` of one random base hue
+(default: one hue word's width, :data:`modelmine.captioning.HUE_WORDS`), so every colour image has a
+dominant hue that the attribute captioner's hue word names and a text-to-image model trained on the
+captions can learn what colour words mean (three unrelated hues average to a mean hue that no word
+describes). A grey image's structure and contrast survive (its luminance order is kept), and a share
+of the ramps is left grey so a colour model keeps serving grey data. The colour draws use their own
+generator, so the grey images of a seed do not move.
 """
 
 from __future__ import annotations
@@ -148,12 +151,16 @@ def hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tenso
     return v.unsqueeze(-1) - (v * s).unsqueeze(-1) * (torch.minimum(k, 4 - k).clamp(0, 1))
 
 
-def colourise(images: torch.Tensor, seed: int, grey_share: float = 0.25) -> torch.Tensor:
+def colourise(
+    images: torch.Tensor, seed: int, grey_share: float = 0.25, hue_spread: float = 1 / 6
+) -> torch.Tensor:
     """RGB versions ``(n, 3, h, w)`` of grey images ``(n, 1, h, w)`` in [0, 1] through a random
-    three-stop ramp per image (module docstring); ``grey_share`` of the ramps have no saturation."""
+    three-stop ramp per image (module docstring); ``grey_share`` of the ramps have no saturation,
+    the stops' hues lie within ``hue_spread`` (a fraction of the colour wheel) of the ramp's base hue."""
     n = images.shape[0]
     g = torch.Generator().manual_seed(seed)
-    hue = torch.rand(n, 3, generator=g)
+    base = torch.rand(n, 1, generator=g)
+    hue = (base + (torch.rand(n, 3, generator=g) - 0.5) * hue_spread) % 1.0
     sat = torch.rand(n, 3, generator=g).sqrt()  # leans to vivid: most data users bring is
     sat = sat * (torch.rand(n, 1, generator=g) >= grey_share)
     val = (torch.arange(3).float() + torch.rand(n, 3, generator=g)) / 3  # one third of [0, 1] each

@@ -30,15 +30,19 @@ trained on held-out public glyphs, ``cas_private`` by the default digits teacher
 LoRA/DAG later close). Resumable: a checkpoint is written atomically every few minutes.
 
 Colour (``channels=3``): the same corpus, every image passed through
-:func:`modelmine.procedural.colourise` (a random colour ramp per image, a quarter left grey), so the
-attribute captions gain saturation and hue words (``"three: thick upright large centered bold red"``).
-``cas_public`` then uses a classifier trained on colourised held-out glyphs; ``cas_private`` is not
-measured (the digits teacher reads grey). Warm start (``init_from``, ``"embedded"`` for the shipped
-grey model): a checkpoint of fewer channels is widened (:func:`widen_channels`), its first
-convolution's weights split equally over the new input channels and its last convolution repeated
-per output channel, so the widened model starts out making the grey model's images on grey input and
-training only has to learn colour (the widening Stable Diffusion's inpainting models use for their
-extra input channels).
+:func:`modelmine.procedural.colourise` (a colour ramp of one dominant hue per image, a quarter left
+grey), so the attribute captions gain saturation and hue words (``"three: thick upright large
+centered bold red"``); ``cas_public`` uses a classifier of colourised held-out glyphs and
+``cas_private`` is not measured (the digits teacher reads grey). Warm start (``init_from``,
+``"embedded"`` for the shipped grey model): fewer channels are widened (:func:`widen_channels`:
+``conv_in`` split equally over the new inputs, ``conv_out`` repeated), so the widened model starts
+out making the grey model's images on grey input and only has to learn colour (the widening of
+Stable Diffusion's inpainting models). The colour model predicts ``v = sqrt(a) eps - sqrt(1 - a) x0`` (Salimans & Ho,
+2022; SD 2's parameterisation) and samples from ``trailing`` timesteps (Lin et al., 2024, "Common
+Diffusion Noise Schedules and Sample Steps are Flawed"): with epsilon prediction the first step's
+``x0_hat = (x_t - sqrt(1 - a) eps) / sqrt(a)`` divides the UNet's error by ``sqrt(a)`` (0.15 at the
+first ``leading`` timestep, 901), so a small image's mean colour comes from the starting noise, not
+the prompt; ``v`` is ``-x0`` itself where ``a -> 0``, and trailing spacing starts at ``t = T - 1``.
 """
 
 from __future__ import annotations
@@ -128,6 +132,8 @@ class PretrainConfig(Threads):
     teacher: TeacherConfig = field(default_factory=TeacherConfig)  # cas_private's classifier
     channels: int = 1  # 1: grey; 3: colour (the corpus colourised, module docstring)
     init_from: str | None = None  # warm start: a checkpoint.pt, an embedded .safetensors or "embedded"
+    prediction_type: str = "epsilon"  # what the UNet outputs: epsilon or v_prediction (module docstring)
+    timestep_spacing: str = "leading"  # where sampling's timesteps sit: leading or trailing
     ship: bool = False  # also copy the weights into the package (src/modelmine/assets)
 
 
@@ -361,7 +367,8 @@ class _Training:
 
 def _start_training(cfg: PretrainConfig, ckpt_path: Path, device: torch.device) -> _Training:
     """A fresh tiny generator (or ``init_from``'s weights) and its optimizer, resumed from ``ckpt_path``."""
-    gen = Generator.build_tiny(channels=cfg.channels, seed=cfg.seed).to(device)
+    sched = {"prediction_type": cfg.prediction_type, "timestep_spacing": cfg.timestep_spacing}
+    gen = Generator.build_tiny(channels=cfg.channels, seed=cfg.seed, scheduler_overrides=sched).to(device)
     gen.defaults = {"steps": cfg.sample_steps, "cfg": cfg.guidance_scale, "prompt": EVAL_TEMPLATE}
     params_u = [p for p in gen.unet.parameters()]
     params_t = [p for p in gen.text_encoder.parameters()]
@@ -490,6 +497,10 @@ def run(cfg: PretrainConfig, out: Path) -> dict:
         raise UserError("pretrain needs steps >= 1 and batch_size >= 2")
     if cfg.channels not in (1, 3):
         raise UserError(f"pretrain makes grey (channels=1) or colour (channels=3) models, not {cfg.channels}")
+    if cfg.prediction_type not in ("epsilon", "v_prediction"):
+        raise UserError(f"prediction_type is epsilon or v_prediction, got {cfg.prediction_type!r}")
+    if cfg.timestep_spacing not in ("leading", "trailing"):
+        raise UserError(f"timestep_spacing is leading or trailing, got {cfg.timestep_spacing!r}")
     if len(cfg.mix) != 3 or min(cfg.mix) < 0 or sum(cfg.mix[1:]) >= 1:
         raise UserError(
             f"mix must be three shares >= 0 (digits, glyphs, procedural) with digits > 0, got {cfg.mix}"
