@@ -115,7 +115,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--work", default="/tmp/ddis_bench")
-    ap.add_argument("--name", default="ddis_xt", help="results/<name>.json (ddis_xt: today's defaults)")
+    ap.add_argument(
+        "--name", default="ddis_keep_best", help="results/<name>.json (ddis_keep_best: today's defaults)"
+    )
     ap.add_argument("--set", nargs="*", default=[], help="DDIS config overrides key=value")
     args = ap.parse_args()
     sets = parse_set(args.set)

@@ -3,8 +3,8 @@
     python benchmarks/ddis_cat_keep.py [--datasets digits patches patches-grey] [--threads 2]
 
 For each dataset, ``modelmine ddis`` with its defaults and ``--set ablations=false`` (one student),
-once per ``cat_keep`` (``start``: the default, a class the classifier never accepted gets its
-starting embedding back; ``best``: the official code's lowest-loss token; ``last``: the last
+once per ``cat_keep`` (``best``: the default, the official code's lowest-loss token; ``start``: a
+class the classifier never accepted gets its starting embedding back; ``last``: the last
 update's), and once with ``--set cat=false`` (DAG only). Same seed, same start noise, same targets:
 the runs differ by the CAT tokens alone. Records per run the student's accuracy on the real test
 set, how many classes CAT stopped, FID / recall on the metric classifier, and the wall time.

@@ -21,9 +21,9 @@ CFG, every step (:class:`~modelmine.diffusion.guidance.LossGradient`).
 "A {S_c} {class name}"), started at ``cat_init``'s embedding, trained alone on the classifier's
 cross-entropy of DAG-guided samples (``cat_with_dag``; official, Fig. 2) through the last denoising
 step, new noise each update; a class stops once ``cat_stop_acc`` of its batch is classified as it.
-One that never does gets its start back (``cat_keep="start"``): its token never made the generator
-draw the class, only learned details that lower the classifier's loss, and would teach a student
-those (on texture patches, DDIS below DAG-only). Not applied: the official clamp of token rows.
+One that never does keeps its lowest-loss token (``cat_keep="best"``, official); ``"start"`` gives it
+its start back instead (such a token may only have learned details that lower the classifier's loss,
+not the class), ``"last"`` the last update. Not applied: the official clamp of token rows.
 
 Ablations, same seeds and noise: ``plain`` (``"a <class>"``, no DAG), ``dag_only``, ``cat_only`` (own
 tokens, no DAG); each trains a KD student, scored with FID, k-NN precision/recall and IS on a
@@ -40,7 +40,7 @@ tokens, no DAG); each trains a KD student, scored with FID, k-NN precision/recal
 | ``cat_per_class`` | 10 images of one class (official); 20 accumulations (paper) | all classes per update |
 | ``sampler``, ``sample_steps``, ``cat_steps`` | DDIM, 30 steps, with DAG (official) | official; fewer ``cat_steps`` for cost |
 | ``cat_stop_acc`` | 70% of an epoch's images | the same rule per class, as classes train together |
-| ``cat_keep`` | the lowest-loss token (official) | its start (above); ``"best"``, ``"last"`` options |
+| ``cat_keep`` | the lowest-loss token (official) | official; ``"start"``, ``"last"`` options |
 | ``student.image_size`` | the teacher's | the generator's if smaller: upsampled images teach blur |
 | ``feature_preset`` | Inception-v3 features for FID and IS | no download; so ``fid`` is not the paper's quantity |
 """
@@ -168,7 +168,7 @@ class DdisConfig(GeneratorOptions, Workers):
     cat_stop_acc: float = 0.7
     # a class that never stops keeps its starting embedding ("start": a token the classifier never
     # accepted carries no class), its lowest-loss token ("best", official) or the last update's
-    cat_keep: Literal["start", "best", "last"] = "start"
+    cat_keep: Literal["start", "best", "last"] = "best"
     cat_with_dag: bool = True  # tokens trained on DAG-guided samples (paper Fig. 2, official code)
     feature_preset: str = "cnn_small"  # the metric classifier (trained on the private data)
     seed: int = 0
