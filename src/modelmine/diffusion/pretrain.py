@@ -37,12 +37,12 @@ centered bold red"``); ``cas_public`` uses a classifier of colourised held-out g
 ``"embedded"`` for the shipped grey model): fewer channels are widened (:func:`widen_channels`:
 ``conv_in`` split equally over the new inputs, ``conv_out`` repeated), so the widened model starts
 out making the grey model's images on grey input and only has to learn colour (the widening of
-Stable Diffusion's inpainting models). The colour model predicts ``v = sqrt(a) eps - sqrt(1 - a) x0`` (Salimans & Ho,
-2022; SD 2's parameterisation) and samples from ``trailing`` timesteps (Lin et al., 2024, "Common
-Diffusion Noise Schedules and Sample Steps are Flawed"): with epsilon prediction the first step's
-``x0_hat = (x_t - sqrt(1 - a) eps) / sqrt(a)`` divides the UNet's error by ``sqrt(a)`` (0.15 at the
-first ``leading`` timestep, 901), so a small image's mean colour comes from the starting noise, not
-the prompt; ``v`` is ``-x0`` itself where ``a -> 0``, and trailing spacing starts at ``t = T - 1``.
+Stable Diffusion's inpainting models). The colour model predicts ``v = sqrt(a) eps - sqrt(1 - a) x0``
+(Salimans & Ho, 2022; SD 2's parameterisation) and samples from ``trailing`` timesteps (Lin et al.,
+2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed"): with epsilon prediction the
+first step's ``x0_hat = (x_t - sqrt(1 - a) eps) / sqrt(a)`` divides the UNet's error by ``sqrt(a)``
+(0.15 at t = 901, the first of 10 ``leading`` steps), so a small image's mean colour comes from the
+starting noise, not the prompt; ``v`` is ``-x0`` where ``a -> 0``; trailing steps start at ``T - 1``.
 """
 
 from __future__ import annotations
