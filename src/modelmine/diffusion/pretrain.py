@@ -54,6 +54,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -132,8 +133,8 @@ class PretrainConfig(Threads):
     teacher: TeacherConfig = field(default_factory=TeacherConfig)  # cas_private's classifier
     channels: int = 1  # 1: grey; 3: colour (the corpus colourised, module docstring)
     init_from: str | None = None  # warm start: a checkpoint.pt, an embedded .safetensors or "embedded"
-    prediction_type: str = "epsilon"  # what the UNet outputs: epsilon or v_prediction (module docstring)
-    timestep_spacing: str = "leading"  # where sampling's timesteps sit: leading or trailing
+    prediction_type: Literal["epsilon", "v_prediction"] = "epsilon"  # the UNet output (docstring)
+    timestep_spacing: Literal["leading", "trailing"] = "leading"  # where sampling's timesteps sit
     ship: bool = False  # also copy the weights into the package (src/modelmine/assets)
 
 
@@ -497,10 +498,6 @@ def run(cfg: PretrainConfig, out: Path) -> dict:
         raise UserError("pretrain needs steps >= 1 and batch_size >= 2")
     if cfg.channels not in (1, 3):
         raise UserError(f"pretrain makes grey (channels=1) or colour (channels=3) models, not {cfg.channels}")
-    if cfg.prediction_type not in ("epsilon", "v_prediction"):
-        raise UserError(f"prediction_type is epsilon or v_prediction, got {cfg.prediction_type!r}")
-    if cfg.timestep_spacing not in ("leading", "trailing"):
-        raise UserError(f"timestep_spacing is leading or trailing, got {cfg.timestep_spacing!r}")
     if len(cfg.mix) != 3 or min(cfg.mix) < 0 or sum(cfg.mix[1:]) >= 1:
         raise UserError(
             f"mix must be three shares >= 0 (digits, glyphs, procedural) with digits > 0, got {cfg.mix}"
