@@ -84,16 +84,16 @@ def main() -> None:
                         {"log": str(path), "step": r["step"], "cas_public_quick": r["cas_public_quick"]}
                     )
     probe = {}
+    gen = (
+        Generator.embedded(weights.with_suffix(".safetensors")) if args.cfg_probe or args.hue_probe else None
+    )
     if args.cfg_probe:
-        gen = Generator.embedded(weights.with_suffix(".safetensors"))
         clf, _ = public_cas_classifier(run, 0, channels=gen.channels)  # the run's, cached there
         for s in args.cfg_probe:
             probe[f"{s:g}"] = measure_cas(gen, clf, 50, steps=gen.defaults["steps"], cfg=s, seed=777)[0]
     result = {
         "cfg_probe": probe,
-        "hue_probe": hue_probe(Generator.embedded(weights.with_suffix(".safetensors")))
-        if args.hue_probe
-        else {},
+        "hue_probe": hue_probe(gen) if args.hue_probe else {},
         "command": "modelmine pretrain --out DIR " + " ".join(f"--set {s}" for s in args.set),
         "cpu": platform.processor() or platform.machine(),
         "config": config,
